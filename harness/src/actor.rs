@@ -1,0 +1,319 @@
+//! The actor: the harness binary re-executed as `lockcheck __lockcheck_actor
+//! PARENT_PID`. It is single-threaded, so it may fork (inheritance
+//! scenarios); it reads one request per line from stdin, performs exactly
+//! that system call, and writes what the kernel returned to stdout.
+//!
+//! It never outlives the harness: it asks for SIGKILL when the harness
+//! thread that started it ends (PR_SET_PDEATHSIG), and it exits when its
+//! control channel reaches end of file.
+
+use std::ffi::CString;
+use std::os::fd::{IntoRawFd, RawFd};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixStream};
+
+use crate::protocol::{
+    Envelope, Hello, HelloBody, LockDesc, Outcome, Reply, Request, ACTOR_ARG, MAX_LINE, VERSION,
+};
+
+/// Whether this process was started as an actor.
+pub fn is_actor_invocation() -> bool {
+    std::env::args_os().nth(1).is_some_and(|a| a == ACTOR_ARG)
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+fn die(code: i32, msg: &str) -> ! {
+    let line = format!("lockcheck actor {}: {msg}\n", std::process::id());
+    // SAFETY: writing a valid buffer to stderr, then ending the process.
+    unsafe {
+        libc::write(2, line.as_ptr().cast(), line.len());
+        libc::_exit(code)
+    }
+}
+
+/// Line-based I/O on raw descriptors, so that a forked child can switch
+/// its channel without buffered state left behind.
+struct Io {
+    rfd: RawFd,
+    wfd: RawFd,
+    buf: Vec<u8>,
+}
+
+impl Io {
+    fn read_line(&mut self) -> Option<Vec<u8>> {
+        loop {
+            if let Some(nl) = self.buf.iter().position(|&b| b == b'\n') {
+                let rest = self.buf.split_off(nl + 1);
+                let mut line = std::mem::replace(&mut self.buf, rest);
+                line.pop();
+                return Some(line);
+            }
+            if self.buf.len() > MAX_LINE {
+                die(4, "request line too long");
+            }
+            let mut chunk = [0u8; 8192];
+            // SAFETY: reading into a valid, writable buffer of that length.
+            let n = unsafe { libc::read(self.rfd, chunk.as_mut_ptr().cast(), chunk.len()) };
+            match n {
+                0 => return None,
+                n if n > 0 => self.buf.extend_from_slice(&chunk[..n as usize]),
+                _ if errno() == libc::EINTR => continue,
+                _ => return None,
+            }
+        }
+    }
+
+    fn write_line(&self, s: &str) {
+        let mut data = Vec::with_capacity(s.len() + 1);
+        data.extend_from_slice(s.as_bytes());
+        data.push(b'\n');
+        let mut off = 0;
+        while off < data.len() {
+            // SAFETY: writing from a valid buffer.
+            let n = unsafe { libc::write(self.wfd, data[off..].as_ptr().cast(), data.len() - off) };
+            if n > 0 {
+                off += n as usize;
+            } else if n < 0 && errno() == libc::EINTR {
+                continue;
+            } else {
+                // The harness is gone: nothing left to do.
+                // SAFETY: ending the process.
+                unsafe { libc::_exit(0) };
+            }
+        }
+    }
+
+    fn hello(&self) {
+        let h = Hello {
+            hello: HelloBody {
+                pid: std::process::id() as i32,
+                version: VERSION,
+            },
+        };
+        match serde_json::to_string(&h) {
+            Ok(s) => self.write_line(&s),
+            Err(_) => die(5, "cannot encode hello"),
+        }
+    }
+}
+
+/// Run as an actor; never returns.
+pub fn main() -> ! {
+    let parent: Option<i32> = std::env::args().nth(2).and_then(|p| p.parse().ok());
+    // SAFETY: prctl with integer arguments; getppid has no preconditions.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+        if let Some(p) = parent {
+            if libc::getppid() != p {
+                // The harness died before the death signal was armed.
+                libc::_exit(3);
+            }
+        }
+    }
+    let mut io = Io {
+        rfd: 0,
+        wfd: 1,
+        buf: Vec::new(),
+    };
+    io.hello();
+    while let Some(line) = io.read_line() {
+        let env: Envelope = match serde_json::from_slice(&line) {
+            Ok(e) => e,
+            Err(e) => {
+                let reply = Reply {
+                    seq: 0,
+                    outcome: Outcome::BadRequest {
+                        message: e.to_string(),
+                    },
+                };
+                send(&io, &reply);
+                continue;
+            }
+        };
+        let outcome = match &env.req {
+            Request::Fork { socket } => match fork_actor(socket) {
+                ForkResult::Parent(o) => o,
+                ForkResult::Child(stream_fd) => {
+                    // Become an actor on the new channel.
+                    // SAFETY: dup2/close on descriptors this process owns.
+                    unsafe {
+                        if libc::dup2(stream_fd, 0) < 0 || libc::dup2(stream_fd, 1) < 0 {
+                            libc::_exit(96);
+                        }
+                        libc::close(stream_fd);
+                    }
+                    io.buf.clear();
+                    io.hello();
+                    continue;
+                }
+            },
+            req => perform(req),
+        };
+        send(
+            &io,
+            &Reply {
+                seq: env.seq,
+                outcome,
+            },
+        );
+    }
+    // SAFETY: ending the process when the harness closed the channel.
+    unsafe { libc::_exit(0) }
+}
+
+fn send(io: &Io, reply: &Reply) {
+    match serde_json::to_string(reply) {
+        Ok(s) => io.write_line(&s),
+        Err(_) => die(5, "cannot encode reply"),
+    }
+}
+
+enum ForkResult {
+    Parent(Outcome),
+    Child(RawFd),
+}
+
+fn fork_actor(socket: &str) -> ForkResult {
+    // SAFETY: this process is single-threaded, so the child may continue
+    // running ordinary Rust code after fork.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return ForkResult::Parent(Outcome::Failed { errno: errno() });
+    }
+    if pid > 0 {
+        return ForkResult::Parent(Outcome::Forked { pid });
+    }
+    let addr = match SocketAddr::from_abstract_name(socket.as_bytes()) {
+        Ok(a) => a,
+        Err(_) => die(97, "bad socket name"),
+    };
+    match UnixStream::connect_addr(&addr) {
+        Ok(s) => ForkResult::Child(s.into_raw_fd()),
+        Err(e) => die(98, &format!("cannot connect to the harness: {e}")),
+    }
+}
+
+fn perform(req: &Request) -> Outcome {
+    // SAFETY (whole function): each libc call gets valid descriptors as
+    // numbers (the kernel checks them), valid pointers to live buffers of
+    // the stated length, and a zero-initialised `struct flock`.
+    unsafe {
+        match req {
+            Request::Open { path, flags } => {
+                let Ok(c) = CString::new(path.as_bytes()) else {
+                    return Outcome::Failed {
+                        errno: libc::EINVAL,
+                    };
+                };
+                let fd = libc::open(c.as_ptr(), flags | libc::O_CLOEXEC, 0o644 as libc::c_uint);
+                if fd < 0 {
+                    return Outcome::Failed { errno: errno() };
+                }
+                opened(fd)
+            }
+            Request::Close { fd } => ret(libc::close(*fd) as i64),
+            Request::Dup { fd } => {
+                let n = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 0);
+                if n < 0 {
+                    return Outcome::Failed { errno: errno() };
+                }
+                opened(n)
+            }
+            Request::Flock { fd, operation } => ret(libc::flock(*fd, *operation) as i64),
+            Request::Fcntl {
+                fd,
+                cmd,
+                l_type,
+                start,
+                len,
+            } => {
+                let mut fl: libc::flock = std::mem::zeroed();
+                fl.l_type = *l_type;
+                fl.l_whence = libc::SEEK_SET as i16;
+                fl.l_start = *start;
+                fl.l_len = *len;
+                fl.l_pid = 0;
+                let r = libc::fcntl(*fd, *cmd, &mut fl as *mut libc::flock);
+                if r < 0 {
+                    return Outcome::Failed { errno: errno() };
+                }
+                if matches!(*cmd, libc::F_GETLK | libc::F_OFD_GETLK) {
+                    Outcome::Lock {
+                        lock: LockDesc {
+                            l_type: fl.l_type,
+                            l_whence: fl.l_whence,
+                            start: fl.l_start,
+                            len: fl.l_len,
+                            pid: fl.l_pid,
+                        },
+                    }
+                } else {
+                    Outcome::Done { ret: r as i64 }
+                }
+            }
+            Request::Write { fd, data, offset } => {
+                let n = match offset {
+                    Some(o) => {
+                        libc::pwrite(*fd, data.as_ptr().cast(), data.len(), *o as libc::off_t)
+                    }
+                    None => libc::write(*fd, data.as_ptr().cast(), data.len()),
+                };
+                ret(n as i64)
+            }
+            Request::Read { fd, len, offset } => {
+                let mut buf = vec![0u8; (*len).min(1 << 20) as usize];
+                let n = match offset {
+                    Some(o) => {
+                        libc::pread(*fd, buf.as_mut_ptr().cast(), buf.len(), *o as libc::off_t)
+                    }
+                    None => libc::read(*fd, buf.as_mut_ptr().cast(), buf.len()),
+                };
+                if n < 0 {
+                    return Outcome::Failed { errno: errno() };
+                }
+                buf.truncate(n as usize);
+                Outcome::Data {
+                    data: String::from_utf8_lossy(&buf).into_owned(),
+                }
+            }
+            Request::Exit { code } => libc::_exit(*code),
+            Request::Fork { .. } => Outcome::BadRequest {
+                message: "fork is handled by the loop".into(),
+            },
+        }
+    }
+}
+
+fn ret(r: i64) -> Outcome {
+    if r < 0 {
+        Outcome::Failed { errno: errno() }
+    } else {
+        Outcome::Done { ret: r }
+    }
+}
+
+fn opened(fd: RawFd) -> Outcome {
+    // SAFETY: fstat into a zeroed stat buffer.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstat(fd, &mut st) < 0 {
+            return Outcome::Opened { fd, dev: 0, ino: 0 };
+        }
+        Outcome::Opened {
+            fd,
+            dev: st.st_dev,
+            ino: st.st_ino,
+        }
+    }
+}

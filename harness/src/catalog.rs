@@ -1,0 +1,363 @@
+//! Loading scenarios: from a directory, or the catalog built into the
+//! binary. Loading parses and plans every scenario for every mechanism, so
+//! that any mistake in a file is reported (exit 2, `file:line:column`)
+//! before a single trial runs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_saphyr::{Budget, MessageFormatter};
+
+use crate::error::{Error, Result, ScenarioError};
+use crate::loc::Pos;
+use crate::plan::{resolve_all, Applicability};
+use crate::scenario::{Mechanism, Scenario};
+
+/// Scenario files larger than this are refused.
+pub const MAX_FILE_BYTES: usize = 1 << 20;
+
+/// A scenario file, parsed and planned.
+#[derive(Debug)]
+pub struct LoadedScenario {
+    /// The file as shown to users.
+    pub file: String,
+    pub scenario: Scenario,
+    pub plans: BTreeMap<Mechanism, Applicability>,
+}
+
+impl LoadedScenario {
+    pub fn name(&self) -> &str {
+        &self.scenario.name
+    }
+}
+
+pub struct Catalog {
+    /// Where the scenarios came from.
+    pub source: String,
+    pub scenarios: Vec<Arc<LoadedScenario>>,
+    pub hash: String,
+}
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/embedded_catalog.rs"));
+}
+
+fn budget() -> Budget {
+    let mut b = Budget::default();
+    b.max_events = 200_000;
+    b.max_aliases = 1_000;
+    b.max_anchors = 1_000;
+    b.max_depth = 64;
+    b.max_nodes = 200_000;
+    b.max_total_scalar_bytes = MAX_FILE_BYTES;
+    b.max_documents = 1;
+    b
+}
+
+/// A hint for the most common mistakes, keyed on the parser's message.
+fn hint_for(message: &str) -> Option<&'static str> {
+    if message.contains("unknown variant") {
+        Some("a step is one operation: open, close, dup, lock, unlock, test, write, read, fork, exit, await, kill")
+    } else if message.contains("expected end of mapping after enum variant value") {
+        Some("put a step's fields under its operation: `- lock: {actor: a, mode: exclusive}`")
+    } else if message.contains("unknown field") {
+        Some("see scenarios/README.md for the keys each operation takes")
+    } else if message.contains("tab") {
+        Some("YAML indents with spaces, not tabs")
+    } else if message.contains("missing field") {
+        Some("see scenarios/README.md for the required keys")
+    } else if message.contains("budget") || message.contains("limit") {
+        Some("scenario files are small; aliases, nesting and size are limited")
+    } else {
+        None
+    }
+}
+
+/// Position of the first invalid UTF-8 byte.
+fn utf8_error_pos(bytes: &[u8], valid_up_to: usize) -> Pos {
+    let before = &bytes[..valid_up_to];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |p| p + 1);
+    let col = String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count()
+        + 1;
+    Pos::new(line as u32, col as u32)
+}
+
+/// Parse and plan one scenario from its text.
+pub fn parse_scenario(
+    file: &str,
+    bytes: &[u8],
+    expected_name: Option<&str>,
+) -> std::result::Result<LoadedScenario, ScenarioError> {
+    if bytes.len() > MAX_FILE_BYTES {
+        return Err(ScenarioError::new(
+            file,
+            Pos::UNKNOWN,
+            format!(
+                "the file is {} bytes; scenario files are at most {MAX_FILE_BYTES}",
+                bytes.len()
+            ),
+        )
+        .with_hint("a scenario describes one behaviour; split a large one"));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        ScenarioError::new(
+            file,
+            utf8_error_pos(bytes, e.valid_up_to()),
+            "the file is not valid UTF-8",
+        )
+        .with_hint("save the scenario as UTF-8 text")
+    })?;
+    if text.trim().is_empty() {
+        return Err(ScenarioError::new(file, Pos::new(1, 1), "the file is empty")
+            .with_hint("a scenario needs name, summary, reference, family, actors and steps; see scenarios/README.md"));
+    }
+    let options = serde_saphyr::options! { budget: Some(budget()) };
+    let scenario: Scenario = serde_saphyr::from_str_with_options(text, options).map_err(|e| {
+        let inner = e.without_snippet();
+        let message = serde_saphyr::DefaultMessageFormatter
+            .format_message(inner)
+            .into_owned();
+        let pos = e
+            .location()
+            .map(|l| {
+                Pos::new(
+                    u32::try_from(l.line()).unwrap_or(0),
+                    u32::try_from(l.column()).unwrap_or(0),
+                )
+            })
+            .unwrap_or(Pos::UNKNOWN);
+        let mut err = ScenarioError::new(file, pos, message.clone()).with_source(text);
+        if let Some(h) = hint_for(&message) {
+            err = err.with_hint(h);
+        }
+        err
+    })?;
+    let name = &scenario.name;
+    let valid_name = !name.is_empty()
+        && name.len() <= 80
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-');
+    if !valid_name {
+        return Err(ScenarioError::new(
+            file,
+            name.pos,
+            format!("scenario name {:?} is not kebab-case", name.value),
+        )
+        .with_hint("use lowercase letters, digits and `-`, such as `shared-vs-exclusive`")
+        .with_source(text));
+    }
+    if let Some(expected) = expected_name {
+        if expected != name.value {
+            return Err(ScenarioError::new(
+                file,
+                name.pos,
+                format!(
+                    "the scenario is named `{}` but its file is `{expected}.yaml`",
+                    name.value
+                ),
+            )
+            .with_hint(
+                "a scenario's name and file name are the same, so a trial id leads to its file",
+            )
+            .with_source(text));
+        }
+    }
+    let plans = resolve_all(file, &scenario).map_err(|e| e.with_source(text))?;
+    Ok(LoadedScenario {
+        file: file.to_string(),
+        scenario,
+        plans,
+    })
+}
+
+/// Load one file (for `lockcheck validate`).
+pub fn load_file(path: &Path) -> std::result::Result<LoadedScenario, ScenarioError> {
+    let shown = path.display().to_string();
+    let meta = std::fs::metadata(path)
+        .map_err(|e| ScenarioError::new(&shown, Pos::UNKNOWN, format!("cannot read it: {e}")))?;
+    if meta.len() > MAX_FILE_BYTES as u64 {
+        return Err(ScenarioError::new(
+            &shown,
+            Pos::UNKNOWN,
+            format!(
+                "the file is {} bytes; scenario files are at most {MAX_FILE_BYTES}",
+                meta.len()
+            ),
+        ));
+    }
+    let bytes = std::fs::read(path)
+        .map_err(|e| ScenarioError::new(&shown, Pos::UNKNOWN, format!("cannot read it: {e}")))?;
+    let stem = path.file_stem().and_then(|s| s.to_str());
+    parse_scenario(&shown, &bytes, stem)
+}
+
+fn fnv1a(data: &[(String, Vec<u8>)]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (name, bytes) in data {
+        for b in name
+            .as_bytes()
+            .iter()
+            .chain([0u8].iter())
+            .chain(bytes.iter())
+        {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
+fn build(source: String, files: Vec<(String, Vec<u8>)>) -> Result<Catalog> {
+    let mut errors = Vec::new();
+    let mut scenarios: Vec<Arc<LoadedScenario>> = Vec::new();
+    let mut seen: HashMap<String, String> = HashMap::new();
+    for (file, bytes) in &files {
+        let stem = Path::new(file).file_stem().and_then(|s| s.to_str());
+        match parse_scenario(file, bytes, stem) {
+            Ok(s) => {
+                if let Some(other) = seen.insert(s.name().to_string(), file.clone()) {
+                    errors.push(ScenarioError::new(
+                        file,
+                        s.scenario.name.pos,
+                        format!("scenario `{}` is also defined in {other}", s.name()),
+                    ));
+                } else {
+                    scenarios.push(Arc::new(s));
+                }
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(Error::Scenarios(errors));
+    }
+    scenarios.sort_by(|a, b| a.name().cmp(b.name()));
+    Ok(Catalog {
+        source,
+        hash: fnv1a(&files),
+        scenarios,
+    })
+}
+
+/// Load every `*.yaml` file of a directory.
+pub fn load_dir(dir: &Path) -> Result<Catalog> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        Error::usage(
+            format!("cannot read scenario directory {}: {e}", dir.display()),
+            Some("give a directory of scenario files with --scenarios DIR"),
+        )
+    })?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let shown = path.display().to_string();
+        let meta =
+            std::fs::metadata(&path).map_err(|e| Error::io(format!("reading {shown}"), e))?;
+        if meta.len() > MAX_FILE_BYTES as u64 {
+            return Err(ScenarioError::new(
+                &shown,
+                Pos::UNKNOWN,
+                format!(
+                    "the file is {} bytes; scenario files are at most {MAX_FILE_BYTES}",
+                    meta.len()
+                ),
+            )
+            .into());
+        }
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(format!("reading {shown}"), e))?;
+        files.push((shown, bytes));
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(Error::usage(
+            format!("no scenario files (*.yaml) in {}", dir.display()),
+            None,
+        ));
+    }
+    build(dir.display().to_string(), files)
+}
+
+/// The catalog compiled into this binary (the repository's `scenarios/`).
+pub fn embedded() -> Result<Catalog> {
+    let files = embedded::FILES
+        .iter()
+        .map(|(name, text)| (format!("scenarios/{name}"), text.as_bytes().to_vec()))
+        .collect();
+    build(
+        format!(
+            "built-in catalog of lockcheck {}",
+            env!("CARGO_PKG_VERSION")
+        ),
+        files,
+    )
+}
+
+/// `--scenarios DIR` if given; else `./scenarios` when it exists; else the built-in catalog.
+pub fn load(dir: Option<&Path>) -> Result<Catalog> {
+    match dir {
+        Some(d) => load_dir(d),
+        None => {
+            let local = Path::new("scenarios");
+            if local.is_dir() && local.join("README.md").is_file() {
+                load_dir(local)
+            } else {
+                embedded()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_catalog_loads() {
+        let c = embedded().expect("the built-in catalog is valid");
+        assert!(!c.scenarios.is_empty());
+        assert_eq!(c.hash.len(), 16);
+    }
+
+    #[test]
+    fn errors_have_positions_and_hints() {
+        let e = parse_scenario("x.yaml", b"name: x\nsummary: s\nreference: r\nfamily: exclusion\nactors: [a]\nsteps:\n  - lokc: {actor: a}\n", Some("x"))
+            .expect_err("bad");
+        assert_eq!((e.pos.line, e.pos.col), (7, 5));
+        assert!(e.hint.as_deref().unwrap_or("").contains("one operation"));
+        let e = parse_scenario("x.yaml", b"name: x\n\xff\n", None).expect_err("utf8");
+        assert_eq!((e.pos.line, e.pos.col), (2, 1));
+        let e = parse_scenario("x.yaml", b"  \n", None).expect_err("empty");
+        assert!(e.message.contains("empty"));
+        let e = parse_scenario("y.yaml", b"name: x\nsummary: s\nreference: r\nfamily: exclusion\nactors: [a]\nsteps:\n  - open: {actor: a, path: f}\n", Some("y"))
+            .expect_err("name");
+        assert!(e.message.contains("file is `y.yaml`"));
+    }
+
+    #[test]
+    fn alias_bombs_are_bounded() {
+        let mut y = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..20 {
+            let prev = i - 1;
+            y.push_str(&format!(
+                "a{i}: &a{i} [*a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}]\n"
+            ));
+        }
+        let started = std::time::Instant::now();
+        let e = parse_scenario("bomb.yaml", y.as_bytes(), None).expect_err("bomb");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert!(!e.message.is_empty());
+    }
+}

@@ -1,0 +1,354 @@
+//! Judging: does what was observed satisfy what the scenario expects?
+//! Also renders both sides in words for reports.
+
+use std::time::Duration;
+
+use crate::errno;
+use crate::mech::describe_lock;
+use crate::observe::Evidence;
+use crate::plan::{Expectation, PidExpect};
+use crate::protocol::{LockDesc, Outcome};
+use crate::scenario::LockMode;
+
+/// What happened when a step ran, for one actor.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observed {
+    /// The call returned.
+    Returned(Outcome),
+    /// The call is waiting in the kernel.
+    Blocked(Evidence),
+    /// No reply within the timeout, and not a recognised lock wait.
+    Hung { waited: Duration, process: String },
+    /// The process ended as the step asked (exit or a fatal signal).
+    Ended { how: String },
+    /// The actor ended by itself in the middle of a call.
+    Died { detail: String },
+}
+
+/// Names and pids the judge needs to resolve `pid: actor`.
+pub struct Actors<'a> {
+    pub names: &'a [String],
+    pub pids: &'a [Option<i32>],
+}
+
+fn lock_matches(
+    l: &LockDesc,
+    mode: Option<LockMode>,
+    start: Option<i64>,
+    len: Option<i64>,
+    pid: &PidExpect,
+    actors: &Actors<'_>,
+) -> bool {
+    if i32::from(l.l_type) == libc::F_UNLCK {
+        return false;
+    }
+    let mode_ok = match mode {
+        None => true,
+        Some(LockMode::Exclusive) => i32::from(l.l_type) == libc::F_WRLCK,
+        Some(LockMode::Shared) => i32::from(l.l_type) == libc::F_RDLCK,
+    };
+    let pid_ok = match pid {
+        PidExpect::Any => true,
+        PidExpect::Raw(n) => i64::from(l.pid) == *n,
+        PidExpect::Actor(i) => actors.pids.get(*i).copied().flatten() == Some(l.pid),
+    };
+    mode_ok && pid_ok && start.is_none_or(|s| s == l.start) && len.is_none_or(|n| n == l.len)
+}
+
+/// Whether one observation satisfies one expectation.
+pub fn satisfies(exp: &Expectation, obs: &Observed, actors: &Actors<'_>) -> bool {
+    use Expectation as E;
+    match (exp, obs) {
+        (E::Any, _) => !matches!(obs, Observed::Died { .. } | Observed::Hung { .. }),
+        (E::OneOf(list), _) => list.iter().any(|e| satisfies(e, obs, actors)),
+        (E::Blocks, Observed::Blocked(_)) => true,
+        (E::Ok, Observed::Ended { .. }) => true,
+        (E::Ok, Observed::Returned(o)) => {
+            !matches!(o, Outcome::Failed { .. } | Outcome::BadRequest { .. })
+        }
+        (E::Conflict, Observed::Returned(Outcome::Failed { errno })) => errno::is_conflict(*errno),
+        (E::Errno { value, .. }, Observed::Returned(Outcome::Failed { errno })) => errno == value,
+        (E::Unlocked, Observed::Returned(Outcome::Lock { lock })) => {
+            i32::from(lock.l_type) == libc::F_UNLCK
+        }
+        (
+            E::Holder {
+                mode,
+                start,
+                len,
+                pid,
+            },
+            Observed::Returned(Outcome::Lock { lock }),
+        ) => lock_matches(lock, *mode, *start, *len, pid, actors),
+        (E::Data(d), Observed::Returned(Outcome::Data { data })) => d == data,
+        _ => false,
+    }
+}
+
+/// Judge a step's observations (one per actor). `Err` explains the mismatch.
+pub fn judge(exp: &Expectation, obs: &[Observed], actors: &Actors<'_>) -> Result<(), String> {
+    if let Expectation::Winners { count, others } = exp {
+        let winners = obs
+            .iter()
+            .filter(|o| satisfies(&Expectation::Ok, o, actors))
+            .count();
+        let others_ok = obs
+            .iter()
+            .filter(|o| !satisfies(&Expectation::Ok, o, actors))
+            .all(|o| satisfies(others, o, actors));
+        if winners == *count as usize && others_ok {
+            return Ok(());
+        }
+        return Err(format!(
+            "{winners} of {} succeeded{}",
+            obs.len(),
+            if others_ok {
+                String::new()
+            } else {
+                format!(
+                    ", and not all others observed {}",
+                    describe_expectation(others, actors)
+                )
+            }
+        ));
+    }
+    let bad: Vec<usize> = (0..obs.len())
+        .filter(|&i| !satisfies(exp, &obs[i], actors))
+        .collect();
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} of {} actors did not", bad.len(), obs.len()))
+    }
+}
+
+fn pid_text(pid: &PidExpect, actors: &Actors<'_>) -> String {
+    match pid {
+        PidExpect::Any => String::new(),
+        PidExpect::Raw(n) => format!(" pid {n}"),
+        PidExpect::Actor(i) => {
+            let name = actors.names.get(*i).map(String::as_str).unwrap_or("?");
+            match actors.pids.get(*i).copied().flatten() {
+                Some(p) => format!(" pid {p} ({name})"),
+                None => format!(" pid of {name}"),
+            }
+        }
+    }
+}
+
+/// The expectation in words.
+pub fn describe_expectation(exp: &Expectation, actors: &Actors<'_>) -> String {
+    use Expectation as E;
+    match exp {
+        E::Ok => "ok".into(),
+        E::Conflict => "conflict (EAGAIN or EACCES)".into(),
+        E::Errno { value, name } => {
+            let canonical = errno::name(*value);
+            if canonical == *name {
+                name.clone()
+            } else {
+                format!("{name} ({canonical})")
+            }
+        }
+        E::Blocks => "the call blocks (seen waiting in the kernel)".into(),
+        E::Unlocked => "no conflicting lock (F_UNLCK)".into(),
+        E::Holder {
+            mode,
+            start,
+            len,
+            pid,
+        } => {
+            let mut s = "a conflicting ".to_string();
+            s.push_str(match mode {
+                Some(LockMode::Exclusive) => "F_WRLCK",
+                Some(LockMode::Shared) => "F_RDLCK",
+                None => "lock",
+            });
+            match (start, len) {
+                (Some(s0), Some(0)) => s.push_str(&format!(" {s0}..EOF")),
+                (Some(s0), Some(l)) => s.push_str(&format!(" {s0}+{l}")),
+                (Some(s0), None) => s.push_str(&format!(" from {s0}")),
+                (None, Some(l)) => s.push_str(&format!(" of length {l}")),
+                (None, None) => {}
+            }
+            s.push_str(&pid_text(pid, actors));
+            s
+        }
+        E::Data(d) => format!("data {d:?}"),
+        E::Any => "anything (recorded)".into(),
+        E::OneOf(list) => list
+            .iter()
+            .map(|e| describe_expectation(e, actors))
+            .collect::<Vec<_>>()
+            .join(" or "),
+        E::Winners { count, others } => format!(
+            "exactly {count} succeed{}, the others: {}",
+            if *count == 1 { "s" } else { "" },
+            describe_expectation(others, actors)
+        ),
+    }
+}
+
+/// The observation in words.
+pub fn describe_observed(obs: &Observed) -> String {
+    match obs {
+        Observed::Returned(o) => match o {
+            Outcome::Failed { errno: e } => format!(
+                "{} ({})",
+                errno::name(*e),
+                std::io::Error::from_raw_os_error(*e)
+            ),
+            Outcome::Done { ret } => {
+                if *ret == 0 {
+                    "ok".into()
+                } else {
+                    format!("ok ({ret})")
+                }
+            }
+            Outcome::Opened { fd, .. } => format!("ok (fd {fd})"),
+            Outcome::Lock { lock } => describe_lock(lock),
+            Outcome::Data { data } => format!("data {data:?}"),
+            Outcome::Forked { pid } => format!("ok (child pid {pid})"),
+            Outcome::BadRequest { message } => format!("the actor rejected the request: {message}"),
+        },
+        Observed::Blocked(e) => format!("blocked: {}", e.text),
+        Observed::Hung { waited, process } => format!(
+            "no reply after {} ms and not waiting for a lock ({process})",
+            waited.as_millis()
+        ),
+        Observed::Ended { how } => format!("ended ({how})"),
+        Observed::Died { detail } => format!("the actor died: {detail}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn actors() -> (Vec<String>, Vec<Option<i32>>) {
+        (vec!["a".into(), "b".into()], vec![Some(100), Some(200)])
+    }
+
+    fn ret(o: Outcome) -> Observed {
+        Observed::Returned(o)
+    }
+
+    #[test]
+    fn conflict_accepts_both_errnos() {
+        let (n, p) = actors();
+        let a = Actors {
+            names: &n,
+            pids: &p,
+        };
+        for e in [libc::EAGAIN, libc::EACCES] {
+            assert!(satisfies(
+                &Expectation::Conflict,
+                &ret(Outcome::Failed { errno: e }),
+                &a
+            ));
+        }
+        assert!(!satisfies(
+            &Expectation::Conflict,
+            &ret(Outcome::Failed { errno: libc::EBADF }),
+            &a
+        ));
+        assert!(!satisfies(
+            &Expectation::Conflict,
+            &ret(Outcome::Done { ret: 0 }),
+            &a
+        ));
+        assert!(!satisfies(
+            &Expectation::Ok,
+            &ret(Outcome::Failed {
+                errno: libc::EAGAIN
+            }),
+            &a
+        ));
+    }
+
+    #[test]
+    fn blocks_needs_a_blocked_observation() {
+        let (n, p) = actors();
+        let a = Actors {
+            names: &n,
+            pids: &p,
+        };
+        assert!(!satisfies(
+            &Expectation::Blocks,
+            &ret(Outcome::Done { ret: 0 }),
+            &a
+        ));
+        assert!(satisfies(
+            &Expectation::Blocks,
+            &Observed::Blocked(Evidence { text: "x".into() }),
+            &a
+        ));
+        assert!(!satisfies(
+            &Expectation::Ok,
+            &Observed::Blocked(Evidence { text: "x".into() }),
+            &a
+        ));
+    }
+
+    #[test]
+    fn holder_checks_type_range_and_pid() {
+        let (n, p) = actors();
+        let a = Actors {
+            names: &n,
+            pids: &p,
+        };
+        let lock = LockDesc {
+            l_type: libc::F_WRLCK as i16,
+            l_whence: 0,
+            start: 0,
+            len: 0,
+            pid: 200,
+        };
+        let exp = Expectation::Holder {
+            mode: Some(LockMode::Exclusive),
+            start: Some(0),
+            len: Some(0),
+            pid: PidExpect::Actor(1),
+        };
+        assert!(satisfies(&exp, &ret(Outcome::Lock { lock }), &a));
+        let wrong_pid = Expectation::Holder {
+            mode: None,
+            start: None,
+            len: None,
+            pid: PidExpect::Actor(0),
+        };
+        assert!(!satisfies(&wrong_pid, &ret(Outcome::Lock { lock }), &a));
+        let unl = LockDesc {
+            l_type: libc::F_UNLCK as i16,
+            ..lock
+        };
+        assert!(satisfies(
+            &Expectation::Unlocked,
+            &ret(Outcome::Lock { lock: unl }),
+            &a
+        ));
+        assert!(!satisfies(&exp, &ret(Outcome::Lock { lock: unl }), &a));
+        assert!(describe_expectation(&exp, &a).contains("pid 200 (b)"));
+    }
+
+    #[test]
+    fn winners_count_exactly() {
+        let (n, p) = actors();
+        let a = Actors {
+            names: &n,
+            pids: &p,
+        };
+        let exp = Expectation::Winners {
+            count: 1,
+            others: Box::new(Expectation::Conflict),
+        };
+        let ok = ret(Outcome::Done { ret: 0 });
+        let no = ret(Outcome::Failed {
+            errno: libc::EAGAIN,
+        });
+        assert!(judge(&exp, &[ok.clone(), no.clone()], &a).is_ok());
+        assert!(judge(&exp, &[ok.clone(), ok.clone()], &a).is_err());
+        assert!(judge(&exp, &[no.clone(), no], &a).is_err());
+        assert!(judge(&Expectation::Ok, &[ok.clone(), ok], &a).is_ok());
+    }
+}

@@ -1,0 +1,28 @@
+//! lockcheck: tells, for any mounted directory, whether its file locking
+//! really works — with evidence.
+//!
+//! The pipeline, one module per step:
+//! [`catalog`] loads scenario files ([`scenario`]) → [`plan`] resolves each for
+//! every mechanism → [`runner`] makes trials (target × scenario × mechanism)
+//! → [`driver`] runs a trial through actor processes ([`actor`], [`protocol`],
+//! [`channel`]), observing the kernel ([`observe`]) → [`judge`] compares
+//! with the expectation → [`report`] writes JSON and Markdown.
+
+pub mod actor;
+pub mod catalog;
+pub mod channel;
+pub mod driver;
+pub mod errno;
+pub mod error;
+pub mod judge;
+pub mod loc;
+pub mod mech;
+pub mod observe;
+pub mod plan;
+pub mod protocol;
+pub mod report;
+pub mod runner;
+pub mod scenario;
+pub mod target;
+
+pub use error::{Error, Result};

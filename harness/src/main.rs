@@ -1,0 +1,286 @@
+//! The `lockcheck` command.
+
+use std::io::{IsTerminal, Write as _};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use lockcheck::catalog;
+use lockcheck::plan::Applicability;
+use lockcheck::report::{self, Status, TrialResult};
+use lockcheck::runner::{self, Session};
+use lockcheck::scenario::Mechanism;
+use lockcheck::target;
+use lockcheck::Error;
+
+/// Tells, for any mounted directory, whether its file locking really works — with evidence.
+///
+/// With no subcommand, runs the scenario catalog (same as `lockcheck run`).
+#[derive(Parser)]
+#[command(name = "lockcheck", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the catalog against targets and write one report per target.
+    Run(RunArgs),
+    /// List the scenarios of the catalog.
+    List(ListArgs),
+    /// Check scenario files without running them.
+    Validate {
+        /// Scenario files (YAML).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print the JSON Schema (draft-07) of scenario files.
+    Schema,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Mech {
+    Flock,
+    Posix,
+    Ofd,
+}
+
+impl From<Mech> for Mechanism {
+    fn from(m: Mech) -> Self {
+        match m {
+            Mech::Flock => Mechanism::Flock,
+            Mech::Posix => Mechanism::Posix,
+            Mech::Ofd => Mechanism::Ofd,
+        }
+    }
+}
+
+#[derive(Args, Clone)]
+struct RunArgs {
+    /// A directory to test, with a label naming its report (repeatable).
+    /// Default: `local` (the current directory's filesystem) and `tmpfs`.
+    #[arg(long = "target", value_name = "LABEL=DIR")]
+    targets: Vec<String>,
+    /// Directory of scenario files. Default: ./scenarios if present, else the built-in catalog.
+    #[arg(long, value_name = "DIR")]
+    scenarios: Option<PathBuf>,
+    /// Run only these mechanisms (repeatable).
+    #[arg(long = "mechanism", value_name = "M")]
+    mechanisms: Vec<Mech>,
+    /// Where to write the reports (LABEL.json, LABEL.md).
+    #[arg(long, value_name = "DIR", default_value = "reports")]
+    out: PathBuf,
+    /// Trials run in parallel. Default: the number of CPUs.
+    #[arg(long, value_name = "N")]
+    jobs: Option<usize>,
+    /// Print nothing but failures and the summary.
+    #[arg(long, short)]
+    quiet: bool,
+    /// Run only trials whose id (`target::scenario::mechanism`) contains this text.
+    filter: Option<String>,
+}
+
+#[derive(Args)]
+struct ListArgs {
+    /// Directory of scenario files. Default: ./scenarios if present, else the built-in catalog.
+    #[arg(long, value_name = "DIR")]
+    scenarios: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    if lockcheck::actor::is_actor_invocation() {
+        lockcheck::actor::main();
+    }
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => run(cli.run),
+        Some(Command::Run(a)) => run(a),
+        Some(Command::List(a)) => list(a),
+        Some(Command::Validate { files }) => validate(&files),
+        Some(Command::Schema) => schema(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("lockcheck: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn schema() -> Result<ExitCode, Error> {
+    let s = serde_json::to_string_pretty(&lockcheck::scenario::json_schema())
+        .map_err(|e| Error::usage(format!("cannot render the schema: {e}"), None))?;
+    println!("{s}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn validate(files: &[PathBuf]) -> Result<ExitCode, Error> {
+    let mut errors = Vec::new();
+    for f in files {
+        match catalog::load_file(f) {
+            Ok(s) => {
+                let mechs: Vec<String> = s
+                    .plans
+                    .iter()
+                    .map(|(m, a)| match a {
+                        Applicability::Applies(p) => format!("{m} ({} steps)", p.steps.len()),
+                        Applicability::NotApplicable(_) => format!("{m} n/a"),
+                    })
+                    .collect();
+                println!("ok: {} — {}: {}", f.display(), s.name(), mechs.join(", "));
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(Error::Scenarios(errors))
+    }
+}
+
+fn list(a: ListArgs) -> Result<ExitCode, Error> {
+    let cat = catalog::load(a.scenarios.as_deref())?;
+    println!("{} scenarios from {}\n", cat.scenarios.len(), cat.source);
+    for s in &cat.scenarios {
+        let mechs: Vec<&str> = s
+            .plans
+            .iter()
+            .filter(|(_, a)| matches!(a, Applicability::Applies(_)))
+            .map(|(m, _)| m.as_str())
+            .collect();
+        println!(
+            "{:<16} {:<44} {:<10} {}",
+            s.scenario.family.value.as_str(),
+            s.name(),
+            s.scenario.severity.as_str(),
+            mechs.join(",")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run(a: RunArgs) -> Result<ExitCode, Error> {
+    let started = Instant::now();
+    let cat = catalog::load(a.scenarios.as_deref())?;
+    let mechanisms: Vec<Mechanism> = a.mechanisms.iter().map(|m| (*m).into()).collect();
+    if let Some(0) = a.jobs {
+        return Err(Error::usage("--jobs must be at least 1", None));
+    }
+    let session = if a.targets.is_empty() {
+        let d = target::default_targets();
+        Session::open(&d.specs, d.tmpfs, d.notes)?
+    } else {
+        let specs = a
+            .targets
+            .iter()
+            .map(|t| target::parse_target_arg(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        Session::open(&specs, None, Vec::new())?
+    };
+    let mut trials = session.plan(&cat, &mechanisms);
+    if let Some(f) = &a.filter {
+        trials.retain(|t| t.id.contains(f.as_str()));
+        if trials.is_empty() {
+            session.close();
+            return Err(Error::usage(
+                format!("no trial id contains {f:?}"),
+                Some("trial ids are TARGET::SCENARIO::MECHANISM; `lockcheck list` shows the scenarios"),
+            ));
+        }
+    }
+    let jobs = a.jobs.unwrap_or_else(runner::default_jobs);
+    let tty = std::io::stderr().is_terminal() && !a.quiet;
+    let total = trials.len();
+    if !a.quiet {
+        eprintln!(
+            "lockcheck {}: {} trials ({} scenarios from {}) on {}, {} jobs",
+            env!("CARGO_PKG_VERSION"),
+            total,
+            cat.scenarios.len(),
+            cat.source,
+            session
+                .targets
+                .iter()
+                .map(|t| format!("{} ({}, {})", t.label, t.identity.fs_type, t.root.display()))
+                .collect::<Vec<_>>()
+                .join(", "),
+            jobs
+        );
+        for n in &session.notes {
+            eprintln!("note: {n}");
+        }
+    }
+    let progress = |n: usize, r: &TrialResult| {
+        let mut err = std::io::stderr().lock();
+        if matches!(r.status, Status::Fail | Status::Error) {
+            if tty {
+                let _ = write!(err, "\r\x1b[K");
+            }
+            let _ = writeln!(err, "{}", failure_line(r));
+        }
+        if tty {
+            let _ = write!(err, "\r\x1b[K[{n}/{total}] {}", r.id);
+            let _ = err.flush();
+        }
+    };
+    let results = session.run_all(&trials, jobs, &progress);
+    if tty {
+        eprint!("\r\x1b[K");
+    }
+    let wall_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let reports = session.reports(&cat, results, wall_ms);
+    let mut written = Vec::new();
+    for r in &reports {
+        written.extend(r.write(&a.out)?);
+    }
+    let problems = session.close();
+    print!("{}", report::console_summary(&reports));
+    if !a.quiet {
+        println!(
+            "reports: {}",
+            written
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        println!(
+            "wall time: {:.0} ms",
+            started.elapsed().as_secs_f64() * 1000.0
+        );
+    }
+    for p in &problems {
+        eprintln!("warning: cleanup: {p}");
+    }
+    let ok = reports.iter().all(|r| r.summary.conforms());
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn failure_line(r: &TrialResult) -> String {
+    match (&r.failure, &r.reason) {
+        (Some(f), _) => format!(
+            "{} {}: step {} (line {}) {} {}: expected {}, observed {}",
+            r.verdict.to_uppercase(),
+            r.id,
+            f.step,
+            f.line,
+            f.actors.join(","),
+            f.op,
+            f.expected,
+            f.observed
+        ),
+        (None, Some(reason)) => format!("ERROR {}: {reason}", r.id),
+        (None, None) => format!("{} {}", r.verdict.to_uppercase(), r.id),
+    }
+}

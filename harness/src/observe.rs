@@ -1,0 +1,331 @@
+//! Observing actors from the outside: is a call waiting in the kernel, and
+//! has a process ended. "Blocked" is read off the kernel's own state, never
+//! guessed from elapsed time:
+//!
+//! - `/proc/PID/syscall` shows the waiting call (number, descriptor, command),
+//! - `/proc/PID/stat` shows the task sleeping (S, or D),
+//! - `/proc/locks` shows the request queued behind the holder (`->` lines)
+//!   on filesystems whose locks the local kernel manages.
+//!
+//! Where the filesystem keeps its own waiters (NFS, some FUSE), no `->` line
+//! appears: the call is then reported blocked after the syscall state has
+//! been stable over a bounded observation window, and the evidence says so.
+
+use std::io;
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use crate::mech::WaitSignature;
+
+/// A process's current system call, from `/proc/PID/syscall`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyscallState {
+    /// On a CPU, not in a system call we can read.
+    Running,
+    /// Blocked, but not inside a system call.
+    NotInSyscall,
+    InSyscall {
+        nr: i64,
+        args: [u64; 6],
+    },
+}
+
+fn parse_hex(s: &str) -> Option<u64> {
+    u64::from_str_radix(s.strip_prefix("0x").unwrap_or(s), 16).ok()
+}
+
+pub fn parse_syscall(text: &str) -> Option<SyscallState> {
+    let text = text.trim();
+    if text == "running" {
+        return Some(SyscallState::Running);
+    }
+    let mut parts = text.split_whitespace();
+    let nr: i64 = parts.next()?.parse().ok()?;
+    if nr < 0 {
+        return Some(SyscallState::NotInSyscall);
+    }
+    let mut args = [0u64; 6];
+    for a in &mut args {
+        *a = parse_hex(parts.next()?)?;
+    }
+    Some(SyscallState::InSyscall { nr, args })
+}
+
+pub fn read_syscall(pid: i32) -> io::Result<SyscallState> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/syscall"))?;
+    parse_syscall(&text)
+        .ok_or_else(|| io::Error::other(format!("unreadable /proc/{pid}/syscall: {text:?}")))
+}
+
+/// The one-letter state from `/proc/PID/stat` (R, S, D, T, Z, ...).
+pub fn parse_stat_state(text: &str) -> Option<char> {
+    let after = &text[text.rfind(')')? + 1..];
+    after.split_whitespace().next()?.chars().next()
+}
+
+pub fn read_state(pid: i32) -> io::Result<char> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    parse_stat_state(&text).ok_or_else(|| io::Error::other("unreadable /proc/PID/stat"))
+}
+
+/// The kernel function the task sleeps in (diagnostics only; names change between kernels).
+pub fn read_wchan(pid: i32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/wchan"))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty() && s != "0")
+}
+
+/// One line of `/proc/locks`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockLine {
+    /// A request waiting behind the lock above it.
+    pub blocked: bool,
+    /// POSIX, FLOCK, OFDLCK, LEASE, ...
+    pub kind: String,
+    /// READ, WRITE, ...
+    pub access: String,
+    pub pid: i64,
+    /// `major:minor` as printed (hex).
+    pub dev: String,
+    pub ino: u64,
+    pub start: String,
+    pub end: String,
+    pub raw: String,
+}
+
+pub fn parse_lock_line(line: &str) -> Option<LockLine> {
+    let mut t = line.split_whitespace().peekable();
+    let _id = t.next()?;
+    let blocked = t.peek() == Some(&"->");
+    if blocked {
+        t.next();
+    }
+    let kind = t.next()?.to_string();
+    // Leases and delegations print a different second column; skip it either way.
+    let _advisory = t.next()?;
+    let access = t.next()?.to_string();
+    let pid: i64 = t.next()?.parse().ok()?;
+    let id = t.next()?;
+    let (dev, ino) = id.rsplit_once(':')?;
+    let ino: u64 = ino.parse().ok()?;
+    let start = t.next().unwrap_or("").to_string();
+    let end = t.next().unwrap_or("").to_string();
+    Some(LockLine {
+        blocked,
+        kind,
+        access,
+        pid,
+        dev: dev.to_string(),
+        ino,
+        start,
+        end,
+        raw: line.trim().to_string(),
+    })
+}
+
+pub fn read_proc_locks() -> io::Result<Vec<LockLine>> {
+    let text = std::fs::read_to_string("/proc/locks")?;
+    Ok(text.lines().filter_map(parse_lock_line).collect())
+}
+
+/// A handle on a process that says when it has ended, immune to PID reuse.
+pub struct Pidfd(OwnedFd);
+
+impl Pidfd {
+    pub fn open(pid: i32) -> io::Result<Self> {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the kernel just gave us this descriptor; nobody else owns it.
+        Ok(Pidfd(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
+    }
+
+    /// Wait up to `timeout` for the process to end; true once it has.
+    /// By then the kernel has closed its descriptors and dropped its locks.
+    pub fn wait_exit(&self, timeout: Duration) -> io::Result<bool> {
+        crate::channel::wait_readable(self.0.as_fd(), timeout)
+    }
+}
+
+/// How "blocked" was decided, for the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evidence {
+    pub text: String,
+}
+
+/// Decides from kernel state whether a call is waiting for a lock.
+pub struct BlockDetector {
+    pid: i32,
+    sig: WaitSignature,
+    /// The lock kind `/proc/locks` prints for this request.
+    kind: &'static str,
+    ino: Option<u64>,
+    /// Whether `/proc/locks` is expected to show the waiter.
+    lock_lists: bool,
+    stable: u32,
+    stable_since: Option<Instant>,
+    syscall_unreadable: bool,
+}
+
+/// Consecutive matching reads needed together with a `->` line.
+const CONFIRMED_READS: u32 = 2;
+/// Without a `->` line: consecutive matching reads and a minimum window.
+const UNCONFIRMED_READS: u32 = 20;
+/// The window when the target is expected to list waiters but did not.
+const WINDOW_WITH_LISTS: Duration = Duration::from_millis(250);
+/// The window on filesystems that keep their own waiters (NFS, FUSE).
+const WINDOW_WITHOUT_LISTS: Duration = Duration::from_millis(50);
+
+impl BlockDetector {
+    pub fn new(pid: i32, sig: WaitSignature, ino: Option<u64>, lock_lists: bool) -> Self {
+        let kind = if sig.nr == libc::SYS_flock {
+            "FLOCK"
+        } else if sig.arg1 == libc::F_OFD_SETLKW as u64 {
+            "OFDLCK"
+        } else {
+            "POSIX"
+        };
+        BlockDetector {
+            pid,
+            sig,
+            kind,
+            ino,
+            lock_lists,
+            stable: 0,
+            stable_since: None,
+            syscall_unreadable: false,
+        }
+    }
+
+    fn waiter_line(&self) -> Option<LockLine> {
+        let lines = read_proc_locks().ok()?;
+        lines.into_iter().find(|l| {
+            l.blocked
+                && l.kind == self.kind
+                && (l.pid == i64::from(self.pid) || (self.kind == "OFDLCK" && l.pid == -1))
+                && self.ino.is_none_or(|ino| ino == l.ino)
+        })
+    }
+
+    /// One observation. `Some` once the call is known to be waiting.
+    pub fn probe(&mut self) -> Option<Evidence> {
+        let state = read_state(self.pid).ok()?;
+        let sleeping = matches!(state, 'S' | 'D');
+        let in_call = if self.syscall_unreadable {
+            None
+        } else {
+            match read_syscall(self.pid) {
+                Ok(SyscallState::InSyscall { nr, args }) => Some(
+                    nr == self.sig.nr && args[0] == self.sig.fd as u64 && args[1] == self.sig.arg1,
+                ),
+                Ok(_) => Some(false),
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) => {
+                    // No ptrace access (for example Yama scope 2): rely on
+                    // the sleeping state and /proc/locks alone.
+                    self.syscall_unreadable = true;
+                    None
+                }
+                Err(_) => Some(false),
+            }
+        };
+        if !sleeping || in_call == Some(false) {
+            self.stable = 0;
+            self.stable_since = None;
+            return None;
+        }
+        self.stable += 1;
+        let since = *self.stable_since.get_or_insert_with(Instant::now);
+        let call = format!(
+            "{} in {} on fd {} (state {state}{})",
+            self.pid,
+            if self.sig.nr == libc::SYS_flock {
+                "flock".to_string()
+            } else {
+                format!(
+                    "fcntl {}",
+                    crate::mech::fcntl_cmd_name(self.sig.arg1 as i32)
+                )
+            },
+            self.sig.fd,
+            read_wchan(self.pid)
+                .map(|w| format!(", wchan {w}"))
+                .unwrap_or_default()
+        );
+        if self.stable >= CONFIRMED_READS {
+            if let Some(line) = self.waiter_line() {
+                return Some(Evidence {
+                    text: format!("pid {call}; /proc/locks: `{}`", line.raw),
+                });
+            }
+        }
+        // Without the syscall, only a /proc/locks line is proof enough.
+        in_call?;
+        let window = if self.lock_lists {
+            WINDOW_WITH_LISTS
+        } else {
+            WINDOW_WITHOUT_LISTS
+        };
+        if self.stable >= UNCONFIRMED_READS && since.elapsed() >= window {
+            return Some(Evidence {
+                text: format!(
+                    "pid {call}, unchanged over {} reads in {} ms; no waiter line in /proc/locks (the filesystem queues waiters itself)",
+                    self.stable,
+                    since.elapsed().as_millis()
+                ),
+            });
+        }
+        None
+    }
+}
+
+/// A one-line description of what a process is doing, for "no reply" failures.
+pub fn describe_process(pid: i32) -> String {
+    let state = read_state(pid)
+        .map(|c| c.to_string())
+        .unwrap_or_else(|_| "gone".into());
+    let call = match read_syscall(pid) {
+        Ok(SyscallState::InSyscall { nr, args }) => {
+            format!("in syscall {nr}({}, {:#x})", args[0], args[1])
+        }
+        Ok(SyscallState::Running) => "running".into(),
+        Ok(SyscallState::NotInSyscall) => "not in a syscall".into(),
+        Err(_) => "syscall unknown".into(),
+    };
+    let wchan = read_wchan(pid)
+        .map(|w| format!(", wchan {w}"))
+        .unwrap_or_default();
+    format!("pid {pid} state {state}, {call}{wchan}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_files() {
+        assert_eq!(
+            parse_syscall("72 0x3 0x7 0x7ffd0 0x0 0x0 0x0 0x7ffc 0x7f00\n"),
+            Some(SyscallState::InSyscall {
+                nr: 72,
+                args: [3, 7, 0x7ffd0, 0, 0, 0]
+            })
+        );
+        assert_eq!(parse_syscall("running\n"), Some(SyscallState::Running));
+        assert_eq!(
+            parse_syscall("-1 0x7ffc 0x7f00\n"),
+            Some(SyscallState::NotInSyscall)
+        );
+        assert_eq!(parse_stat_state("123 (a b) c) S 1 2 3"), Some('S'));
+        let l =
+            parse_lock_line("2: -> POSIX  ADVISORY  WRITE 1234 00:2a:5678 0 EOF").expect("line");
+        assert!(l.blocked);
+        assert_eq!((l.kind.as_str(), l.pid, l.ino), ("POSIX", 1234, 5678));
+        let l = parse_lock_line("3: OFDLCK ADVISORY  READ  -1 08:01:99 10 19").expect("line");
+        assert!(!l.blocked);
+        assert_eq!((l.pid, l.dev.as_str(), l.end.as_str()), (-1, "08:01", "19"));
+        assert!(parse_lock_line("garbage").is_none());
+    }
+}

@@ -1,0 +1,124 @@
+//! The actor protocol: one JSON object per line over the actor's stdin and
+//! stdout. The harness sends `Envelope`s; the actor answers each with a
+//! `Reply` carrying the same sequence number. The first line an actor writes
+//! is a `Hello`.
+//!
+//! Requests name concrete system calls (the harness maps the scenario's
+//! mechanism-neutral steps onto them, see `mech`), so the actor stays small:
+//! it performs the call and reports exactly what the kernel returned.
+
+use serde::{Deserialize, Serialize};
+
+/// Bumped when a message changes shape.
+pub const VERSION: u32 = 1;
+
+/// The first argument that turns the binary into an actor.
+pub const ACTOR_ARG: &str = "__lockcheck_actor";
+
+/// The longest line either side accepts.
+pub const MAX_LINE: usize = 4 << 20;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    pub hello: HelloBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HelloBody {
+    pub pid: i32,
+    pub version: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub seq: u64,
+    pub req: Request,
+}
+
+/// A system call for the actor to make.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// open(2) with these flags (O_CLOEXEC is added), mode 0644.
+    Open {
+        path: String,
+        flags: i32,
+    },
+    Close {
+        fd: i32,
+    },
+    /// dup(2)
+    Dup {
+        fd: i32,
+    },
+    /// flock(2)
+    Flock {
+        fd: i32,
+        operation: i32,
+    },
+    /// fcntl(2) with a `struct flock` (SEEK_SET): F_SETLK, F_SETLKW, F_GETLK and the F_OFD_* forms.
+    Fcntl {
+        fd: i32,
+        cmd: i32,
+        l_type: i16,
+        start: i64,
+        len: i64,
+    },
+    /// write(2), or pwrite(2) with an offset.
+    Write {
+        fd: i32,
+        data: String,
+        offset: Option<u64>,
+    },
+    /// read(2), or pread(2) with an offset.
+    Read {
+        fd: i32,
+        len: u64,
+        offset: Option<u64>,
+    },
+    /// fork(2); the child connects to this abstract Unix socket and becomes an actor.
+    Fork {
+        socket: String,
+    },
+    /// _exit(2) with this status; no reply.
+    Exit {
+        code: i32,
+    },
+}
+
+/// The kernel's `struct flock` as F_GETLK returned it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockDesc {
+    pub l_type: i16,
+    pub l_whence: i16,
+    pub start: i64,
+    pub len: i64,
+    pub pid: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    pub seq: u64,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// What a call returned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The call failed with this errno.
+    Failed { errno: i32 },
+    /// Success with a return value.
+    Done { ret: i64 },
+    /// open/dup: the new descriptor and the identity of its file.
+    Opened { fd: i32, dev: u64, ino: u64 },
+    /// F_GETLK and friends.
+    Lock { lock: LockDesc },
+    /// read: the bytes (lossy UTF-8).
+    Data { data: String },
+    /// fork: the child's pid.
+    Forked { pid: i32 },
+    /// The request could not be understood.
+    BadRequest { message: String },
+}

@@ -1,0 +1,458 @@
+//! Reports: one per target. JSON is canonical (`schema_version` says its
+//! shape); Markdown is for people. Both carry the evidence: for every trial
+//! the steps with the system calls made and what was observed.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::scenario::{Family, Mechanism, Severity};
+use crate::target::TargetIdentity;
+
+/// Bumped when the JSON report changes shape.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One step as it ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRecord {
+    pub step: usize,
+    pub line: u32,
+    pub col: u32,
+    pub actors: Vec<String>,
+    /// The step in the scenario's terms.
+    pub op: String,
+    /// The system calls made, one per actor.
+    pub calls: Vec<String>,
+    pub expected: String,
+    pub observed: String,
+    pub passed: bool,
+    /// Milliseconds from the start of the trial.
+    pub start_ms: f64,
+    pub elapsed_ms: f64,
+    /// For an awaited call: how long after the previous step ended it returned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completed_after_ms: Option<f64>,
+}
+
+/// The step where a trial failed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub step: usize,
+    pub line: u32,
+    pub col: u32,
+    pub actors: Vec<String>,
+    pub op: String,
+    pub expected: String,
+    pub observed: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pass,
+    Fail,
+    Skip,
+    Error,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pass => "pass",
+            Status::Fail => "fail",
+            Status::Skip => "skip",
+            Status::Error => "error",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ActorRecord {
+    pub name: String,
+    pub pid: Option<i32>,
+}
+
+/// One trial: target × scenario × mechanism.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrialResult {
+    /// `target::scenario::mechanism`, as `cargo test` names it.
+    pub id: String,
+    pub scenario: String,
+    pub mechanism: Mechanism,
+    pub family: Family,
+    pub severity: Severity,
+    pub status: Status,
+    /// pass, skip, error, or for a failure its severity: unsafe, divergent, info.
+    pub verdict: String,
+    /// Why it was skipped, or what kept it from running.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+    pub summary: String,
+    pub reference: String,
+    pub file: String,
+    pub duration_ms: f64,
+    pub actors: Vec<ActorRecord>,
+    pub steps: Vec<StepRecord>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub teardown_problems: Vec<String>,
+}
+
+impl TrialResult {
+    pub fn verdict_for(status: Status, severity: Severity) -> String {
+        match status {
+            Status::Fail => severity.as_str().to_string(),
+            s => s.as_str().to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub total: usize,
+    pub pass: usize,
+    pub fail: usize,
+    pub skip: usize,
+    pub error: usize,
+    /// Failures by severity.
+    pub unsafe_failures: usize,
+    pub divergent_failures: usize,
+    pub info_failures: usize,
+    pub duration_ms: f64,
+}
+
+impl Summary {
+    pub fn of(results: &[TrialResult], duration_ms: f64) -> Self {
+        let mut s = Summary {
+            total: results.len(),
+            duration_ms,
+            ..Summary::default()
+        };
+        for r in results {
+            match r.status {
+                Status::Pass => s.pass += 1,
+                Status::Skip => s.skip += 1,
+                Status::Error => s.error += 1,
+                Status::Fail => {
+                    s.fail += 1;
+                    match r.severity {
+                        Severity::Unsafe => s.unsafe_failures += 1,
+                        Severity::Divergent => s.divergent_failures += 1,
+                        Severity::Info => s.info_failures += 1,
+                    }
+                }
+            }
+        }
+        s
+    }
+
+    pub fn conforms(&self) -> bool {
+        self.fail == 0 && self.error == 0
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CatalogInfo {
+    /// Where the scenarios came from.
+    pub source: String,
+    pub scenarios: usize,
+    /// FNV-1a over the scenario files, to tell catalogs apart.
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub schema_version: u32,
+    pub lockcheck_version: String,
+    pub generated_at: String,
+    /// The command line that produced the report.
+    pub command: String,
+    pub target: TargetIdentity,
+    pub catalog: CatalogInfo,
+    pub summary: Summary,
+    pub results: Vec<TrialResult>,
+}
+
+impl Report {
+    pub fn new(
+        target: TargetIdentity,
+        catalog: CatalogInfo,
+        mut results: Vec<TrialResult>,
+        duration_ms: f64,
+    ) -> Self {
+        results.sort_by(|a, b| {
+            (a.family, &a.scenario, a.mechanism).cmp(&(b.family, &b.scenario, b.mechanism))
+        });
+        let command = std::env::args()
+            .map(|a| if a.contains(' ') { format!("{a:?}") } else { a })
+            .collect::<Vec<_>>()
+            .join(" ");
+        Report {
+            schema_version: SCHEMA_VERSION,
+            lockcheck_version: env!("CARGO_PKG_VERSION").to_string(),
+            generated_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                .to_string(),
+            command,
+            summary: Summary::of(&results, duration_ms),
+            target,
+            catalog,
+            results,
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    }
+
+    /// Write `LABEL.json` and `LABEL.md` into `dir`; returns their paths.
+    pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        let json = dir.join(format!("{}.json", self.target.label));
+        let md = dir.join(format!("{}.md", self.target.label));
+        write_atomically(&json, &(self.to_json() + "\n"))?;
+        write_atomically(&md, &markdown(self))?;
+        Ok(vec![json, md])
+    }
+}
+
+fn write_atomically(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp~");
+    std::fs::write(&tmp, text).map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+fn md_escape(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+fn cell(r: &TrialResult) -> String {
+    match r.status {
+        Status::Pass => "pass".into(),
+        Status::Skip => "skip".into(),
+        Status::Error => "**error**".into(),
+        Status::Fail => format!("**{}**", r.severity.as_str().to_uppercase()),
+    }
+}
+
+/// The Markdown report.
+pub fn markdown(r: &Report) -> String {
+    let mut s = String::new();
+    let t = &r.target;
+    let _ = writeln!(s, "# lockcheck report: `{}`\n", t.label);
+    let sm = &r.summary;
+    let verdict = if sm.conforms() {
+        "**conforms**: every trial passed or was skipped with a reason".to_string()
+    } else {
+        format!(
+            "**does not conform**: {} failed ({} unsafe, {} divergent, {} info), {} errored",
+            sm.fail, sm.unsafe_failures, sm.divergent_failures, sm.info_failures, sm.error
+        )
+    };
+    let _ = writeln!(s, "{verdict}.\n");
+    let _ = writeln!(
+        s,
+        "{} trials: {} pass, {} fail, {} skip, {} error, in {:.0} ms.\n",
+        sm.total, sm.pass, sm.fail, sm.skip, sm.error, sm.duration_ms
+    );
+    let _ = writeln!(s, "## Target\n");
+    let _ = writeln!(s, "| | |\n|---|---|");
+    let _ = writeln!(s, "| label | `{}` |", t.label);
+    let _ = writeln!(s, "| path | `{}` |", md_escape(&t.path));
+    let _ = writeln!(s, "| how chosen | {} |", md_escape(&t.provision));
+    let _ = writeln!(
+        s,
+        "| filesystem | {} (statfs {}) |",
+        t.fs_type, t.statfs_type
+    );
+    if let Some(m) = &t.mount {
+        let _ = writeln!(
+            s,
+            "| mount | `{}` on `{}` type {}{} |",
+            md_escape(&m.source),
+            md_escape(&m.mount_point),
+            m.fs_type,
+            m.subtype
+                .as_ref()
+                .map(|x| format!(" (subtype {x})"))
+                .unwrap_or_default()
+        );
+        let _ = writeln!(s, "| mount options | `{}` |", md_escape(&m.mount_options));
+        let _ = writeln!(
+            s,
+            "| superblock options | `{}` |",
+            md_escape(&m.super_options)
+        );
+    }
+    let _ = writeln!(s, "| kernel | {} ({}) |", t.kernel, t.arch);
+    let _ = writeln!(
+        s,
+        "| waiters listed in /proc/locks | {} |",
+        if t.lock_lists { "yes" } else { "no" }
+    );
+    let _ = writeln!(s, "| lockcheck | {} |", r.lockcheck_version);
+    let _ = writeln!(
+        s,
+        "| catalog | {} ({} scenarios, hash {}) |",
+        md_escape(&r.catalog.source),
+        r.catalog.scenarios,
+        r.catalog.hash
+    );
+    let _ = writeln!(s, "| generated | {} |", r.generated_at);
+    let _ = writeln!(s, "| command | `{}` |\n", md_escape(&r.command));
+
+    let _ = writeln!(s, "## Results by family\n");
+    let mechs: Vec<Mechanism> = Mechanism::ALL
+        .into_iter()
+        .filter(|m| r.results.iter().any(|x| x.mechanism == *m))
+        .collect();
+    let mut families: Vec<Family> = r.results.iter().map(|x| x.family).collect();
+    families.sort();
+    families.dedup();
+    for fam in families {
+        let _ = writeln!(s, "### {}\n", fam.title());
+        let _ = write!(s, "| scenario | severity |");
+        for m in &mechs {
+            let _ = write!(s, " {m} |");
+        }
+        let _ = write!(s, "\n|---|---|");
+        for _ in &mechs {
+            let _ = write!(s, "---|");
+        }
+        let _ = writeln!(s);
+        let mut names: Vec<&str> = r
+            .results
+            .iter()
+            .filter(|x| x.family == fam)
+            .map(|x| x.scenario.as_str())
+            .collect();
+        names.dedup();
+        for name in names {
+            let row: Vec<&TrialResult> = r.results.iter().filter(|x| x.scenario == name).collect();
+            let sev = row.first().map(|x| x.severity.as_str()).unwrap_or("");
+            let _ = write!(s, "| `{name}` | {sev} |");
+            for m in &mechs {
+                match row.iter().find(|x| x.mechanism == *m) {
+                    Some(x) => {
+                        let _ = write!(s, " {} |", cell(x));
+                    }
+                    None => {
+                        let _ = write!(s, " |");
+                    }
+                }
+            }
+            let _ = writeln!(s);
+        }
+        let _ = writeln!(s);
+    }
+
+    let problems: Vec<&TrialResult> = r
+        .results
+        .iter()
+        .filter(|x| matches!(x.status, Status::Fail | Status::Error))
+        .collect();
+    if !problems.is_empty() {
+        let _ = writeln!(s, "## Failures\n");
+        for x in problems {
+            let _ = writeln!(s, "### `{}` — {}\n", x.id, x.verdict);
+            if let Some(f) = &x.failure {
+                let _ = writeln!(
+                    s,
+                    "At step {} (`{}` line {}): {} — {}\n",
+                    f.step,
+                    x.file,
+                    f.line,
+                    f.actors.join(", "),
+                    md_escape(&f.op)
+                );
+                let _ = writeln!(s, "- **expected**: {}", md_escape(&f.expected));
+                let _ = writeln!(s, "- **observed**: {}", md_escape(&f.observed));
+                if let Some(n) = &f.note {
+                    let _ = writeln!(s, "- **step note**: {}", md_escape(n));
+                }
+            }
+            if let Some(reason) = &x.reason {
+                let _ = writeln!(s, "- **error**: {}", md_escape(reason));
+            }
+            let _ = writeln!(s, "- **why it matters**: {}", md_escape(&x.summary));
+            let _ = writeln!(s, "- **reference**: {}\n", md_escape(&x.reference));
+            if !x.steps.is_empty() {
+                let _ = writeln!(s, "| # | actor | step | calls | expected | observed | ms |\n|---|---|---|---|---|---|---|");
+                for st in &x.steps {
+                    let _ = writeln!(
+                        s,
+                        "| {}{} | {} | {} | `{}` | {} | {} | {:.2} |",
+                        st.step,
+                        if st.passed { "" } else { " ✗" },
+                        st.actors.join(", "),
+                        md_escape(&st.op),
+                        md_escape(&st.calls.join("; ")),
+                        md_escape(&st.expected),
+                        md_escape(&st.observed),
+                        st.elapsed_ms
+                    );
+                }
+                let _ = writeln!(s);
+            }
+        }
+    }
+
+    let skipped: Vec<&TrialResult> = r
+        .results
+        .iter()
+        .filter(|x| x.status == Status::Skip)
+        .collect();
+    if !skipped.is_empty() {
+        let _ = writeln!(s, "## Skipped\n");
+        for x in skipped {
+            let _ = writeln!(
+                s,
+                "- `{}`: {}",
+                x.id,
+                md_escape(x.reason.as_deref().unwrap_or(""))
+            );
+        }
+        let _ = writeln!(s);
+    }
+    s
+}
+
+/// A console table: one line per target.
+pub fn console_summary(reports: &[Report]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<12} {:<10} {:>6} {:>6} {:>6} {:>6} {:>6} {:>9}  verdict",
+        "target", "fs", "trials", "pass", "fail", "skip", "error", "ms"
+    );
+    for r in reports {
+        let sm = &r.summary;
+        let verdict = if sm.conforms() {
+            "conforms".to_string()
+        } else {
+            format!(
+                "{} unsafe, {} divergent, {} info, {} error",
+                sm.unsafe_failures, sm.divergent_failures, sm.info_failures, sm.error
+            )
+        };
+        let _ = writeln!(
+            s,
+            "{:<12} {:<10} {:>6} {:>6} {:>6} {:>6} {:>6} {:>9.0}  {}",
+            r.target.label,
+            r.target.fs_type,
+            sm.total,
+            sm.pass,
+            sm.fail,
+            sm.skip,
+            sm.error,
+            sm.duration_ms,
+            verdict
+        );
+    }
+    s
+}

@@ -1,0 +1,1022 @@
+//! The scenario language: the types a YAML file in `scenarios/` is read into.
+//!
+//! A scenario describes one behaviour. Its steps are written once in terms of
+//! "lock exclusive / shared / unlock / try / wait / test" and are run for every
+//! lock mechanism the scenario applies to; `plan` maps them onto flock(2),
+//! POSIX record locks or OFD locks. The format is documented, with examples,
+//! in `scenarios/README.md`; the JSON Schema editors use is generated from
+//! these types (`lockcheck schema`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+
+use crate::loc::Located;
+
+/// A lock mechanism a scenario can run with.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mechanism {
+    /// flock(2): whole-file locks owned by the open file description.
+    Flock,
+    /// POSIX record locks: fcntl(2) F_SETLK / F_SETLKW / F_GETLK, owned by the process.
+    Posix,
+    /// Open file description locks: fcntl(2) F_OFD_SETLK / F_OFD_SETLKW / F_OFD_GETLK.
+    Ofd,
+}
+
+impl Mechanism {
+    pub const ALL: [Mechanism; 3] = [Mechanism::Flock, Mechanism::Posix, Mechanism::Ofd];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mechanism::Flock => "flock",
+            Mechanism::Posix => "posix",
+            Mechanism::Ofd => "ofd",
+        }
+    }
+
+    /// Whether the mechanism locks byte ranges (flock locks whole files only).
+    pub fn has_ranges(self) -> bool {
+        !matches!(self, Mechanism::Flock)
+    }
+
+    /// Whether the mechanism can ask who holds a conflicting lock (F_GETLK).
+    pub fn has_test(self) -> bool {
+        !matches!(self, Mechanism::Flock)
+    }
+}
+
+impl fmt::Display for Mechanism {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Mechanism {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Mechanism::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| format!("unknown mechanism `{s}`; expected one of flock, posix, ofd"))
+    }
+}
+
+/// How bad it is when a scenario fails on a target.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Severity {
+    /// Mutual exclusion or data can be lost: applications relying on this are unsafe.
+    #[default]
+    Unsafe,
+    /// Legal, but differs from local Linux semantics (for example NFS emulating flock with POSIX locks).
+    Divergent,
+    /// Worth knowing; no application is expected to break.
+    Info,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Unsafe => "unsafe",
+            Severity::Divergent => "divergent",
+            Severity::Info => "info",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The family a scenario belongs to; reports group results by family.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Family {
+    /// Who may hold a lock at the same time as whom.
+    Exclusion,
+    /// Byte-range arithmetic of record locks.
+    ByteRanges,
+    /// Which open modes allow which lock types.
+    OpenMode,
+    /// Waiting for a lock and being woken.
+    Blocking,
+    /// Deadlock detection.
+    Deadlock,
+    /// What closing a descriptor releases.
+    ReleaseOnClose,
+    /// Locks across fork, exec and threads.
+    Inheritance,
+    /// Open file description lock semantics.
+    Ofd,
+    /// flock and fcntl locks on the same file.
+    Interplay,
+    /// What F_GETLK and /proc/locks report.
+    Reporting,
+    /// Data written under a lock.
+    Integrity,
+    /// Lock files as applications use them.
+    LockFiles,
+    /// File leases.
+    Leases,
+    /// Crashed, hung and signalled lock holders.
+    Faults,
+}
+
+impl Family {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Exclusion => "exclusion",
+            Family::ByteRanges => "byte-ranges",
+            Family::OpenMode => "open-mode",
+            Family::Blocking => "blocking",
+            Family::Deadlock => "deadlock",
+            Family::ReleaseOnClose => "release-on-close",
+            Family::Inheritance => "inheritance",
+            Family::Ofd => "ofd",
+            Family::Interplay => "interplay",
+            Family::Reporting => "reporting",
+            Family::Integrity => "integrity",
+            Family::LockFiles => "lock-files",
+            Family::Leases => "leases",
+            Family::Faults => "faults",
+        }
+    }
+
+    /// A heading for reports.
+    pub fn title(self) -> &'static str {
+        match self {
+            Family::Exclusion => "Exclusion",
+            Family::ByteRanges => "Byte ranges",
+            Family::OpenMode => "Open mode",
+            Family::Blocking => "Blocking",
+            Family::Deadlock => "Deadlock",
+            Family::ReleaseOnClose => "Release on close",
+            Family::Inheritance => "Inheritance",
+            Family::Ofd => "OFD semantics",
+            Family::Interplay => "flock and fcntl interplay",
+            Family::Reporting => "Reporting",
+            Family::Integrity => "Data integrity",
+            Family::LockFiles => "Lock files",
+            Family::Leases => "Leases",
+            Family::Faults => "Faults",
+        }
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The access mode an `open` step asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum Access {
+    /// O_RDONLY
+    #[serde(alias = "r")]
+    Read,
+    /// O_WRONLY
+    #[serde(alias = "w")]
+    Write,
+    /// O_RDWR (the default)
+    #[default]
+    #[serde(alias = "rw")]
+    ReadWrite,
+}
+
+impl Access {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Read => "read",
+            Access::Write => "write",
+            Access::ReadWrite => "read-write",
+        }
+    }
+}
+
+/// The kind of lock a step takes or asks about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum LockMode {
+    /// LOCK_EX / F_WRLCK
+    #[serde(alias = "ex", alias = "write")]
+    Exclusive,
+    /// LOCK_SH / F_RDLCK
+    #[serde(alias = "sh", alias = "read")]
+    Shared,
+}
+
+impl LockMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockMode::Exclusive => "exclusive",
+            LockMode::Shared => "shared",
+        }
+    }
+}
+
+/// A duration written as `500ms`, `2s`, `1m 30s` or a number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Dur;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration such as `500ms` or `2s`")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Dur, E> {
+                Ok(Dur(Duration::from_secs(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Dur, E> {
+                u64::try_from(v)
+                    .map(|s| Dur(Duration::from_secs(s)))
+                    .map_err(|_| E::custom("a duration cannot be negative"))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Dur, E> {
+                Duration::try_from_secs_f64(v)
+                    .map(Dur)
+                    .map_err(|_| E::custom("a duration must be a non-negative number of seconds"))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Dur, E> {
+                humantime::parse_duration(v).map(Dur).map_err(|e| {
+                    E::custom(format!(
+                        "`{v}` is not a duration ({e}); write for example `500ms` or `2s`"
+                    ))
+                })
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for Dur {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A duration: `500ms`, `2s`, `1m 30s`, or a number of seconds.",
+            "anyOf": [
+                {"type": "string", "pattern": "^[0-9]"},
+                {"type": "number", "minimum": 0}
+            ]
+        })
+    }
+}
+
+/// One scenario file.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[schemars(title = "lockcheck scenario")]
+pub struct Scenario {
+    /// Unique kebab-case name; must equal the file name without `.yaml`.
+    pub name: Located<String>,
+    /// What the scenario checks and which applications rely on it.
+    pub summary: String,
+    /// The man page section, POSIX clause or reference-suite case the expected behaviour rests on.
+    pub reference: String,
+    /// The family the scenario belongs to; reports group results by family.
+    pub family: Located<Family>,
+    /// How bad a failure is (default `unsafe`).
+    #[serde(default)]
+    pub severity: Severity,
+    /// The mechanisms the scenario runs with (default: all three).
+    #[serde(default)]
+    pub mechanisms: Option<Located<Vec<Located<Mechanism>>>>,
+    /// Why the scenario does not apply to a mechanism left out of `mechanisms`
+    /// (a default reason is derived from the steps when not given).
+    #[serde(default)]
+    pub not_applicable: BTreeMap<Mechanism, String>,
+    /// The actors: each is its own process. `name`, `{name: n, host: h}`, or `w[1..16]` for w1 … w16.
+    pub actors: Located<Vec<Located<ActorDecl>>>,
+    /// Default timeout of every step (default 5s).
+    #[serde(default)]
+    pub timeout: Option<Located<Dur>>,
+    /// The steps, run in order.
+    pub steps: Located<Vec<Located<Step>>>,
+}
+
+/// An actor declaration.
+#[derive(Debug, Clone, JsonSchema)]
+#[schemars(untagged)]
+pub enum ActorDecl {
+    /// `name`, or `prefix[1..N]` for N actors prefix1 … prefixN.
+    Name(String),
+    /// An actor placed on a named host (multi-client targets).
+    Placed {
+        name: String,
+        /// The host the actor runs on; a target with only one host skips the scenario.
+        host: String,
+    },
+}
+
+impl ActorDecl {
+    pub fn name(&self) -> &str {
+        match self {
+            ActorDecl::Name(n) | ActorDecl::Placed { name: n, .. } => n,
+        }
+    }
+
+    pub fn host(&self) -> Option<&str> {
+        match self {
+            ActorDecl::Name(_) => None,
+            ActorDecl::Placed { host, .. } => Some(host),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlacedActor {
+    name: String,
+    host: String,
+}
+
+impl<'de> Deserialize<'de> for ActorDecl {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ActorDecl;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an actor name or {name: NAME, host: HOST}")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ActorDecl, E> {
+                Ok(ActorDecl::Name(v.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ActorDecl, A::Error> {
+                let p = PlacedActor::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(ActorDecl::Placed {
+                    name: p.name,
+                    host: p.host,
+                })
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// Several actors at once: a list of names (ranges such as `w[1..4]` allowed) or `all`.
+#[derive(Debug, Clone, JsonSchema)]
+#[schemars(untagged)]
+pub enum ActorSet {
+    /// `all`: every actor declared in `actors`.
+    All(AllKeyword),
+    /// Actor names.
+    List(Vec<Located<String>>),
+}
+
+/// The keyword `all`.
+#[derive(Debug, Clone, Copy, JsonSchema)]
+pub enum AllKeyword {
+    #[serde(rename = "all")]
+    All,
+}
+
+impl<'de> Deserialize<'de> for ActorSet {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ActorSet;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("`all` or a list of actor names")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ActorSet, E> {
+                if v == "all" {
+                    Ok(ActorSet::All(AllKeyword::All))
+                } else {
+                    Err(E::custom(format!(
+                        "`actors` takes a list such as [{v}] or the word `all`; for one actor write `actor: {v}`"
+                    )))
+                }
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<ActorSet, A::Error> {
+                let mut names = Vec::new();
+                while let Some(n) = seq.next_element::<Located<String>>()? {
+                    names.push(n);
+                }
+                Ok(ActorSet::List(names))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// Declares a step struct with the fields every actor step shares.
+macro_rules! step_struct {
+    ($(#[$meta:meta])* $name:ident { $($(#[$fmeta:meta])* $field:ident : $ty:ty),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Deserialize, JsonSchema)]
+        #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+        pub struct $name {
+            /// The actor that performs the step.
+            #[serde(default)]
+            pub actor: Option<Located<String>>,
+            /// Several actors perform the step at the same moment (a race): a list or `all`.
+            #[serde(default)]
+            pub actors: Option<Located<ActorSet>>,
+            /// What must be observed (default `ok`).
+            #[serde(default)]
+            pub expect: Option<Located<Expect>>,
+            /// How long the step may take before it fails (default: the scenario's `timeout`).
+            #[serde(default)]
+            pub timeout: Option<Located<Dur>>,
+            /// Why this step matters; shown in reports when it fails.
+            #[serde(default)]
+            pub note: Option<String>,
+            $($(#[$fmeta])* pub $field: $ty,)*
+        }
+
+        impl StepCommon for $name {
+            fn common(&self) -> Common<'_> {
+                Common {
+                    actor: self.actor.as_ref(),
+                    actors: self.actors.as_ref(),
+                    expect: self.expect.as_ref(),
+                    timeout: self.timeout.as_ref(),
+                    note: self.note.as_deref(),
+                }
+            }
+        }
+    };
+}
+
+/// The fields every step has, borrowed.
+#[derive(Debug, Clone, Copy)]
+pub struct Common<'a> {
+    pub actor: Option<&'a Located<String>>,
+    pub actors: Option<&'a Located<ActorSet>>,
+    pub expect: Option<&'a Located<Expect>>,
+    pub timeout: Option<&'a Located<Dur>>,
+    pub note: Option<&'a str>,
+}
+
+pub trait StepCommon {
+    fn common(&self) -> Common<'_>;
+}
+
+step_struct!(
+    /// Open a file (path relative to the trial's scratch directory).
+    OpenStep {
+        /// The file, relative to the trial's scratch directory.
+        path: Located<String>,
+        /// `read`, `write` or `read-write` (default).
+        #[serde(default)]
+        mode: Access,
+        /// O_CREAT
+        #[serde(default)]
+        create: bool,
+        /// O_EXCL (with `create`)
+        #[serde(default)]
+        excl: bool,
+        /// O_TRUNC
+        #[serde(default)]
+        trunc: bool,
+        /// The name later steps use for the descriptor (default: the path).
+        #[serde(default, rename = "as")]
+        as_name: Option<Located<String>>,
+    }
+);
+
+step_struct!(
+    /// Close a descriptor.
+    CloseStep {
+        /// The descriptor (default: the actor's only one).
+        #[serde(default)]
+        fd: Option<Located<String>>,
+    }
+);
+
+step_struct!(
+    /// Duplicate a descriptor with dup(2): the copy shares the open file description.
+    DupStep {
+        /// The descriptor to duplicate (default: the actor's only one).
+        #[serde(default)]
+        fd: Option<Located<String>>,
+        /// The name of the copy.
+        #[serde(rename = "as")]
+        as_name: Located<String>,
+    }
+);
+
+step_struct!(
+    /// Take a lock: exclusive or shared; try (default) or wait; optionally a byte range.
+    LockStep {
+        /// The descriptor (default: the actor's only one).
+        #[serde(default)]
+        fd: Option<Located<String>>,
+        /// `exclusive` or `shared`.
+        mode: Located<LockMode>,
+        /// Wait for the lock (F_SETLKW, flock without LOCK_NB) instead of trying (the default).
+        #[serde(default)]
+        wait: bool,
+        /// First byte of the range (record locks; default 0).
+        #[serde(default)]
+        start: Option<Located<i64>>,
+        /// Length of the range; 0 (the default) means to end of file and beyond.
+        #[serde(default)]
+        len: Option<Located<i64>>,
+        /// Use this mechanism for this step instead of the trial's.
+        #[serde(default)]
+        mechanism: Option<Located<Mechanism>>,
+    }
+);
+
+step_struct!(
+    /// Release a lock (LOCK_UN, F_UNLCK), optionally of a byte range.
+    UnlockStep {
+        /// The descriptor (default: the actor's only one).
+        #[serde(default)]
+        fd: Option<Located<String>>,
+        /// First byte of the range (record locks; default 0).
+        #[serde(default)]
+        start: Option<Located<i64>>,
+        /// Length of the range; 0 (the default) means to end of file and beyond.
+        #[serde(default)]
+        len: Option<Located<i64>>,
+        /// Use this mechanism for this step instead of the trial's.
+        #[serde(default)]
+        mechanism: Option<Located<Mechanism>>,
+    }
+);
+
+step_struct!(
+    /// Ask whether a lock could be placed (F_GETLK / F_OFD_GETLK) and who holds a conflicting one.
+    TestStep {
+        /// The descriptor (default: the actor's only one).
+        #[serde(default)]
+        fd: Option<Located<String>>,
+        /// The lock to test for (default `exclusive`).
+        #[serde(default)]
+        mode: Option<Located<LockMode>>,
+        /// First byte of the range (default 0).
+        #[serde(default)]
+        start: Option<Located<i64>>,
+        /// Length of the range; 0 (the default) means to end of file and beyond.
+        #[serde(default)]
+        len: Option<Located<i64>>,
+        /// Use this mechanism for this step instead of the trial's.
+        #[serde(default)]
+        mechanism: Option<Located<Mechanism>>,
+    }
+);
+
+step_struct!(
+    /// Write bytes (at the current offset, or at `offset` with pwrite).
+    WriteStep {
+        /// The descriptor (default: the actor's only one).
+        #[serde(default)]
+        fd: Option<Located<String>>,
+        /// The text to write.
+        data: String,
+        /// Write at this offset (pwrite) instead of the current position.
+        #[serde(default)]
+        offset: Option<Located<u64>>,
+    }
+);
+
+step_struct!(
+    /// Read bytes (at the current offset, or at `offset` with pread); expect `{data: "..."}`.
+    ReadStep {
+        /// The descriptor (default: the actor's only one).
+        #[serde(default)]
+        fd: Option<Located<String>>,
+        /// How many bytes to read at most.
+        len: Located<u64>,
+        /// Read at this offset (pread) instead of the current position.
+        #[serde(default)]
+        offset: Option<Located<u64>>,
+    }
+);
+
+step_struct!(
+    /// fork(2) inside the actor: a new actor that inherits the parent's descriptors (and flock/OFD locks).
+    ForkStep {
+        /// The name of the new actor.
+        #[serde(rename = "as")]
+        as_name: Located<String>,
+    }
+);
+
+step_struct!(
+    /// The actor exits normally, closing all its descriptors.
+    ExitStep {
+        /// Exit status (default 0).
+        #[serde(default)]
+        code: i32,
+    }
+);
+
+step_struct!(
+    /// Wait for an actor's blocked call (a `lock` with `expect: blocks`) to return, or check it still waits.
+    AwaitStep {
+        /// The call must complete within this time (default: the step timeout).
+        #[serde(default)]
+        within: Option<Located<Dur>>,
+    }
+);
+
+step_struct!(
+    /// Fault: send a signal to an actor (default SIGKILL) and, for a fatal one, wait until it is gone.
+    KillStep {
+        /// The signal: `KILL` (default), `TERM`, `SIGINT`, ...
+        #[serde(default)]
+        signal: Option<Located<String>>,
+    }
+);
+
+/// One step: exactly one operation, its fields nested under it.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    Open(OpenStep),
+    Close(CloseStep),
+    Dup(DupStep),
+    Lock(LockStep),
+    Unlock(UnlockStep),
+    Test(TestStep),
+    Write(WriteStep),
+    Read(ReadStep),
+    Fork(ForkStep),
+    Exit(ExitStep),
+    Await(AwaitStep),
+    Kill(KillStep),
+}
+
+impl Step {
+    pub fn op_name(&self) -> &'static str {
+        match self {
+            Step::Open(_) => "open",
+            Step::Close(_) => "close",
+            Step::Dup(_) => "dup",
+            Step::Lock(_) => "lock",
+            Step::Unlock(_) => "unlock",
+            Step::Test(_) => "test",
+            Step::Write(_) => "write",
+            Step::Read(_) => "read",
+            Step::Fork(_) => "fork",
+            Step::Exit(_) => "exit",
+            Step::Await(_) => "await",
+            Step::Kill(_) => "kill",
+        }
+    }
+
+    pub fn common(&self) -> Common<'_> {
+        match self {
+            Step::Open(s) => s.common(),
+            Step::Close(s) => s.common(),
+            Step::Dup(s) => s.common(),
+            Step::Lock(s) => s.common(),
+            Step::Unlock(s) => s.common(),
+            Step::Test(s) => s.common(),
+            Step::Write(s) => s.common(),
+            Step::Read(s) => s.common(),
+            Step::Fork(s) => s.common(),
+            Step::Exit(s) => s.common(),
+            Step::Await(s) => s.common(),
+            Step::Kill(s) => s.common(),
+        }
+    }
+}
+
+/// The process that F_GETLK must report as holding a conflicting lock.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PidSpec {
+    /// An actor's real process id.
+    Actor(String),
+    /// A literal value (F_OFD_GETLK reports -1).
+    Raw(i64),
+    /// Not checked.
+    Any,
+}
+
+impl<'de> Deserialize<'de> for PidSpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = PidSpec;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an actor name, a number such as -1, or `any`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<PidSpec, E> {
+                Ok(if v == "any" {
+                    PidSpec::Any
+                } else {
+                    PidSpec::Actor(v.to_string())
+                })
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<PidSpec, E> {
+                Ok(PidSpec::Raw(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<PidSpec, E> {
+                i64::try_from(v)
+                    .map(PidSpec::Raw)
+                    .map_err(|_| E::custom("pid out of range"))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for PidSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Pid".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "An actor name (its real pid), a number such as -1 (F_OFD_GETLK), or `any`.",
+            "anyOf": [{"type": "string"}, {"type": "integer"}]
+        })
+    }
+}
+
+/// The conflicting lock F_GETLK must report.
+#[derive(Debug, Clone, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HolderSpec {
+    /// The conflicting lock's type.
+    #[serde(default)]
+    pub mode: Option<LockMode>,
+    /// The conflicting lock's first byte.
+    #[serde(default)]
+    pub start: Option<i64>,
+    /// The conflicting lock's length (0 = to end of file).
+    #[serde(default)]
+    pub len: Option<i64>,
+    /// The process holding it.
+    #[serde(default)]
+    pub pid: Option<PidSpec>,
+}
+
+/// What a step must observe.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expect {
+    /// The call succeeded.
+    Ok,
+    /// The call was refused because someone else holds a conflicting lock: EAGAIN or EACCES.
+    Conflict,
+    /// The call failed with this errno (value, name as written).
+    Errno(i32, String),
+    /// The call is waiting in the kernel (observed, not guessed).
+    Blocks,
+    /// `test`: no conflicting lock.
+    Unlocked,
+    /// `test`: this conflicting lock.
+    Holder(HolderSpec),
+    /// `read`: these bytes.
+    Data(String),
+    /// Anything; the outcome is recorded, not judged.
+    Any,
+    /// Any one of these.
+    OneOf(Vec<Located<Expect>>),
+    /// With several actors: exactly `count` succeed, the others observe `others`.
+    Winners {
+        count: u32,
+        others: Box<Located<Expect>>,
+    },
+    /// A different expectation per mechanism.
+    PerMechanism(BTreeMap<Mechanism, Located<Expect>>),
+}
+
+const EXPECT_KEYS: &str = "holder, data, one-of, winners, others, flock, posix, ofd";
+
+impl<'de> Deserialize<'de> for Expect {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Expect;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an expectation: ok, conflict, blocks, unlocked, any, an errno name such as EBADF, or a map")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Expect, E> {
+                match v {
+                    "ok" => Ok(Expect::Ok),
+                    "conflict" => Ok(Expect::Conflict),
+                    "blocks" => Ok(Expect::Blocks),
+                    "unlocked" => Ok(Expect::Unlocked),
+                    "any" => Ok(Expect::Any),
+                    _ => match crate::errno::by_name(v) {
+                        Some(n) => Ok(Expect::Errno(n, v.to_string())),
+                        None => Err(E::custom(format!(
+                            "unknown expectation `{v}`; expected ok, conflict, blocks, unlocked, any, or an errno name such as EBADF"
+                        ))),
+                    },
+                }
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Expect, A::Error> {
+                let mut holder = None;
+                let mut data = None;
+                let mut one_of = None;
+                let mut winners = None;
+                let mut others = None;
+                let mut per_mech = BTreeMap::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "holder" => holder = Some(map.next_value::<HolderSpec>()?),
+                        "data" => data = Some(map.next_value::<String>()?),
+                        "one-of" => one_of = Some(map.next_value::<Vec<Located<Expect>>>()?),
+                        "winners" => winners = Some(map.next_value::<u32>()?),
+                        "others" => others = Some(map.next_value::<Located<Expect>>()?),
+                        k => match Mechanism::from_str(k) {
+                            Ok(m) => {
+                                per_mech.insert(m, map.next_value::<Located<Expect>>()?);
+                            }
+                            Err(_) => {
+                                return Err(de::Error::custom(format!(
+                                    "unknown expectation key `{k}`; expected one of {EXPECT_KEYS}"
+                                )))
+                            }
+                        },
+                    }
+                }
+                let forms = [
+                    holder.is_some(),
+                    data.is_some(),
+                    one_of.is_some(),
+                    winners.is_some() || others.is_some(),
+                    !per_mech.is_empty(),
+                ];
+                if forms.iter().filter(|f| **f).count() != 1 {
+                    return Err(de::Error::custom(format!(
+                        "an expectation map has exactly one form: holder, data, one-of, winners+others, or per-mechanism keys (flock, posix, ofd); keys were mixed or missing (expected one of {EXPECT_KEYS})"
+                    )));
+                }
+                if let Some(h) = holder {
+                    return Ok(Expect::Holder(h));
+                }
+                if let Some(d) = data {
+                    return Ok(Expect::Data(d));
+                }
+                if let Some(list) = one_of {
+                    if list.is_empty() {
+                        return Err(de::Error::custom("`one-of` needs at least one expectation"));
+                    }
+                    return Ok(Expect::OneOf(list));
+                }
+                if !per_mech.is_empty() {
+                    return Ok(Expect::PerMechanism(per_mech));
+                }
+                match (winners, others) {
+                    (Some(count), Some(others)) => Ok(Expect::Winners {
+                        count,
+                        others: Box::new(others),
+                    }),
+                    _ => Err(de::Error::custom(
+                        "`winners: N` and `others: EXPECTATION` go together",
+                    )),
+                }
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for Expect {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Expect".into()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let holder = generator.subschema_for::<HolderSpec>();
+        let me = generator.subschema_for::<Expect>();
+        let errnos = crate::errno::known_names();
+        json_schema!({
+            "description": "What a step must observe.",
+            "anyOf": [
+                {"type": "string", "enum": ["ok", "conflict", "blocks", "unlocked", "any"]},
+                {"type": "string", "enum": errnos, "description": "This errno."},
+                {"type": "object", "properties": {"holder": holder}, "required": ["holder"], "additionalProperties": false},
+                {"type": "object", "properties": {"data": {"type": "string"}}, "required": ["data"], "additionalProperties": false},
+                {"type": "object", "properties": {"one-of": {"type": "array", "items": me, "minItems": 1}}, "required": ["one-of"], "additionalProperties": false},
+                {"type": "object", "properties": {"winners": {"type": "integer", "minimum": 0}, "others": me}, "required": ["winners", "others"], "additionalProperties": false},
+                {"type": "object", "properties": {"flock": me, "posix": me, "ofd": me}, "minProperties": 1, "additionalProperties": false}
+            ]
+        })
+    }
+}
+
+/// The JSON Schema (draft-07) of scenario files.
+pub fn json_schema() -> Schema {
+    schemars::generate::SchemaSettings::draft07()
+        .into_generator()
+        .into_root_schema_for::<Scenario>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(y: &str) -> Result<Scenario, serde_saphyr::Error> {
+        serde_saphyr::from_str(y)
+    }
+
+    const BASE: &str =
+        "name: x\nsummary: s\nreference: r\nfamily: exclusion\nactors: [a, b]\nsteps:\n";
+
+    #[test]
+    fn parses_steps_with_positions() {
+        let s = parse(&format!(
+            "{BASE}  - open: {{actor: a, path: f, create: true}}\n  - lock:\n      actor: b\n      mode: exclusive\n      expect: conflict\n"
+        ))
+        .expect("parses");
+        assert_eq!(s.steps.len(), 2);
+        assert_eq!(s.steps[1].pos.line, 8);
+        match &s.steps[1].value {
+            Step::Lock(l) => {
+                assert_eq!(l.mode.value, LockMode::Exclusive);
+                let e = l.expect.as_ref().expect("expect");
+                assert_eq!(e.value, Expect::Conflict);
+                assert_eq!(e.pos.line, 11);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn expectation_forms() {
+        let s = parse(&format!(
+            "{BASE}  - test: {{actor: a, expect: {{holder: {{mode: exclusive, pid: b}}}}}}\n  - lock: {{actors: all, mode: exclusive, expect: {{winners: 1, others: conflict}}}}\n  - lock: {{actor: a, mode: shared, expect: {{posix: ok, flock: EWOULDBLOCK}}}}\n  - read: {{actor: a, len: 3, expect: {{data: abc}}}}\n  - lock: {{actor: a, mode: sh, expect: {{one-of: [ok, conflict]}}}}\n"
+        ))
+        .expect("parses");
+        let exps: Vec<Expect> = s
+            .steps
+            .iter()
+            .map(|st| st.common().expect.expect("expect").value.clone())
+            .collect();
+        assert!(matches!(&exps[0], Expect::Holder(h) if h.pid == Some(PidSpec::Actor("b".into()))));
+        assert!(matches!(&exps[1], Expect::Winners { count: 1, .. }));
+        assert!(
+            matches!(&exps[2], Expect::PerMechanism(m) if m[&Mechanism::Flock].value == Expect::Errno(libc::EAGAIN, "EWOULDBLOCK".into()))
+        );
+        assert_eq!(exps[3], Expect::Data("abc".into()));
+        assert!(matches!(&exps[4], Expect::OneOf(v) if v.len() == 2));
+    }
+
+    #[test]
+    fn errors_point_at_the_problem() {
+        let e = parse(&format!(
+            "{BASE}  - lock: {{actor: a, mode: exclusive, expect: okk}}\n"
+        ))
+        .expect_err("bad expectation");
+        let loc = e.location().expect("location");
+        assert_eq!((loc.line(), loc.column()), (7, 47));
+        let e = parse(&format!("{BASE}  - lokc: {{actor: a}}\n")).expect_err("bad op");
+        assert_eq!(e.location().map(|l| l.line()), Some(7));
+        let e = parse(&format!(
+            "{BASE}  - lock: {{actor: a, mode: exclusive, bogus: 1}}\n"
+        ))
+        .expect_err("unknown key");
+        assert_eq!(e.location().map(|l| l.line()), Some(7));
+        let e = parse(&format!(
+            "{BASE}  - lock: {{actor: a, mode: exclusive, expect: {{holder: {{}}, data: x}}}}\n"
+        ))
+        .expect_err("mixed expectation");
+        assert!(e.to_string().contains("exactly one form"));
+    }
+
+    #[test]
+    fn durations_and_actors() {
+        let s = parse("name: x\nsummary: s\nreference: r\nfamily: blocking\ntimeout: 250ms\nactors: [a, {name: b, host: two}, 'w[1..3]']\nsteps:\n  - await: {actor: a, within: 2s}\n").expect("parses");
+        assert_eq!(
+            s.timeout.as_ref().map(|t| t.value.0),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(s.actors[1].host(), Some("two"));
+        assert_eq!(s.actors[2].name(), "w[1..3]");
+    }
+
+    #[test]
+    fn schema_is_draft07() {
+        let schema = serde_json::to_value(json_schema()).expect("json");
+        assert_eq!(schema["$schema"], "http://json-schema.org/draft-07/schema#");
+        assert!(schema["definitions"]["Step"].is_object());
+    }
+}

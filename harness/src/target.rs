@@ -1,0 +1,557 @@
+//! Targets: the directories under test. lockcheck works only inside a fresh
+//! scratch directory it creates under each target (removed at the end) and
+//! records what the target is: filesystem type, mount source and options,
+//! kernel.
+
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// Marker file that identifies a scratch directory as lockcheck's own.
+pub const SCRATCH_MARKER: &str = ".lockcheck-scratch";
+/// Prefix of scratch directory names.
+pub const SCRATCH_PREFIX: &str = ".lockcheck-";
+
+/// A target as requested: a label and a directory.
+#[derive(Debug, Clone)]
+pub struct TargetSpec {
+    pub label: String,
+    pub dir: PathBuf,
+    /// How the directory was chosen, for the report.
+    pub provision: String,
+}
+
+/// Parse `LABEL=DIR`.
+pub fn parse_target_arg(s: &str) -> Result<TargetSpec> {
+    let Some((label, dir)) = s.split_once('=') else {
+        return Err(Error::usage(
+            format!("--target {s:?}: expected LABEL=DIR"),
+            Some("for example --target nfs4=/mnt/nfs"),
+        ));
+    };
+    check_label(label)?;
+    if dir.is_empty() {
+        return Err(Error::usage(
+            format!("--target {s:?}: the directory is empty"),
+            Some("for example --target nfs4=/mnt/nfs"),
+        ));
+    }
+    Ok(TargetSpec {
+        label: label.to_string(),
+        dir: PathBuf::from(dir),
+        provision: "directory given with --target".into(),
+    })
+}
+
+pub fn check_label(label: &str) -> Result<()> {
+    let ok = !label.is_empty()
+        && label.len() <= 64
+        && label
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !label.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::usage(
+            format!("target label {label:?} is not usable"),
+            Some("labels are 1-64 characters: letters, digits, `-`, `_`, `.` (they name report files)"),
+        ))
+    }
+}
+
+/// One line of /proc/self/mountinfo.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MountEntry {
+    pub mount_point: String,
+    pub source: String,
+    pub fs_type: String,
+    /// FUSE subtype (`bindfs` of `fuse.bindfs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subtype: Option<String>,
+    pub mount_options: String,
+    pub super_options: String,
+    /// NFS details from the super options.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nfs: Option<NfsInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct NfsInfo {
+    pub vers: Option<String>,
+    pub local_lock: Option<String>,
+    pub nolock: bool,
+    pub proto: Option<String>,
+}
+
+fn unescape_mount(s: &str) -> String {
+    // mountinfo escapes space, tab, newline and backslash as \ooo (octal).
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], octal) {
+            (b'\\', Some(d)) => {
+                let v = d.iter().fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0'));
+                out.push(u8::try_from(v).unwrap_or(b'?'));
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub fn parse_mountinfo_line(line: &str) -> Option<MountEntry> {
+    let (left, right) = line.split_once(" - ")?;
+    let l: Vec<&str> = left.split(' ').collect();
+    let r: Vec<&str> = right.split(' ').collect();
+    if l.len() < 6 || r.len() < 3 {
+        return None;
+    }
+    let fs_full = r[0];
+    let (fs_type, subtype) = match fs_full.split_once('.') {
+        Some((t, s)) => (t.to_string(), Some(s.to_string())),
+        None => (fs_full.to_string(), None),
+    };
+    let super_options = r[2].to_string();
+    let nfs = fs_type.starts_with("nfs").then(|| {
+        let opt = |k: &str| {
+            super_options
+                .split(',')
+                .find_map(|o| o.strip_prefix(&format!("{k}=")).map(str::to_string))
+        };
+        NfsInfo {
+            vers: opt("vers"),
+            local_lock: opt("local_lock"),
+            nolock: super_options.split(',').any(|o| o == "nolock"),
+            proto: opt("proto"),
+        }
+    });
+    Some(MountEntry {
+        mount_point: unescape_mount(l[4]),
+        source: unescape_mount(r[1]),
+        fs_type,
+        subtype,
+        mount_options: l[5].to_string(),
+        super_options,
+        nfs,
+    })
+}
+
+/// The mount a path lives on: the last mountinfo entry whose mount point is
+/// the longest prefix of the (canonical) path.
+pub fn find_mount(path: &Path) -> Option<MountEntry> {
+    let text = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mut best: Option<MountEntry> = None;
+    for e in text.lines().filter_map(parse_mountinfo_line) {
+        let mp = Path::new(&e.mount_point);
+        if path.starts_with(mp)
+            && best
+                .as_ref()
+                .is_none_or(|b| mp.as_os_str().len() >= b.mount_point.len())
+        {
+            best = Some(e);
+        }
+    }
+    best
+}
+
+/// statfs(2) f_type names for the filesystems people put locks on.
+pub fn fs_magic_name(magic: i64) -> &'static str {
+    match magic {
+        0xEF53 => "ext2/3/4",
+        0x0102_1994 => "tmpfs",
+        0x5846_5342 => "xfs",
+        0x9123_683E => "btrfs",
+        0x6969 => "nfs",
+        0x6573_5546 => "fuse",
+        0x794C_7630 => "overlay",
+        0xFF53_4D42 => "cifs",
+        0xFE53_4D42 => "smb2",
+        0x2FC1_2FC1 => "zfs",
+        0x00C3_6400 => "ceph",
+        0x0102_1997 => "9p",
+        0xF2F5_2010 => "f2fs",
+        0x8584_58F6 => "ramfs",
+        0x0116_1970 => "gfs2",
+        0x7461_636F => "ocfs2",
+        0x0BD0_0BD0 => "lustre",
+        0x4D44 => "vfat",
+        0x2011_BAB0 => "exfat",
+        0x5346_544E => "ntfs",
+        0x0027_E0EB => "cgroup",
+        0x9FA0 => "proc",
+        0x6265_6572 => "sysfs",
+        0x1CD1 => "devpts",
+        0x00C0_FFEE => "hostfs",
+        _ => "unknown",
+    }
+}
+
+/// Filesystems whose waiters the local kernel does not list in /proc/locks.
+fn keeps_own_waiters(fs_type: &str) -> bool {
+    matches!(
+        fs_type,
+        "nfs"
+            | "nfs4"
+            | "cifs"
+            | "smb3"
+            | "smb2"
+            | "ceph"
+            | "gfs2"
+            | "ocfs2"
+            | "9p"
+            | "fuse"
+            | "fuseblk"
+            | "lustre"
+            | "afs"
+            | "glusterfs"
+            | "unknown"
+    )
+}
+
+/// What a report says about its target.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetIdentity {
+    pub label: String,
+    pub path: String,
+    /// How lockcheck came to test this directory.
+    pub provision: String,
+    /// The filesystem type (mountinfo's name; statfs's when mountinfo has none).
+    pub fs_type: String,
+    /// statfs f_type in hex, with its name.
+    pub statfs_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mount: Option<MountEntry>,
+    pub kernel: String,
+    pub arch: String,
+    pub lockcheck_version: String,
+    /// Whether blocked waiters show in /proc/locks here.
+    pub lock_lists: bool,
+}
+
+/// An open target: its identity and the run's scratch directory.
+pub struct Target {
+    pub label: String,
+    pub root: PathBuf,
+    pub identity: TargetIdentity,
+    /// Hosts actors can be placed on.
+    pub hosts: Vec<String>,
+    scratch: tempfile::TempDir,
+    counter: AtomicUsize,
+}
+
+fn refused(path: &Path) -> Option<&'static str> {
+    if path == Path::new("/") {
+        return Some("the root directory");
+    }
+    if path.starts_with("/dev/shm") {
+        return None;
+    }
+    for p in ["/proc", "/sys", "/dev"] {
+        if path.starts_with(p) {
+            return Some("a kernel or device filesystem");
+        }
+    }
+    None
+}
+
+impl Target {
+    /// Check the directory and create the run's scratch directory in it.
+    pub fn open(spec: &TargetSpec) -> Result<Target> {
+        let err = |message: String, hint: Option<&str>| Error::Target {
+            label: spec.label.clone(),
+            path: spec.dir.clone(),
+            message,
+            hint: hint.map(str::to_string),
+        };
+        let meta = fs::metadata(&spec.dir).map_err(|e| {
+            err(
+                format!("cannot use it: {e}"),
+                Some("give an existing directory you can write to"),
+            )
+        })?;
+        if !meta.is_dir() {
+            return Err(err(
+                "not a directory".into(),
+                Some("give an existing directory"),
+            ));
+        }
+        let root = fs::canonicalize(&spec.dir)
+            .map_err(|e| err(format!("cannot resolve it: {e}"), None))?;
+        if let Some(what) = refused(&root) {
+            return Err(err(
+                format!("refused: {} is {what}", root.display()),
+                Some("lockcheck only tests directories meant for data"),
+            ));
+        }
+        if nix::unistd::access(
+            &root,
+            nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
+        )
+        .is_err()
+        {
+            return Err(err(
+                "not writable".into(),
+                Some("lockcheck creates (and removes) a scratch directory inside the target"),
+            ));
+        }
+        let scratch = tempfile::Builder::new()
+            .prefix(SCRATCH_PREFIX)
+            .tempdir_in(&root)
+            .map_err(|e| err(format!("cannot create a scratch directory: {e}"), None))?;
+        let marker = scratch.path().join(SCRATCH_MARKER);
+        let mut f = fs::File::create(&marker)
+            .map_err(|e| err(format!("cannot write in the scratch directory: {e}"), None))?;
+        let _ = writeln!(
+            f,
+            "{{\"pid\": {}, \"lockcheck\": \"{}\"}}",
+            std::process::id(),
+            env!("CARGO_PKG_VERSION")
+        );
+        let identity = identify(&spec.label, &root, &spec.provision);
+        Ok(Target {
+            label: spec.label.clone(),
+            root,
+            identity,
+            hosts: vec![crate::plan::DEFAULT_HOST.to_string()],
+            scratch,
+            counter: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn lock_lists(&self) -> bool {
+        self.identity.lock_lists
+    }
+
+    pub fn scratch(&self) -> &Path {
+        self.scratch.path()
+    }
+
+    /// A fresh, empty directory for one trial.
+    pub fn trial_dir(&self, name: &str) -> std::io::Result<PathBuf> {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let safe: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let dir = self.scratch.path().join(format!("{safe}.{n}"));
+        fs::create_dir(&dir)?;
+        Ok(dir)
+    }
+
+    /// Remove the scratch directory now, reporting a failure.
+    pub fn close(self) -> std::io::Result<()> {
+        self.scratch.close()
+    }
+}
+
+/// Work out what a directory is.
+pub fn identify(label: &str, root: &Path, provision: &str) -> TargetIdentity {
+    let magic = nix::sys::statfs::statfs(root)
+        .map(|s| i64::from(s.filesystem_type().0))
+        .unwrap_or(0);
+    let mount = find_mount(root);
+    let fs_type = mount
+        .as_ref()
+        .map(|m| m.fs_type.clone())
+        .unwrap_or_else(|| fs_magic_name(magic).to_string());
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let arch = std::env::consts::ARCH.to_string();
+    TargetIdentity {
+        label: label.to_string(),
+        path: root.display().to_string(),
+        provision: provision.to_string(),
+        lock_lists: !keeps_own_waiters(&fs_type),
+        fs_type,
+        statfs_type: format!("{magic:#x} ({})", fs_magic_name(magic)),
+        mount,
+        kernel,
+        arch,
+        lockcheck_version: env!("CARGO_PKG_VERSION").to_string(),
+    }
+}
+
+/// A tmpfs lockcheck mounted in its own mount namespace.
+pub struct PrivateTmpfs {
+    pub dir: PathBuf,
+}
+
+impl PrivateTmpfs {
+    /// Enter a private mount namespace and mount a tmpfs there. Must be
+    /// called while the process is still single-threaded (start of main),
+    /// so that every thread and every actor sees the mount. The host sees
+    /// only an empty directory, removed again at the end.
+    pub fn create() -> std::result::Result<PrivateTmpfs, String> {
+        use nix::mount::{mount, MsFlags};
+        use nix::sched::{unshare, CloneFlags};
+        unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare(CLONE_NEWNS): {e}"))?;
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .map_err(|e| format!("making mounts private: {e}"))?;
+        let dir = tempfile::Builder::new()
+            .prefix("lockcheck-tmpfs-")
+            .tempdir()
+            .map_err(|e| format!("creating a mount point: {e}"))?
+            .keep();
+        if let Err(e) = mount(
+            Some("lockcheck"),
+            &dir,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some("size=256m,mode=0700"),
+        ) {
+            let _ = fs::remove_dir(&dir);
+            return Err(format!("mounting tmpfs: {e}"));
+        }
+        Ok(PrivateTmpfs { dir })
+    }
+}
+
+impl Drop for PrivateTmpfs {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.dir, nix::mount::MntFlags::MNT_DETACH);
+        let _ = fs::remove_dir(&self.dir);
+    }
+}
+
+/// The default targets: the local filesystem and a tmpfs.
+pub struct Defaults {
+    pub specs: Vec<TargetSpec>,
+    pub tmpfs: Option<PrivateTmpfs>,
+    /// Targets that could not be provided, and why.
+    pub notes: Vec<String>,
+}
+
+fn writable_dir(p: &Path) -> bool {
+    p.is_dir()
+        && nix::unistd::access(
+            p,
+            nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
+        )
+        .is_ok()
+}
+
+/// Choose the default targets. Call at the start of `main` (see `PrivateTmpfs::create`).
+pub fn default_targets() -> Defaults {
+    let mut specs = Vec::new();
+    let mut notes = Vec::new();
+    let cwd = std::env::current_dir().ok().filter(|d| writable_dir(d));
+    match cwd {
+        Some(d) => specs.push(TargetSpec {
+            label: "local".into(),
+            dir: d,
+            provision: "the current directory's filesystem".into(),
+        }),
+        None => {
+            let t = std::env::temp_dir();
+            specs.push(TargetSpec {
+                label: "local".into(),
+                dir: t,
+                provision: "TMPDIR (the current directory is not writable)".into(),
+            });
+        }
+    }
+    let mut tmpfs = None;
+    match PrivateTmpfs::create() {
+        Ok(t) => {
+            specs.push(TargetSpec {
+                label: "tmpfs".into(),
+                dir: t.dir.clone(),
+                provision: "a private tmpfs lockcheck mounted in its own mount namespace".into(),
+            });
+            tmpfs = Some(t);
+        }
+        Err(why) => {
+            let shm = Path::new("/dev/shm");
+            let is_tmpfs = nix::sys::statfs::statfs(shm)
+                .map(|s| i64::from(s.filesystem_type().0) == 0x0102_1994)
+                .unwrap_or(false);
+            if is_tmpfs && writable_dir(shm) {
+                specs.push(TargetSpec {
+                    label: "tmpfs".into(),
+                    dir: shm.to_path_buf(),
+                    provision: format!("/dev/shm (no private tmpfs: {why})"),
+                });
+            } else {
+                notes.push(format!(
+                    "tmpfs: no target (no private tmpfs: {why}; /dev/shm is not a writable tmpfs)"
+                ));
+            }
+        }
+    }
+    Defaults {
+        specs,
+        tmpfs,
+        notes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_mountinfo() {
+        let e = parse_mountinfo_line(
+            "36 35 98:0 / /mnt/with\\040space rw,noatime master:1 - nfs4 srv:/export rw,vers=4.2,proto=tcp,local_lock=none",
+        )
+        .expect("line");
+        assert_eq!(e.mount_point, "/mnt/with space");
+        assert_eq!(e.fs_type, "nfs4");
+        let nfs = e.nfs.expect("nfs");
+        assert_eq!(nfs.vers.as_deref(), Some("4.2"));
+        assert_eq!(nfs.local_lock.as_deref(), Some("none"));
+        let f =
+            parse_mountinfo_line("50 1 0:44 / /mnt/b rw,nosuid - fuse.bindfs /src rw,user_id=0")
+                .expect("line");
+        assert_eq!(
+            (f.fs_type.as_str(), f.subtype.as_deref()),
+            ("fuse", Some("bindfs"))
+        );
+        assert!(parse_mountinfo_line("nonsense").is_none());
+    }
+
+    #[test]
+    fn labels_and_arguments() {
+        assert!(parse_target_arg("nfs4=/mnt").is_ok());
+        assert!(parse_target_arg("nolabel").is_err());
+        assert!(parse_target_arg("a b=/x").is_err());
+        assert!(parse_target_arg("x=").is_err());
+        assert!(check_label("../x").is_err());
+    }
+
+    #[test]
+    fn refuses_system_directories() {
+        assert!(refused(Path::new("/")).is_some());
+        assert!(refused(Path::new("/proc/self")).is_some());
+        assert!(refused(Path::new("/dev")).is_some());
+        assert!(refused(Path::new("/dev/shm")).is_none());
+        assert!(refused(Path::new("/srv/data")).is_none());
+    }
+}
