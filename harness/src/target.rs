@@ -200,6 +200,14 @@ pub fn fs_magic_name(magic: i64) -> &'static str {
     }
 }
 
+/// statfs(2) f_type of the filesystem a path is on.
+#[allow(clippy::unnecessary_cast)] // f_type is i64 on x86-64 but narrower elsewhere
+pub fn statfs_magic(path: &Path) -> Option<i64> {
+    nix::sys::statfs::statfs(path)
+        .ok()
+        .map(|s| s.filesystem_type().0 as i64)
+}
+
 /// Filesystems whose waiters the local kernel does not list in /proc/locks.
 fn keeps_own_waiters(fs_type: &str) -> bool {
     matches!(
@@ -366,9 +374,7 @@ impl Target {
 
 /// Work out what a directory is.
 pub fn identify(label: &str, root: &Path, provision: &str) -> TargetIdentity {
-    let magic = nix::sys::statfs::statfs(root)
-        .map(|s| i64::from(s.filesystem_type().0))
-        .unwrap_or(0);
+    let magic = statfs_magic(root).unwrap_or(0);
     let mount = find_mount(root);
     let fs_type = mount
         .as_ref()
@@ -489,9 +495,7 @@ pub fn default_targets() -> Defaults {
         }
         Err(why) => {
             let shm = Path::new("/dev/shm");
-            let is_tmpfs = nix::sys::statfs::statfs(shm)
-                .map(|s| i64::from(s.filesystem_type().0) == 0x0102_1994)
-                .unwrap_or(false);
+            let is_tmpfs = statfs_magic(shm) == Some(0x0102_1994);
             if is_tmpfs && writable_dir(shm) {
                 specs.push(TargetSpec {
                     label: "tmpfs".into(),
