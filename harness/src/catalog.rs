@@ -65,6 +65,12 @@ fn hint_for(message: &str) -> Option<&'static str> {
         Some("see scenarios/README.md for the keys each operation takes")
     } else if message.contains("tab") {
         Some("YAML indents with spaces, not tabs")
+    } else if message.contains("invalid i64")
+        || message.contains("invalid u64")
+        || message.contains("invalid i32")
+        || message.contains("invalid u32")
+    {
+        Some("the number does not fit: offsets and lengths are signed 64-bit (at most 9223372036854775807)")
     } else if message.contains("missing field") {
         Some("see scenarios/README.md for the required keys")
     } else if message.contains("budget") || message.contains("limit") {
@@ -200,9 +206,14 @@ pub fn load_file(path: &Path) -> std::result::Result<LoadedScenario, ScenarioErr
     parse_scenario(&shown, &bytes, stem)
 }
 
+/// FNV-1a over (file name, contents) pairs; independent of where the directory is.
 fn fnv1a(data: &[(String, Vec<u8>)]) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for (name, bytes) in data {
+    for (path, bytes) in data {
+        let name = Path::new(path)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         for b in name
             .as_bytes()
             .iter()
@@ -329,6 +340,12 @@ mod tests {
         let c = embedded().expect("the built-in catalog is valid");
         assert!(!c.scenarios.is_empty());
         assert_eq!(c.hash.len(), 16);
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+        let d = load_dir(&dir).expect("the scenario directory is valid");
+        assert_eq!(
+            d.hash, c.hash,
+            "the hash does not depend on where the files are"
+        );
     }
 
     #[test]

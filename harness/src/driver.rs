@@ -299,10 +299,6 @@ impl<'a> Driver<'a> {
         self.seq
     }
 
-    fn ms_since_start(&self, t: Instant) -> f64 {
-        t.duration_since(self.t0).as_secs_f64() * 1000.0
-    }
-
     fn fd(&self, i: usize, name: &str) -> Result<(i32, u64), Infra> {
         self.actors[i].fds.get(name).copied().ok_or_else(|| {
             Infra(format!(
@@ -527,9 +523,9 @@ impl<'a> Driver<'a> {
             expected: expected.clone(),
             observed: observed_joined.clone(),
             passed: verdict.is_ok(),
-            start_ms: self.ms_since_start(start),
-            elapsed_ms: end.duration_since(start).as_secs_f64() * 1000.0,
-            completed_after_ms: latency.map(|d| d.as_secs_f64() * 1000.0),
+            start_ms: crate::report::ms(start.duration_since(self.t0)),
+            elapsed_ms: crate::report::ms(end.duration_since(start)),
+            completed_after_ms: latency.map(crate::report::ms),
         };
         let failure = verdict.err().map(|why| Failure {
             step: step.number,

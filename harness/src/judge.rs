@@ -193,11 +193,11 @@ pub fn describe_expectation(exp: &Expectation, actors: &Actors<'_>) -> String {
 pub fn describe_observed(obs: &Observed) -> String {
     match obs {
         Observed::Returned(o) => match o {
-            Outcome::Failed { errno: e } => format!(
-                "{} ({})",
-                errno::name(*e),
-                std::io::Error::from_raw_os_error(*e)
-            ),
+            Outcome::Failed { errno: e } => {
+                let text = std::io::Error::from_raw_os_error(*e).to_string();
+                let text = text.split(" (os error").next().unwrap_or(&text).to_string();
+                format!("{} ({text})", errno::name(*e))
+            }
             Outcome::Done { ret } => {
                 if *ret == 0 {
                     "ok".into()

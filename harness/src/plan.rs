@@ -141,8 +141,8 @@ impl Op {
     pub fn describe(&self, actors: &[ActorPlan]) -> String {
         fn range(start: i64, len: i64) -> String {
             match len {
-                0 => format!("bytes [{start}, EOF)"),
-                l if l > 0 => format!("bytes [{start}, {})", start.saturating_add(l)),
+                0 => format!("bytes {start}..EOF"),
+                l if l > 0 => format!("bytes {start}..{}", start.saturating_add(l)),
                 l => format!("start {start} len {l}"),
             }
         }
@@ -187,15 +187,14 @@ impl Op {
                     LockKind::Shared => "lock shared",
                     LockKind::Unlock => "unlock",
                 };
-                let mut s = format!("{what} {fd}");
+                let mut details = vec![mech.to_string()];
                 if *wait {
-                    s.push_str(", wait");
+                    details.push("wait".into());
                 }
                 if mech.has_ranges() {
-                    s.push_str(&format!(", {}", range(*start, *len)));
+                    details.push(range(*start, *len));
                 }
-                s.push_str(&format!(" ({mech})"));
-                s
+                format!("{what} on {fd} ({})", details.join(", "))
             }
             Op::Test {
                 fd,
@@ -204,7 +203,7 @@ impl Op {
                 start,
                 len,
             } => format!(
-                "test {} {fd}, {} ({mech})",
+                "test {} on {fd} ({mech}, {})",
                 mode.as_str(),
                 range(*start, *len)
             ),

@@ -14,6 +14,11 @@ use crate::target::TargetIdentity;
 /// Bumped when the JSON report changes shape.
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// Milliseconds, rounded to the microsecond.
+pub fn ms(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
 /// One step as it ran.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepRecord {
@@ -455,4 +460,145 @@ pub fn console_summary(reports: &[Report]) -> String {
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity() -> TargetIdentity {
+        crate::target::identify("t", Path::new("/tmp"), "test")
+    }
+
+    fn result(scenario: &str, mech: Mechanism, status: Status, severity: Severity) -> TrialResult {
+        TrialResult {
+            id: format!("t::{scenario}::{mech}"),
+            scenario: scenario.into(),
+            mechanism: mech,
+            family: Family::Exclusion,
+            severity,
+            status,
+            verdict: TrialResult::verdict_for(status, severity),
+            reason: (status == Status::Skip).then(|| "no byte ranges".to_string()),
+            failure: (status == Status::Fail).then(|| Failure {
+                step: 3,
+                line: 12,
+                col: 5,
+                actors: vec!["b".into()],
+                op: "lock exclusive on lock (posix)".into(),
+                expected: "conflict (EAGAIN or EACCES)".into(),
+                observed: "ok".into(),
+                note: Some("two holders".into()),
+            }),
+            summary: "why it matters".into(),
+            reference: "fcntl(2)".into(),
+            file: format!("scenarios/{scenario}.yaml"),
+            duration_ms: 1.5,
+            actors: vec![],
+            steps: vec![StepRecord {
+                step: 3,
+                line: 12,
+                col: 5,
+                actors: vec!["b".into()],
+                op: "lock exclusive on lock (posix)".into(),
+                calls: vec!["fcntl(3, F_SETLK, {F_WRLCK 0..EOF})".into()],
+                expected: "conflict (EAGAIN or EACCES)".into(),
+                observed: "ok".into(),
+                passed: status != Status::Fail,
+                start_ms: 1.0,
+                elapsed_ms: 0.1,
+                completed_after_ms: None,
+            }],
+            teardown_problems: vec![],
+        }
+    }
+
+    fn catalog() -> CatalogInfo {
+        CatalogInfo {
+            source: "scenarios".into(),
+            scenarios: 2,
+            hash: "0123456789abcdef".into(),
+        }
+    }
+
+    #[test]
+    fn summary_counts_by_status_and_severity() {
+        let r = Report::new(
+            identity(),
+            catalog(),
+            vec![
+                result("a", Mechanism::Posix, Status::Pass, Severity::Unsafe),
+                result("a", Mechanism::Ofd, Status::Fail, Severity::Unsafe),
+                result("b", Mechanism::Flock, Status::Skip, Severity::Divergent),
+                result("b", Mechanism::Posix, Status::Fail, Severity::Divergent),
+                result("b", Mechanism::Ofd, Status::Error, Severity::Divergent),
+            ],
+            10.0,
+        );
+        let s = &r.summary;
+        assert_eq!((s.total, s.pass, s.fail, s.skip, s.error), (5, 1, 2, 1, 1));
+        assert_eq!((s.unsafe_failures, s.divergent_failures), (1, 1));
+        assert!(!s.conforms());
+        let json: serde_json::Value = serde_json::from_str(&r.to_json()).expect("json");
+        assert_eq!(json["schema_version"], SCHEMA_VERSION);
+        assert_eq!(json["results"][1]["verdict"], "unsafe");
+        assert_eq!(
+            json["results"][1]["failure"]["expected"],
+            "conflict (EAGAIN or EACCES)"
+        );
+    }
+
+    #[test]
+    fn markdown_shows_grid_failures_and_skips() {
+        let r = Report::new(
+            identity(),
+            catalog(),
+            vec![
+                result("a", Mechanism::Posix, Status::Pass, Severity::Unsafe),
+                result("a", Mechanism::Ofd, Status::Fail, Severity::Unsafe),
+                result("a", Mechanism::Flock, Status::Skip, Severity::Unsafe),
+            ],
+            10.0,
+        );
+        let md = markdown(&r);
+        assert!(md.contains("**does not conform**"), "{md}");
+        assert!(
+            md.contains("| `a` | unsafe | skip | pass | **UNSAFE** |"),
+            "{md}"
+        );
+        assert!(md.contains("### `t::a::ofd` — unsafe"), "{md}");
+        assert!(
+            md.contains("- **expected**: conflict (EAGAIN or EACCES)"),
+            "{md}"
+        );
+        assert!(md.contains("- **observed**: ok"), "{md}");
+        assert!(md.contains("- `t::a::flock`: no byte ranges"), "{md}");
+        let table = console_summary(std::slice::from_ref(&r));
+        assert!(table.contains("1 unsafe"), "{table}");
+    }
+
+    #[test]
+    fn writes_both_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let r = Report::new(
+            identity(),
+            catalog(),
+            vec![result(
+                "a",
+                Mechanism::Posix,
+                Status::Pass,
+                Severity::Unsafe,
+            )],
+            1.0,
+        );
+        let files = r.write(dir.path()).expect("write");
+        assert_eq!(files.len(), 2);
+        assert!(dir.path().join("t.json").is_file() && dir.path().join("t.md").is_file());
+        assert_eq!(
+            std::fs::read_dir(dir.path()).expect("ls").count(),
+            2,
+            "no temporary files left"
+        );
+        assert_eq!(ms(std::time::Duration::from_nanos(1_234_567)), 1.235);
+    }
 }

@@ -173,7 +173,7 @@ impl Session {
             .map(|(name, pid)| ActorRecord { name, pid })
             .collect();
         result.teardown_problems = teardown;
-        result.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        result.duration_ms = crate::report::ms(started.elapsed());
         result
     }
 
@@ -235,7 +235,7 @@ impl Session {
                         hash: catalog.hash.clone(),
                     },
                     rs,
-                    wall_ms,
+                    (wall_ms * 1000.0).round() / 1000.0,
                 )
             })
             .collect()

@@ -1,0 +1,247 @@
+//! The command line as a user meets it: exit statuses, error messages with
+//! `file:line:column`, refused targets, the schema, and no leftovers.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn lockcheck(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lockcheck"))
+        .args(args)
+        .output()
+        .expect("running lockcheck")
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+const HEAD: &str =
+    "name: bad\nsummary: s\nreference: r\nfamily: exclusion\nactors: [a, b]\nsteps:\n";
+
+/// (file content, the line:column the message must point at, a word the message must contain)
+fn malformed() -> Vec<(&'static str, Vec<u8>, &'static str, &'static str)> {
+    let step = |s: &str| format!("{HEAD}{s}").into_bytes();
+    vec![
+        ("not-yaml", b"name: [unclosed\n".to_vec(), ":1:", ""),
+        ("tab", step("\t- open: {actor: a, path: f}\n"), ":7:", "tab"),
+        ("unknown-op", step("  - lokc: {actor: a}\n"), ":7:5:", "lokc"),
+        ("unknown-key", step("  - open: {actor: a, path: f, colour: red}\n"), ":7:", "colour"),
+        ("wrong-type", step("  - open: {actor: a, path: f, create: maybe}\n"), ":7:", ""),
+        ("bad-expect", step("  - open: {actor: a, path: f, expect: fine}\n"), ":7:", "fine"),
+        ("unknown-actor", step("  - open: {actor: zed, path: f}\n"), ":7:", "zed"),
+        ("fd-never-opened", step("  - lock: {actor: a, fd: nope, mode: exclusive}\n"), ":7:", "nope"),
+        ("escape", step("  - open: {actor: a, path: ../../etc/passwd}\n"), ":7:", "scratch"),
+        ("overflow", step("  - open: {actor: a, path: f}\n  - lock: {actor: a, mode: shared, start: 99999999999999999999}\n"), ":8:", ""),
+        ("empty", b"".to_vec(), ":1:1:", "empty"),
+        ("non-utf8", b"name: bad\nsummary: \xff\xfe\n".to_vec(), ":2:10:", "UTF-8"),
+        ("duplicate-actor", b"name: bad\nsummary: s\nreference: r\nfamily: exclusion\nactors: [a, a]\nsteps:\n  - open: {actor: a, path: f}\n".to_vec(), ":5:", "twice"),
+        ("missing-steps", b"name: bad\nsummary: s\nreference: r\nfamily: exclusion\nactors: [a]\n".to_vec(), ":", "steps"),
+    ]
+}
+
+#[test]
+fn validate_reports_file_line_column_and_exit_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, content, at, word) in malformed() {
+        let path = dir.path().join("bad.yaml");
+        std::fs::write(&path, &content).expect("write");
+        let o = lockcheck(&["validate", path.to_str().expect("utf8")]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{name}: exit status\n{err}");
+        assert!(!err.contains("panicked"), "{name}: panic\n{err}");
+        let expected = format!("{}{at}", path.display());
+        assert!(
+            err.contains(&expected),
+            "{name}: message should contain {expected:?}\n{err}"
+        );
+        assert!(
+            err.contains(word),
+            "{name}: message should mention {word:?}\n{err}"
+        );
+    }
+}
+
+#[test]
+fn validate_accepts_the_catalog() {
+    let mut args = vec!["validate".to_string()];
+    for e in std::fs::read_dir(repo().join("scenarios")).expect("scenarios") {
+        let p = e.expect("entry").path();
+        if p.extension().is_some_and(|x| x == "yaml") {
+            args.push(p.display().to_string());
+        }
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = lockcheck(&refs);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+#[test]
+fn a_bad_file_in_the_catalog_stops_the_run_with_exit_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scen = dir.path().join("scenarios");
+    std::fs::create_dir(&scen).expect("mkdir");
+    std::fs::write(
+        scen.join("bad.yaml"),
+        format!("{HEAD}  - lock: {{actor: a, mode: exclusive}}\n"),
+    )
+    .expect("write");
+    let target = dir.path().join("t");
+    std::fs::create_dir(&target).expect("mkdir");
+    let o = lockcheck(&[
+        "run",
+        "--scenarios",
+        scen.to_str().expect("utf8"),
+        "--target",
+        &format!("t={}", target.display()),
+        "--out",
+        dir.path().join("out").to_str().expect("utf8"),
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("bad.yaml:7:5"), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(&target).expect("ls").count(),
+        0,
+        "nothing may be written into the target"
+    );
+}
+
+#[test]
+fn refused_targets_exit_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("file");
+    std::fs::write(&file, "x").expect("write");
+    let cases = [
+        format!("x={}", dir.path().join("missing").display()),
+        format!("x={}", file.display()),
+        "x=/".to_string(),
+        "x=/proc".to_string(),
+        "x=/sys/kernel".to_string(),
+        "no-equals-sign".to_string(),
+        "bad label=/tmp".to_string(),
+    ];
+    for t in &cases {
+        let o = lockcheck(&[
+            "run",
+            "--target",
+            t,
+            "--out",
+            dir.path().join("out").to_str().expect("utf8"),
+        ]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "--target {t}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(err.starts_with("lockcheck: "), "--target {t}: {err}");
+    }
+    assert!(
+        !dir.path().join("out").exists(),
+        "no report for a refused target"
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        vec!["--no-such-flag"],
+        vec!["run", "--mechanism", "fcntl"],
+        vec!["run", "--jobs", "0"],
+        vec!["run", "--target", "x=/tmp", "no-trial-has-this-name"],
+        vec!["validate"],
+    ] {
+        let o = lockcheck(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+    }
+    let o = lockcheck(&["--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("--target"));
+}
+
+#[test]
+fn committed_schema_is_current() {
+    let o = lockcheck(&["schema"]);
+    assert_eq!(o.status.code(), Some(0));
+    let generated = String::from_utf8_lossy(&o.stdout).into_owned();
+    let committed = std::fs::read_to_string(repo().join("scenarios/scenario.schema.json"))
+        .expect("scenarios/scenario.schema.json");
+    assert_eq!(
+        committed, generated,
+        "regenerate with: cargo run -q -- schema > scenarios/scenario.schema.json"
+    );
+}
+
+#[test]
+fn a_run_leaves_nothing_in_the_target_and_writes_both_reports() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = dir.path().join("t");
+    std::fs::create_dir(&target).expect("mkdir");
+    let out = dir.path().join("out");
+    let o = lockcheck(&[
+        "run",
+        "--scenarios",
+        repo().join("scenarios").to_str().expect("utf8"),
+        "--target",
+        &format!("disk={}", target.display()),
+        "--out",
+        out.to_str().expect("utf8"),
+        "--mechanism",
+        "posix",
+        "exclusive",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_dir(&target).expect("ls").count(),
+        0,
+        "scratch left behind"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("disk.json")).expect("json"))
+            .expect("parse");
+    assert_eq!(json["schema_version"], 1);
+    assert_eq!(json["target"]["label"], "disk");
+    let results = json["results"].as_array().expect("results");
+    assert!(!results.is_empty());
+    assert!(results
+        .iter()
+        .all(|r| r["mechanism"] == "posix"
+            && r["id"].as_str().is_some_and(|i| i.contains("exclusive"))));
+    let md = std::fs::read_to_string(out.join("disk.md")).expect("md");
+    assert!(md.starts_with("# lockcheck report: `disk`"));
+}
+
+#[test]
+fn committed_reports_match_the_catalog() {
+    let catalog = lockcheck::catalog::load_dir(&repo().join("scenarios")).expect("catalog");
+    let mut seen = 0;
+    for e in std::fs::read_dir(repo().join("reports")).expect("reports/") {
+        let p = e.expect("entry").path();
+        if p.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        seen += 1;
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&p).expect("read")).expect("json");
+        assert_eq!(
+            r["catalog"]["hash"].as_str(),
+            Some(catalog.hash.as_str()),
+            "{} was made from another catalog; regenerate the reports (see reports/README.md)",
+            p.display()
+        );
+        assert_eq!(
+            r["lockcheck_version"].as_str(),
+            Some(env!("CARGO_PKG_VERSION")),
+            "{}",
+            p.display()
+        );
+        let md = p.with_extension("md");
+        assert!(md.is_file(), "{} has no Markdown twin", p.display());
+    }
+    assert!(
+        seen >= 2,
+        "reports/ should hold the default targets' reports"
+    );
+}
