@@ -185,11 +185,13 @@ pub fn parse_scenario(
     })
 }
 
-/// Load one file (for `lockcheck validate`).
-pub fn load_file(path: &Path) -> std::result::Result<LoadedScenario, ScenarioError> {
+/// Read a scenario file, refusing one too large to be a scenario.
+fn read_limited(path: &Path) -> std::result::Result<(String, Vec<u8>), ScenarioError> {
     let shown = path.display().to_string();
-    let meta = std::fs::metadata(path)
-        .map_err(|e| ScenarioError::new(&shown, Pos::UNKNOWN, format!("cannot read it: {e}")))?;
+    let cannot = |e: std::io::Error| {
+        ScenarioError::new(&shown, Pos::UNKNOWN, format!("cannot read it: {e}"))
+    };
+    let meta = std::fs::metadata(path).map_err(cannot)?;
     if meta.len() > MAX_FILE_BYTES as u64 {
         return Err(ScenarioError::new(
             &shown,
@@ -198,10 +200,16 @@ pub fn load_file(path: &Path) -> std::result::Result<LoadedScenario, ScenarioErr
                 "the file is {} bytes; scenario files are at most {MAX_FILE_BYTES}",
                 meta.len()
             ),
-        ));
+        )
+        .with_hint("a scenario describes one behaviour; split a large one"));
     }
-    let bytes = std::fs::read(path)
-        .map_err(|e| ScenarioError::new(&shown, Pos::UNKNOWN, format!("cannot read it: {e}")))?;
+    let bytes = std::fs::read(path).map_err(cannot)?;
+    Ok((shown, bytes))
+}
+
+/// Load one file (for `lockcheck validate`).
+pub fn load_file(path: &Path) -> std::result::Result<LoadedScenario, ScenarioError> {
+    let (shown, bytes) = read_limited(path)?;
     let stem = path.file_stem().and_then(|s| s.to_str());
     parse_scenario(&shown, &bytes, stem)
 }
@@ -274,21 +282,7 @@ pub fn load_dir(dir: &Path) -> Result<Catalog> {
         if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
             continue;
         }
-        let shown = path.display().to_string();
-        let meta =
-            std::fs::metadata(&path).map_err(|e| Error::io(format!("reading {shown}"), e))?;
-        if meta.len() > MAX_FILE_BYTES as u64 {
-            return Err(ScenarioError::new(
-                &shown,
-                Pos::UNKNOWN,
-                format!(
-                    "the file is {} bytes; scenario files are at most {MAX_FILE_BYTES}",
-                    meta.len()
-                ),
-            )
-            .into());
-        }
-        let bytes = std::fs::read(&path).map_err(|e| Error::io(format!("reading {shown}"), e))?;
+        let (shown, bytes) = read_limited(&path)?;
         files.push((shown, bytes));
     }
     files.sort();
