@@ -92,6 +92,7 @@ impl Io {
         let h = Hello {
             hello: HelloBody {
                 pid: std::process::id() as i32,
+                tid: gettid(),
                 version: VERSION,
             },
         };
@@ -104,28 +105,52 @@ impl Io {
 
 /// Run as an actor; never returns.
 pub fn main() -> ! {
-    let parent: Option<i32> = std::env::args().nth(2).and_then(|p| p.parse().ok());
-    // SAFETY: prctl with integer arguments; getppid has no preconditions.
+    // The parent to watch: the harness for actors it starts; 0 for an image
+    // that replaced a forked actor with exec (its parent is another actor,
+    // and it must be allowed to outlive it).
+    let parent: i32 = std::env::args()
+        .nth(2)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    // SAFETY: prctl/signal/getppid with plain integer arguments.
     unsafe {
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        );
-        if let Some(p) = parent {
-            if libc::getppid() != p {
+        if parent != 0 {
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            );
+            if libc::getppid() != parent {
                 // The harness died before the death signal was armed.
                 libc::_exit(3);
             }
         }
+        // A lease holder is told of a lease break with SIGIO, whose default
+        // action would end the actor; F_GETLEASE shows the break instead.
+        libc::signal(libc::SIGIO, libc::SIG_IGN);
     }
-    let mut io = Io {
-        rfd: 0,
-        wfd: 1,
-        buf: Vec::new(),
-    };
+    serve(
+        Io {
+            rfd: 0,
+            wfd: 1,
+            buf: Vec::new(),
+        },
+        true,
+    );
+    // SAFETY: ending the process when the harness closed the channel.
+    unsafe { libc::_exit(0) }
+}
+
+fn gettid() -> i32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() }
+}
+
+/// Answer requests on one channel until it closes. The main thread's loop
+/// is also where a forked child continues (on its new channel).
+fn serve(mut io: Io, main_thread: bool) {
     io.hello();
     while let Some(line) = io.read_line() {
         let env: Envelope = match serde_json::from_slice(&line) {
@@ -153,11 +178,17 @@ pub fn main() -> ! {
                         }
                         libc::close(stream_fd);
                     }
-                    io.buf.clear();
+                    io = Io {
+                        rfd: 0,
+                        wfd: 1,
+                        buf: Vec::new(),
+                    };
                     io.hello();
                     continue;
                 }
             },
+            Request::Thread { socket } => start_thread(socket),
+            Request::Exec => exec_self(),
             req => perform(req),
         };
         send(
@@ -168,8 +199,89 @@ pub fn main() -> ! {
             },
         );
     }
-    // SAFETY: ending the process when the harness closed the channel.
-    unsafe { libc::_exit(0) }
+    if main_thread {
+        // SAFETY: ending the process when the harness closed the channel.
+        unsafe { libc::_exit(0) }
+    }
+    // SAFETY: the thread's channel is done; close it.
+    unsafe {
+        libc::close(io.rfd);
+    }
+}
+
+fn start_thread(socket: &str) -> Outcome {
+    let addr = match SocketAddr::from_abstract_name(socket.as_bytes()) {
+        Ok(a) => a,
+        Err(_) => {
+            return Outcome::BadRequest {
+                message: "bad socket name".into(),
+            }
+        }
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("actor".into())
+        .spawn(move || {
+            let _ = tx.send(gettid());
+            match UnixStream::connect_addr(&addr) {
+                Ok(s) => {
+                    let fd = s.into_raw_fd();
+                    serve(
+                        Io {
+                            rfd: fd,
+                            wfd: fd,
+                            buf: Vec::new(),
+                        },
+                        false,
+                    );
+                }
+                Err(e) => die(98, &format!("thread cannot connect to the harness: {e}")),
+            }
+        });
+    match spawned {
+        Err(e) => Outcome::Failed {
+            errno: e.raw_os_error().unwrap_or(libc::EAGAIN),
+        },
+        Ok(_) => match rx.recv() {
+            Ok(tid) => Outcome::Threaded { tid },
+            Err(_) => Outcome::Failed {
+                errno: libc::ECHILD,
+            },
+        },
+    }
+}
+
+/// Replace this process with a fresh actor image; returns only on failure.
+fn exec_self() -> Outcome {
+    let exe = match std::fs::read_link("/proc/self/exe") {
+        Ok(p) => p,
+        Err(e) => {
+            return Outcome::Failed {
+                errno: e.raw_os_error().unwrap_or(libc::ENOENT),
+            }
+        }
+    };
+    let (Ok(path), Ok(arg0), Ok(arg1), Ok(arg2)) = (
+        CString::new(exe.as_os_str().as_encoded_bytes()),
+        CString::new(exe.as_os_str().as_encoded_bytes()),
+        CString::new(ACTOR_ARG),
+        CString::new("0"),
+    ) else {
+        return Outcome::Failed {
+            errno: libc::EINVAL,
+        };
+    };
+    let argv = [
+        arg0.as_ptr(),
+        arg1.as_ptr(),
+        arg2.as_ptr(),
+        std::ptr::null(),
+    ];
+    // SAFETY: a NUL-terminated path and argv; the environment is inherited.
+    unsafe {
+        libc::execv(path.as_ptr(), argv.as_ptr());
+    }
+    Outcome::Failed { errno: errno() }
 }
 
 fn send(io: &Io, reply: &Reply) {
@@ -216,7 +328,7 @@ fn perform(req: &Request) -> Outcome {
                         errno: libc::EINVAL,
                     };
                 };
-                let fd = libc::open(c.as_ptr(), flags | libc::O_CLOEXEC, 0o644 as libc::c_uint);
+                let fd = libc::open(c.as_ptr(), *flags, 0o644 as libc::c_uint);
                 if fd < 0 {
                     return Outcome::Failed { errno: errno() };
                 }
@@ -224,7 +336,8 @@ fn perform(req: &Request) -> Outcome {
             }
             Request::Close { fd } => ret(libc::close(*fd) as i64),
             Request::Dup { fd } => {
-                let n = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 0);
+                // dup(2) itself: the copy does not have close-on-exec.
+                let n = libc::dup(*fd);
                 if n < 0 {
                     return Outcome::Failed { errno: errno() };
                 }
@@ -288,10 +401,141 @@ fn perform(req: &Request) -> Outcome {
                 }
             }
             Request::Exit { code } => libc::_exit(*code),
-            Request::Fork { .. } => Outcome::BadRequest {
-                message: "fork is handled by the loop".into(),
+            Request::FcntlInt { fd, cmd, arg } => {
+                ret(libc::fcntl(*fd, *cmd, *arg as libc::c_int) as i64)
+            }
+            Request::Handle { signal, restart } => {
+                let mut sa: libc::sigaction = std::mem::zeroed();
+                sa.sa_sigaction = noop_handler as *const () as libc::sighandler_t;
+                sa.sa_flags = if *restart { libc::SA_RESTART } else { 0 };
+                libc::sigemptyset(&mut sa.sa_mask);
+                ret(libc::sigaction(*signal, &sa, std::ptr::null_mut()) as i64)
+            }
+            Request::Unlink { path } => with_path(path, |p| libc::unlink(p)),
+            Request::Mkdir { path } => with_path(path, |p| libc::mkdir(p, 0o755)),
+            Request::Rename { from, to } => {
+                let (Ok(f), Ok(t)) = (CString::new(from.as_bytes()), CString::new(to.as_bytes()))
+                else {
+                    return Outcome::Failed {
+                        errno: libc::EINVAL,
+                    };
+                };
+                ret(libc::rename(f.as_ptr(), t.as_ptr()) as i64)
+            }
+            Request::Counter {
+                fd,
+                lock,
+                unlock,
+                times,
+                offset,
+            } => counter(*fd, lock, unlock, *times, *offset),
+            Request::PidfileLock { path } => pidfile_lock(path),
+            Request::PidfileUnlock { path } => with_path(path, |p| libc::unlink(p)),
+            Request::Fork { .. } | Request::Thread { .. } | Request::Exec => Outcome::BadRequest {
+                message: "handled by the request loop".into(),
             },
         }
+    }
+}
+
+extern "C" fn noop_handler(_: libc::c_int) {}
+
+fn with_path(path: &str, f: impl FnOnce(*const libc::c_char) -> libc::c_int) -> Outcome {
+    match CString::new(path.as_bytes()) {
+        Ok(c) => ret(f(c.as_ptr()) as i64),
+        Err(_) => Outcome::Failed {
+            errno: libc::EINVAL,
+        },
+    }
+}
+
+/// Read-increment-write under a lock, `times` times.
+fn counter(fd: RawFd, lock: &Request, unlock: &Request, times: u32, offset: u64) -> Outcome {
+    for _ in 0..times {
+        if let f @ (Outcome::Failed { .. } | Outcome::BadRequest { .. }) = perform(lock) {
+            return f;
+        }
+        let mut buf = [0u8; 32];
+        // SAFETY: pread/pwrite with valid buffers of the given lengths.
+        let n = unsafe {
+            libc::pread(
+                fd,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                offset as libc::off_t,
+            )
+        };
+        if n < 0 {
+            return Outcome::Failed { errno: errno() };
+        }
+        let text = String::from_utf8_lossy(&buf[..n as usize]);
+        let value: u64 = text
+            .trim_matches(|c: char| c.is_whitespace() || c == '\0')
+            .parse()
+            .unwrap_or(0);
+        let next = (value + 1).to_string();
+        let w =
+            unsafe { libc::pwrite(fd, next.as_ptr().cast(), next.len(), offset as libc::off_t) };
+        if w < 0 {
+            return Outcome::Failed { errno: errno() };
+        }
+        if let f @ (Outcome::Failed { .. } | Outcome::BadRequest { .. }) = perform(unlock) {
+            return f;
+        }
+    }
+    Outcome::Done {
+        ret: i64::from(times),
+    }
+}
+
+/// The pid-file pattern of daemons: create exclusively and write our pid;
+/// an existing file whose pid is gone is stale: remove it and try once more.
+fn pidfile_lock(path: &str) -> Outcome {
+    let Ok(c) = CString::new(path.as_bytes()) else {
+        return Outcome::Failed {
+            errno: libc::EINVAL,
+        };
+    };
+    for attempt in 0..2 {
+        // SAFETY: open/write/close/read/kill/unlink with valid arguments.
+        unsafe {
+            let fd = libc::open(
+                c.as_ptr(),
+                libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC,
+                0o644 as libc::c_uint,
+            );
+            if fd >= 0 {
+                let pid = format!("{}\n", std::process::id());
+                let n = libc::write(fd, pid.as_ptr().cast(), pid.len());
+                let e = errno();
+                libc::close(fd);
+                return if n < 0 {
+                    Outcome::Failed { errno: e }
+                } else {
+                    Outcome::Done { ret: 0 }
+                };
+            }
+            let e = errno();
+            if e != libc::EEXIST || attempt > 0 {
+                return Outcome::Failed { errno: e };
+            }
+            let holder: Option<i32> = std::fs::read_to_string(path)
+                .ok()
+                .and_then(|t| t.trim().parse().ok());
+            let stale = match holder {
+                Some(pid) if pid > 0 => libc::kill(pid, 0) < 0 && errno() == libc::ESRCH,
+                _ => false,
+            };
+            if !stale {
+                return Outcome::Failed {
+                    errno: libc::EEXIST,
+                };
+            }
+            libc::unlink(c.as_ptr());
+        }
+    }
+    Outcome::Failed {
+        errno: libc::EEXIST,
     }
 }
 

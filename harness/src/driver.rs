@@ -9,9 +9,9 @@
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::linux::net::SocketAddrExt;
-use std::os::unix::net::{SocketAddr, UnixListener};
+use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -22,10 +22,11 @@ use nix::unistd::Pid;
 use crate::channel::{wait_readable, Channel, ChannelError};
 use crate::judge::{self, Actors, Observed};
 use crate::mech::{self, WaitSignature};
-use crate::observe::{describe_process, BlockDetector, Evidence, Pidfd};
-use crate::plan::{Op, PlannedStep, TrialPlan};
-use crate::protocol::{Envelope, Hello, Outcome, Reply, Request, ACTOR_ARG, VERSION};
+use crate::observe::{self, describe_process, BlockDetector, Evidence, Pidfd};
+use crate::plan::{Expectation, LockKind, Op, PlannedStep, TrialPlan};
+use crate::protocol::{Envelope, HelloBody, Outcome, Reply, Request, ACTOR_ARG, VERSION};
 use crate::report::{Failure, StepRecord};
+use crate::scenario::{Access, LockMode, Mechanism};
 
 /// How long an actor may take to start and say hello.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -38,6 +39,8 @@ pub struct TrialEnv<'a> {
     pub exe: &'a Path,
     /// The trial's own scratch directory (exists, empty).
     pub scratch: &'a Path,
+    /// The same directory through a second mount, when the plan needs one.
+    pub second_mount: Option<&'a Path>,
     /// Whether the target's locks are listed in /proc/locks with waiters.
     pub lock_lists: bool,
 }
@@ -47,6 +50,8 @@ pub enum Status {
     Pass,
     Fail,
     Error,
+    /// The target does not support something the scenario needs.
+    Skip,
 }
 
 /// The result of driving one trial.
@@ -54,8 +59,8 @@ pub enum Status {
 pub struct TrialOutcome {
     pub status: Status,
     pub failure: Option<Failure>,
-    /// For `Error`: what kept the trial from running.
-    pub error: Option<String>,
+    /// For `Error`: what kept the trial from running; for `Skip`: why.
+    pub reason: Option<String>,
     pub steps: Vec<StepRecord>,
     pub duration: Duration,
     /// Actor names and pids, for the record.
@@ -74,31 +79,50 @@ impl From<ChannelError> for Infra {
     }
 }
 
+/// A call that is waiting in the kernel.
 struct Pending {
     seq: u64,
     sig: Option<WaitSignature>,
     ino: Option<u64>,
     call: String,
+    /// The operation, for bookkeeping when it completes (a blocked open).
+    op: Op,
+}
+
+/// A descriptor an actor holds.
+#[derive(Debug, Clone)]
+struct FdRt {
+    n: i32,
+    ino: u64,
+    /// The file's path (absolute).
+    path: String,
+    cloexec: bool,
 }
 
 struct ActorRt {
     name: String,
+    /// Process id (thread group id).
     pid: Option<i32>,
+    /// The task serving the channel: the thread id for thread actors.
+    tid: Option<i32>,
+    /// For thread actors: the process actor's index.
+    thread_of: Option<usize>,
     child: Option<Child>,
     pidfd: Option<Pidfd>,
     chan: Option<Channel>,
     stderr: Option<OwnedFd>,
-    /// Descriptor name → (number in the actor, inode of its file).
-    fds: HashMap<String, (i32, u64)>,
+    fds: HashMap<String, FdRt>,
     pending: Option<Pending>,
     alive: bool,
 }
 
 impl ActorRt {
-    fn new(name: &str) -> Self {
+    fn new(name: &str, thread_of: Option<usize>) -> Self {
         ActorRt {
             name: name.to_string(),
             pid: None,
+            tid: None,
+            thread_of,
             child: None,
             pidfd: None,
             chan: None,
@@ -128,6 +152,20 @@ impl ActorRt {
 
 static SOCKET_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// A message from an actor: a greeting (after start or exec) or a reply.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum FromActor {
+    Hello { hello: HelloBody },
+    Reply(Reply),
+}
+
+/// The trial stops early: a failure was judged, or the target cannot do something.
+enum Stop {
+    Fail(Failure),
+    Skip(String),
+}
+
 pub struct Driver<'a> {
     plan: &'a TrialPlan,
     env: &'a TrialEnv<'a>,
@@ -145,7 +183,11 @@ impl<'a> Driver<'a> {
         Driver {
             plan,
             env,
-            actors: plan.actors.iter().map(|a| ActorRt::new(&a.name)).collect(),
+            actors: plan
+                .actors
+                .iter()
+                .map(|a| ActorRt::new(&a.name, a.thread_of))
+                .collect(),
             pgid: None,
             seq: 0,
             t0: now,
@@ -158,16 +200,24 @@ impl<'a> Driver<'a> {
         let mut steps = Vec::new();
         let mut failure = None;
         let mut error = None;
+        let mut skip = None;
         match self.spawn_initial() {
             Err(Infra(e)) => error = Some(format!("could not start the actors: {e}")),
             Ok(()) => {
                 for step in &self.plan.steps {
                     match self.run_step(step) {
-                        Ok((record, fail)) => {
+                        Ok((record, stop)) => {
                             steps.push(record);
-                            if fail.is_some() {
-                                failure = fail;
-                                break;
+                            match stop {
+                                Some(Stop::Fail(f)) => {
+                                    failure = Some(f);
+                                    break;
+                                }
+                                Some(Stop::Skip(why)) => {
+                                    skip = Some(why);
+                                    break;
+                                }
+                                None => {}
                             }
                         }
                         Err(Infra(e)) => {
@@ -182,17 +232,16 @@ impl<'a> Driver<'a> {
             }
         }
         let teardown = self.teardown();
-        let status = if error.is_some() {
-            Status::Error
-        } else if failure.is_some() {
-            Status::Fail
-        } else {
-            Status::Pass
+        let (status, reason) = match (error, &failure, skip) {
+            (Some(e), _, _) => (Status::Error, Some(e)),
+            (None, Some(_), _) => (Status::Fail, None),
+            (None, None, Some(why)) => (Status::Skip, Some(why)),
+            (None, None, None) => (Status::Pass, None),
         };
         TrialOutcome {
             status,
             failure,
-            error,
+            reason,
             steps,
             duration: self.t0.elapsed(),
             actors: self
@@ -207,7 +256,7 @@ impl<'a> Driver<'a> {
     fn spawn_initial(&mut self) -> Result<(), Infra> {
         let me = std::process::id().to_string();
         for (i, plan) in self.plan.actors.iter().enumerate() {
-            if plan.forked_from.is_some() {
+            if plan.forked_from.is_some() || plan.thread_of.is_some() {
                 continue;
             }
             let mut cmd = Command::new(self.env.exe);
@@ -249,36 +298,41 @@ impl<'a> Driver<'a> {
         // All actors start in parallel; now collect their greetings.
         let deadline = Instant::now() + START_TIMEOUT;
         for i in 0..self.actors.len() {
-            if !self.actors[i].alive {
-                continue;
+            if self.actors[i].alive {
+                self.expect_hello(i, deadline)?;
             }
-            self.expect_hello(i, deadline)?;
         }
         Ok(())
     }
 
+    /// Wait for an actor's greeting; checks it is who we think it is.
     fn expect_hello(&mut self, i: usize, deadline: Instant) -> Result<(), Infra> {
         let a = &mut self.actors[i];
         let Some(chan) = a.chan.as_mut() else {
             return Err(Infra(format!("actor {} has no channel", a.name)));
         };
-        match chan.recv_until::<Hello>(deadline) {
-            Ok(Some(h)) => {
-                if h.hello.version != VERSION {
+        match chan.recv_until::<FromActor>(deadline) {
+            Ok(Some(FromActor::Hello { hello: h })) => {
+                if h.version != VERSION {
                     return Err(Infra(format!(
                         "actor {} speaks protocol {} (expected {VERSION})",
-                        a.name, h.hello.version
+                        a.name, h.version
                     )));
                 }
-                if a.pid.is_some_and(|p| p != h.hello.pid) {
+                if a.pid.is_some_and(|p| p != h.pid) {
                     return Err(Infra(format!(
                         "actor {} says it is pid {}, expected {:?}",
-                        a.name, h.hello.pid, a.pid
+                        a.name, h.pid, a.pid
                     )));
                 }
-                a.pid = Some(h.hello.pid);
+                a.pid = Some(h.pid);
+                a.tid = Some(if h.tid > 0 { h.tid } else { h.pid });
                 Ok(())
             }
+            Ok(Some(FromActor::Reply(r))) => Err(Infra(format!(
+                "actor {} sent a reply ({:?}) instead of a greeting",
+                a.name, r.outcome
+            ))),
             Ok(None) => Err(Infra(format!(
                 "actor {} did not start within {} s",
                 a.name,
@@ -299,8 +353,8 @@ impl<'a> Driver<'a> {
         self.seq
     }
 
-    fn fd(&self, i: usize, name: &str) -> Result<(i32, u64), Infra> {
-        self.actors[i].fds.get(name).copied().ok_or_else(|| {
+    fn fd(&self, i: usize, name: &str) -> Result<&FdRt, Infra> {
+        self.actors[i].fds.get(name).ok_or_else(|| {
             Infra(format!(
                 "actor {} has no descriptor {name}",
                 self.actors[i].name
@@ -308,7 +362,12 @@ impl<'a> Driver<'a> {
         })
     }
 
-    /// The request an actor makes for an operation, and how it looks while waiting.
+    fn path(&self, rel: &str) -> String {
+        self.env.scratch.join(rel).to_string_lossy().into_owned()
+    }
+
+    /// The request an actor makes for an operation, how it looks while waiting,
+    /// and the inode of the file it concerns.
     fn request_for(
         &self,
         i: usize,
@@ -321,42 +380,59 @@ impl<'a> Driver<'a> {
                 create,
                 excl,
                 trunc,
+                directory,
+                cloexec,
+                via,
                 ..
             } => {
                 let mut flags = match access {
-                    crate::scenario::Access::Read => libc::O_RDONLY,
-                    crate::scenario::Access::Write => libc::O_WRONLY,
-                    crate::scenario::Access::ReadWrite => libc::O_RDWR,
+                    Access::Read => libc::O_RDONLY,
+                    Access::Write => libc::O_WRONLY,
+                    Access::ReadWrite => libc::O_RDWR,
                 };
-                if *create {
-                    flags |= libc::O_CREAT;
+                for (on, flag) in [
+                    (*create, libc::O_CREAT),
+                    (*excl, libc::O_EXCL),
+                    (*trunc, libc::O_TRUNC),
+                    (*directory, libc::O_DIRECTORY),
+                    (*cloexec, libc::O_CLOEXEC),
+                ] {
+                    if on {
+                        flags |= flag;
+                    }
                 }
-                if *excl {
-                    flags |= libc::O_EXCL;
-                }
-                if *trunc {
-                    flags |= libc::O_TRUNC;
-                }
-                let full = self.env.scratch.join(path);
+                let base: &Path = match (via, self.env.second_mount) {
+                    (Some(_), Some(alt)) => alt,
+                    (Some(_), None) => {
+                        return Err(Infra("the second mount is missing".into()));
+                    }
+                    (None, _) => self.env.scratch,
+                };
+                let full = base.join(path);
+                // A lease break makes open wait: watch for that on the file's inode.
+                let ino = std::fs::metadata(&full).ok().map(|m| {
+                    use std::os::unix::fs::MetadataExt;
+                    m.ino()
+                });
                 (
                     Request::Open {
                         path: full.to_string_lossy().into_owned(),
                         flags,
                     },
-                    None,
-                    None,
+                    Some(mech::open_signature()),
+                    ino,
                 )
             }
             Op::Close { fd } => (
                 Request::Close {
-                    fd: self.fd(i, fd)?.0,
+                    fd: self.fd(i, fd)?.n,
                 },
                 None,
                 None,
             ),
             Op::Dup { fd, .. } => (
                 Request::Dup {
-                    fd: self.fd(i, fd)?.0,
+                    fd: self.fd(i, fd)?.n,
                 },
                 None,
                 None,
@@ -369,9 +445,10 @@ impl<'a> Driver<'a> {
                 start,
                 len,
             } => {
-                let (n, ino) = self.fd(i, fd)?;
-                let (req, sig) = mech::lock_request(*mech, n, *kind, *wait, *start, *len);
-                (req, sig, Some(ino))
+                let f = self.fd(i, fd)?;
+                let (req, sig) =
+                    mech::lock_request(*mech, f.n, &f.path, *kind, *wait, *start, *len);
+                (req, sig, Some(f.ino))
             }
             Op::Test {
                 fd,
@@ -379,17 +456,14 @@ impl<'a> Driver<'a> {
                 mode,
                 start,
                 len,
-            } => {
-                let (n, _) = self.fd(i, fd)?;
-                (
-                    mech::test_request(*mech, n, *mode, *start, *len),
-                    None,
-                    None,
-                )
-            }
+            } => (
+                mech::test_request(*mech, self.fd(i, fd)?.n, *mode, *start, *len),
+                None,
+                None,
+            ),
             Op::Write { fd, data, offset } => (
                 Request::Write {
-                    fd: self.fd(i, fd)?.0,
+                    fd: self.fd(i, fd)?.n,
                     data: data.clone(),
                     offset: *offset,
                 },
@@ -398,7 +472,7 @@ impl<'a> Driver<'a> {
             ),
             Op::Read { fd, len, offset } => (
                 Request::Read {
-                    fd: self.fd(i, fd)?.0,
+                    fd: self.fd(i, fd)?.n,
                     len: *len,
                     offset: *offset,
                 },
@@ -406,13 +480,69 @@ impl<'a> Driver<'a> {
                 None,
             ),
             Op::Exit { code } => (Request::Exit { code: *code }, None, None),
-            Op::Fork { .. } | Op::Await | Op::Signal { .. } => {
-                return Err(Infra("not a plain request".into()))
+            Op::Handle { signal, restart } => (
+                Request::Handle {
+                    signal: *signal as i32,
+                    restart: *restart,
+                },
+                None,
+                None,
+            ),
+            Op::Unlink { path } => (
+                Request::Unlink {
+                    path: self.path(path),
+                },
+                None,
+                None,
+            ),
+            Op::Mkdir { path } => (
+                Request::Mkdir {
+                    path: self.path(path),
+                },
+                None,
+                None,
+            ),
+            Op::Rename { from, to } => (
+                Request::Rename {
+                    from: self.path(from),
+                    to: self.path(to),
+                },
+                None,
+                None,
+            ),
+            Op::Counter {
+                fd,
+                mech,
+                times,
+                offset,
+            } => {
+                let f = self.fd(i, fd)?;
+                let (lock, _) =
+                    mech::lock_request(*mech, f.n, &f.path, LockKind::Exclusive, true, 0, 0);
+                let (unlock, _) =
+                    mech::lock_request(*mech, f.n, &f.path, LockKind::Unlock, false, 0, 0);
+                (
+                    Request::Counter {
+                        fd: f.n,
+                        lock: Box::new(lock),
+                        unlock: Box::new(unlock),
+                        times: *times,
+                        offset: *offset,
+                    },
+                    None,
+                    None,
+                )
             }
+            Op::Exec => (Request::Exec, None, None),
+            Op::Fork { .. }
+            | Op::Thread { .. }
+            | Op::Await
+            | Op::Signal { .. }
+            | Op::Listed { .. } => return Err(Infra("not a plain request".into())),
         })
     }
 
-    fn run_step(&mut self, step: &PlannedStep) -> Result<(StepRecord, Option<Failure>), Infra> {
+    fn run_step(&mut self, step: &PlannedStep) -> Result<(StepRecord, Option<Stop>), Infra> {
         let start = Instant::now();
         let deadline = start + step.timeout;
         let mut calls = Vec::new();
@@ -434,15 +564,11 @@ impl<'a> Driver<'a> {
                 }
                 out
             }
-            Op::Signal { signal } => {
+            Op::Signal { signal, fatal } => {
                 let mut out = Vec::new();
                 for &i in &step.actors {
-                    calls.push(format!(
-                        "kill({}, {})",
-                        self.actors[i].pid.unwrap_or(0),
-                        signal.as_str()
-                    ));
-                    out.push(self.signal_and_reap(i, *signal, deadline));
+                    calls.push(self.signal_call(i, *signal));
+                    out.push(self.signal(i, *signal, *fatal, deadline));
                 }
                 out
             }
@@ -457,10 +583,33 @@ impl<'a> Driver<'a> {
                 }
                 out
             }
-            Op::Fork { child } => {
+            Op::Exec => {
+                let mut out = Vec::new();
+                for &i in &step.actors {
+                    calls.push(mech::describe_request(&Request::Exec));
+                    out.push(self.exec(i, deadline)?);
+                }
+                out
+            }
+            Op::Fork { child } | Op::Thread { child } => {
                 let parent = step.actors[0];
-                calls.push("fork()".into());
-                vec![self.fork(parent, *child, deadline)?]
+                let thread = matches!(step.op, Op::Thread { .. });
+                calls.push(if thread { "pthread_create()" } else { "fork()" }.into());
+                vec![self.new_actor(parent, *child, thread, deadline)?]
+            }
+            Op::Listed {
+                fd,
+                mech,
+                mode,
+                start: s,
+                len,
+            } => {
+                let mut out = Vec::new();
+                for &i in &step.actors {
+                    calls.push("read /proc/locks".into());
+                    out.push(self.listed(i, fd, *mech, *mode, *s, *len)?);
+                }
+                out
             }
             op => {
                 // Send to every actor first, so that a group step is a race.
@@ -482,6 +631,7 @@ impl<'a> Driver<'a> {
                             sig,
                             ino,
                             call,
+                            op: op.clone(),
                         });
                     }
                     self.after_call(i, op, &obs);
@@ -492,6 +642,19 @@ impl<'a> Driver<'a> {
         };
         let end = Instant::now();
         self.last_step_end = end;
+        Ok(self.judge_step(step, start, end, calls, latency, observed))
+    }
+
+    /// Judge a step's observations and make its record.
+    fn judge_step(
+        &self,
+        step: &PlannedStep,
+        start: Instant,
+        end: Instant,
+        calls: Vec<String>,
+        latency: Option<Duration>,
+        observed: Vec<Observed>,
+    ) -> (StepRecord, Option<Stop>) {
         let names: Vec<String> = self.actors.iter().map(|a| a.name.clone()).collect();
         let pids: Vec<Option<i32>> = self.actors.iter().map(|a| a.pid).collect();
         let who = Actors {
@@ -513,6 +676,20 @@ impl<'a> Driver<'a> {
         };
         let expected = judge::describe_expectation(&step.expect, &who);
         let op_text = step.op.describe(&self.plan.actors);
+        // A call the target does not support skips the trial instead of failing it.
+        let unsupported = observed.iter().zip(&calls).find_map(|(o, call)| match o {
+            Observed::Returned(Outcome::Failed { errno })
+                if step.unsupported.contains(errno) && verdict.is_err() =>
+            {
+                Some(format!(
+                    "not supported here: {call} returned {} (step {}, line {})",
+                    crate::errno::name(*errno),
+                    step.number,
+                    step.pos.line
+                ))
+            }
+            _ => None,
+        });
         let record = StepRecord {
             step: step.number,
             line: step.pos.line,
@@ -527,21 +704,25 @@ impl<'a> Driver<'a> {
             elapsed_ms: crate::report::ms(end.duration_since(start)),
             completed_after_ms: latency.map(crate::report::ms),
         };
-        let failure = verdict.err().map(|why| Failure {
-            step: step.number,
-            line: step.pos.line,
-            col: step.pos.col,
-            actors: step_actors,
-            op: op_text,
-            expected,
-            observed: if step.actors.len() > 1 {
-                format!("{why}: {observed_joined}")
-            } else {
-                observed_joined
-            },
-            note: step.note.clone(),
-        });
-        Ok((record, failure))
+        let stop = match (unsupported, verdict) {
+            (Some(why), _) => Some(Stop::Skip(why)),
+            (None, Ok(())) => None,
+            (None, Err(why)) => Some(Stop::Fail(Failure {
+                step: step.number,
+                line: step.pos.line,
+                col: step.pos.col,
+                actors: step_actors,
+                op: op_text,
+                expected,
+                observed: if step.actors.len() > 1 {
+                    format!("{why}: {observed_joined}")
+                } else {
+                    observed_joined
+                },
+                note: step.note.clone(),
+            })),
+        };
+        (record, stop)
     }
 
     fn send(&mut self, i: usize, seq: u64, req: Request) -> Result<(), Infra> {
@@ -556,6 +737,12 @@ impl<'a> Driver<'a> {
         }
     }
 
+    fn detector(&self, i: usize, sig: WaitSignature, ino: Option<u64>) -> BlockDetector {
+        let a = &self.actors[i];
+        let pid = a.pid.unwrap_or(0);
+        BlockDetector::new(a.tid.unwrap_or(pid), pid, sig, ino, self.env.lock_lists)
+    }
+
     /// Wait for the reply to `seq`, watching for the call to block.
     fn wait_call(
         &mut self,
@@ -565,8 +752,7 @@ impl<'a> Driver<'a> {
         sig: Option<WaitSignature>,
         ino: Option<u64>,
     ) -> Result<Observed, Infra> {
-        let pid = self.actors[i].pid.unwrap_or(0);
-        let mut detector = sig.map(|s| BlockDetector::new(pid, s, ino, self.env.lock_lists));
+        let mut detector = sig.map(|s| self.detector(i, s, ino));
         let began = Instant::now();
         let mut interval = Duration::from_micros(20);
         loop {
@@ -590,9 +776,10 @@ impl<'a> Driver<'a> {
             }
             let now = Instant::now();
             if now >= deadline {
+                let task = self.actors[i].tid.or(self.actors[i].pid).unwrap_or(0);
                 return Ok(Observed::Hung {
                     waited: now.duration_since(began),
-                    process: describe_process(pid),
+                    process: describe_process(task),
                 });
             }
             interval = (interval * 2)
@@ -601,14 +788,19 @@ impl<'a> Driver<'a> {
         }
     }
 
-    /// One receive attempt: `Some(Ok(reply))`, `Some(Err(observation))` if the actor died, `None` if nothing came.
+    /// One receive attempt: `Some(Ok(reply))`, `Some(Err(observation))` if
+    /// the actor died, `None` if nothing came.
     fn recv(&mut self, i: usize, wait: Duration) -> Result<Option<Result<Reply, Observed>>, Infra> {
         let a = &mut self.actors[i];
         let Some(chan) = a.chan.as_mut() else {
             return Err(Infra(format!("actor {} has no channel", a.name)));
         };
-        match chan.recv_within::<Reply>(wait) {
-            Ok(Some(r)) => Ok(Some(Ok(r))),
+        match chan.recv_within::<FromActor>(wait) {
+            Ok(Some(FromActor::Reply(r))) => Ok(Some(Ok(r))),
+            Ok(Some(FromActor::Hello { .. })) => Err(Infra(format!(
+                "actor {} greeted again in the middle of a call",
+                a.name
+            ))),
             Ok(None) => Ok(None),
             Err(ChannelError::Closed) => {
                 let detail = self.death_detail(i);
@@ -642,14 +834,53 @@ impl<'a> Driver<'a> {
 
     /// Bookkeeping after a call returned: descriptor tables.
     fn after_call(&mut self, i: usize, op: &Op, obs: &Observed) {
-        let a = &mut self.actors[i];
-        match (op, obs) {
-            (Op::Open { fd, .. }, Observed::Returned(Outcome::Opened { fd: n, ino, .. }))
-            | (Op::Dup { new: fd, .. }, Observed::Returned(Outcome::Opened { fd: n, ino, .. })) => {
-                a.fds.insert(fd.clone(), (*n, *ino));
+        let Observed::Returned(outcome) = obs else {
+            return;
+        };
+        match (op, outcome) {
+            (
+                Op::Open {
+                    fd,
+                    path,
+                    cloexec,
+                    via,
+                    ..
+                },
+                Outcome::Opened { fd: n, ino, .. },
+            ) => {
+                let base = match (via, self.env.second_mount) {
+                    (Some(_), Some(alt)) => alt,
+                    _ => self.env.scratch,
+                };
+                let full = base.join(path).to_string_lossy().into_owned();
+                self.actors[i].fds.insert(
+                    fd.clone(),
+                    FdRt {
+                        n: *n,
+                        ino: *ino,
+                        path: full,
+                        cloexec: *cloexec,
+                    },
+                );
             }
-            (Op::Close { fd }, Observed::Returned(_)) => {
-                a.fds.remove(fd);
+            (Op::Dup { fd, new }, Outcome::Opened { fd: n, ino, .. }) => {
+                let path = self.actors[i]
+                    .fds
+                    .get(fd)
+                    .map(|f| f.path.clone())
+                    .unwrap_or_default();
+                self.actors[i].fds.insert(
+                    new.clone(),
+                    FdRt {
+                        n: *n,
+                        ino: *ino,
+                        path,
+                        cloexec: false,
+                    },
+                );
+            }
+            (Op::Close { fd }, _) => {
+                self.actors[i].fds.remove(fd);
             }
             _ => {}
         }
@@ -659,7 +890,7 @@ impl<'a> Driver<'a> {
         &mut self,
         i: usize,
         deadline: Instant,
-        expect: &crate::plan::Expectation,
+        expect: &Expectation,
     ) -> Result<(Observed, Option<Duration>), Infra> {
         let Some(p) = self.actors[i].pending.take() else {
             return Err(Infra(format!(
@@ -668,12 +899,13 @@ impl<'a> Driver<'a> {
             )));
         };
         let released_at = self.last_step_end;
-        let pid = self.actors[i].pid.unwrap_or(0);
-        if matches!(expect, crate::plan::Expectation::Blocks) {
+        if matches!(expect, Expectation::Blocks) {
             // Still waiting? Observe it again from the kernel's state.
             let obs = self.wait_call(i, p.seq, deadline, p.sig, p.ino)?;
             if matches!(obs, Observed::Blocked(_)) {
                 self.actors[i].pending = Some(p);
+            } else {
+                self.after_call(i, &p.op, &obs);
             }
             return Ok((obs, None));
         }
@@ -687,10 +919,9 @@ impl<'a> Driver<'a> {
                             self.actors[i].name, reply.seq, p.seq
                         )));
                     }
-                    return Ok((
-                        Observed::Returned(reply.outcome),
-                        Some(released_at.elapsed()),
-                    ));
+                    let obs = Observed::Returned(reply.outcome);
+                    self.after_call(i, &p.op, &obs);
+                    return Ok((obs, Some(released_at.elapsed())));
                 }
                 Some(Err(died)) => return Ok((died, None)),
                 None => {}
@@ -698,22 +929,21 @@ impl<'a> Driver<'a> {
             let now = Instant::now();
             if now >= deadline {
                 // Say what it is doing instead of completing.
-                let mut d = p
-                    .sig
-                    .map(|s| BlockDetector::new(pid, s, p.ino, self.env.lock_lists));
+                let mut d = p.sig.map(|s| self.detector(i, s, p.ino));
                 let still = d.as_mut().and_then(|d| {
                     // Two reads make a stable observation.
                     d.probe();
                     d.probe()
                 });
                 let waited = now.duration_since(released_at);
+                let task = self.actors[i].tid.or(self.actors[i].pid).unwrap_or(0);
                 let obs = match still {
                     Some(ev) => Observed::Blocked(Evidence {
                         text: format!("still waiting {} ms later: {}", waited.as_millis(), ev.text),
                     }),
                     None => Observed::Hung {
                         waited,
-                        process: describe_process(pid),
+                        process: describe_process(task),
                     },
                 };
                 self.actors[i].pending = Some(p);
@@ -725,22 +955,45 @@ impl<'a> Driver<'a> {
         }
     }
 
-    fn signal_and_reap(&mut self, i: usize, signal: Signal, deadline: Instant) -> Observed {
-        let pid = self.actors[i].pid.unwrap_or(0);
-        if let Err(e) = kill(Pid::from_raw(pid), signal) {
+    fn signal_call(&self, i: usize, signal: Signal) -> String {
+        let a = &self.actors[i];
+        match (a.thread_of, a.pid, a.tid) {
+            (Some(_), Some(pid), Some(tid)) => format!("tgkill({pid}, {tid}, {})", signal.as_str()),
+            _ => format!("kill({}, {})", a.pid.unwrap_or(0), signal.as_str()),
+        }
+    }
+
+    /// Send a signal; for a fatal one wait until the process is gone.
+    fn signal(&mut self, i: usize, signal: Signal, fatal: bool, deadline: Instant) -> Observed {
+        let a = &self.actors[i];
+        let pid = a.pid.unwrap_or(0);
+        let sent = match (a.thread_of, a.tid) {
+            (Some(_), Some(tid)) => {
+                // SAFETY: tgkill with plain integers.
+                let r = unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, signal as i32) };
+                if r < 0 {
+                    Err(std::io::Error::last_os_error().to_string())
+                } else {
+                    Ok(())
+                }
+            }
+            _ => kill(Pid::from_raw(pid), signal).map_err(|e| e.to_string()),
+        };
+        if let Err(e) = sent {
             return Observed::Died {
-                detail: format!("kill({pid}, {}) failed: {e}", signal.as_str()),
+                detail: format!("{} failed: {e}", self.signal_call(i, signal)),
             };
         }
-        self.actors[i].pending = None;
+        if !fatal {
+            return Observed::Returned(Outcome::Done { ret: 0 });
+        }
         self.wait_end(i, deadline, &format!("killed by {}", signal.as_str()))
     }
 
     /// Wait until the actor's process has ended (its locks are then gone).
     fn wait_end(&mut self, i: usize, deadline: Instant, how: &str) -> Observed {
-        let a = &mut self.actors[i];
-        let pid = a.pid.unwrap_or(0);
-        let ended = match &a.pidfd {
+        let pid = self.actors[i].pid.unwrap_or(0);
+        let ended = match &self.actors[i].pidfd {
             Some(fd) => fd
                 .wait_exit(deadline.saturating_duration_since(Instant::now()))
                 .unwrap_or(false),
@@ -752,10 +1005,16 @@ impl<'a> Driver<'a> {
                 process: format!("did not end: {}", describe_process(pid)),
             };
         }
-        a.alive = false;
-        a.pending = None;
-        a.chan = None;
-        let status = a
+        // The process and its threads are gone.
+        for t in 0..self.actors.len() {
+            if t == i || self.actors[t].thread_of == Some(i) {
+                let a = &mut self.actors[t];
+                a.alive = false;
+                a.pending = None;
+                a.chan = None;
+            }
+        }
+        let status = self.actors[i]
             .child
             .as_mut()
             .and_then(|c| c.try_wait().ok().flatten())
@@ -766,7 +1025,112 @@ impl<'a> Driver<'a> {
         }
     }
 
-    fn fork(&mut self, parent: usize, child: usize, deadline: Instant) -> Result<Observed, Infra> {
+    /// The actor replaces itself with a fresh image; close-on-exec descriptors go.
+    fn exec(&mut self, i: usize, deadline: Instant) -> Result<Observed, Infra> {
+        let seq = self.next_seq();
+        self.send(i, seq, Request::Exec)?;
+        let pid = self.actors[i].pid;
+        let msg = {
+            let a = &mut self.actors[i];
+            let Some(chan) = a.chan.as_mut() else {
+                return Err(Infra(format!("actor {} has no channel", a.name)));
+            };
+            chan.recv_until::<FromActor>(deadline)
+        };
+        match msg {
+            Ok(Some(FromActor::Hello { hello })) => {
+                if Some(hello.pid) != pid {
+                    return Err(Infra(format!(
+                        "after exec, actor {} says it is pid {}",
+                        self.actors[i].name, hello.pid
+                    )));
+                }
+                let a = &mut self.actors[i];
+                a.fds.retain(|_, f| !f.cloexec);
+                for t in 0..self.actors.len() {
+                    if self.actors[t].thread_of == Some(i) {
+                        let th = &mut self.actors[t];
+                        th.alive = false;
+                        th.chan = None;
+                        th.pending = None;
+                    }
+                }
+                Ok(Observed::Returned(Outcome::Done { ret: 0 }))
+            }
+            Ok(Some(FromActor::Reply(r))) => Ok(Observed::Returned(r.outcome)),
+            Ok(None) => Ok(Observed::Hung {
+                waited: Duration::ZERO,
+                process: describe_process(pid.unwrap_or(0)),
+            }),
+            Err(ChannelError::Closed) => Ok(Observed::Died {
+                detail: self.death_detail(i),
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Look for the actor's lock on a descriptor's file in /proc/locks.
+    fn listed(
+        &self,
+        i: usize,
+        fd: &str,
+        mech: Mechanism,
+        mode: LockMode,
+        start: i64,
+        len: i64,
+    ) -> Result<Observed, Infra> {
+        let f = self.fd(i, fd)?;
+        let (kind, pid) = match mech {
+            Mechanism::Flock => ("FLOCK", i64::from(self.actors[i].pid.unwrap_or(0))),
+            Mechanism::Posix => ("POSIX", i64::from(self.actors[i].pid.unwrap_or(0))),
+            Mechanism::Ofd => ("OFDLCK", -1),
+            Mechanism::Lease => ("LEASE", i64::from(self.actors[i].pid.unwrap_or(0))),
+            Mechanism::Pidfile => return Err(Infra("pid files are not in /proc/locks".into())),
+        };
+        let access = match mode {
+            LockMode::Exclusive => "WRITE",
+            LockMode::Shared => "READ",
+        };
+        let (want_start, want_end) = (
+            start.to_string(),
+            if len == 0 {
+                "EOF".to_string()
+            } else {
+                (start + len - 1).to_string()
+            },
+        );
+        let lines = observe::held_lines(f.ino, kind, pid);
+        let found = lines.iter().find(|l| {
+            l.access == access
+                && (!mech.has_ranges() || (l.start == want_start && l.end == want_end))
+        });
+        Ok(match found {
+            Some(l) => Observed::Listed(l.raw.clone()),
+            None => {
+                let all: Vec<String> = observe::read_proc_locks()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|l| l.ino == f.ino)
+                    .map(|l| l.raw)
+                    .collect();
+                Observed::NotListed(if all.is_empty() {
+                    format!("no line for inode {}", f.ino)
+                } else {
+                    format!("lines for inode {}: {}", f.ino, all.join(" | "))
+                })
+            }
+        })
+    }
+
+    /// A new actor: a forked child or a thread of `parent`, connected back
+    /// through an abstract Unix socket only that process may use.
+    fn new_actor(
+        &mut self,
+        parent: usize,
+        child: usize,
+        thread: bool,
+        deadline: Instant,
+    ) -> Result<Observed, Infra> {
         let name = format!(
             "lockcheck.{}.{}.{}",
             std::process::id(),
@@ -781,36 +1145,23 @@ impl<'a> Driver<'a> {
             .set_nonblocking(true)
             .map_err(|e| Infra(format!("listener: {e}")))?;
         let seq = self.next_seq();
-        self.send(parent, seq, Request::Fork { socket: name })?;
+        let req = if thread {
+            Request::Thread { socket: name }
+        } else {
+            Request::Fork { socket: name }
+        };
+        self.send(parent, seq, req)?;
         let obs = self.wait_call(parent, seq, deadline, None, None)?;
-        let child_pid = match &obs {
+        let peer = match &obs {
             Observed::Returned(Outcome::Forked { pid }) => *pid,
+            Observed::Returned(Outcome::Threaded { .. }) => self.actors[parent].pid.unwrap_or(0),
             _ => return Ok(obs),
         };
-        // The child connects back; only that process may take the channel.
-        let stream = loop {
-            match listener.accept() {
-                Ok((s, _)) => {
-                    if peer_pid(&s) == Some(child_pid) {
-                        break s;
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Ok(Observed::Hung {
-                            waited: Duration::ZERO,
-                            process: format!(
-                                "forked child did not connect: {}",
-                                describe_process(child_pid)
-                            ),
-                        });
-                    }
-                    wait_readable(listener.as_fd(), left)
-                        .map_err(|e| Infra(format!("waiting for the forked child: {e}")))?;
-                }
-                Err(e) => return Err(Infra(format!("accepting the forked child: {e}"))),
-            }
+        let Some(stream) = accept_from(&listener, peer, deadline)? else {
+            return Ok(Observed::Hung {
+                waited: Duration::ZERO,
+                process: format!("the new actor did not connect: {}", describe_process(peer)),
+            });
         };
         let write_half = stream
             .try_clone()
@@ -819,10 +1170,12 @@ impl<'a> Driver<'a> {
         let c = &mut self.actors[child];
         c.chan = Some(
             Channel::new(OwnedFd::from(stream), OwnedFd::from(write_half))
-                .map_err(|e| Infra(format!("child channel: {e}")))?,
+                .map_err(|e| Infra(format!("new actor's channel: {e}")))?,
         );
-        c.pid = Some(child_pid);
-        c.pidfd = Pidfd::open(child_pid).ok();
+        c.pid = Some(peer);
+        if !thread {
+            c.pidfd = Pidfd::open(peer).ok();
+        }
         c.alive = true;
         c.fds = inherited;
         self.expect_hello(child, deadline)?;
@@ -837,7 +1190,7 @@ impl<'a> Driver<'a> {
         }
         for a in &mut self.actors {
             a.chan = None;
-            if let (true, Some(pid)) = (a.alive, a.pid) {
+            if let (true, Some(pid), None) = (a.alive, a.pid, a.thread_of) {
                 let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
             }
         }
@@ -868,6 +1221,32 @@ impl<'a> Driver<'a> {
     }
 }
 
+/// Accept the connection of process `peer` (checked with SO_PEERCRED).
+fn accept_from(
+    listener: &UnixListener,
+    peer: i32,
+    deadline: Instant,
+) -> Result<Option<UnixStream>, Infra> {
+    loop {
+        match listener.accept() {
+            Ok((s, _)) => {
+                if peer_pid(&s) == Some(peer) {
+                    return Ok(Some(s));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Ok(None);
+                }
+                wait_readable(listener.as_fd(), left)
+                    .map_err(|e| Infra(format!("waiting for the new actor: {e}")))?;
+            }
+            Err(e) => return Err(Infra(format!("accepting the new actor: {e}"))),
+        }
+    }
+}
+
 fn rand_suffix() -> u64 {
     let mut b = [0u8; 8];
     // SAFETY: getrandom writes at most b.len() bytes into b.
@@ -877,12 +1256,12 @@ fn rand_suffix() -> u64 {
     } else {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos() as u64)
+            .map(|d| u64::from(d.subsec_nanos()))
             .unwrap_or(0)
     }
 }
 
-fn peer_pid(s: &std::os::unix::net::UnixStream) -> Option<i32> {
+fn peer_pid(s: &UnixStream) -> Option<i32> {
     use std::os::fd::AsRawFd;
     let mut cred: libc::ucred = libc::ucred {
         pid: 0,
@@ -901,4 +1280,38 @@ fn peer_pid(s: &std::os::unix::net::UnixStream) -> Option<i32> {
         )
     };
     (r == 0).then_some(cred.pid)
+}
+
+/// A bind mount of a trial directory: a second mount of the same
+/// filesystem, removed when dropped. Only in lockcheck's private mount
+/// namespace (so the host never sees it).
+pub struct SecondMount {
+    pub dir: PathBuf,
+}
+
+impl SecondMount {
+    pub fn create(trial_dir: &Path) -> Result<SecondMount, String> {
+        let mut alt = trial_dir.as_os_str().to_owned();
+        alt.push(".second-mount");
+        let dir = PathBuf::from(alt);
+        std::fs::create_dir(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        if let Err(e) = nix::mount::mount(
+            Some(trial_dir),
+            &dir,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        ) {
+            let _ = std::fs::remove_dir(&dir);
+            return Err(format!("bind-mounting the trial directory: {e}"));
+        }
+        Ok(SecondMount { dir })
+    }
+}
+
+impl Drop for SecondMount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.dir, nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_dir(&self.dir);
+    }
 }

@@ -65,12 +65,6 @@ pub fn known_names() -> Vec<&'static str> {
     names
 }
 
-/// The "lock is held by someone else" class that POSIX lets an
-/// implementation report with either EAGAIN or EACCES.
-pub fn is_conflict(value: i32) -> bool {
-    value == libc::EAGAIN || value == libc::EACCES
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,12 +78,5 @@ mod tests {
         assert_eq!(by_name("EWOULDBLOCK"), Some(libc::EAGAIN));
         assert_eq!(by_name("ENOPE"), None);
         assert_eq!(name(4242), "errno 4242");
-    }
-
-    #[test]
-    fn conflict_class() {
-        assert!(is_conflict(libc::EAGAIN));
-        assert!(is_conflict(libc::EACCES));
-        assert!(!is_conflict(libc::EBADF));
     }
 }

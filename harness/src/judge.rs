@@ -23,6 +23,10 @@ pub enum Observed {
     Ended { how: String },
     /// The actor ended by itself in the middle of a call.
     Died { detail: String },
+    /// `listed`: /proc/locks shows the lock (the line).
+    Listed(String),
+    /// `listed`: /proc/locks does not show it (what it shows for the file).
+    NotListed(String),
 }
 
 /// Names and pids the judge needs to resolve `pid: actor`.
@@ -66,7 +70,12 @@ pub fn satisfies(exp: &Expectation, obs: &Observed, actors: &Actors<'_>) -> bool
         (E::Ok, Observed::Returned(o)) => {
             !matches!(o, Outcome::Failed { .. } | Outcome::BadRequest { .. })
         }
-        (E::Conflict, Observed::Returned(Outcome::Failed { errno })) => errno::is_conflict(*errno),
+        (E::Conflict(errnos), Observed::Returned(Outcome::Failed { errno })) => {
+            errnos.contains(errno)
+        }
+        (E::Ok, Observed::Listed(_)) => true,
+        (E::Unlocked, Observed::NotListed(_)) => true,
+        (E::Lease(mode), Observed::Returned(Outcome::Done { ret })) => *ret == mode.l_type(),
         (E::Errno { value, .. }, Observed::Returned(Outcome::Failed { errno })) => errno == value,
         (E::Unlocked, Observed::Returned(Outcome::Lock { lock })) => {
             i32::from(lock.l_type) == libc::F_UNLCK
@@ -141,7 +150,15 @@ pub fn describe_expectation(exp: &Expectation, actors: &Actors<'_>) -> String {
     use Expectation as E;
     match exp {
         E::Ok => "ok".into(),
-        E::Conflict => "conflict (EAGAIN or EACCES)".into(),
+        E::Conflict(errnos) => format!(
+            "conflict ({})",
+            errnos
+                .iter()
+                .map(|e| errno::name(*e))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        ),
+        E::Lease(mode) => format!("lease {}", mode.as_str()),
         E::Errno { value, name } => {
             let canonical = errno::name(*value);
             if canonical == *name {
@@ -209,6 +226,7 @@ pub fn describe_observed(obs: &Observed) -> String {
             Outcome::Lock { lock } => describe_lock(lock),
             Outcome::Data { data } => format!("data {data:?}"),
             Outcome::Forked { pid } => format!("ok (child pid {pid})"),
+            Outcome::Threaded { tid } => format!("ok (thread {tid})"),
             Outcome::BadRequest { message } => format!("the actor rejected the request: {message}"),
         },
         Observed::Blocked(e) => format!("blocked: {}", e.text),
@@ -218,12 +236,15 @@ pub fn describe_observed(obs: &Observed) -> String {
         ),
         Observed::Ended { how } => format!("ended ({how})"),
         Observed::Died { detail } => format!("the actor died: {detail}"),
+        Observed::Listed(line) => format!("listed: `{line}`"),
+        Observed::NotListed(what) => format!("not listed ({what})"),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scenario::LeaseMode;
 
     fn actors() -> (Vec<String>, Vec<Option<i32>>) {
         (vec!["a".into(), "b".into()], vec![Some(100), Some(200)])
@@ -240,23 +261,32 @@ mod tests {
             names: &n,
             pids: &p,
         };
+        let conflict = Expectation::Conflict(vec![libc::EAGAIN, libc::EACCES]);
         for e in [libc::EAGAIN, libc::EACCES] {
-            assert!(satisfies(
-                &Expectation::Conflict,
-                &ret(Outcome::Failed { errno: e }),
-                &a
-            ));
+            assert!(satisfies(&conflict, &ret(Outcome::Failed { errno: e }), &a));
         }
         assert!(!satisfies(
-            &Expectation::Conflict,
+            &conflict,
             &ret(Outcome::Failed { errno: libc::EBADF }),
             &a
         ));
-        assert!(!satisfies(
-            &Expectation::Conflict,
-            &ret(Outcome::Done { ret: 0 }),
+        assert!(!satisfies(&conflict, &ret(Outcome::Done { ret: 0 }), &a));
+        let pidfile = Expectation::Conflict(vec![libc::EEXIST]);
+        assert!(satisfies(
+            &pidfile,
+            &ret(Outcome::Failed {
+                errno: libc::EEXIST
+            }),
             &a
         ));
+        assert!(!satisfies(
+            &pidfile,
+            &ret(Outcome::Failed {
+                errno: libc::EAGAIN
+            }),
+            &a
+        ));
+        assert_eq!(describe_expectation(&pidfile, &a), "conflict (EEXIST)");
         assert!(!satisfies(
             &Expectation::Ok,
             &ret(Outcome::Failed {
@@ -332,6 +362,41 @@ mod tests {
     }
 
     #[test]
+    fn leases_and_listings() {
+        let (n, p) = actors();
+        let a = Actors {
+            names: &n,
+            pids: &p,
+        };
+        let read = i64::from(libc::F_RDLCK);
+        assert!(satisfies(
+            &Expectation::Lease(LeaseMode::Read),
+            &ret(Outcome::Done { ret: read }),
+            &a
+        ));
+        assert!(!satisfies(
+            &Expectation::Lease(LeaseMode::None),
+            &ret(Outcome::Done { ret: read }),
+            &a
+        ));
+        assert!(satisfies(
+            &Expectation::Ok,
+            &Observed::Listed("x".into()),
+            &a
+        ));
+        assert!(!satisfies(
+            &Expectation::Ok,
+            &Observed::NotListed("x".into()),
+            &a
+        ));
+        assert!(satisfies(
+            &Expectation::Unlocked,
+            &Observed::NotListed("x".into()),
+            &a
+        ));
+    }
+
+    #[test]
     fn winners_count_exactly() {
         let (n, p) = actors();
         let a = Actors {
@@ -340,7 +405,7 @@ mod tests {
         };
         let exp = Expectation::Winners {
             count: 1,
-            others: Box::new(Expectation::Conflict),
+            others: Box::new(Expectation::Conflict(vec![libc::EAGAIN])),
         };
         let ok = ret(Outcome::Done { ret: 0 });
         let no = ret(Outcome::Failed {

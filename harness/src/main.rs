@@ -173,16 +173,18 @@ fn run(a: RunArgs) -> Result<ExitCode, Error> {
     if let Some(0) = a.jobs {
         return Err(Error::usage("--jobs must be at least 1", None));
     }
+    // Still single-threaded: the namespace covers every thread and actor.
+    let namespace = target::enter_private_namespace();
     let session = if a.targets.is_empty() {
-        let d = target::default_targets();
-        Session::open(&d.specs, d.tmpfs, d.notes)?
+        let d = target::default_targets(&namespace);
+        Session::open(&d.specs, namespace, d.tmpfs, d.notes)?
     } else {
         let specs = a
             .targets
             .iter()
             .map(|t| target::parse_target_arg(t))
             .collect::<Result<Vec<_>, _>>()?;
-        Session::open(&specs, None, Vec::new())?
+        Session::open(&specs, namespace, None, Vec::new())?
     };
     let mut trials = session.plan(&cat, &mechanisms);
     if let Some(f) = &a.filter {

@@ -7,18 +7,59 @@ use crate::protocol::{LockDesc, Request};
 use crate::scenario::{LockMode, Mechanism};
 
 /// A call the kernel may make wait, as `/proc/PID/syscall` shows it:
-/// syscall number and its first two arguments.
+/// the syscall number and its first two (int) arguments where known, and
+/// what in `/proc/locks` confirms the wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WaitSignature {
     pub nr: i64,
-    pub fd: i32,
-    pub arg1: u64,
+    pub args: [Option<i32>; 2],
+    pub confirm: Confirm,
+    /// Whether a long, unchanged wait in the call counts as blocked without
+    /// /proc/locks evidence (lock calls: yes; open: no, it may be slow I/O).
+    pub fallback: bool,
 }
 
-/// The request for a lock/unlock step, and its wait signature if it can wait.
+/// The `/proc/locks` evidence of a wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirm {
+    /// A `->` line of this lock kind (FLOCK, POSIX, OFDLCK) for the waiter.
+    Waiter(&'static str),
+    /// A lease on the file being broken (the opener waits for the holder).
+    LeaseBreaking,
+}
+
+impl WaitSignature {
+    pub fn describe(&self) -> String {
+        match (self.nr, self.args[1]) {
+            (n, Some(op)) if n == libc::SYS_flock => format!("flock op {op}"),
+            (n, Some(cmd)) if n == libc::SYS_fcntl => format!("fcntl {}", fcntl_cmd_name(cmd)),
+            (n, _) if n == libc::SYS_openat => "openat".to_string(),
+            (n, _) => format!("syscall {n}"),
+        }
+    }
+}
+
+/// A blocking open (a lease break makes open wait).
+pub fn open_signature() -> WaitSignature {
+    WaitSignature {
+        nr: libc::SYS_openat,
+        args: [Some(libc::AT_FDCWD), None],
+        confirm: Confirm::LeaseBreaking,
+        fallback: false,
+    }
+}
+
+/// The pid file a pidfile lock on `path` creates.
+pub fn pidfile_path(path: &str) -> String {
+    format!("{path}.lock")
+}
+
+/// The request for a lock/unlock step on descriptor `fd` (opened from `path`),
+/// and its wait signature if it can wait.
 pub fn lock_request(
     mech: Mechanism,
     fd: i32,
+    path: &str,
     kind: LockKind,
     wait: bool,
     start: i64,
@@ -36,8 +77,9 @@ pub fn lock_request(
             }
             let sig = wait.then_some(WaitSignature {
                 nr: libc::SYS_flock,
-                fd,
-                arg1: op as u64,
+                args: [Some(fd), Some(op)],
+                confirm: Confirm::Waiter("FLOCK"),
+                fallback: true,
             });
             (Request::Flock { fd, operation: op }, sig)
         }
@@ -55,8 +97,13 @@ pub fn lock_request(
             } as i16;
             let sig = wait.then_some(WaitSignature {
                 nr: libc::SYS_fcntl,
-                fd,
-                arg1: cmd as u64,
+                args: [Some(fd), Some(cmd)],
+                confirm: Confirm::Waiter(if mech == Mechanism::Ofd {
+                    "OFDLCK"
+                } else {
+                    "POSIX"
+                }),
+                fallback: true,
             });
             (
                 Request::Fcntl {
@@ -69,11 +116,41 @@ pub fn lock_request(
                 sig,
             )
         }
+        Mechanism::Lease => {
+            let arg = match kind {
+                LockKind::Exclusive => libc::F_WRLCK,
+                LockKind::Shared => libc::F_RDLCK,
+                LockKind::Unlock => libc::F_UNLCK,
+            };
+            (
+                Request::FcntlInt {
+                    fd,
+                    cmd: libc::F_SETLEASE,
+                    arg: i64::from(arg),
+                },
+                None,
+            )
+        }
+        Mechanism::Pidfile => {
+            let path = pidfile_path(path);
+            let req = match kind {
+                LockKind::Unlock => Request::PidfileUnlock { path },
+                _ => Request::PidfileLock { path },
+            };
+            (req, None)
+        }
     }
 }
 
-/// The request for a test step (F_GETLK / F_OFD_GETLK).
+/// The request for a test step (F_GETLK / F_OFD_GETLK / F_GETLEASE).
 pub fn test_request(mech: Mechanism, fd: i32, mode: LockMode, start: i64, len: i64) -> Request {
+    if mech == Mechanism::Lease {
+        return Request::FcntlInt {
+            fd,
+            cmd: libc::F_GETLEASE,
+            arg: 0,
+        };
+    }
     let cmd = if mech == Mechanism::Ofd {
         libc::F_OFD_GETLK
     } else {
@@ -100,6 +177,8 @@ pub fn fcntl_cmd_name(cmd: i32) -> String {
         libc::F_OFD_SETLK => "F_OFD_SETLK".into(),
         libc::F_OFD_SETLKW => "F_OFD_SETLKW".into(),
         libc::F_OFD_GETLK => "F_OFD_GETLK".into(),
+        libc::F_SETLEASE => "F_SETLEASE".into(),
+        libc::F_GETLEASE => "F_GETLEASE".into(),
         other => format!("cmd {other}"),
     }
 }
@@ -125,6 +204,14 @@ fn flock_op_name(op: i32) -> String {
     } else {
         base.to_string()
     }
+}
+
+/// The last component of a path: scratch directories are long and say nothing.
+fn base(path: &str) -> String {
+    std::path::Path::new(path)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn range_text(start: i64, len: i64) -> String {
@@ -154,11 +241,13 @@ pub fn describe_request(req: &Request) -> String {
             if flags & libc::O_TRUNC != 0 {
                 f.push("O_TRUNC");
             }
-            let name = std::path::Path::new(path)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            format!("open(\"{name}\", {})", f.join("|"))
+            if flags & libc::O_DIRECTORY != 0 {
+                f.push("O_DIRECTORY");
+            }
+            if flags & libc::O_CLOEXEC != 0 {
+                f.push("O_CLOEXEC");
+            }
+            format!("open(\"{}\", {})", base(path), f.join("|"))
         }
         Request::Close { fd } => format!("close({fd})"),
         Request::Dup { fd } => format!("dup({fd})"),
@@ -183,8 +272,42 @@ pub fn describe_request(req: &Request) -> String {
             Some(o) => format!("pread({fd}, {len}, {o})"),
             None => format!("read({fd}, {len})"),
         },
+        Request::FcntlInt { fd, cmd, arg } => {
+            let arg = match *cmd {
+                libc::F_SETLEASE => l_type_name(*arg as i16).to_string(),
+                _ => arg.to_string(),
+            };
+            format!("fcntl({fd}, {}, {arg})", fcntl_cmd_name(*cmd))
+        }
         Request::Fork { .. } => "fork()".into(),
+        Request::Thread { .. } => "pthread_create()".into(),
         Request::Exit { code } => format!("_exit({code})"),
+        Request::Exec => "execve(lockcheck actor)".into(),
+        Request::Handle { signal, restart } => format!(
+            "sigaction({}, {{handler{}}})",
+            nix::sys::signal::Signal::try_from(*signal)
+                .map(|s| s.as_str())
+                .unwrap_or("?"),
+            if *restart { ", SA_RESTART" } else { "" }
+        ),
+        Request::Unlink { path } => format!("unlink(\"{}\")", base(path)),
+        Request::Rename { from, to } => format!("rename(\"{}\", \"{}\")", base(from), base(to)),
+        Request::Mkdir { path } => format!("mkdir(\"{}\")", base(path)),
+        Request::Counter {
+            fd,
+            lock,
+            times,
+            offset,
+            ..
+        } => format!(
+            "{times} × [{}; pread({fd}, {offset}); pwrite({fd}, {offset}); unlock]",
+            describe_request(lock)
+        ),
+        Request::PidfileLock { path } => format!(
+            "open(\"{}\", O_CREAT|O_EXCL|O_WRONLY) + write(pid) (stale if kill(pid, 0) fails)",
+            base(path)
+        ),
+        Request::PidfileUnlock { path } => format!("unlink(\"{}\")", base(path)),
     }
 }
 
@@ -207,7 +330,15 @@ mod tests {
 
     #[test]
     fn maps_steps_to_calls() {
-        let (r, s) = lock_request(Mechanism::Flock, 3, LockKind::Exclusive, false, 0, 0);
+        let (r, s) = lock_request(
+            Mechanism::Flock,
+            3,
+            "/x/lock",
+            LockKind::Exclusive,
+            false,
+            0,
+            0,
+        );
         assert_eq!(
             r,
             Request::Flock {
@@ -216,7 +347,7 @@ mod tests {
             }
         );
         assert!(s.is_none());
-        let (r, s) = lock_request(Mechanism::Ofd, 4, LockKind::Shared, true, 10, 5);
+        let (r, s) = lock_request(Mechanism::Ofd, 4, "/x/lock", LockKind::Shared, true, 10, 5);
         assert_eq!(
             r,
             Request::Fcntl {
@@ -231,15 +362,50 @@ mod tests {
             s,
             Some(WaitSignature {
                 nr: libc::SYS_fcntl,
-                fd: 4,
-                arg1: libc::F_OFD_SETLKW as u64
+                args: [Some(4), Some(libc::F_OFD_SETLKW)],
+                confirm: Confirm::Waiter("OFDLCK"),
+                fallback: true,
             })
         );
         assert_eq!(
             describe_request(&r),
             "fcntl(4, F_OFD_SETLKW, {F_RDLCK 10+5})"
         );
-        let (r, _) = lock_request(Mechanism::Flock, 3, LockKind::Unlock, false, 0, 0);
+        let (r, _) = lock_request(
+            Mechanism::Flock,
+            3,
+            "/x/lock",
+            LockKind::Unlock,
+            false,
+            0,
+            0,
+        );
         assert_eq!(describe_request(&r), "flock(3, LOCK_UN)");
+        let (r, s) = lock_request(
+            Mechanism::Pidfile,
+            3,
+            "/x/lock",
+            LockKind::Exclusive,
+            false,
+            0,
+            0,
+        );
+        assert_eq!(
+            r,
+            Request::PidfileLock {
+                path: "/x/lock.lock".into()
+            }
+        );
+        assert!(s.is_none());
+        let (r, _) = lock_request(
+            Mechanism::Lease,
+            3,
+            "/x/lock",
+            LockKind::Shared,
+            false,
+            0,
+            0,
+        );
+        assert_eq!(describe_request(&r), "fcntl(3, F_SETLEASE, F_RDLCK)");
     }
 }

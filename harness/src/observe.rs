@@ -15,7 +15,7 @@ use std::io;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use crate::mech::WaitSignature;
+use crate::mech::{Confirm, WaitSignature};
 
 /// A process's current system call, from `/proc/PID/syscall`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +83,8 @@ pub struct LockLine {
     pub blocked: bool,
     /// POSIX, FLOCK, OFDLCK, LEASE, ...
     pub kind: String,
+    /// ADVISORY, or for leases ACTIVE / BREAKING / BREAKER.
+    pub class: String,
     /// READ, WRITE, ...
     pub access: String,
     pub pid: i64,
@@ -102,8 +104,7 @@ pub fn parse_lock_line(line: &str) -> Option<LockLine> {
         t.next();
     }
     let kind = t.next()?.to_string();
-    // Leases and delegations print a different second column; skip it either way.
-    let _advisory = t.next()?;
+    let class = t.next()?.to_string();
     let access = t.next()?.to_string();
     let pid: i64 = t.next()?.parse().ok()?;
     let id = t.next()?;
@@ -114,6 +115,7 @@ pub fn parse_lock_line(line: &str) -> Option<LockLine> {
     Some(LockLine {
         blocked,
         kind,
+        class,
         access,
         pid,
         dev: dev.to_string(),
@@ -158,10 +160,12 @@ pub struct Evidence {
 
 /// Decides from kernel state whether a call is waiting for a lock.
 pub struct BlockDetector {
+    /// The task to read /proc/TID/{syscall,stat} of (a thread id for thread actors).
+    tid: i32,
+    /// The process id /proc/locks prints for the waiter.
     pid: i32,
     sig: WaitSignature,
-    /// The lock kind `/proc/locks` prints for this request.
-    kind: &'static str,
+    /// The file the call is about (its inode), when known.
     ino: Option<u64>,
     /// Whether `/proc/locks` is expected to show the waiter.
     lock_lists: bool,
@@ -170,28 +174,25 @@ pub struct BlockDetector {
     syscall_unreadable: bool,
 }
 
-/// Consecutive matching reads needed together with a `->` line.
+/// Consecutive matching reads needed together with /proc/locks evidence.
 const CONFIRMED_READS: u32 = 2;
-/// Without a `->` line: consecutive matching reads and a minimum window.
+/// Without /proc/locks evidence: consecutive matching reads and a minimum window.
 const UNCONFIRMED_READS: u32 = 20;
 /// The window when the target is expected to list waiters but did not.
 const WINDOW_WITH_LISTS: Duration = Duration::from_millis(250);
 /// The window on filesystems that keep their own waiters (NFS, FUSE).
 const WINDOW_WITHOUT_LISTS: Duration = Duration::from_millis(50);
 
+fn low32(v: u64) -> i32 {
+    v as u32 as i32
+}
+
 impl BlockDetector {
-    pub fn new(pid: i32, sig: WaitSignature, ino: Option<u64>, lock_lists: bool) -> Self {
-        let kind = if sig.nr == libc::SYS_flock {
-            "FLOCK"
-        } else if sig.arg1 == libc::F_OFD_SETLKW as u64 {
-            "OFDLCK"
-        } else {
-            "POSIX"
-        };
+    pub fn new(tid: i32, pid: i32, sig: WaitSignature, ino: Option<u64>, lock_lists: bool) -> Self {
         BlockDetector {
+            tid,
             pid,
             sig,
-            kind,
             ino,
             lock_lists,
             stable: 0,
@@ -200,26 +201,36 @@ impl BlockDetector {
         }
     }
 
-    fn waiter_line(&self) -> Option<LockLine> {
+    /// The /proc/locks line that shows this wait, if there is one.
+    fn evidence_line(&self) -> Option<LockLine> {
         let lines = read_proc_locks().ok()?;
-        lines.into_iter().find(|l| {
-            l.blocked
-                && l.kind == self.kind
-                && (l.pid == i64::from(self.pid) || (self.kind == "OFDLCK" && l.pid == -1))
-                && self.ino.is_none_or(|ino| ino == l.ino)
+        lines.into_iter().find(|l| match self.sig.confirm {
+            Confirm::Waiter(kind) => {
+                l.blocked
+                    && l.kind == kind
+                    && (l.pid == i64::from(self.pid) || (kind == "OFDLCK" && l.pid == -1))
+                    && self.ino.is_none_or(|ino| ino == l.ino)
+            }
+            Confirm::LeaseBreaking => {
+                l.kind == "LEASE"
+                    && l.class == "BREAKING"
+                    && self.ino.is_some_and(|ino| ino == l.ino)
+            }
         })
     }
 
     /// One observation. `Some` once the call is known to be waiting.
     pub fn probe(&mut self) -> Option<Evidence> {
-        let state = read_state(self.pid).ok()?;
+        let state = read_state(self.tid).ok()?;
         let sleeping = matches!(state, 'S' | 'D');
         let in_call = if self.syscall_unreadable {
             None
         } else {
-            match read_syscall(self.pid) {
+            match read_syscall(self.tid) {
                 Ok(SyscallState::InSyscall { nr, args }) => Some(
-                    nr == self.sig.nr && args[0] == self.sig.fd as u64 && args[1] == self.sig.arg1,
+                    nr == self.sig.nr
+                        && self.sig.args[0].is_none_or(|a| a == low32(args[0]))
+                        && self.sig.args[1].is_none_or(|a| a == low32(args[1])),
                 ),
                 Ok(_) => Some(false),
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) => {
@@ -239,30 +250,25 @@ impl BlockDetector {
         self.stable += 1;
         let since = *self.stable_since.get_or_insert_with(Instant::now);
         let call = format!(
-            "{} in {} on fd {} (state {state}{})",
-            self.pid,
-            if self.sig.nr == libc::SYS_flock {
-                "flock".to_string()
-            } else {
-                format!(
-                    "fcntl {}",
-                    crate::mech::fcntl_cmd_name(self.sig.arg1 as i32)
-                )
-            },
-            self.sig.fd,
-            read_wchan(self.pid)
+            "{} in {} (state {state}{})",
+            self.tid,
+            self.sig.describe(),
+            read_wchan(self.tid)
                 .map(|w| format!(", wchan {w}"))
                 .unwrap_or_default()
         );
         if self.stable >= CONFIRMED_READS {
-            if let Some(line) = self.waiter_line() {
+            if let Some(line) = self.evidence_line() {
                 return Some(Evidence {
-                    text: format!("pid {call}; /proc/locks: `{}`", line.raw),
+                    text: format!("task {call}; /proc/locks: `{}`", line.raw),
                 });
             }
         }
         // Without the syscall, only a /proc/locks line is proof enough.
         in_call?;
+        if !self.sig.fallback {
+            return None;
+        }
         let window = if self.lock_lists {
             WINDOW_WITH_LISTS
         } else {
@@ -271,7 +277,7 @@ impl BlockDetector {
         if self.stable >= UNCONFIRMED_READS && since.elapsed() >= window {
             return Some(Evidence {
                 text: format!(
-                    "pid {call}, unchanged over {} reads in {} ms; no waiter line in /proc/locks (the filesystem queues waiters itself)",
+                    "task {call}, unchanged over {} reads in {} ms; no line in /proc/locks shows the wait (the filesystem queues waiters itself)",
                     self.stable,
                     since.elapsed().as_millis()
                 ),
@@ -279,6 +285,16 @@ impl BlockDetector {
         }
         None
     }
+}
+
+/// The lines of /proc/locks for a lock held (not waited for) on inode `ino`
+/// of this kind by process `pid` (-1 for OFD locks).
+pub fn held_lines(ino: u64, kind: &str, pid: i64) -> Vec<LockLine> {
+    read_proc_locks()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|l| !l.blocked && l.ino == ino && l.kind == kind && l.pid == pid)
+        .collect()
 }
 
 /// A one-line description of what a process is doing, for "no reply" failures.
@@ -323,6 +339,9 @@ mod tests {
             parse_lock_line("2: -> POSIX  ADVISORY  WRITE 1234 00:2a:5678 0 EOF").expect("line");
         assert!(l.blocked);
         assert_eq!((l.kind.as_str(), l.pid, l.ino), ("POSIX", 1234, 5678));
+        let l =
+            parse_lock_line("1: LEASE  BREAKING  READ 25178 fe:00:10067976 0 EOF").expect("lease");
+        assert_eq!((l.kind.as_str(), l.class.as_str()), ("LEASE", "BREAKING"));
         let l = parse_lock_line("3: OFDLCK ADVISORY  READ  -1 08:01:99 10 19").expect("line");
         assert!(!l.blocked);
         assert_eq!((l.pid, l.dev.as_str(), l.end.as_str()), (-1, "08:01", "19"));

@@ -3,9 +3,10 @@
 //! filled in and every per-mechanism expectation chosen.
 //!
 //! Resolving is also validation: it walks the steps keeping track of which
-//! actors exist, are alive, are waiting in a blocked call, and which
-//! descriptors each has open, so that a step that cannot be performed is an
-//! error at its `file:line:column` before anything runs.
+//! actors exist, are alive, are waiting in a blocked call, which signals
+//! they handle and which descriptors each has open, so that a step that
+//! cannot be performed is an error at its `file:line:column` before
+//! anything runs.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::str::FromStr;
@@ -16,7 +17,7 @@ use nix::sys::signal::Signal;
 use crate::error::ScenarioError;
 use crate::loc::{Located, Pos};
 use crate::scenario::{
-    Access, ActorSet, Common, Expect, LockMode, Mechanism, PidSpec, Scenario, Step,
+    Access, ActorSet, Common, Expect, LeaseMode, LockMode, Mechanism, PidSpec, Scenario, Step, Via,
 };
 
 /// The step timeout when neither the step nor the scenario sets one.
@@ -25,6 +26,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
 /// The most actors one scenario may declare (including forked ones).
 pub const MAX_ACTORS: usize = 256;
+/// The most increments one counter step may ask for.
+pub const MAX_COUNTER: u32 = 100_000;
 
 /// A scenario made concrete for one mechanism.
 #[derive(Debug, Clone)]
@@ -34,6 +37,8 @@ pub struct TrialPlan {
     pub steps: Vec<PlannedStep>,
     /// The distinct hosts the actors are placed on (at least one).
     pub hosts: Vec<String>,
+    /// Whether a step opens files through a second mount.
+    pub needs_second_mount: bool,
 }
 
 /// The host of actors that do not name one.
@@ -45,6 +50,8 @@ pub struct ActorPlan {
     pub host: String,
     /// Set for actors created by a `fork` step: the parent's index.
     pub forked_from: Option<usize>,
+    /// Set for actors created by a `thread` step: the process actor's index.
+    pub thread_of: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -58,6 +65,8 @@ pub struct PlannedStep {
     pub expect: Expectation,
     pub timeout: Duration,
     pub note: Option<String>,
+    /// Errno values that make the trial a skip ("not supported here").
+    pub unsupported: Vec<i32>,
 }
 
 /// What a lock step does.
@@ -85,6 +94,9 @@ pub enum Op {
         create: bool,
         excl: bool,
         trunc: bool,
+        directory: bool,
+        cloexec: bool,
+        via: Option<Via>,
         fd: String,
     },
     Close {
@@ -122,30 +134,68 @@ pub enum Op {
     Fork {
         child: usize,
     },
+    Thread {
+        child: usize,
+    },
     Exit {
         code: i32,
     },
+    Exec,
     Await,
+    /// `kill` (fatal: wait until the process is gone) or `signal` (it stays).
     Signal {
         signal: Signal,
+        fatal: bool,
     },
+    Handle {
+        signal: Signal,
+        restart: bool,
+    },
+    Unlink {
+        path: String,
+    },
+    Rename {
+        from: String,
+        to: String,
+    },
+    Mkdir {
+        path: String,
+    },
+    Listed {
+        fd: String,
+        mech: Mechanism,
+        mode: LockMode,
+        start: i64,
+        len: i64,
+    },
+    Counter {
+        fd: String,
+        mech: Mechanism,
+        times: u32,
+        offset: u64,
+    },
+}
+
+fn range_text(start: i64, len: i64) -> String {
+    match len {
+        0 => format!("bytes {start}..EOF"),
+        l if l > 0 => format!("bytes {start}..{}", start.saturating_add(l)),
+        l => format!("start {start} len {l}"),
+    }
 }
 
 impl Op {
     /// Whether this call may legitimately wait in the kernel.
     pub fn may_block(&self) -> bool {
-        matches!(self, Op::Lock { wait: true, .. } | Op::Await)
+        matches!(
+            self,
+            Op::Lock { wait: true, .. } | Op::Await | Op::Open { .. }
+        )
     }
 
-    /// A short description for reports: `lock exclusive, wait, bytes [0, EOF)`.
+    /// A short description for reports: `lock exclusive on lock (posix, wait, bytes 0..EOF)`.
     pub fn describe(&self, actors: &[ActorPlan]) -> String {
-        fn range(start: i64, len: i64) -> String {
-            match len {
-                0 => format!("bytes {start}..EOF"),
-                l if l > 0 => format!("bytes {start}..{}", start.saturating_add(l)),
-                l => format!("start {start} len {l}"),
-            }
-        }
+        let name = |i: &usize| actors.get(*i).map(|a| a.name.as_str()).unwrap_or("?");
         match self {
             Op::Open {
                 path,
@@ -153,17 +203,23 @@ impl Op {
                 create,
                 excl,
                 trunc,
+                directory,
+                cloexec,
+                via,
                 fd,
             } => {
                 let mut flags = vec![access.as_str()];
-                if *create {
-                    flags.push("create");
-                }
-                if *excl {
-                    flags.push("excl");
-                }
-                if *trunc {
-                    flags.push("trunc");
+                for (on, word) in [
+                    (*create, "create"),
+                    (*excl, "excl"),
+                    (*trunc, "trunc"),
+                    (*directory, "directory"),
+                    (!*cloexec, "no cloexec"),
+                    (via.is_some(), "via a second mount"),
+                ] {
+                    if on {
+                        flags.push(word);
+                    }
                 }
                 let named = if fd != path {
                     format!(" as {fd}")
@@ -192,7 +248,7 @@ impl Op {
                     details.push("wait".into());
                 }
                 if mech.has_ranges() {
-                    details.push(range(*start, *len));
+                    details.push(range_text(*start, *len));
                 }
                 format!("{what} on {fd} ({})", details.join(", "))
             }
@@ -202,11 +258,17 @@ impl Op {
                 mode,
                 start,
                 len,
-            } => format!(
-                "test {} on {fd} ({mech}, {})",
-                mode.as_str(),
-                range(*start, *len)
-            ),
+            } => {
+                if *mech == Mechanism::Lease {
+                    format!("get the lease on {fd}")
+                } else {
+                    format!(
+                        "test {} on {fd} ({mech}, {})",
+                        mode.as_str(),
+                        range_text(*start, *len)
+                    )
+                }
+            }
             Op::Write { fd, data, offset } => match offset {
                 Some(o) => format!("write {:?} to {fd} at {o}", clip(data)),
                 None => format!("write {:?} to {fd}", clip(data)),
@@ -215,13 +277,51 @@ impl Op {
                 Some(o) => format!("read {len} bytes of {fd} at {o}"),
                 None => format!("read {len} bytes of {fd}"),
             },
-            Op::Fork { child } => format!(
-                "fork as {}",
-                actors.get(*child).map(|a| a.name.as_str()).unwrap_or("?")
-            ),
+            Op::Fork { child } => format!("fork as {}", name(child)),
+            Op::Thread { child } => format!("start thread {}", name(child)),
             Op::Exit { code } => format!("exit {code}"),
+            Op::Exec => "exec a fresh actor".to_string(),
             Op::Await => "await the blocked call".to_string(),
-            Op::Signal { signal } => format!("kill with {}", signal.as_str()),
+            Op::Signal {
+                signal,
+                fatal: true,
+            } => format!("kill with {}", signal.as_str()),
+            Op::Signal { signal, .. } => format!("send {}", signal.as_str()),
+            Op::Handle { signal, restart } => format!(
+                "handle {}{}",
+                signal.as_str(),
+                if *restart {
+                    " with SA_RESTART"
+                } else {
+                    " without SA_RESTART"
+                }
+            ),
+            Op::Unlink { path } => format!("unlink {path}"),
+            Op::Rename { from, to } => format!("rename {from} to {to}"),
+            Op::Mkdir { path } => format!("mkdir {path}"),
+            Op::Listed {
+                fd,
+                mech,
+                mode,
+                start,
+                len,
+            } => format!(
+                "look up the {} {mech} lock on {fd} in /proc/locks{}",
+                mode.as_str(),
+                if mech.has_ranges() {
+                    format!(" ({})", range_text(*start, *len))
+                } else {
+                    String::new()
+                }
+            ),
+            Op::Counter {
+                fd,
+                mech,
+                times,
+                offset,
+            } => format!(
+                "increment the counter at {offset} of {fd} {times} times, each under an exclusive {mech} lock"
+            ),
         }
     }
 }
@@ -240,7 +340,9 @@ fn clip(s: &str) -> String {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expectation {
     Ok,
-    Conflict,
+    /// Refused because of a conflicting lock: one of these errno values
+    /// (EAGAIN/EACCES for kernel locks, EEXIST for pid files).
+    Conflict(Vec<i32>),
     Errno {
         value: i32,
         name: String,
@@ -254,6 +356,7 @@ pub enum Expectation {
         pid: PidExpect,
     },
     Data(String),
+    Lease(LeaseMode),
     Any,
     OneOf(Vec<Expectation>),
     Winners {
@@ -300,21 +403,24 @@ pub enum Applicability {
     NotApplicable(String),
 }
 
-/// Resolve a scenario for every mechanism. An error in any applicable
-/// mechanism's plan is an error of the file.
+/// Resolve a scenario for every mechanism it concerns: the ones it lists,
+/// and the default ones (flock, posix, ofd) it leaves out, with the reason.
+/// An error in any applicable mechanism's plan is an error of the file.
 pub fn resolve_all(
     file: &str,
     scn: &Scenario,
 ) -> Result<BTreeMap<Mechanism, Applicability>, ScenarioError> {
     let mechs = scenario_mechanisms(file, scn)?;
+    let where_listed = scn
+        .mechanisms
+        .as_ref()
+        .map(|l| l.pos)
+        .unwrap_or(scn.name.pos);
     for m in scn.not_applicable.keys() {
         if mechs.contains(m) {
             return Err(ScenarioError::new(
                 file,
-                scn.mechanisms
-                    .as_ref()
-                    .map(|l| l.pos)
-                    .unwrap_or(scn.name.pos),
+                where_listed,
                 format!("`not-applicable` gives a reason for {m}, but {m} is in `mechanisms`"),
             )
             .with_hint("remove it from one of the two"));
@@ -325,13 +431,13 @@ pub fn resolve_all(
         if mechs.contains(&m) {
             let plan = Resolver::new(file, scn, m, &mechs)?.run()?;
             out.insert(m, Applicability::Applies(Box::new(plan)));
-        } else {
+        } else if m.is_default() || scn.not_applicable.contains_key(&m) {
             let reason = match scn.not_applicable.get(&m) {
                 Some(r) => r.clone(),
-                None => inherent_reason(scn, m).ok_or_else(|| {
+                None => inherent_reason(scn, m, &mechs).ok_or_else(|| {
                     ScenarioError::new(
                         file,
-                        scn.mechanisms.as_ref().map(|l| l.pos).unwrap_or(scn.name.pos),
+                        where_listed,
                         format!("{m} is left out of `mechanisms` without a reason"),
                     )
                     .with_hint(format!(
@@ -347,7 +453,7 @@ pub fn resolve_all(
 
 fn scenario_mechanisms(file: &str, scn: &Scenario) -> Result<Vec<Mechanism>, ScenarioError> {
     match &scn.mechanisms {
-        None => Ok(Mechanism::ALL.to_vec()),
+        None => Ok(Mechanism::DEFAULT.to_vec()),
         Some(list) => {
             let mut seen = Vec::new();
             for m in list.iter() {
@@ -361,41 +467,46 @@ fn scenario_mechanisms(file: &str, scn: &Scenario) -> Result<Vec<Mechanism>, Sce
                 seen.push(m.value);
             }
             if seen.is_empty() {
-                return Err(ScenarioError::new(
-                    file,
-                    list.pos,
-                    "`mechanisms` is empty",
-                )
-                .with_hint("list at least one of flock, posix, ofd, or leave the key out for all three"));
+                return Err(ScenarioError::new(file, list.pos, "`mechanisms` is empty")
+                    .with_hint("list at least one of flock, posix, ofd, lease, pidfile, or leave the key out for flock, posix and ofd"));
             }
             Ok(seen)
         }
     }
 }
 
-/// A reason a mechanism cannot run a scenario that follows from its steps.
-fn inherent_reason(scn: &Scenario, m: Mechanism) -> Option<String> {
-    if m != Mechanism::Flock {
-        return None;
+/// A reason a default mechanism cannot run a scenario that follows from its steps.
+fn inherent_reason(scn: &Scenario, m: Mechanism, listed: &[Mechanism]) -> Option<String> {
+    if listed.iter().all(|l| !l.is_default()) {
+        let names: Vec<&str> = listed.iter().map(|l| l.as_str()).collect();
+        return Some(format!(
+            "this scenario is about {} semantics, not {m} locks",
+            names.join(" and ")
+        ));
     }
     let mut ranges = false;
     let mut test = false;
     for s in scn.steps.iter() {
-        match &s.value {
-            Step::Lock(l) if l.mechanism.is_none() => {
-                ranges |= nonzero(&l.start) || nonzero(&l.len);
+        let (start, len, mech) = match &s.value {
+            Step::Lock(l) => (&l.start, &l.len, &l.mechanism),
+            Step::Unlock(l) => (&l.start, &l.len, &l.mechanism),
+            Step::Test(t) => {
+                test |= t.mechanism.is_none();
+                (&t.start, &t.len, &t.mechanism)
             }
-            Step::Unlock(l) if l.mechanism.is_none() => {
-                ranges |= nonzero(&l.start) || nonzero(&l.len);
-            }
-            Step::Test(t) if t.mechanism.is_none() => test = true,
-            _ => {}
-        }
+            _ => continue,
+        };
+        ranges |= mech.is_none() && (nonzero(start) || nonzero(len));
+    }
+    if m.has_ranges() {
+        return None;
     }
     if ranges {
-        Some("flock locks whole files only; this scenario uses byte ranges".into())
-    } else if test {
-        Some("flock has no way to test for a lock (no F_GETLK)".into())
+        Some(format!(
+            "{m} locks whole files only; this scenario uses byte ranges"
+        ))
+    } else if test && !m.has_test() {
+        Some(format!("{m} has no way to test for a lock (no F_GETLK)"))
     } else {
         None
     }
@@ -487,9 +598,17 @@ pub fn is_fatal_by_default(sig: Signal) -> bool {
     )
 }
 
+/// Signals whose handling an actor cannot change (or needs for itself).
+fn handleable(sig: Signal) -> bool {
+    !matches!(
+        sig,
+        Signal::SIGKILL | Signal::SIGSTOP | Signal::SIGPIPE | Signal::SIGIO
+    )
+}
+
 #[derive(Debug, Clone)]
 enum Life {
-    /// Not created yet: made by the fork step at this position.
+    /// Not created yet: made by a later fork or thread step.
     Unborn,
     Alive,
     Dead {
@@ -498,12 +617,37 @@ enum Life {
     },
 }
 
+/// A blocked call still waiting.
+#[derive(Debug, Clone)]
+struct Waiting {
+    number: usize,
+    pos: Pos,
+    /// For a blocked `open`: the descriptor it creates when it completes.
+    opens: Option<(String, bool)>,
+}
+
 #[derive(Debug, Clone)]
 struct ActorState {
     life: Life,
-    /// The step (number, position) of a blocked call still waiting.
-    pending: Option<(usize, Pos)>,
-    fds: BTreeSet<String>,
+    pending: Option<Waiting>,
+    /// After a race whose losers block: which actors still wait is not known.
+    ambiguous: Option<(usize, Pos)>,
+    /// Descriptor name → close-on-exec.
+    fds: BTreeMap<String, bool>,
+    /// Signals with a handler installed.
+    handled: BTreeSet<Signal>,
+}
+
+impl ActorState {
+    fn new(life: Life) -> Self {
+        ActorState {
+            life,
+            pending: None,
+            ambiguous: None,
+            fds: BTreeMap::new(),
+            handled: BTreeSet::new(),
+        }
+    }
 }
 
 struct Resolver<'a> {
@@ -515,6 +659,7 @@ struct Resolver<'a> {
     index: HashMap<String, usize>,
     state: Vec<ActorState>,
     default_timeout: Duration,
+    second_mount: bool,
 }
 
 impl<'a> Resolver<'a> {
@@ -533,6 +678,7 @@ impl<'a> Resolver<'a> {
             index: HashMap::new(),
             state: Vec::new(),
             default_timeout: DEFAULT_TIMEOUT,
+            second_mount: false,
         };
         if let Some(t) = &scn.timeout {
             r.default_timeout = r.check_timeout(t)?;
@@ -543,23 +689,19 @@ impl<'a> Resolver<'a> {
         for decl in scn.actors.iter() {
             let names = expand_actor_name(decl.name()).map_err(|m| r.err(decl.pos, m))?;
             for name in names {
-                r.add_actor(
-                    name,
-                    decl.host().map(str::to_string),
-                    None,
-                    decl.pos,
-                    Life::Alive,
-                )?;
+                r.add_actor(name, decl.host().map(str::to_string), decl.pos, Life::Alive)?;
             }
         }
-        // Actors created by fork steps exist from the start (unborn), so that
-        // a reference before the fork gets a precise message.
+        // Actors created by fork and thread steps exist from the start
+        // (unborn), so that a reference before their creation gets a precise message.
         for step in scn.steps.iter() {
-            if let Step::Fork(f) = &step.value {
-                let name = f.as_name.value.clone();
-                check_identifier(&name).map_err(|m| r.err(f.as_name.pos, m))?;
-                r.add_actor(name, None, None, f.as_name.pos, Life::Unborn)?;
-            }
+            let made = match &step.value {
+                Step::Fork(f) => &f.as_name,
+                Step::Thread(t) => &t.as_name,
+                _ => continue,
+            };
+            check_identifier(made).map_err(|m| r.err(made.pos, m))?;
+            r.add_actor(made.value.clone(), None, made.pos, Life::Unborn)?;
         }
         Ok(r)
     }
@@ -568,7 +710,6 @@ impl<'a> Resolver<'a> {
         &mut self,
         name: String,
         host: Option<String>,
-        forked_from: Option<usize>,
         pos: Pos,
         life: Life,
     ) -> Result<(), ScenarioError> {
@@ -576,8 +717,8 @@ impl<'a> Resolver<'a> {
             return Err(self
                 .err(pos, format!("actor `{name}` is declared twice"))
                 .with_hint(
-                    "actor names are unique; a fork's `as` must not repeat a declared actor",
-                ));
+                "actor names are unique; a fork's or thread's `as` must not repeat another actor",
+            ));
         }
         if self.actors.len() >= MAX_ACTORS {
             return Err(self.err(pos, format!("more than {MAX_ACTORS} actors")));
@@ -586,13 +727,10 @@ impl<'a> Resolver<'a> {
         self.actors.push(ActorPlan {
             name,
             host: host.unwrap_or_else(|| DEFAULT_HOST.to_string()),
-            forked_from,
+            forked_from: None,
+            thread_of: None,
         });
-        self.state.push(ActorState {
-            life,
-            pending: None,
-            fds: BTreeSet::new(),
-        });
+        self.state.push(ActorState::new(life));
         Ok(())
     }
 
@@ -629,10 +767,11 @@ impl<'a> Resolver<'a> {
             actors: self.actors,
             steps,
             hosts: hosts.into_iter().collect(),
+            needs_second_mount: self.second_mount,
         })
     }
 
-    /// Resolve `actor:` / `actors:` to indices and check each can take a new call.
+    /// Resolve `actor:` / `actors:` to indices.
     fn actors_of(&self, c: &Common<'_>, step_pos: Pos) -> Result<Vec<usize>, ScenarioError> {
         let names: Vec<Located<String>> = match (c.actor, c.actors) {
             (Some(a), None) => vec![a.clone()],
@@ -681,7 +820,7 @@ impl<'a> Resolver<'a> {
         Ok(out)
     }
 
-    /// The actor must exist and be alive; `allow_pending` for await/kill.
+    /// The actor must exist and be alive; `allow_pending` for await/kill/signal/listed.
     fn check_usable(
         &self,
         i: usize,
@@ -690,11 +829,14 @@ impl<'a> Resolver<'a> {
         allow_pending: bool,
     ) -> Result<(), ScenarioError> {
         let name = &self.actors[i].name;
-        match &self.state[i].life {
+        let st = &self.state[i];
+        match &st.life {
             Life::Unborn => {
                 return Err(self
                     .err(pos, format!("actor `{name}` does not exist yet"))
-                    .with_hint("it is created by a later `fork` step; move this step after it"))
+                    .with_hint(
+                        "it is created by a later `fork` or `thread` step; move this step after it",
+                    ))
             }
             Life::Dead { how, pos: at } => {
                 return Err(self
@@ -708,16 +850,23 @@ impl<'a> Resolver<'a> {
             }
             Life::Alive => {}
         }
-        if let (Some((n, at)), false) = (self.state[i].pending, allow_pending) {
+        if let Some((n, at)) = st.ambiguous {
+            if op != "kill" {
+                return Err(self
+                    .err(pos, format!("after the race of step {n} (line {}) it is not known whether `{name}` holds the lock or still waits", at.line))
+                    .with_hint("only `kill` can address it now; give waiters separate steps when later steps need to know who holds the lock"));
+            }
+        }
+        if let (Some(w), false) = (&st.pending, allow_pending) {
             return Err(self
                 .err(
                     pos,
                     format!(
-                        "actor `{name}` is still waiting in the blocked call of step {n} (line {})",
-                        at.line
+                        "actor `{name}` is still waiting in the blocked call of step {} (line {})",
+                        w.number, w.pos.line
                     ),
                 )
-                .with_hint("an actor in a blocked call can only be awaited (`await`) or killed; add an `await` step first"));
+                .with_hint("an actor in a blocked call can only be awaited (`await`), signalled or killed; add an `await` step first"));
         }
         Ok(())
     }
@@ -731,38 +880,44 @@ impl<'a> Resolver<'a> {
     ) -> Result<String, ScenarioError> {
         let st = &self.state[i];
         let name = &self.actors[i].name;
+        let open = || {
+            st.fds
+                .keys()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         match fd {
             Some(f) => {
-                if st.fds.contains(&f.value) {
+                if st.fds.contains_key(&f.value) {
                     Ok(f.value.clone())
                 } else {
-                    let open: Vec<&str> = st.fds.iter().map(String::as_str).collect();
                     Err(self
                         .err(
                             f.pos,
                             format!("actor `{name}` has no descriptor `{}` open here", f.value),
                         )
-                        .with_hint(if open.is_empty() {
+                        .with_hint(if st.fds.is_empty() {
                             "it has no open descriptors; add an `open` step first".to_string()
                         } else {
-                            format!("open descriptors of `{name}`: {}", open.join(", "))
+                            format!("open descriptors of `{name}`: {}", open())
                         }))
                 }
             }
-            None => {
-                match st.fds.len() {
-                    1 => Ok(st.fds.iter().next().cloned().unwrap_or_default()),
-                    0 => Err(self
-                        .err(pos, format!("actor `{name}` has no open descriptor"))
-                        .with_hint("add an `open` step for it first")),
-                    _ => {
-                        let open: Vec<&str> = st.fds.iter().map(String::as_str).collect();
-                        Err(self
-                        .err(pos, format!("actor `{name}` has several descriptors open; say which with `fd:`"))
-                        .with_hint(format!("open descriptors: {}", open.join(", "))))
-                    }
-                }
-            }
+            None => match st.fds.len() {
+                1 => Ok(st.fds.keys().next().cloned().unwrap_or_default()),
+                0 => Err(self
+                    .err(pos, format!("actor `{name}` has no open descriptor"))
+                    .with_hint("add an `open` step for it first")),
+                _ => Err(self
+                    .err(
+                        pos,
+                        format!(
+                            "actor `{name}` has several descriptors open; say which with `fd:`"
+                        ),
+                    )
+                    .with_hint(format!("open descriptors: {}", open()))),
+            },
         }
     }
 
@@ -792,11 +947,31 @@ impl<'a> Resolver<'a> {
         chosen.ok_or_else(|| self.err(pos, "no actor"))
     }
 
-    fn mech_of(&self, m: Option<&Located<Mechanism>>) -> Result<Mechanism, ScenarioError> {
-        match m {
-            None => Ok(self.mech),
-            Some(l) => Ok(l.value),
+    fn mech_of(&self, m: Option<&Located<Mechanism>>) -> Mechanism {
+        m.map(|l| l.value).unwrap_or(self.mech)
+    }
+
+    /// Check what a mechanism can do against what a lock step asks.
+    fn check_capability(
+        &self,
+        mech: Mechanism,
+        explicit: Option<&Located<Mechanism>>,
+        pos: Pos,
+        what: &str,
+        ok: bool,
+    ) -> Result<(), ScenarioError> {
+        if ok {
+            return Ok(());
         }
+        let hint = match explicit {
+            Some(_) => format!("use another mechanism for this step; {mech} cannot"),
+            None => format!(
+                "leave {mech} out of `mechanisms` (with a reason in `not-applicable` if needed)"
+            ),
+        };
+        Err(self
+            .err(pos, format!("{mech} has no {what}, but this step needs it"))
+            .with_hint(hint))
     }
 
     fn range(
@@ -814,14 +989,13 @@ impl<'a> Resolver<'a> {
                 .or(len)
                 .map(|v| v.pos)
                 .unwrap_or(Pos::UNKNOWN);
-            let hint = if explicit.is_some() {
-                "flock locks whole files; remove `start`/`len` or use mechanism posix or ofd for this step"
-            } else {
-                "list only posix and ofd in `mechanisms` (flock locks whole files)"
-            };
-            return Err(self
-                .err(pos, "flock has no byte ranges, but this step gives one")
-                .with_hint(hint));
+            self.check_capability(
+                mech,
+                explicit,
+                pos,
+                "byte ranges (it locks whole files)",
+                false,
+            )?;
         }
         Ok((s, l))
     }
@@ -833,10 +1007,15 @@ impl<'a> Resolver<'a> {
         }
     }
 
-    fn expectation(&self, e: &Located<Expect>, nested: bool) -> Result<Expectation, ScenarioError> {
+    fn expectation(
+        &self,
+        e: &Located<Expect>,
+        nested: bool,
+        conflict: &[i32],
+    ) -> Result<Expectation, ScenarioError> {
         Ok(match &e.value {
             Expect::Ok => Expectation::Ok,
-            Expect::Conflict => Expectation::Conflict,
+            Expect::Conflict => Expectation::Conflict(conflict.to_vec()),
             Expect::Errno(v, n) => Expectation::Errno {
                 value: *v,
                 name: n.clone(),
@@ -845,6 +1024,7 @@ impl<'a> Resolver<'a> {
             Expect::Unlocked => Expectation::Unlocked,
             Expect::Any => Expectation::Any,
             Expect::Data(d) => Expectation::Data(d.clone()),
+            Expect::Lease(l) => Expectation::Lease(*l),
             Expect::Holder(h) => {
                 let pid = match &h.pid {
                     None | Some(PidSpec::Any) => PidExpect::Any,
@@ -865,7 +1045,7 @@ impl<'a> Resolver<'a> {
             }
             Expect::OneOf(list) => Expectation::OneOf(
                 list.iter()
-                    .map(|x| self.expectation(x, true))
+                    .map(|x| self.expectation(x, true, conflict))
                     .collect::<Result<_, _>>()?,
             ),
             Expect::Winners { count, others } => {
@@ -876,7 +1056,7 @@ impl<'a> Resolver<'a> {
                 }
                 Expectation::Winners {
                     count: *count,
-                    others: Box::new(self.expectation(others, true)?),
+                    others: Box::new(self.expectation(others, true, conflict)?),
                 }
             }
             Expect::PerMechanism(map) => {
@@ -907,7 +1087,7 @@ impl<'a> Resolver<'a> {
                             .join(", ")
                     ))
                 })?;
-                self.expectation(chosen, false)?
+                self.expectation(chosen, false, conflict)?
             }
         })
     }
@@ -923,32 +1103,50 @@ impl<'a> Resolver<'a> {
         let bad = |what: &str, hint: &str| {
             Err(self.err(pos, what.to_string()).with_hint(hint.to_string()))
         };
+        let is_test = matches!(op, Op::Test { .. });
+        let lease_test = matches!(
+            op,
+            Op::Test {
+                mech: Mechanism::Lease,
+                ..
+            }
+        );
         match exp {
             Expectation::Blocks if !op.may_block() => bad(
-                "only a waiting lock (`wait: true`) or an `await` can be expected to block",
+                "only a waiting lock (`wait: true`), an `open` (a lease break) or an `await` can be expected to block",
                 "add `wait: true` to the lock, or expect `conflict` for a lock that only tries",
             ),
-            Expectation::Unlocked | Expectation::Holder { .. }
-                if !matches!(op, Op::Test { .. }) =>
-            {
-                bad(
-                    "`unlocked` and `holder` describe the answer of a `test` step",
-                    "use ok, conflict or an errno here",
-                )
-            }
-            Expectation::Data(_) if !matches!(op, Op::Read { .. }) => bad(
-                "`data` describes what a `read` step returns",
-                "use ok or an errno here",
+            Expectation::Unlocked if !(is_test || matches!(op, Op::Listed { .. })) => bad(
+                "`unlocked` describes the answer of a `test` or `listed` step",
+                "use ok, conflict or an errno here",
             ),
-            Expectation::Conflict if !matches!(op, Op::Lock { .. } | Op::Await) => bad(
-                "`conflict` (EAGAIN/EACCES from a lock) is for `lock` and `await` steps",
+            Expectation::Unlocked if lease_test => bad(
+                "a lease test answers with `{leased: none|read|write}`",
+                "write `expect: {leased: none}`",
+            ),
+            Expectation::Holder { .. } if !is_test || lease_test => bad(
+                "`holder` describes the answer of a `test` step of a record lock",
+                "use ok, conflict or an errno here",
+            ),
+            Expectation::Lease(_) if !lease_test => bad(
+                "`leased` describes the answer of a `test` step with mechanism lease",
+                "use ok, conflict or an errno here",
+            ),
+            Expectation::Data(_) if !matches!(op, Op::Read { .. }) => {
+                bad("`data` describes what a `read` step returns", "use ok or an errno here")
+            }
+            Expectation::Conflict(_) if !matches!(op, Op::Lock { .. } | Op::Await) => bad(
+                "`conflict` (a lock refused because another holds it) is for `lock` and `await` steps",
                 "expect a specific errno instead",
             ),
-            Expectation::Errno { .. } | Expectation::Conflict | Expectation::Blocks
-                if matches!(op, Op::Signal { .. } | Op::Exit { .. }) =>
+            Expectation::Errno { .. } | Expectation::Conflict(_) | Expectation::Blocks
+                if matches!(
+                    op,
+                    Op::Signal { .. } | Op::Exit { .. } | Op::Handle { .. } | Op::Listed { .. }
+                ) =>
             {
                 bad(
-                    "a kill or exit step can only expect `ok`",
+                    "this step can only expect `ok` (or `unlocked` for `listed`)",
                     "remove the expectation",
                 )
             }
@@ -968,12 +1166,6 @@ impl<'a> Resolver<'a> {
                 if *count as usize > n {
                     return Err(self.err(pos, format!("{count} winners among {n} actors")));
                 }
-                if matches!(others.as_ref(), Expectation::Blocks) {
-                    return bad(
-                        "`others: blocks` would leave it open which actors are still waiting",
-                        "give the waiters separate steps, so later steps know who holds the lock",
-                    );
-                }
                 self.check_fits(others, op, n, pos)
             }
             _ => Ok(()),
@@ -986,10 +1178,42 @@ impl<'a> Resolver<'a> {
         let timeout = self.timeout(&c)?;
         let op_name = step.op_name();
         let actors = self.actors_of(&c, pos)?;
-        let allow_pending = matches!(step.value, Step::Await(_) | Step::Kill(_));
+        let allow_pending = matches!(
+            step.value,
+            Step::Await(_) | Step::Kill(_) | Step::Signal(_) | Step::Listed(_)
+        );
         for &i in &actors {
             self.check_usable(i, pos, op_name, allow_pending)?;
+            if self.actors[i].thread_of.is_some()
+                && matches!(
+                    step.value,
+                    Step::Kill(_) | Step::Exit(_) | Step::Exec(_) | Step::Fork(_) | Step::Thread(_)
+                )
+            {
+                return Err(self
+                    .err(
+                        pos,
+                        format!(
+                            "`{}` is a thread; a {op_name} step addresses a whole process",
+                            self.actors[i].name
+                        ),
+                    )
+                    .with_hint("address the actor the thread was started in"));
+            }
         }
+        let mut unsupported = Vec::new();
+        for u in c.unsupported {
+            unsupported.push(crate::errno::by_name(&u.value).ok_or_else(|| {
+                self.err(u.pos, format!("`{}` is not an errno name", u.value))
+                    .with_hint("write errno names such as EINVAL or ENOLCK")
+            })?);
+        }
+        let single = |what: &str| -> Result<usize, ScenarioError> {
+            match actors.as_slice() {
+                [one] => Ok(*one),
+                _ => Err(self.err(pos, format!("a {what} step has one actor"))),
+            }
+        };
         let op = match &step.value {
             Step::Open(o) => {
                 let path = self.check_path(&o.path)?;
@@ -1001,7 +1225,7 @@ impl<'a> Resolver<'a> {
                 let name_pos = o.as_name.as_ref().map(|n| n.pos).unwrap_or(o.path.pos);
                 check_fd_name(&fd).map_err(|m| self.err(name_pos, m))?;
                 for &i in &actors {
-                    if self.state[i].fds.contains(&fd) {
+                    if self.state[i].fds.contains_key(&fd) {
                         return Err(self
                             .err(
                                 name_pos,
@@ -1019,12 +1243,18 @@ impl<'a> Resolver<'a> {
                         "`excl` needs `create` (O_EXCL only means something with O_CREAT)",
                     ));
                 }
+                if o.via.is_some() {
+                    self.second_mount = true;
+                }
                 Op::Open {
                     path,
                     access: o.mode,
                     create: o.create,
                     excl: o.excl,
                     trunc: o.trunc,
+                    directory: o.directory,
+                    cloexec: o.cloexec,
+                    via: o.via.as_ref().map(|v| v.value),
                     fd,
                 }
             }
@@ -1035,7 +1265,7 @@ impl<'a> Resolver<'a> {
                 let fd = self.fd_for_all(&actors, s.fd.as_ref(), pos)?;
                 check_fd_name(&s.as_name).map_err(|m| self.err(s.as_name.pos, m))?;
                 for &i in &actors {
-                    if self.state[i].fds.contains(&s.as_name.value) {
+                    if self.state[i].fds.contains_key(&s.as_name.value) {
                         return Err(self.err(
                             s.as_name.pos,
                             format!(
@@ -1051,9 +1281,23 @@ impl<'a> Resolver<'a> {
                 }
             }
             Step::Lock(s) => {
-                let mech = self.mech_of(s.mechanism.as_ref())?;
+                let mech = self.mech_of(s.mechanism.as_ref());
                 let (start, len) =
                     self.range(mech, s.start.as_ref(), s.len.as_ref(), s.mechanism.as_ref())?;
+                self.check_capability(
+                    mech,
+                    s.mechanism.as_ref(),
+                    pos,
+                    "waiting locks",
+                    !s.wait || mech.can_wait(),
+                )?;
+                self.check_capability(
+                    mech,
+                    s.mechanism.as_ref(),
+                    s.mode.pos,
+                    "shared locks",
+                    s.mode.value == LockMode::Exclusive || mech.has_shared(),
+                )?;
                 Op::Lock {
                     fd: self.fd_for_all(&actors, s.fd.as_ref(), pos)?,
                     mech,
@@ -1064,7 +1308,7 @@ impl<'a> Resolver<'a> {
                 }
             }
             Step::Unlock(s) => {
-                let mech = self.mech_of(s.mechanism.as_ref())?;
+                let mech = self.mech_of(s.mechanism.as_ref());
                 let (start, len) =
                     self.range(mech, s.start.as_ref(), s.len.as_ref(), s.mechanism.as_ref())?;
                 Op::Lock {
@@ -1077,17 +1321,14 @@ impl<'a> Resolver<'a> {
                 }
             }
             Step::Test(s) => {
-                let mech = self.mech_of(s.mechanism.as_ref())?;
-                if !mech.has_test() {
-                    let hint = if s.mechanism.is_some() {
-                        "use mechanism posix or ofd for this step"
-                    } else {
-                        "list only posix and ofd in `mechanisms`"
-                    };
-                    return Err(self
-                        .err(pos, "flock has no way to test for a lock (no F_GETLK)")
-                        .with_hint(hint));
-                }
+                let mech = self.mech_of(s.mechanism.as_ref());
+                self.check_capability(
+                    mech,
+                    s.mechanism.as_ref(),
+                    pos,
+                    "way to test for a lock (no F_GETLK)",
+                    mech.has_test(),
+                )?;
                 let (start, len) =
                     self.range(mech, s.start.as_ref(), s.len.as_ref(), s.mechanism.as_ref())?;
                 Op::Test {
@@ -1100,6 +1341,45 @@ impl<'a> Resolver<'a> {
                         .unwrap_or(LockMode::Exclusive),
                     start,
                     len,
+                }
+            }
+            Step::Listed(s) => {
+                let mech = self.mech_of(s.mechanism.as_ref());
+                self.check_capability(
+                    mech,
+                    s.mechanism.as_ref(),
+                    pos,
+                    "entry in /proc/locks",
+                    mech != Mechanism::Pidfile,
+                )?;
+                let (start, len) =
+                    self.range(mech, s.start.as_ref(), s.len.as_ref(), s.mechanism.as_ref())?;
+                Op::Listed {
+                    fd: self.fd_for_all(&actors, s.fd.as_ref(), pos)?,
+                    mech,
+                    mode: s
+                        .mode
+                        .as_ref()
+                        .map(|m| m.value)
+                        .unwrap_or(LockMode::Exclusive),
+                    start,
+                    len,
+                }
+            }
+            Step::Counter(s) => {
+                let mech = self.mech;
+                self.check_capability(mech, None, pos, "waiting locks", mech.can_wait())?;
+                if s.times.value == 0 || s.times.value > MAX_COUNTER {
+                    return Err(self.err(
+                        s.times.pos,
+                        format!("`times` must be between 1 and {MAX_COUNTER}"),
+                    ));
+                }
+                Op::Counter {
+                    fd: self.fd_for_all(&actors, s.fd.as_ref(), pos)?,
+                    mech,
+                    times: s.times.value,
+                    offset: s.offset.as_ref().map(|o| o.value).unwrap_or(0),
                 }
             }
             Step::Write(s) => {
@@ -1123,9 +1403,7 @@ impl<'a> Resolver<'a> {
                 }
             }
             Step::Fork(s) => {
-                if actors.len() != 1 {
-                    return Err(self.err(pos, "a fork step has one actor (the parent)"));
-                }
+                single("fork")?;
                 let child = self.index[&s.as_name.value];
                 if !matches!(self.state[child].life, Life::Unborn) {
                     return Err(self.err(
@@ -1135,7 +1413,19 @@ impl<'a> Resolver<'a> {
                 }
                 Op::Fork { child }
             }
+            Step::Thread(s) => {
+                single("thread")?;
+                let child = self.index[&s.as_name.value];
+                if !matches!(self.state[child].life, Life::Unborn) {
+                    return Err(self.err(
+                        s.as_name.pos,
+                        format!("actor `{}` already exists", s.as_name.value),
+                    ));
+                }
+                Op::Thread { child }
+            }
             Step::Exit(s) => Op::Exit { code: s.code },
+            Step::Exec(_) => Op::Exec,
             Step::Await(s) => {
                 for &i in &actors {
                     if self.state[i].pending.is_none() {
@@ -1147,9 +1437,7 @@ impl<'a> Resolver<'a> {
                                     self.actors[i].name
                                 ),
                             )
-                            .with_hint(
-                                "`await` follows a waiting lock whose expectation is `blocks`",
-                            ));
+                            .with_hint("`await` follows a call whose expectation is `blocks`"));
                     }
                 }
                 if let (Some(w), Some(t)) = (&s.within, c.timeout) {
@@ -1167,18 +1455,67 @@ impl<'a> Resolver<'a> {
                     None => Signal::SIGKILL,
                     Some(l) => parse_signal(&l.value).map_err(|m| self.err(l.pos, m))?,
                 };
-                if !is_fatal_by_default(signal) {
-                    return Err(self
-                        .err(
-                            s.signal.as_ref().map(|l| l.pos).unwrap_or(pos),
-                            format!("{} does not end the actor", signal.as_str()),
-                        )
-                        .with_hint(
-                            "`kill` sends a signal that ends the process, such as KILL or TERM",
-                        ));
+                let at = s.signal.as_ref().map(|l| l.pos).unwrap_or(pos);
+                for &i in &actors {
+                    if !is_fatal_by_default(signal) || self.state[i].handled.contains(&signal) {
+                        return Err(self
+                            .err(at, format!("{} does not end actor `{}`", signal.as_str(), self.actors[i].name))
+                            .with_hint("`kill` sends a signal that ends the process, such as KILL or TERM; use a `signal` step for the others"));
+                    }
                 }
-                Op::Signal { signal }
+                Op::Signal {
+                    signal,
+                    fatal: true,
+                }
             }
+            Step::Signal(s) => {
+                let signal =
+                    parse_signal(&s.signal.value).map_err(|m| self.err(s.signal.pos, m))?;
+                for &i in &actors {
+                    let st = &self.state[i];
+                    if is_fatal_by_default(signal) && !st.handled.contains(&signal) {
+                        return Err(self
+                            .err(
+                                s.signal.pos,
+                                format!(
+                                    "{} would end actor `{}`: it has no handler for it",
+                                    signal.as_str(),
+                                    self.actors[i].name
+                                ),
+                            )
+                            .with_hint(
+                                "add a `handle` step first, or use `kill` to end the actor",
+                            ));
+                    }
+                }
+                Op::Signal {
+                    signal,
+                    fatal: false,
+                }
+            }
+            Step::Handle(s) => {
+                let signal =
+                    parse_signal(&s.signal.value).map_err(|m| self.err(s.signal.pos, m))?;
+                if !handleable(signal) {
+                    return Err(self
+                        .err(s.signal.pos, format!("{} cannot be handled by an actor", signal.as_str()))
+                        .with_hint("SIGKILL and SIGSTOP cannot be caught; SIGPIPE and SIGIO are the actor's own"));
+                }
+                Op::Handle {
+                    signal,
+                    restart: s.restart,
+                }
+            }
+            Step::Unlink(s) => Op::Unlink {
+                path: self.check_path(&s.path)?,
+            },
+            Step::Rename(s) => Op::Rename {
+                from: self.check_path(&s.from)?,
+                to: self.check_path(&s.to)?,
+            },
+            Step::Mkdir(s) => Op::Mkdir {
+                path: self.check_path(&s.path)?,
+            },
         };
         let timeout = match &step.value {
             Step::Await(s) => match &s.within {
@@ -1187,29 +1524,46 @@ impl<'a> Resolver<'a> {
             },
             _ => timeout,
         };
+        let conflict = match &op {
+            Op::Lock { mech, .. } => mech.conflict_errnos().to_vec(),
+            _ => self.mech.conflict_errnos().to_vec(),
+        };
         let (expect, epos) = match c.expect {
-            Some(e) => (self.expectation(e, false)?, e.pos),
+            Some(e) => (self.expectation(e, false, &conflict)?, e.pos),
             None => {
                 if matches!(op, Op::Test { .. } | Op::Read { .. }) {
                     return Err(self
                         .err(pos, format!("a `{op_name}` step needs an `expect`"))
-                        .with_hint(if matches!(op, Op::Test { .. }) {
-                            "expect `unlocked` or `{holder: {mode: exclusive, pid: a}}`"
-                        } else {
-                            "expect `{data: \"...\"}`"
+                        .with_hint(match &op {
+                            Op::Test {
+                                mech: Mechanism::Lease,
+                                ..
+                            } => "expect `{leased: none}`, `{leased: read}` or `{leased: write}`",
+                            Op::Test { .. } => {
+                                "expect `unlocked` or `{holder: {mode: exclusive, pid: a}}`"
+                            }
+                            _ => "expect `{data: \"...\"}`",
                         }));
                 }
                 (Expectation::Ok, pos)
             }
         };
         self.check_fits(&expect, &op, actors.len(), epos)?;
-        if op.may_block() && expect.leaves_pending().is_none() {
+        let blocks_on_open =
+            matches!(op, Op::Open { .. }) && expect.leaves_pending() != Some(false);
+        if op.may_block()
+            && expect.leaves_pending().is_none()
+            && !matches!(expect, Expectation::Winners { .. })
+        {
             return Err(self
                 .err(
                     epos,
                     "this expectation leaves open whether the call is still waiting afterwards",
                 )
                 .with_hint("for a waiting call, expect either `blocks` or a result, not both"));
+        }
+        if blocks_on_open && actors.len() > 1 {
+            return Err(self.err(epos, "a blocking `open` has one actor"));
         }
         self.apply(number, pos, &actors, &op, &expect);
         Ok(PlannedStep {
@@ -1220,6 +1574,7 @@ impl<'a> Resolver<'a> {
             expect,
             timeout,
             note: c.note.map(str::to_string),
+            unsupported,
         })
     }
 
@@ -1241,8 +1596,7 @@ impl<'a> Resolver<'a> {
         }
         for comp in path.components() {
             match comp {
-                std::path::Component::Normal(_) => {}
-                std::path::Component::CurDir => {}
+                std::path::Component::Normal(_) | std::path::Component::CurDir => {}
                 _ => return bad("the path leaves the scratch directory (`..`)"),
             }
         }
@@ -1252,51 +1606,113 @@ impl<'a> Resolver<'a> {
         Ok(p.value.clone())
     }
 
+    /// Mark an actor and the threads of its process dead.
+    fn end_process(&mut self, i: usize, how: String, pos: Pos) {
+        let threads: Vec<usize> = (0..self.actors.len())
+            .filter(|&t| self.actors[t].thread_of == Some(i))
+            .collect();
+        for t in threads.into_iter().chain(std::iter::once(i)) {
+            if matches!(self.state[t].life, Life::Alive) {
+                self.state[t].life = Life::Dead {
+                    how: how.clone(),
+                    pos,
+                };
+            }
+            self.state[t].pending = None;
+            self.state[t].ambiguous = None;
+        }
+    }
+
     /// Update the simulated state after a step.
     fn apply(&mut self, number: usize, pos: Pos, actors: &[usize], op: &Op, exp: &Expectation) {
         let succeeds = matches!(exp, Expectation::Ok);
         for &i in actors {
             match op {
-                Op::Open { fd, .. } if succeeds => {
-                    self.state[i].fds.insert(fd.clone());
+                Op::Open { fd, cloexec, .. } => {
+                    if succeeds {
+                        self.state[i].fds.insert(fd.clone(), *cloexec);
+                    } else if matches!(exp, Expectation::Blocks) {
+                        self.state[i].pending = Some(Waiting {
+                            number,
+                            pos,
+                            opens: Some((fd.clone(), *cloexec)),
+                        });
+                    }
                 }
                 Op::Close { fd } => {
                     self.state[i].fds.remove(fd);
                 }
                 Op::Dup { new, .. } if succeeds => {
-                    self.state[i].fds.insert(new.clone());
+                    // dup(2) clears close-on-exec on the copy.
+                    self.state[i].fds.insert(new.clone(), false);
                 }
-                Op::Fork { child } if succeeds => {
+                Op::Fork { child } | Op::Thread { child } if succeeds => {
                     let fds = self.state[i].fds.clone();
                     let host = self.actors[i].host.clone();
-                    self.actors[*child].forked_from = Some(i);
-                    self.actors[*child].host = host;
-                    self.state[*child] = ActorState {
-                        life: Life::Alive,
-                        pending: None,
-                        fds,
-                    };
-                }
-                Op::Exit { .. } => {
-                    self.state[i].life = Life::Dead {
-                        how: "exited".into(),
-                        pos,
-                    };
-                    self.state[i].pending = None;
-                }
-                Op::Signal { signal } => {
-                    self.state[i].life = Life::Dead {
-                        how: format!("killed with {}", signal.as_str()),
-                        pos,
-                    };
-                    self.state[i].pending = None;
-                }
-                Op::Lock { wait: true, .. } | Op::Await => {
-                    self.state[i].pending = if exp.leaves_pending() == Some(true) {
-                        Some((number, pos))
+                    if matches!(op, Op::Fork { .. }) {
+                        self.actors[*child].forked_from = Some(i);
                     } else {
-                        None
-                    };
+                        self.actors[*child].thread_of = Some(i);
+                        self.state[*child].handled = self.state[i].handled.clone();
+                    }
+                    self.actors[*child].host = host;
+                    self.state[*child].life = Life::Alive;
+                    self.state[*child].fds = fds;
+                }
+                Op::Exec if succeeds => {
+                    self.state[i].fds.retain(|_, cloexec| !*cloexec);
+                    self.state[i].handled.clear();
+                    let threads: Vec<usize> = (0..self.actors.len())
+                        .filter(|&t| self.actors[t].thread_of == Some(i))
+                        .collect();
+                    for t in threads {
+                        self.state[t].life = Life::Dead {
+                            how: "its process exec'd".into(),
+                            pos,
+                        };
+                    }
+                }
+                Op::Handle { signal, .. } => {
+                    // Handlers belong to the process: its threads share them.
+                    let process = self.actors[i].thread_of.unwrap_or(i);
+                    let members: Vec<usize> = (0..self.actors.len())
+                        .filter(|&t| t == process || self.actors[t].thread_of == Some(process))
+                        .collect();
+                    for t in members {
+                        self.state[t].handled.insert(*signal);
+                    }
+                }
+                Op::Exit { .. } => self.end_process(i, "exited".into(), pos),
+                Op::Signal {
+                    signal,
+                    fatal: true,
+                } => self.end_process(i, format!("killed with {}", signal.as_str()), pos),
+                Op::Lock { wait: true, .. } | Op::Await => {
+                    let was = self.state[i].pending.take();
+                    match exp {
+                        Expectation::Winners { .. } if exp.leaves_pending().is_none() => {
+                            self.state[i].ambiguous = Some((number, pos));
+                        }
+                        _ if exp.leaves_pending() == Some(true) => {
+                            self.state[i].pending = Some(was.unwrap_or(Waiting {
+                                number,
+                                pos,
+                                opens: None,
+                            }));
+                        }
+                        _ => {
+                            if let (
+                                Some(Waiting {
+                                    opens: Some((fd, cloexec)),
+                                    ..
+                                }),
+                                true,
+                            ) = (was, succeeds)
+                            {
+                                self.state[i].fds.insert(fd, cloexec);
+                            }
+                        }
+                    }
                 }
                 _ => {}
             }
@@ -1340,10 +1756,14 @@ mod tests {
         assert_eq!(p.steps[0].actors, vec![0, 1]);
         assert_eq!(p.steps[4].expect, Expectation::Ok);
         let f = plan(y, Mechanism::Flock);
-        assert_eq!(f.steps[4].expect, Expectation::Conflict);
+        assert_eq!(
+            f.steps[4].expect,
+            Expectation::Conflict(vec![libc::EAGAIN, libc::EACCES])
+        );
         assert!(
             matches!(&f.steps[1].op, Op::Lock { fd, mech: Mechanism::Flock, kind: LockKind::Exclusive, wait: false, .. } if fd == "f")
         );
+        assert!(!plans(y).expect("valid").contains_key(&Mechanism::Lease));
     }
 
     fn err_of(y: &str) -> ScenarioError {
@@ -1352,49 +1772,61 @@ mod tests {
 
     #[test]
     fn rejects_impossible_steps_with_positions() {
+        let cases = [
+            ("actors: [a]\nsteps:\n  - lock: {actor: b, mode: exclusive}\n", "unknown actor `b`"),
+            ("actors: [a]\nsteps:\n  - lock: {actor: a, mode: exclusive}\n", "no open descriptor"),
+            ("actors: [a]\nsteps:\n  - open: {actor: a, path: f}\n  - open: {actor: a, path: g}\n  - lock: {actor: a, mode: exclusive}\n", "several descriptors"),
+            ("actors: [a]\nsteps:\n  - open: {actor: a, path: ../f}\n", "leaves the scratch"),
+            ("actors: [a]\nsteps:\n  - open: {actor: a, path: /etc/passwd}\n", "absolute"),
+            ("actors: [a, b]\nsteps:\n  - open: {actors: all, path: f}\n  - lock: {actor: b, mode: exclusive, wait: true, expect: blocks}\n  - unlock: {actor: b}\n", "still waiting"),
+            ("actors: [a]\nsteps:\n  - open: {actor: a, path: f}\n  - await: {actor: a}\n", "no blocked call"),
+            ("actors: [a]\nsteps:\n  - open: {actor: a, path: f}\n  - kill: {actor: a}\n  - close: {actor: a}\n", "is gone"),
+            ("actors: [a]\nsteps:\n  - open: {actor: a, path: f}\n  - lock: {actor: a, mode: shared, expect: blocks}\n", "only a waiting lock"),
+            ("actors: [a]\nsteps:\n  - open: {actor: a, path: f}\n  - lock: {actor: a, mode: shared, start: 5}\n", "flock has no byte ranges"),
+            ("actors: [a]\nsteps:\n  - open: {actor: a, path: f}\n  - lock: {actor: a, mode: shared, expect: {posix: ok}}\n", "no expectation for flock"),
+            ("actors: [a]\nsteps:\n  - open: {actor: kid, path: f}\n  - fork: {actor: a, as: kid}\n", "does not exist yet"),
+            ("mechanisms: [posix]\nactors: [a]\nsteps:\n  - open: {actor: a, path: f}\n", "without a reason"),
+            ("actors: [a]\nsteps:\n  - open: {actor: a, path: f}\n  - signal: {actor: a, signal: USR1}\n", "no handler"),
+            ("actors: [a]\nsteps:\n  - open: {actor: a, path: f}\n  - handle: {actor: a, signal: TERM}\n  - kill: {actor: a, signal: TERM}\n", "does not end"),
+            ("actors: [a]\nsteps:\n  - open: {actor: a, path: f}\n  - thread: {actor: a, as: t}\n  - kill: {actor: t}\n", "is a thread"),
+            ("mechanisms: [pidfile]\nactors: [a]\nsteps:\n  - open: {actor: a, path: f}\n  - lock: {actor: a, mode: shared}\n", "pidfile has no shared locks"),
+            ("mechanisms: [lease]\nactors: [a]\nsteps:\n  - open: {actor: a, path: f}\n  - lock: {actor: a, mode: shared, wait: true, expect: blocks}\n", "lease has no waiting locks"),
+            ("actors: [a]\nsteps:\n  - open: {actor: a, path: f, unsupported: [ENOPE]}\n", "not an errno"),
+            ("actors: ['w[1..2]']\nsteps:\n  - open: {actors: all, path: f}\n  - lock: {actors: all, mode: exclusive, wait: true, expect: {winners: 1, others: blocks}}\n  - unlock: {actor: w1}\n", "not known whether"),
+        ];
+        for (y, want) in cases {
+            let e = err_of(y);
+            assert!(e.message.contains(want), "{want:?} not in: {e}");
+            assert!(
+                e.pos.is_known() || want == "without a reason",
+                "no position: {e}"
+            );
+        }
         let e = err_of("actors: [a]\nsteps:\n  - lock: {actor: b, mode: exclusive}\n");
-        assert!(e.message.contains("unknown actor `b`"), "{e}");
         assert_eq!(e.pos.line, 7);
-        let e = err_of("actors: [a]\nsteps:\n  - lock: {actor: a, mode: exclusive}\n");
-        assert!(e.message.contains("no open descriptor"), "{e}");
-        let e = err_of("actors: [a]\nsteps:\n  - open: {actor: a, path: f}\n  - open: {actor: a, path: g}\n  - lock: {actor: a, mode: exclusive}\n");
-        assert!(e.message.contains("several descriptors"), "{e}");
-        let e = err_of("actors: [a]\nsteps:\n  - open: {actor: a, path: ../f}\n");
-        assert!(e.message.contains("leaves the scratch"), "{e}");
-        let e = err_of("actors: [a]\nsteps:\n  - open: {actor: a, path: /etc/passwd}\n");
-        assert!(e.message.contains("absolute"), "{e}");
-        let e = err_of("actors: [a, b]\nsteps:\n  - open: {actors: all, path: f}\n  - lock: {actor: b, mode: exclusive, wait: true, expect: blocks}\n  - unlock: {actor: b}\n");
-        assert!(e.message.contains("still waiting"), "{e}");
-        let e =
-            err_of("actors: [a]\nsteps:\n  - open: {actor: a, path: f}\n  - await: {actor: a}\n");
-        assert!(e.message.contains("no blocked call"), "{e}");
-        let e = err_of("actors: [a]\nsteps:\n  - open: {actor: a, path: f}\n  - kill: {actor: a}\n  - close: {actor: a}\n");
-        assert!(e.message.contains("is gone"), "{e}");
-        let e = err_of("actors: [a]\nsteps:\n  - open: {actor: a, path: f}\n  - lock: {actor: a, mode: shared, expect: blocks}\n");
-        assert!(e.message.contains("only a waiting lock"), "{e}");
-        let e = err_of("actors: [a]\nsteps:\n  - open: {actor: a, path: f}\n  - lock: {actor: a, mode: shared, start: 5}\n");
-        assert!(e.message.contains("flock has no byte ranges"), "{e}");
-        let e = err_of("actors: [a]\nsteps:\n  - open: {actor: a, path: f}\n  - lock: {actor: a, mode: shared, expect: {posix: ok}}\n");
-        assert!(e.message.contains("no expectation for flock"), "{e}");
-        let e = err_of(
-            "actors: [a]\nsteps:\n  - open: {actor: kid, path: f}\n  - fork: {actor: a, as: kid}\n",
-        );
-        assert!(e.message.contains("does not exist yet"), "{e}");
-        let e = err_of("mechanisms: [posix]\nactors: [a]\nsteps:\n  - open: {actor: a, path: f}\n");
-        assert!(e.message.contains("without a reason"), "{e}");
     }
 
     #[test]
-    fn inherent_reasons_for_flock() {
+    fn inherent_reasons() {
         let y = "mechanisms: [posix, ofd]\nactors: [a]\nsteps:\n  - open: {actor: a, path: f}\n  - lock: {actor: a, mode: shared, start: 5, len: 1}\n";
         match plans(y).expect("valid").get(&Mechanism::Flock) {
             Some(Applicability::NotApplicable(r)) => assert!(r.contains("byte ranges"), "{r}"),
             other => panic!("{other:?}"),
         }
+        let y = "mechanisms: [lease]\nactors: [a]\nsteps:\n  - open: {actor: a, path: f, mode: read}\n  - lock: {actor: a, mode: shared}\n";
+        let all = plans(y).expect("valid");
+        assert!(
+            matches!(all.get(&Mechanism::Posix), Some(Applicability::NotApplicable(r)) if r.contains("lease"))
+        );
+        assert!(matches!(
+            all.get(&Mechanism::Lease),
+            Some(Applicability::Applies(_))
+        ));
+        assert!(!all.contains_key(&Mechanism::Pidfile));
     }
 
     #[test]
-    fn fork_children_inherit_descriptors() {
+    fn fork_thread_and_exec_track_descriptors() {
         let y = "actors: [p]\nsteps:\n  - open: {actor: p, path: f, create: true}\n  - lock: {actor: p, mode: exclusive}\n  - fork: {actor: p, as: kid}\n  - exit: {actor: p}\n  - unlock: {actor: kid}\n";
         let p = plan(y, Mechanism::Ofd);
         assert_eq!(p.actors[1].forked_from, Some(0));
@@ -1405,6 +1837,30 @@ mod tests {
                 ..
             }
         ));
+        // A close-on-exec descriptor is gone after exec; a kept one stays.
+        let e = err_of("actors: [a]\nsteps:\n  - open: {actor: a, path: f}\n  - exec: {actor: a}\n  - lock: {actor: a, mode: exclusive}\n");
+        assert!(e.message.contains("no open descriptor"), "{e}");
+        let p = plan("actors: [a]\nsteps:\n  - open: {actor: a, path: f, cloexec: false}\n  - exec: {actor: a}\n  - lock: {actor: a, mode: exclusive}\n", Mechanism::Posix);
+        assert_eq!(p.steps.len(), 3);
+        // Threads end with their process.
+        let e = err_of("actors: [a]\nsteps:\n  - open: {actor: a, path: f}\n  - thread: {actor: a, as: t}\n  - exit: {actor: a}\n  - close: {actor: t}\n");
+        assert!(e.message.contains("is gone"), "{e}");
+        // A blocked open registers its descriptor when awaited.
+        let p = plan("mechanisms: [lease]\nactors: [a, b]\nsteps:\n  - open: {actor: a, path: f, create: true}\n  - lock: {actor: a, mode: exclusive}\n  - open: {actor: b, path: f, mode: read, expect: blocks}\n  - unlock: {actor: a}\n  - await: {actor: b}\n  - close: {actor: b}\n", Mechanism::Lease);
+        assert_eq!(p.steps.len(), 6);
+    }
+
+    #[test]
+    fn conflict_depends_on_the_mechanism() {
+        let y = "mechanisms: [pidfile, posix, flock, ofd]\nactors: [a, b]\nsteps:\n  - open: {actors: all, path: f, create: true}\n  - lock: {actor: a, mode: exclusive}\n  - lock: {actor: b, mode: exclusive, expect: conflict}\n";
+        assert_eq!(
+            plan(y, Mechanism::Pidfile).steps[2].expect,
+            Expectation::Conflict(vec![libc::EEXIST])
+        );
+        assert_eq!(
+            plan(y, Mechanism::Posix).steps[2].expect,
+            Expectation::Conflict(vec![libc::EAGAIN, libc::EACCES])
+        );
     }
 
     #[test]

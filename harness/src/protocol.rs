@@ -25,7 +25,11 @@ pub struct Hello {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HelloBody {
+    /// The process id (thread group id).
     pub pid: i32,
+    /// The thread id of the thread serving this channel (equals `pid` for the main thread).
+    #[serde(default)]
+    pub tid: i32,
     pub version: u32,
 }
 
@@ -76,13 +80,58 @@ pub enum Request {
         len: u64,
         offset: Option<u64>,
     },
+    /// fcntl(2) with an integer argument (F_SETLEASE, F_GETLEASE).
+    FcntlInt {
+        fd: i32,
+        cmd: i32,
+        arg: i64,
+    },
     /// fork(2); the child connects to this abstract Unix socket and becomes an actor.
     Fork {
+        socket: String,
+    },
+    /// A new thread that connects to this abstract Unix socket and serves as an actor.
+    Thread {
         socket: String,
     },
     /// _exit(2) with this status; no reply.
     Exit {
         code: i32,
+    },
+    /// execve(2) of this actor binary; the new image greets with a `Hello` instead of a reply.
+    Exec,
+    /// sigaction(2): a handler that does nothing, with or without SA_RESTART.
+    Handle {
+        signal: i32,
+        restart: bool,
+    },
+    Unlink {
+        path: String,
+    },
+    Rename {
+        from: String,
+        to: String,
+    },
+    Mkdir {
+        path: String,
+    },
+    /// `times` rounds of: `lock` (must succeed, may wait), pread the decimal
+    /// counter at `offset`, pwrite it plus one, `unlock`.
+    Counter {
+        fd: i32,
+        lock: Box<Request>,
+        unlock: Box<Request>,
+        times: u32,
+        offset: u64,
+    },
+    /// The pid-file lock: create `path` with O_CREAT|O_EXCL and write our pid;
+    /// if it exists and kill(pid, 0) says its pid is gone, remove it and retry once.
+    PidfileLock {
+        path: String,
+    },
+    /// Remove the pid file.
+    PidfileUnlock {
+        path: String,
     },
 }
 
@@ -119,6 +168,8 @@ pub enum Outcome {
     Data { data: String },
     /// fork: the child's pid.
     Forked { pid: i32 },
+    /// thread: the new thread's id.
+    Threaded { tid: i32 },
     /// The request could not be understood.
     BadRequest { message: String },
 }

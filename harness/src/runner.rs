@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::catalog::{Catalog, LoadedScenario};
-use crate::driver::{self, Driver, TrialEnv};
+use crate::driver::{self, Driver, SecondMount, TrialEnv};
 use crate::error::{Error, Result};
 use crate::plan::Applicability;
 use crate::report::{ActorRecord, CatalogInfo, Report, Status, TrialResult};
@@ -30,6 +30,8 @@ pub struct TrialSpec {
 /// The open targets of a run, and what they need to be cleaned up.
 pub struct Session {
     pub targets: Vec<Target>,
+    /// Whether lockcheck has its own mount namespace (needed to mount), or why not.
+    pub namespace: std::result::Result<(), String>,
     /// The binary actors are started from.
     pub exe: PathBuf,
     /// Default targets that could not be provided, and why.
@@ -41,6 +43,7 @@ impl Session {
     /// Open the targets (exit status 2 on a bad one).
     pub fn open(
         specs: &[TargetSpec],
+        namespace: std::result::Result<(), String>,
         tmpfs: Option<PrivateTmpfs>,
         notes: Vec<String>,
     ) -> Result<Session> {
@@ -61,6 +64,7 @@ impl Session {
         }
         Ok(Session {
             targets,
+            namespace,
             exe,
             notes,
             tmpfs,
@@ -142,12 +146,33 @@ impl Session {
                 return result;
             }
         };
+        let second = if plan.needs_second_mount {
+            let made = match &self.namespace {
+                Ok(()) => SecondMount::create(&dir),
+                Err(why) => Err(format!("lockcheck has no private mount namespace ({why})")),
+            };
+            match made {
+                Ok(m) => Some(m),
+                Err(why) => {
+                    let _ = std::fs::remove_dir_all(&dir);
+                    result.reason = Some(format!(
+                        "needs a second mount of the target's filesystem; {why}"
+                    ));
+                    result.verdict = TrialResult::verdict_for(Status::Skip, s.severity);
+                    return result;
+                }
+            }
+        } else {
+            None
+        };
         let env = TrialEnv {
             exe: &self.exe,
             scratch: &dir,
+            second_mount: second.as_ref().map(|m| m.dir.as_path()),
             lock_lists: target.lock_lists(),
         };
         let outcome = Driver::new(plan, &env).run();
+        drop(second);
         let mut teardown = outcome.teardown;
         if let Err(e) = std::fs::remove_dir_all(&dir) {
             teardown.push(format!("removing {}: {e}", dir.display()));
@@ -159,8 +184,12 @@ impl Session {
             }
             driver::Status::Pass => Status::Pass,
             driver::Status::Fail => Status::Fail,
+            driver::Status::Skip => {
+                result.reason = outcome.reason;
+                Status::Skip
+            }
             driver::Status::Error => {
-                result.reason = outcome.error;
+                result.reason = outcome.reason;
                 Status::Error
             }
         };

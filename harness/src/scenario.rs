@@ -30,27 +30,67 @@ pub enum Mechanism {
     Posix,
     /// Open file description locks: fcntl(2) F_OFD_SETLK / F_OFD_SETLKW / F_OFD_GETLK.
     Ofd,
+    /// File leases: fcntl(2) F_SETLEASE / F_GETLEASE (opt-in: only scenarios that list it).
+    Lease,
+    /// The lock-file-with-PID pattern: create `PATH.lock` with O_CREAT|O_EXCL, write the
+    /// PID, treat it as stale when kill(PID, 0) fails; unlock removes it (opt-in).
+    Pidfile,
 }
 
 impl Mechanism {
-    pub const ALL: [Mechanism; 3] = [Mechanism::Flock, Mechanism::Posix, Mechanism::Ofd];
+    /// Every mechanism.
+    pub const ALL: [Mechanism; 5] = [
+        Mechanism::Flock,
+        Mechanism::Posix,
+        Mechanism::Ofd,
+        Mechanism::Lease,
+        Mechanism::Pidfile,
+    ];
+    /// The kernel lock mechanisms a scenario runs with unless it says otherwise.
+    pub const DEFAULT: [Mechanism; 3] = [Mechanism::Flock, Mechanism::Posix, Mechanism::Ofd];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Mechanism::Flock => "flock",
             Mechanism::Posix => "posix",
             Mechanism::Ofd => "ofd",
+            Mechanism::Lease => "lease",
+            Mechanism::Pidfile => "pidfile",
         }
     }
 
-    /// Whether the mechanism locks byte ranges (flock locks whole files only).
-    pub fn has_ranges(self) -> bool {
-        !matches!(self, Mechanism::Flock)
+    /// Whether a scenario runs with it without listing it.
+    pub fn is_default(self) -> bool {
+        Mechanism::DEFAULT.contains(&self)
     }
 
-    /// Whether the mechanism can ask who holds a conflicting lock (F_GETLK).
+    /// Whether the mechanism locks byte ranges (the others lock whole files).
+    pub fn has_ranges(self) -> bool {
+        matches!(self, Mechanism::Posix | Mechanism::Ofd)
+    }
+
+    /// Whether the mechanism can be asked about a lock (F_GETLK, F_GETLEASE).
     pub fn has_test(self) -> bool {
-        !matches!(self, Mechanism::Flock)
+        matches!(self, Mechanism::Posix | Mechanism::Ofd | Mechanism::Lease)
+    }
+
+    /// Whether a lock request can wait for the lock.
+    pub fn can_wait(self) -> bool {
+        matches!(self, Mechanism::Flock | Mechanism::Posix | Mechanism::Ofd)
+    }
+
+    /// Whether it has shared locks.
+    pub fn has_shared(self) -> bool {
+        !matches!(self, Mechanism::Pidfile)
+    }
+
+    /// The errno values that mean "someone else holds a conflicting lock".
+    pub fn conflict_errnos(self) -> &'static [i32] {
+        match self {
+            Mechanism::Flock | Mechanism::Posix | Mechanism::Ofd => &[libc::EAGAIN, libc::EACCES],
+            Mechanism::Lease => &[libc::EAGAIN],
+            Mechanism::Pidfile => &[libc::EEXIST],
+        }
     }
 }
 
@@ -66,7 +106,11 @@ impl FromStr for Mechanism {
         Mechanism::ALL
             .into_iter()
             .find(|m| m.as_str() == s)
-            .ok_or_else(|| format!("unknown mechanism `{s}`; expected one of flock, posix, ofd"))
+            .ok_or_else(|| {
+                format!(
+                    "unknown mechanism `{s}`; expected one of flock, posix, ofd, lease, pidfile"
+                )
+            })
     }
 }
 
@@ -242,6 +286,45 @@ impl LockMode {
     }
 }
 
+/// A lease as F_GETLEASE reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum LeaseMode {
+    /// F_UNLCK: no lease (or a lease being broken to nothing).
+    None,
+    /// F_RDLCK
+    Read,
+    /// F_WRLCK
+    Write,
+}
+
+impl LeaseMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaseMode::None => "none",
+            LeaseMode::Read => "read",
+            LeaseMode::Write => "write",
+        }
+    }
+
+    pub fn l_type(self) -> i64 {
+        i64::from(match self {
+            LeaseMode::None => libc::F_UNLCK,
+            LeaseMode::Read => libc::F_RDLCK,
+            LeaseMode::Write => libc::F_WRLCK,
+        })
+    }
+}
+
+/// A second way into the same filesystem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum Via {
+    /// A bind mount of the trial's directory: another mount of the same filesystem
+    /// (needs privileges; the trial is skipped with the reason otherwise).
+    SecondMount,
+}
+
 /// A duration written as `500ms`, `2s`, `1m 30s` or a number of seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Dur(pub Duration);
@@ -310,7 +393,8 @@ pub struct Scenario {
     /// How bad a failure is (default `unsafe`).
     #[serde(default)]
     pub severity: Severity,
-    /// The mechanisms the scenario runs with (default: all three).
+    /// The mechanisms the scenario runs with (default: flock, posix, ofd; lease and
+    /// pidfile run only where listed).
     #[serde(default)]
     pub mechanisms: Option<Located<Vec<Located<Mechanism>>>>,
     /// Why the scenario does not apply to a mechanism left out of `mechanisms`
@@ -453,6 +537,10 @@ macro_rules! step_struct {
             /// Why this step matters; shown in reports when it fails.
             #[serde(default)]
             pub note: Option<String>,
+            /// Errno values meaning "the target does not support this": the trial is
+            /// then skipped with that reason instead of failing.
+            #[serde(default)]
+            pub unsupported: Vec<Located<String>>,
             $($(#[$fmeta])* pub $field: $ty,)*
         }
 
@@ -464,6 +552,7 @@ macro_rules! step_struct {
                     expect: self.expect.as_ref(),
                     timeout: self.timeout.as_ref(),
                     note: self.note.as_deref(),
+                    unsupported: &self.unsupported,
                 }
             }
         }
@@ -478,6 +567,7 @@ pub struct Common<'a> {
     pub expect: Option<&'a Located<Expect>>,
     pub timeout: Option<&'a Located<Dur>>,
     pub note: Option<&'a str>,
+    pub unsupported: &'a [Located<String>],
 }
 
 pub trait StepCommon {
@@ -501,11 +591,24 @@ step_struct!(
         /// O_TRUNC
         #[serde(default)]
         trunc: bool,
+        /// O_DIRECTORY: open a directory (with mode `read`).
+        #[serde(default)]
+        directory: bool,
+        /// Close the descriptor on exec (default true); false keeps it across an `exec` step.
+        #[serde(default = "yes")]
+        cloexec: bool,
+        /// Open through another way into the same filesystem.
+        #[serde(default)]
+        via: Option<Located<Via>>,
         /// The name later steps use for the descriptor (default: the path).
         #[serde(default, rename = "as")]
         as_name: Option<Located<String>>,
     }
 );
+
+fn yes() -> bool {
+    true
+}
 
 step_struct!(
     /// Close a descriptor.
@@ -654,6 +757,102 @@ step_struct!(
     }
 );
 
+step_struct!(
+    /// Remove a file (unlink(2)), path relative to the scratch directory.
+    UnlinkStep {
+        path: Located<String>,
+    }
+);
+
+step_struct!(
+    /// Rename a file (rename(2)), paths relative to the scratch directory.
+    RenameStep {
+        from: Located<String>,
+        to: Located<String>,
+    }
+);
+
+step_struct!(
+    /// Create a directory (mkdir(2)), path relative to the scratch directory.
+    MkdirStep {
+        path: Located<String>,
+    }
+);
+
+step_struct!(
+    /// Send a signal that does not end the actor (one it handles, or STOP/CONT);
+    /// the actor stays, and a blocked call of it may be interrupted.
+    SignalStep {
+        /// The signal: `USR1`, `SIGALRM`, `STOP`, `CONT`, ...
+        signal: Located<String>,
+    }
+);
+
+step_struct!(
+    /// Install a handler for a signal in the actor (sigaction), with or without SA_RESTART.
+    HandleStep {
+        /// The signal to catch.
+        signal: Located<String>,
+        /// SA_RESTART: interrupted calls are restarted instead of failing with EINTR.
+        #[serde(default)]
+        restart: bool,
+    }
+);
+
+step_struct!(
+    /// The actor replaces itself with execve(2) of a fresh actor: descriptors opened
+    /// with `cloexec: false` (and dups) survive, the others are closed.
+    ExecStep {}
+);
+
+step_struct!(
+    /// A new thread in the actor's process, acting as a new actor that shares the
+    /// process's descriptors and POSIX locks.
+    ThreadStep {
+        /// The name of the new actor.
+        #[serde(rename = "as")]
+        as_name: Located<String>,
+    }
+);
+
+step_struct!(
+    /// Check /proc/locks for the lock the actor holds on a descriptor's file
+    /// (`expect: ok`: listed with the actor's pid, type and range; `unlocked`: not listed).
+    ListedStep {
+        /// The descriptor (default: the actor's only one).
+        #[serde(default)]
+        fd: Option<Located<String>>,
+        /// The lock's type (default `exclusive`).
+        #[serde(default)]
+        mode: Option<Located<LockMode>>,
+        /// First byte of the range (record locks; default 0).
+        #[serde(default)]
+        start: Option<Located<i64>>,
+        /// Length of the range; 0 (the default) means to end of file.
+        #[serde(default)]
+        len: Option<Located<i64>>,
+        /// Look for this mechanism's lock instead of the trial's.
+        #[serde(default)]
+        mechanism: Option<Located<Mechanism>>,
+    }
+);
+
+step_struct!(
+    /// Read-increment-write a decimal counter at `offset`, `times` times, each under an
+    /// exclusive waiting lock of the trial's mechanism. Run it with several actors at
+    /// once and read the file: anything but actors × times means lost updates.
+    CounterStep {
+        /// The descriptor (default: the actor's only one).
+        #[serde(default)]
+        fd: Option<Located<String>>,
+        /// How many increments.
+        times: Located<u32>,
+        /// Where the counter is (default 0).
+        #[serde(default)]
+        offset: Option<Located<u64>>,
+    }
+);
+
 /// One step: exactly one operation, its fields nested under it.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -670,6 +869,15 @@ pub enum Step {
     Exit(ExitStep),
     Await(AwaitStep),
     Kill(KillStep),
+    Unlink(UnlinkStep),
+    Rename(RenameStep),
+    Mkdir(MkdirStep),
+    Signal(SignalStep),
+    Handle(HandleStep),
+    Exec(ExecStep),
+    Thread(ThreadStep),
+    Listed(ListedStep),
+    Counter(CounterStep),
 }
 
 impl Step {
@@ -687,6 +895,15 @@ impl Step {
             Step::Exit(_) => "exit",
             Step::Await(_) => "await",
             Step::Kill(_) => "kill",
+            Step::Unlink(_) => "unlink",
+            Step::Rename(_) => "rename",
+            Step::Mkdir(_) => "mkdir",
+            Step::Signal(_) => "signal",
+            Step::Handle(_) => "handle",
+            Step::Exec(_) => "exec",
+            Step::Thread(_) => "thread",
+            Step::Listed(_) => "listed",
+            Step::Counter(_) => "counter",
         }
     }
 
@@ -704,6 +921,15 @@ impl Step {
             Step::Exit(s) => s.common(),
             Step::Await(s) => s.common(),
             Step::Kill(s) => s.common(),
+            Step::Unlink(s) => s.common(),
+            Step::Rename(s) => s.common(),
+            Step::Mkdir(s) => s.common(),
+            Step::Signal(s) => s.common(),
+            Step::Handle(s) => s.common(),
+            Step::Exec(s) => s.common(),
+            Step::Thread(s) => s.common(),
+            Step::Listed(s) => s.common(),
+            Step::Counter(s) => s.common(),
         }
     }
 }
@@ -794,6 +1020,8 @@ pub enum Expect {
     Holder(HolderSpec),
     /// `read`: these bytes.
     Data(String),
+    /// `test` with mechanism lease: F_GETLEASE reports this lease.
+    Lease(LeaseMode),
     /// Anything; the outcome is recorded, not judged.
     Any,
     /// Any one of these.
@@ -807,7 +1035,8 @@ pub enum Expect {
     PerMechanism(BTreeMap<Mechanism, Located<Expect>>),
 }
 
-const EXPECT_KEYS: &str = "holder, data, one-of, winners, others, flock, posix, ofd";
+const EXPECT_KEYS: &str =
+    "holder, data, leased, one-of, winners, others, flock, posix, ofd, lease, pidfile";
 
 impl<'de> Deserialize<'de> for Expect {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -835,6 +1064,7 @@ impl<'de> Deserialize<'de> for Expect {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Expect, A::Error> {
                 let mut holder = None;
                 let mut data = None;
+                let mut lease_mode = None;
                 let mut one_of = None;
                 let mut winners = None;
                 let mut others = None;
@@ -843,6 +1073,7 @@ impl<'de> Deserialize<'de> for Expect {
                     match key.as_str() {
                         "holder" => holder = Some(map.next_value::<HolderSpec>()?),
                         "data" => data = Some(map.next_value::<String>()?),
+                        "leased" => lease_mode = Some(map.next_value::<LeaseMode>()?),
                         "one-of" => one_of = Some(map.next_value::<Vec<Located<Expect>>>()?),
                         "winners" => winners = Some(map.next_value::<u32>()?),
                         "others" => others = Some(map.next_value::<Located<Expect>>()?),
@@ -861,13 +1092,14 @@ impl<'de> Deserialize<'de> for Expect {
                 let forms = [
                     holder.is_some(),
                     data.is_some(),
+                    lease_mode.is_some(),
                     one_of.is_some(),
                     winners.is_some() || others.is_some(),
                     !per_mech.is_empty(),
                 ];
                 if forms.iter().filter(|f| **f).count() != 1 {
                     return Err(de::Error::custom(format!(
-                        "an expectation map has exactly one form: holder, data, one-of, winners+others, or per-mechanism keys (flock, posix, ofd); keys were mixed or missing (expected one of {EXPECT_KEYS})"
+                        "an expectation map has exactly one form: holder, data, leased, one-of, winners+others, or per-mechanism keys; keys were mixed or missing (expected one of {EXPECT_KEYS})"
                     )));
                 }
                 if let Some(h) = holder {
@@ -875,6 +1107,9 @@ impl<'de> Deserialize<'de> for Expect {
                 }
                 if let Some(d) = data {
                     return Ok(Expect::Data(d));
+                }
+                if let Some(l) = lease_mode {
+                    return Ok(Expect::Lease(l));
                 }
                 if let Some(list) = one_of {
                     if list.is_empty() {
@@ -915,9 +1150,10 @@ impl JsonSchema for Expect {
                 {"type": "string", "enum": errnos, "description": "This errno."},
                 {"type": "object", "properties": {"holder": holder}, "required": ["holder"], "additionalProperties": false},
                 {"type": "object", "properties": {"data": {"type": "string"}}, "required": ["data"], "additionalProperties": false},
+                {"type": "object", "properties": {"leased": {"type": "string", "enum": ["none", "read", "write"]}}, "required": ["leased"], "additionalProperties": false},
                 {"type": "object", "properties": {"one-of": {"type": "array", "items": me, "minItems": 1}}, "required": ["one-of"], "additionalProperties": false},
                 {"type": "object", "properties": {"winners": {"type": "integer", "minimum": 0}, "others": me}, "required": ["winners", "others"], "additionalProperties": false},
-                {"type": "object", "properties": {"flock": me, "posix": me, "ofd": me}, "minProperties": 1, "additionalProperties": false}
+                {"type": "object", "properties": {"flock": me, "posix": me, "ofd": me, "lease": me, "pidfile": me}, "minProperties": 1, "additionalProperties": false}
             ]
         })
     }

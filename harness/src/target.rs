@@ -398,28 +398,36 @@ pub fn identify(label: &str, root: &Path, provision: &str) -> TargetIdentity {
     }
 }
 
+/// Enter a private mount namespace, so that whatever lockcheck mounts (a
+/// tmpfs, a second mount of a target, loop filesystems) is invisible to the
+/// host and disappears with the process. Must be called while the process is
+/// still single-threaded (start of main), so that every thread and every
+/// actor shares it. Needs CAP_SYS_ADMIN; the error says why not.
+pub fn enter_private_namespace() -> std::result::Result<(), String> {
+    use nix::mount::{mount, MsFlags};
+    use nix::sched::{unshare, CloneFlags};
+    unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare(CLONE_NEWNS): {e}"))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| format!("making mounts private: {e}"))
+}
+
 /// A tmpfs lockcheck mounted in its own mount namespace.
 pub struct PrivateTmpfs {
     pub dir: PathBuf,
 }
 
 impl PrivateTmpfs {
-    /// Enter a private mount namespace and mount a tmpfs there. Must be
-    /// called while the process is still single-threaded (start of main),
-    /// so that every thread and every actor sees the mount. The host sees
-    /// only an empty directory, removed again at the end.
+    /// Mount a tmpfs in lockcheck's private mount namespace (see
+    /// `enter_private_namespace`). The host sees only an empty directory,
+    /// removed again at the end.
     pub fn create() -> std::result::Result<PrivateTmpfs, String> {
         use nix::mount::{mount, MsFlags};
-        use nix::sched::{unshare, CloneFlags};
-        unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare(CLONE_NEWNS): {e}"))?;
-        mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-            None::<&str>,
-        )
-        .map_err(|e| format!("making mounts private: {e}"))?;
         let dir = tempfile::Builder::new()
             .prefix("lockcheck-tmpfs-")
             .tempdir()
@@ -463,8 +471,9 @@ fn writable_dir(p: &Path) -> bool {
         .is_ok()
 }
 
-/// Choose the default targets. Call at the start of `main` (see `PrivateTmpfs::create`).
-pub fn default_targets() -> Defaults {
+/// Choose the default targets. `namespace` is the result of
+/// `enter_private_namespace`: a private tmpfs needs it.
+pub fn default_targets(namespace: &std::result::Result<(), String>) -> Defaults {
     let mut specs = Vec::new();
     let mut notes = Vec::new();
     let cwd = std::env::current_dir().ok().filter(|d| writable_dir(d));
@@ -484,7 +493,7 @@ pub fn default_targets() -> Defaults {
         }
     }
     let mut tmpfs = None;
-    match PrivateTmpfs::create() {
+    match namespace.clone().and_then(|()| PrivateTmpfs::create()) {
         Ok(t) => {
             specs.push(TargetSpec {
                 label: "tmpfs".into(),

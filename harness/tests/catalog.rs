@@ -60,7 +60,8 @@ fn main() -> ExitCode {
         }
     };
     // The local target lives under cargo's scratch area, not in the source tree.
-    let mut defaults = target::default_targets();
+    let namespace = target::enter_private_namespace();
+    let mut defaults = target::default_targets(&namespace);
     for spec in &mut defaults.specs {
         if spec.label == "local" {
             *spec = TargetSpec {
@@ -73,7 +74,7 @@ fn main() -> ExitCode {
     for n in &defaults.notes {
         eprintln!("note: {n}");
     }
-    let session = match Session::open(&defaults.specs, defaults.tmpfs, defaults.notes) {
+    let session = match Session::open(&defaults.specs, namespace, defaults.tmpfs, defaults.notes) {
         Ok(s) => Arc::new(s),
         Err(e) => {
             eprintln!("{e}");
