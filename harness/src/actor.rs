@@ -402,7 +402,12 @@ fn perform(req: &Request) -> Outcome {
             }
             Request::Exit { code } => libc::_exit(*code),
             Request::FcntlInt { fd, cmd, arg } => {
-                ret(libc::fcntl(*fd, *cmd, *arg as libc::c_int) as i64)
+                match ret(libc::fcntl(*fd, *cmd, *arg as libc::c_int) as i64) {
+                    Outcome::Done { ret } if *cmd == libc::F_GETLEASE => {
+                        Outcome::Leased { l_type: ret }
+                    }
+                    other => other,
+                }
             }
             Request::Handle { signal, restart } => {
                 let mut sa: libc::sigaction = std::mem::zeroed();
@@ -474,6 +479,10 @@ fn counter(fd: RawFd, lock: &Request, unlock: &Request, times: u32, offset: u64)
             .parse()
             .unwrap_or(0);
         let next = (value + 1).to_string();
+        // Give other processes the CPU between read and write: without
+        // working exclusion, updates are then lost reliably, not by luck.
+        // SAFETY: sched_yield has no preconditions.
+        unsafe { libc::sched_yield() };
         let w =
             unsafe { libc::pwrite(fd, next.as_ptr().cast(), next.len(), offset as libc::off_t) };
         if w < 0 {

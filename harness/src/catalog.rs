@@ -61,6 +61,8 @@ fn hint_for(message: &str) -> Option<&'static str> {
         Some("a step is one operation: open, close, dup, lock, unlock, test, write, read, fork, exit, await, kill")
     } else if message.contains("expected end of mapping after enum variant value") {
         Some("put a step's fields under its operation: `- lock: {actor: a, mode: exclusive}`")
+    } else if message.contains("flow mapping") || message.contains("flow sequence") {
+        Some("inside `{...}` or `[...]`, quote text that contains `,`, `[`, `]`, `{`, `}` or `: `")
     } else if message.contains("unknown field") {
         Some("see scenarios/README.md for the keys each operation takes")
     } else if message.contains("tab") {

@@ -899,15 +899,19 @@ impl<'a> Driver<'a> {
             )));
         };
         let released_at = self.last_step_end;
-        if matches!(expect, Expectation::Blocks) {
-            // Still waiting? Observe it again from the kernel's state.
+        if allows_blocked(expect) {
+            // Either it completes, or it is seen waiting again in the kernel
+            // (a woken waiter that lost the race sleeps again, with a new
+            // /proc/locks line; a waiter not yet woken is never mistaken for
+            // one: wakeups happen inside the releasing call, which has returned).
             let obs = self.wait_call(i, p.seq, deadline, p.sig, p.ino)?;
             if matches!(obs, Observed::Blocked(_)) {
                 self.actors[i].pending = Some(p);
-            } else {
-                self.after_call(i, &p.op, &obs);
+                return Ok((obs, None));
             }
-            return Ok((obs, None));
+            self.after_call(i, &p.op, &obs);
+            let after = matches!(obs, Observed::Returned(_)).then(|| released_at.elapsed());
+            return Ok((obs, after));
         }
         let mut interval = Duration::from_micros(20);
         loop {
@@ -1218,6 +1222,16 @@ impl<'a> Driver<'a> {
             }
         }
         problems
+    }
+}
+
+/// Whether an expectation accepts a call that is still waiting.
+fn allows_blocked(e: &Expectation) -> bool {
+    match e {
+        Expectation::Blocks => true,
+        Expectation::OneOf(list) => list.iter().any(allows_blocked),
+        Expectation::Winners { others, .. } => allows_blocked(others),
+        _ => false,
     }
 }
 

@@ -75,7 +75,9 @@ pub fn satisfies(exp: &Expectation, obs: &Observed, actors: &Actors<'_>) -> bool
         }
         (E::Ok, Observed::Listed(_)) => true,
         (E::Unlocked, Observed::NotListed(_)) => true,
-        (E::Lease(mode), Observed::Returned(Outcome::Done { ret })) => *ret == mode.l_type(),
+        (E::Lease(mode), Observed::Returned(Outcome::Leased { l_type })) => {
+            *l_type == mode.l_type()
+        }
         (E::Errno { value, .. }, Observed::Returned(Outcome::Failed { errno })) => errno == value,
         (E::Unlocked, Observed::Returned(Outcome::Lock { lock })) => {
             i32::from(lock.l_type) == libc::F_UNLCK
@@ -227,11 +229,17 @@ pub fn describe_observed(obs: &Observed) -> String {
             Outcome::Data { data } => format!("data {data:?}"),
             Outcome::Forked { pid } => format!("ok (child pid {pid})"),
             Outcome::Threaded { tid } => format!("ok (thread {tid})"),
+            Outcome::Leased { l_type } => match i32::try_from(*l_type).unwrap_or(-1) {
+                libc::F_RDLCK => "lease F_RDLCK (read)".into(),
+                libc::F_WRLCK => "lease F_WRLCK (write)".into(),
+                libc::F_UNLCK => "lease F_UNLCK (none)".into(),
+                other => format!("lease type {other}"),
+            },
             Outcome::BadRequest { message } => format!("the actor rejected the request: {message}"),
         },
         Observed::Blocked(e) => format!("blocked: {}", e.text),
         Observed::Hung { waited, process } => format!(
-            "no reply after {} ms and not waiting for a lock ({process})",
+            "no reply after {} ms, and not recognised as waiting for a lock ({process})",
             waited.as_millis()
         ),
         Observed::Ended { how } => format!("ended ({how})"),
@@ -369,13 +377,15 @@ mod tests {
             pids: &p,
         };
         let read = i64::from(libc::F_RDLCK);
-        assert!(satisfies(
-            &Expectation::Lease(LeaseMode::Read),
-            &ret(Outcome::Done { ret: read }),
+        let leased = ret(Outcome::Leased { l_type: read });
+        assert!(satisfies(&Expectation::Lease(LeaseMode::Read), &leased, &a));
+        assert!(!satisfies(
+            &Expectation::Lease(LeaseMode::None),
+            &leased,
             &a
         ));
         assert!(!satisfies(
-            &Expectation::Lease(LeaseMode::None),
+            &Expectation::Lease(LeaseMode::Read),
             &ret(Outcome::Done { ret: read }),
             &a
         ));

@@ -48,6 +48,8 @@ enum Mech {
     Flock,
     Posix,
     Ofd,
+    Lease,
+    Pidfile,
 }
 
 impl From<Mech> for Mechanism {
@@ -56,6 +58,8 @@ impl From<Mech> for Mechanism {
             Mech::Flock => Mechanism::Flock,
             Mech::Posix => Mechanism::Posix,
             Mech::Ofd => Mechanism::Ofd,
+            Mech::Lease => Mechanism::Lease,
+            Mech::Pidfile => Mechanism::Pidfile,
         }
     }
 }
@@ -116,7 +120,7 @@ fn main() -> ExitCode {
 fn schema() -> Result<ExitCode, Error> {
     let s = serde_json::to_string_pretty(&lockcheck::scenario::json_schema())
         .map_err(|e| Error::usage(format!("cannot render the schema: {e}"), None))?;
-    println!("{s}");
+    emit(&format!("{s}\n"));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -133,7 +137,12 @@ fn validate(files: &[PathBuf]) -> Result<ExitCode, Error> {
                         Applicability::NotApplicable(_) => format!("{m} n/a"),
                     })
                     .collect();
-                println!("ok: {} — {}: {}", f.display(), s.name(), mechs.join(", "));
+                emit(&format!(
+                    "ok: {} — {}: {}\n",
+                    f.display(),
+                    s.name(),
+                    mechs.join(", ")
+                ));
             }
             Err(e) => errors.push(e),
         }
@@ -145,24 +154,42 @@ fn validate(files: &[PathBuf]) -> Result<ExitCode, Error> {
     }
 }
 
+/// Write to stdout; a closed pipe (`lockcheck list | head`) ends the output
+/// quietly instead of failing.
+fn emit(text: &str) -> bool {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .is_ok()
+}
+
 fn list(a: ListArgs) -> Result<ExitCode, Error> {
     let cat = catalog::load(a.scenarios.as_deref())?;
-    println!("{} scenarios from {}\n", cat.scenarios.len(), cat.source);
-    for s in &cat.scenarios {
+    let mut scenarios: Vec<_> = cat.scenarios.iter().collect();
+    scenarios.sort_by(|x, y| {
+        (x.scenario.family.value, x.name()).cmp(&(y.scenario.family.value, y.name()))
+    });
+    let mut text = format!("{} scenarios from {}\n\n", cat.scenarios.len(), cat.source);
+    text.push_str(&format!(
+        "{:<16} {:<44} {:<10} mechanisms\n",
+        "family", "scenario", "severity"
+    ));
+    for s in scenarios {
         let mechs: Vec<&str> = s
             .plans
             .iter()
             .filter(|(_, a)| matches!(a, Applicability::Applies(_)))
             .map(|(m, _)| m.as_str())
             .collect();
-        println!(
-            "{:<16} {:<44} {:<10} {}",
+        text.push_str(&format!(
+            "{:<16} {:<44} {:<10} {}\n",
             s.scenario.family.value.as_str(),
             s.name(),
             s.scenario.severity.as_str(),
             mechs.join(",")
-        );
+        ));
     }
+    emit(&text);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -243,21 +270,16 @@ fn run(a: RunArgs) -> Result<ExitCode, Error> {
         written.extend(r.write(&a.out)?);
     }
     let problems = session.close();
-    print!("{}", report::console_summary(&reports));
+    let mut text = report::console_summary(&reports);
     if !a.quiet {
-        println!(
-            "reports: {}",
-            written
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
-        println!(
-            "wall time: {:.0} ms",
+        let paths: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+        text.push_str(&format!(
+            "reports: {}\nwall time: {:.0} ms\n",
+            paths.join(" "),
             started.elapsed().as_secs_f64() * 1000.0
-        );
+        ));
     }
+    emit(&text);
     for p in &problems {
         eprintln!("warning: cleanup: {p}");
     }

@@ -172,6 +172,23 @@ pub struct BlockDetector {
     stable: u32,
     stable_since: Option<Instant>,
     syscall_unreadable: bool,
+    /// The lock wait the kernel shows when it is not the requested one.
+    substituted: Option<String>,
+}
+
+/// The name of a lock wait seen in /proc/PID/syscall, if it is one.
+fn lock_wait_name(nr: i64, args: [u64; 6]) -> Option<String> {
+    let arg1 = low32(args[1]);
+    if nr == libc::SYS_flock
+        && arg1 & libc::LOCK_NB == 0
+        && arg1 & (libc::LOCK_EX | libc::LOCK_SH) != 0
+    {
+        Some(format!("flock op {arg1}"))
+    } else if nr == libc::SYS_fcntl && (arg1 == libc::F_SETLKW || arg1 == libc::F_OFD_SETLKW) {
+        Some(format!("fcntl {}", crate::mech::fcntl_cmd_name(arg1)))
+    } else {
+        None
+    }
 }
 
 /// Consecutive matching reads needed together with /proc/locks evidence.
@@ -198,17 +215,20 @@ impl BlockDetector {
             stable: 0,
             stable_since: None,
             syscall_unreadable: false,
+            substituted: None,
         }
     }
 
-    /// The /proc/locks line that shows this wait, if there is one.
+    /// The /proc/locks line that shows this wait, if there is one. Any kind
+    /// of lock request counts: the call the kernel sees may not be the one
+    /// asked for (a library or filesystem emulating one lock with another).
     fn evidence_line(&self) -> Option<LockLine> {
         let lines = read_proc_locks().ok()?;
         lines.into_iter().find(|l| match self.sig.confirm {
-            Confirm::Waiter(kind) => {
+            Confirm::Waiter(_) => {
                 l.blocked
-                    && l.kind == kind
-                    && (l.pid == i64::from(self.pid) || (kind == "OFDLCK" && l.pid == -1))
+                    && matches!(l.kind.as_str(), "FLOCK" | "POSIX" | "OFDLCK")
+                    && (l.pid == i64::from(self.pid) || (l.kind == "OFDLCK" && l.pid == -1))
                     && self.ino.is_none_or(|ino| ino == l.ino)
             }
             Confirm::LeaseBreaking => {
@@ -227,11 +247,23 @@ impl BlockDetector {
             None
         } else {
             match read_syscall(self.tid) {
-                Ok(SyscallState::InSyscall { nr, args }) => Some(
-                    nr == self.sig.nr
+                Ok(SyscallState::InSyscall { nr, args }) => {
+                    let exact = nr == self.sig.nr
                         && self.sig.args[0].is_none_or(|a| a == low32(args[0]))
-                        && self.sig.args[1].is_none_or(|a| a == low32(args[1])),
-                ),
+                        && self.sig.args[1].is_none_or(|a| a == low32(args[1]));
+                    // A different lock wait on the same descriptor is still a
+                    // lock wait; the evidence names both calls.
+                    let other = match (exact, self.sig.confirm, lock_wait_name(nr, args)) {
+                        (false, Confirm::Waiter(_), Some(name))
+                            if self.sig.args[0].is_none_or(|a| a == low32(args[0])) =>
+                        {
+                            Some(name)
+                        }
+                        _ => None,
+                    };
+                    self.substituted = other.clone();
+                    Some(exact || other.is_some())
+                }
                 Ok(_) => Some(false),
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) => {
                     // No ptrace access (for example Yama scope 2): rely on
@@ -249,10 +281,13 @@ impl BlockDetector {
         }
         self.stable += 1;
         let since = *self.stable_since.get_or_insert_with(Instant::now);
+        let what = match &self.substituted {
+            Some(actual) => format!("{actual} (asked for {})", self.sig.describe()),
+            None => self.sig.describe(),
+        };
         let call = format!(
-            "{} in {} (state {state}{})",
+            "{} in {what} (state {state}{})",
             self.tid,
-            self.sig.describe(),
             read_wchan(self.tid)
                 .map(|w| format!(", wchan {w}"))
                 .unwrap_or_default()

@@ -170,6 +170,8 @@ pub enum Outcome {
     Forked { pid: i32 },
     /// thread: the new thread's id.
     Threaded { tid: i32 },
+    /// F_GETLEASE: the lease type (F_RDLCK, F_WRLCK or F_UNLCK).
+    Leased { l_type: i64 },
     /// The request could not be understood.
     BadRequest { message: String },
 }

@@ -245,3 +245,21 @@ fn committed_reports_match_the_catalog() {
         "reports/ should hold the default targets' reports"
     );
 }
+
+#[test]
+fn scenarios_readme_lists_every_scenario() {
+    let readme = std::fs::read_to_string(repo().join("scenarios/README.md")).expect("README");
+    let catalog = lockcheck::catalog::load_dir(&repo().join("scenarios")).expect("catalog");
+    for s in &catalog.scenarios {
+        let link = format!("[`{0}`]({0}.yaml)", s.name());
+        assert!(
+            readme.contains(&link),
+            "scenarios/README.md does not list {}",
+            s.name()
+        );
+    }
+    assert!(
+        readme.contains(&format!("{} scenarios in", catalog.scenarios.len())),
+        "scenarios/README.md gives the wrong count"
+    );
+}

@@ -1,6 +1,8 @@
-//! Mutation tests: break a lock call with an LD_PRELOAD shim and check that
-//! the catalog catches it — the run exits 1 and names the failing trials.
-//! This is what shows that a scenario can fail, not only pass.
+//! Mutation tests: break one aspect of locking with an LD_PRELOAD shim
+//! (`tests/shims/mutations.c`) and check that the catalog catches it — the
+//! run exits 1 and names the trials that failed. Every scenario family has a
+//! mutation it must catch; this is what shows that scenarios can fail, not
+//! only pass.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -10,13 +12,13 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Compile a shim from tests/shims into a shared object.
-fn build_shim(name: &str, out: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/shims/{name}.c"));
-    let so = out.join(format!("{name}.so"));
+/// Compile the shim library.
+fn build_shim(out: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/shims/mutations.c");
+    let so = out.join("mutations.so");
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
     let status = Command::new(&cc)
-        .args(["-shared", "-fPIC", "-O2", "-Wall", "-o"])
+        .args(["-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o"])
         .arg(&so)
         .arg(&src)
         .arg("-ldl")
@@ -33,11 +35,12 @@ struct Run {
     passed: BTreeSet<String>,
 }
 
-/// Run the catalog on a fresh target with an optional shim preloaded.
-fn run_catalog(shim: Option<&Path>, work: &Path, tag: &str) -> Run {
+/// Run the catalog on a fresh target, optionally with a mutation preloaded.
+fn run_catalog(shim: Option<(&Path, &str)>, mechanisms: &[&str], work: &Path, tag: &str) -> Run {
     let target = work.join(format!("target-{tag}"));
     let out = work.join(format!("out-{tag}"));
     std::fs::create_dir_all(&target).expect("target dir");
+    let target = std::fs::canonicalize(&target).expect("canonical target");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_lockcheck"));
     cmd.arg("run")
         .arg("--scenarios")
@@ -47,12 +50,19 @@ fn run_catalog(shim: Option<&Path>, work: &Path, tag: &str) -> Run {
         .arg("--out")
         .arg(&out)
         .arg("--quiet");
-    if let Some(s) = shim {
-        cmd.env("LD_PRELOAD", s);
+    for m in mechanisms {
+        cmd.arg("--mechanism").arg(m);
+    }
+    if let Some((so, mode)) = shim {
+        cmd.env("LD_PRELOAD", so)
+            .env("LOCKCHECK_MUTATION", mode)
+            .env("LOCKCHECK_MUTATION_DIR", &target);
     }
     let o = cmd.output().expect("running lockcheck");
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
     let report: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(out.join("m.json")).expect("the report is written"),
+        &std::fs::read_to_string(out.join("m.json"))
+            .unwrap_or_else(|e| panic!("no report ({e}); stderr:\n{stderr}")),
     )
     .expect("the report is JSON");
     let mut failed = BTreeSet::new();
@@ -70,88 +80,229 @@ fn run_catalog(shim: Option<&Path>, work: &Path, tag: &str) -> Run {
             Some("fail") => {
                 failed.insert(id);
             }
+            Some("skip") => {}
             other => panic!("{id}: unexpected status {other:?}: {r}"),
         }
     }
     Run {
         code: o.status.code().unwrap_or(-1),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        stderr,
         failed,
         passed,
     }
 }
 
-fn check_caught(run: &Run, must_fail: &[&str], mechanisms_affected: &[&str]) {
-    assert_eq!(
-        run.code, 1,
-        "a broken lock must make the run exit 1\n{}",
-        run.stderr
-    );
-    for id in must_fail {
-        assert!(
-            run.failed.contains(*id),
-            "{id} did not catch the mutation; failed: {:?}",
-            run.failed
-        );
-        assert!(
-            run.stderr.contains(&format!("m::{id}")),
-            "the failing trial m::{id} is not named on the console:\n{}",
-            run.stderr
-        );
-    }
-    for id in &run.failed {
-        let mech = id.rsplit("::").next().unwrap_or("");
-        assert!(
-            mechanisms_affected.contains(&mech),
-            "{id} failed, but the shim does not touch {mech}"
-        );
-    }
+/// A mutation, the mechanisms to run, and trials that must catch it.
+struct Case {
+    mode: &'static str,
+    mechanisms: &'static [&'static str],
+    families: &'static [&'static str],
+    must_fail: &'static [&'static str],
 }
 
+const CASES: &[Case] = &[
+    Case {
+        mode: "flock-noop",
+        mechanisms: &["flock"],
+        families: &[
+            "exclusion",
+            "blocking",
+            "integrity",
+            "release-on-close",
+            "inheritance",
+        ],
+        must_fail: &[
+            "exclusive-race-2::flock",
+            "exclusive-race-16::flock",
+            "shared-shared::flock",
+            "unlock-lets-contender-in::flock",
+            "exclusive-blocks-until-release::flock",
+            "killed-holder-releases::flock",
+            "counter-4-actors::flock",
+            "close-dup-releases-posix::flock",
+            "fork-inherits-flock-ofd::flock",
+        ],
+    },
+    Case {
+        mode: "setlkw-nowait",
+        mechanisms: &["posix", "ofd"],
+        families: &["blocking", "faults", "deadlock"],
+        must_fail: &[
+            "exclusive-blocks-until-release::posix",
+            "exclusive-blocks-until-release::ofd",
+            "killed-holder-releases::posix",
+            "killed-holder-releases::ofd",
+            "range-waiter-woken-when-its-range-frees::posix",
+            "deadlock-posix-two-process::posix",
+        ],
+    },
+    Case {
+        mode: "setlk-noop",
+        mechanisms: &["posix"],
+        families: &["exclusion", "integrity"],
+        must_fail: &[
+            "exclusive-race-2::posix",
+            "counter-4-actors::posix",
+            "counter-16-actors::posix",
+        ],
+    },
+    Case {
+        mode: "ranges-whole-file",
+        mechanisms: &["posix", "ofd"],
+        families: &["byte-ranges"],
+        must_fail: &[
+            "range-adjacent-no-conflict::posix",
+            "range-adjacent-no-conflict::ofd",
+            "range-unlock-middle-splits::posix",
+            "range-large-offsets::posix",
+        ],
+    },
+    Case {
+        mode: "open-rdwr",
+        mechanisms: &["posix", "ofd"],
+        families: &["open-mode"],
+        must_fail: &[
+            "open-mode-write-lock-needs-write::posix",
+            "open-mode-write-lock-needs-write::ofd",
+            "open-mode-read-lock-needs-read::posix",
+        ],
+    },
+    Case {
+        mode: "edeadlk-eagain",
+        mechanisms: &["posix"],
+        families: &["deadlock"],
+        must_fail: &[
+            "deadlock-posix-two-process::posix",
+            "deadlock-posix-three-process::posix",
+        ],
+    },
+    Case {
+        mode: "close-keeps-locks",
+        mechanisms: &["flock", "posix", "ofd"],
+        families: &["release-on-close"],
+        must_fail: &[
+            "close-dup-releases-posix::posix",
+            "close-second-open-releases-posix::posix",
+            "last-close-releases-flock-ofd::flock",
+            "last-close-releases-flock-ofd::ofd",
+            "close-wakes-waiter::posix",
+        ],
+    },
+    Case {
+        mode: "flock-as-posix",
+        mechanisms: &["flock", "posix", "ofd"],
+        families: &["interplay", "inheritance", "open-mode"],
+        must_fail: &[
+            "flock-and-record-locks-independent::posix",
+            "record-lock-then-flock-independent::posix",
+            "fork-inherits-flock-ofd::flock",
+            "flock-exclusive-on-read-only::flock",
+            "two-opens-one-process::flock",
+        ],
+    },
+    Case {
+        mode: "ofd-as-posix",
+        mechanisms: &["ofd"],
+        families: &["ofd", "reporting"],
+        must_fail: &[
+            "two-opens-one-process::ofd",
+            "ofd-locks-serialize-threads::ofd",
+            "getlk-reports-holder::ofd",
+        ],
+    },
+    Case {
+        mode: "getlk-pid-zero",
+        mechanisms: &["posix"],
+        families: &["reporting"],
+        must_fail: &[
+            "getlk-reports-holder::posix",
+            "getlk-reports-shared-holder::posix",
+        ],
+    },
+    Case {
+        mode: "excl-ignored",
+        mechanisms: &["pidfile"],
+        families: &["lock-files"],
+        must_fail: &["git-style-lock-file::pidfile", "exclusive-race-2::pidfile"],
+    },
+    Case {
+        mode: "lease-noop",
+        mechanisms: &["lease"],
+        families: &["leases"],
+        must_fail: &[
+            "lease-broken-by-conflicting-open::lease",
+            "lease-denied-when-open-for-write::lease",
+        ],
+    },
+];
+
 #[test]
-fn shims_are_caught() {
+fn every_family_catches_its_mutation() {
     let work = tempfile::tempdir().expect("tempdir");
-    let control = run_catalog(None, work.path(), "control");
+    let control = run_catalog(None, &[], work.path(), "control");
     assert_eq!(
         control.code, 0,
         "the catalog must pass without a shim:\n{}",
         control.stderr
     );
     assert!(control.failed.is_empty());
+    let shim = build_shim(work.path());
+    let mut covered = BTreeSet::new();
+    for case in CASES {
+        let started = std::time::Instant::now();
+        let run = run_catalog(
+            Some((&shim, case.mode)),
+            case.mechanisms,
+            work.path(),
+            case.mode,
+        );
+        eprintln!(
+            "mutation {}: {} trials failed in {:?}",
+            case.mode,
+            run.failed.len(),
+            started.elapsed()
+        );
+        assert_eq!(
+            run.code, 1,
+            "mutation {} must make the run exit 1\n{}",
+            case.mode, run.stderr
+        );
+        for id in case.must_fail {
+            assert!(
+                run.failed.contains(*id),
+                "mutation {}: {id} did not catch it; failed: {:?}; passed: {}",
+                case.mode,
+                run.failed,
+                run.passed.contains(*id)
+            );
+            assert!(
+                run.stderr.contains(&format!("m::{id}")),
+                "mutation {}: failing trial m::{id} is not named on the console:\n{}",
+                case.mode,
+                run.stderr
+            );
+        }
+        covered.extend(case.families.iter().copied());
+    }
+    // Every family of the catalog has a mutation it catches.
+    let catalog = lockcheck::catalog::load_dir(&repo().join("scenarios")).expect("catalog");
+    for s in &catalog.scenarios {
+        let fam = s.scenario.family.value.as_str();
+        assert!(covered.contains(fam), "family {fam} has no mutation test");
+    }
+}
 
-    // flock() that locks nothing.
-    let shim = build_shim("flock_noop", work.path());
-    let run = run_catalog(Some(&shim), work.path(), "flock");
-    check_caught(
-        &run,
-        &[
-            "exclusive-race-2::flock",
-            "exclusive-race-16::flock",
-            "shared-shared::flock",
-            "shared-exclusive-conflict::flock",
-            "unlock-lets-contender-in::flock",
-            "exclusive-blocks-until-release::flock",
-            "killed-holder-releases::flock",
-            "close-dup-releases-posix::flock",
-            "close-second-open-releases-posix::flock",
-            "fork-inherits-flock-ofd::flock",
-        ],
-        &["flock"],
-    );
-    assert!(run.passed.contains("exclusive-race-2::posix"));
-
-    // F_SETLKW / F_OFD_SETLKW that do not wait.
-    let shim = build_shim("setlkw_to_setlk", work.path());
-    let run = run_catalog(Some(&shim), work.path(), "setlkw");
-    check_caught(
-        &run,
-        &[
-            "exclusive-blocks-until-release::posix",
-            "exclusive-blocks-until-release::ofd",
-            "killed-holder-releases::posix",
-            "killed-holder-releases::ofd",
-        ],
-        &["posix", "ofd"],
-    );
-    assert!(run.passed.contains("exclusive-blocks-until-release::flock"));
+#[test]
+fn the_shim_leaves_the_harness_alone() {
+    // Without the actor marker the shim must not change anything: the
+    // harness itself runs with it preloaded and must behave.
+    let work = tempfile::tempdir().expect("tempdir");
+    let shim = build_shim(work.path());
+    let o = Command::new(env!("CARGO_BIN_EXE_lockcheck"))
+        .arg("list")
+        .env("LD_PRELOAD", &shim)
+        .env("LOCKCHECK_MUTATION", "close-keeps-locks")
+        .output()
+        .expect("running lockcheck");
+    assert_eq!(o.status.code(), Some(0));
 }

@@ -1,0 +1,287 @@
+/*
+ * Mutation shims for lockcheck's test suite: an LD_PRELOAD library that
+ * breaks one aspect of file locking, to prove that the catalog notices.
+ *
+ *   LOCKCHECK_MUTATION=<mode>       which breakage (see below)
+ *   LOCKCHECK_MUTATION_DIR=<dir>    only files under this directory are affected
+ *
+ * It is active only in lockcheck actor processes (argv[1] is the actor
+ * marker), never in the harness itself.
+ *
+ * Modes:
+ *   flock-noop        flock() succeeds without locking
+ *   setlkw-nowait     F_SETLKW / F_OFD_SETLKW become F_SETLK / F_OFD_SETLK
+ *   setlk-noop        record lock requests succeed without locking
+ *   ranges-whole-file every record lock / test covers the whole file
+ *   open-rdwr         read-only and write-only opens become read-write
+ *   edeadlk-eagain    EDEADLK is reported as EAGAIN
+ *   close-keeps-locks close() of a file under the directory does nothing
+ *   flock-as-posix    flock() is emulated with whole-file POSIX locks (as NFS does)
+ *   ofd-as-posix      F_OFD_* commands become the process-owned F_* commands
+ *   getlk-pid-zero    F_GETLK / F_OFD_GETLK report pid 0 for a conflicting lock
+ *   excl-ignored      O_EXCL is dropped from open()
+ *   lease-noop        F_SETLEASE succeeds without a lease
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+enum mode {
+    NONE,
+    FLOCK_NOOP,
+    SETLKW_NOWAIT,
+    SETLK_NOOP,
+    RANGES_WHOLE_FILE,
+    OPEN_RDWR,
+    EDEADLK_EAGAIN,
+    CLOSE_KEEPS_LOCKS,
+    FLOCK_AS_POSIX,
+    OFD_AS_POSIX,
+    GETLK_PID_ZERO,
+    EXCL_IGNORED,
+    LEASE_NOOP,
+};
+
+static const char *names[] = {
+    "", "flock-noop", "setlkw-nowait", "setlk-noop", "ranges-whole-file",
+    "open-rdwr", "edeadlk-eagain", "close-keeps-locks", "flock-as-posix",
+    "ofd-as-posix", "getlk-pid-zero", "excl-ignored", "lease-noop",
+};
+
+static enum mode mode = NONE;
+static char dir[4096];
+static size_t dir_len;
+
+typedef int (*fcntl_fn)(int, int, ...);
+typedef int (*flock_fn)(int, int);
+typedef int (*open_fn)(const char *, int, ...);
+typedef int (*openat_fn)(int, const char *, int, ...);
+typedef int (*close_fn)(int);
+
+static fcntl_fn real_fcntl;
+static flock_fn real_flock;
+static open_fn real_open;
+static openat_fn real_openat;
+static close_fn real_close;
+
+static void *next(const char *a, const char *b)
+{
+    void *f = dlsym(RTLD_NEXT, a);
+    return f ? f : dlsym(RTLD_NEXT, b);
+}
+
+__attribute__((constructor)) static void init(void)
+{
+    real_fcntl = (fcntl_fn)next("fcntl64", "fcntl");
+    real_flock = (flock_fn)next("flock", "flock");
+    real_open = (open_fn)next("open64", "open");
+    real_openat = (openat_fn)next("openat64", "openat");
+    real_close = (close_fn)next("close", "close");
+
+    const char *m = getenv("LOCKCHECK_MUTATION");
+    if (!m)
+        return;
+    /* Only in actors: /proc/self/cmdline's second word is the marker. */
+    char cmd[4096];
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t n = syscall(SYS_read, fd, cmd, sizeof(cmd) - 1);
+    syscall(SYS_close, fd);
+    if (n <= 0)
+        return;
+    cmd[n] = 0;
+    size_t first = strlen(cmd);
+    if ((ssize_t)first + 1 >= n || strcmp(cmd + first + 1, "__lockcheck_actor") != 0)
+        return;
+    for (size_t i = 1; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcmp(m, names[i]) == 0)
+            mode = (enum mode)i;
+    const char *d = getenv("LOCKCHECK_MUTATION_DIR");
+    if (d && strlen(d) < sizeof(dir)) {
+        strcpy(dir, d);
+        dir_len = strlen(dir);
+    }
+}
+
+static int path_in_dir(const char *path)
+{
+    return path && (dir_len == 0 || strncmp(path, dir, dir_len) == 0);
+}
+
+static int fd_in_dir(int fd)
+{
+    if (dir_len == 0)
+        return 1;
+    char link[64], target[4096];
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, target, sizeof(target) - 1);
+    if (n <= 0)
+        return 0;
+    target[n] = 0;
+    return strncmp(target, dir, dir_len) == 0;
+}
+
+static int is_setlk(int cmd)
+{
+    return cmd == F_SETLK || cmd == F_SETLKW || cmd == F_OFD_SETLK || cmd == F_OFD_SETLKW;
+}
+
+static int is_getlk(int cmd)
+{
+    return cmd == F_GETLK || cmd == F_OFD_GETLK;
+}
+
+static int mutated_fcntl(int fd, int cmd, void *arg)
+{
+    if (mode == NONE || !fd_in_dir(fd))
+        return real_fcntl(fd, cmd, arg);
+    struct flock *fl = arg;
+    switch (mode) {
+    case SETLKW_NOWAIT:
+        if (cmd == F_SETLKW)
+            cmd = F_SETLK;
+        else if (cmd == F_OFD_SETLKW)
+            cmd = F_OFD_SETLK;
+        break;
+    case SETLK_NOOP:
+        if (is_setlk(cmd) && fl->l_type != F_UNLCK)
+            return 0;
+        break;
+    case RANGES_WHOLE_FILE:
+        if (is_setlk(cmd) || is_getlk(cmd)) {
+            fl->l_whence = SEEK_SET;
+            fl->l_start = 0;
+            fl->l_len = 0;
+        }
+        break;
+    case EDEADLK_EAGAIN: {
+        int r = real_fcntl(fd, cmd, arg);
+        if (r < 0 && errno == EDEADLK)
+            errno = EAGAIN;
+        return r;
+    }
+    case OFD_AS_POSIX:
+        if (cmd == F_OFD_SETLK)
+            cmd = F_SETLK;
+        else if (cmd == F_OFD_SETLKW)
+            cmd = F_SETLKW;
+        else if (cmd == F_OFD_GETLK)
+            cmd = F_GETLK;
+        break;
+    case GETLK_PID_ZERO: {
+        int r = real_fcntl(fd, cmd, arg);
+        if (r == 0 && is_getlk(cmd) && fl->l_type != F_UNLCK)
+            fl->l_pid = 0;
+        return r;
+    }
+    case LEASE_NOOP:
+        if (cmd == F_SETLEASE)
+            return 0;
+        break;
+    default:
+        break;
+    }
+    return real_fcntl(fd, cmd, arg);
+}
+
+int fcntl(int fd, int cmd, ...)
+{
+    va_list ap;
+    va_start(ap, cmd);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+    return mutated_fcntl(fd, cmd, arg);
+}
+
+int fcntl64(int fd, int cmd, ...)
+{
+    va_list ap;
+    va_start(ap, cmd);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+    return mutated_fcntl(fd, cmd, arg);
+}
+
+int flock(int fd, int op)
+{
+    if (mode == NONE || !fd_in_dir(fd))
+        return real_flock(fd, op);
+    if (mode == FLOCK_NOOP)
+        return 0;
+    if (mode == FLOCK_AS_POSIX) {
+        /* What an NFS client does: a whole-file POSIX lock. */
+        struct flock fl;
+        memset(&fl, 0, sizeof(fl));
+        fl.l_whence = SEEK_SET;
+        int base = op & ~LOCK_NB;
+        fl.l_type = base == LOCK_EX ? F_WRLCK : base == LOCK_SH ? F_RDLCK : F_UNLCK;
+        int r = real_fcntl(fd, (op & LOCK_NB) || base == LOCK_UN ? F_SETLK : F_SETLKW, &fl);
+        if (r < 0 && errno == EACCES)
+            errno = EWOULDBLOCK;
+        return r;
+    }
+    return real_flock(fd, op);
+}
+
+static int mutate_flags(const char *path, int flags)
+{
+    if (mode == NONE || !path_in_dir(path))
+        return flags;
+    if (mode == OPEN_RDWR && !(flags & O_DIRECTORY))
+        flags = (flags & ~O_ACCMODE) | O_RDWR;
+    if (mode == EXCL_IGNORED)
+        flags &= ~O_EXCL;
+    return flags;
+}
+
+int open(const char *path, int flags, ...)
+{
+    va_list ap;
+    va_start(ap, flags);
+    int m = va_arg(ap, int);
+    va_end(ap);
+    return real_open(path, mutate_flags(path, flags), m);
+}
+
+int open64(const char *path, int flags, ...)
+{
+    va_list ap;
+    va_start(ap, flags);
+    int m = va_arg(ap, int);
+    va_end(ap);
+    return real_open(path, mutate_flags(path, flags), m);
+}
+
+int openat(int dirfd, const char *path, int flags, ...)
+{
+    va_list ap;
+    va_start(ap, flags);
+    int m = va_arg(ap, int);
+    va_end(ap);
+    return real_openat(dirfd, path, mutate_flags(path, flags), m);
+}
+
+int openat64(int dirfd, const char *path, int flags, ...)
+{
+    va_list ap;
+    va_start(ap, flags);
+    int m = va_arg(ap, int);
+    va_end(ap);
+    return real_openat(dirfd, path, mutate_flags(path, flags), m);
+}
+
+int close(int fd)
+{
+    if (mode == CLOSE_KEEPS_LOCKS && fd > 2 && fd_in_dir(fd))
+        return 0;
+    return real_close(fd);
+}
