@@ -130,6 +130,29 @@ pub fn main() -> ! {
         // A lease holder is told of a lease break with SIGIO, whose default
         // action would end the actor; F_GETLEASE shows the break instead.
         libc::signal(libc::SIGIO, libc::SIG_IGN);
+        // Children (forked or spawned actors) are reaped by the kernel at once,
+        // so a dead actor's pid is free (for PID reuse) and no zombie is left.
+        libc::signal(libc::SIGCHLD, libc::SIG_IGN);
+    }
+    // A spawned actor connects back to the harness on a socket instead of
+    // talking over its stdin/stdout.
+    let mut args = std::env::args().skip(3);
+    if let (Some(flag), Some(socket)) = (args.next(), args.next()) {
+        if flag == "--connect" {
+            let fd = match SocketAddr::from_abstract_name(socket.as_bytes())
+                .and_then(|a| UnixStream::connect_addr(&a))
+            {
+                Ok(s) => s.into_raw_fd(),
+                Err(e) => die(98, &format!("cannot connect to the harness: {e}")),
+            };
+            // SAFETY: dup2/close on descriptors this process owns.
+            unsafe {
+                if libc::dup2(fd, 0) < 0 || libc::dup2(fd, 1) < 0 {
+                    libc::_exit(96);
+                }
+                libc::close(fd);
+            }
+        }
     }
     serve(
         Io {
@@ -434,8 +457,10 @@ fn perform(req: &Request) -> Outcome {
                 times,
                 offset,
             } => counter(*fd, lock, unlock, *times, *offset),
-            Request::PidfileLock { path } => pidfile_lock(path),
-            Request::PidfileUnlock { path } => with_path(path, |p| libc::unlink(p)),
+            Request::LockFileCreate { path, pid } => lock_file(path, *pid),
+            Request::LockFileRemove { path } => with_path(path, |p| libc::unlink(p)),
+            Request::PidAlive { path } => pid_alive(path),
+            Request::Spawn { socket, set_tid } => spawn_actor(socket, *set_tid),
             Request::Fork { .. } | Request::Thread { .. } | Request::Exec => Outcome::BadRequest {
                 message: "handled by the request loop".into(),
             },
@@ -497,16 +522,17 @@ fn counter(fd: RawFd, lock: &Request, unlock: &Request, times: u32, offset: u64)
     }
 }
 
-/// The pid-file pattern of daemons: create exclusively and write our pid;
-/// an existing file whose pid is gone is stale: remove it and try once more.
-fn pidfile_lock(path: &str) -> Outcome {
+/// A lock file created exclusively. With `pid` (the daemon pid-file
+/// pattern), write our pid, and treat an existing file whose pid is gone as
+/// stale: remove it and try once more.
+fn lock_file(path: &str, pid: bool) -> Outcome {
     let Ok(c) = CString::new(path.as_bytes()) else {
         return Outcome::Failed {
             errno: libc::EINVAL,
         };
     };
     for attempt in 0..2 {
-        // SAFETY: open/write/close/read/kill/unlink with valid arguments.
+        // SAFETY: open/write/close/unlink with valid arguments.
         unsafe {
             let fd = libc::open(
                 c.as_ptr(),
@@ -514,28 +540,21 @@ fn pidfile_lock(path: &str) -> Outcome {
                 0o644 as libc::c_uint,
             );
             if fd >= 0 {
-                let pid = format!("{}\n", std::process::id());
-                let n = libc::write(fd, pid.as_ptr().cast(), pid.len());
-                let e = errno();
+                let mut result = Outcome::Done { ret: 0 };
+                if pid {
+                    let text = format!("{}\n", std::process::id());
+                    if libc::write(fd, text.as_ptr().cast(), text.len()) < 0 {
+                        result = Outcome::Failed { errno: errno() };
+                    }
+                }
                 libc::close(fd);
-                return if n < 0 {
-                    Outcome::Failed { errno: e }
-                } else {
-                    Outcome::Done { ret: 0 }
-                };
+                return result;
             }
             let e = errno();
-            if e != libc::EEXIST || attempt > 0 {
+            if e != libc::EEXIST || !pid || attempt > 0 {
                 return Outcome::Failed { errno: e };
             }
-            let holder: Option<i32> = std::fs::read_to_string(path)
-                .ok()
-                .and_then(|t| t.trim().parse().ok());
-            let stale = match holder {
-                Some(pid) if pid > 0 => libc::kill(pid, 0) < 0 && errno() == libc::ESRCH,
-                _ => false,
-            };
-            if !stale {
+            if !matches!(pid_alive(path), Outcome::Failed { errno } if errno == libc::ESRCH) {
                 return Outcome::Failed {
                     errno: libc::EEXIST,
                 };
@@ -546,6 +565,124 @@ fn pidfile_lock(path: &str) -> Outcome {
     Outcome::Failed {
         errno: libc::EEXIST,
     }
+}
+
+/// The stale check of the pid-file pattern: is the process named in the file alive?
+fn pid_alive(path: &str) -> Outcome {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            return Outcome::Failed {
+                errno: e.raw_os_error().unwrap_or(libc::EIO),
+            }
+        }
+    };
+    let Ok(pid) = text.trim().parse::<i32>() else {
+        return Outcome::Failed {
+            errno: libc::EINVAL,
+        };
+    };
+    if pid <= 0 {
+        return Outcome::Failed {
+            errno: libc::EINVAL,
+        };
+    }
+    // SAFETY: kill with signal 0 only checks for existence and permission.
+    let r = unsafe { libc::kill(pid, 0) };
+    if r == 0 || errno() == libc::EPERM {
+        Outcome::Done {
+            ret: i64::from(pid),
+        }
+    } else {
+        Outcome::Failed { errno: errno() }
+    }
+}
+
+/// clone3(2)'s argument block (struct clone_args, version 2: with set_tid and cgroup).
+#[repr(C)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// Start a fresh actor process that connects back on `socket`; with
+/// `set_tid`, clone3 gives it exactly that pid (EEXIST if it is taken,
+/// EPERM without CAP_SYS_ADMIN). The child only execs or exits.
+fn spawn_actor(socket: &str, set_tid: Option<i32>) -> Outcome {
+    let exe = match std::fs::read_link("/proc/self/exe") {
+        Ok(p) => p,
+        Err(e) => {
+            return Outcome::Failed {
+                errno: e.raw_os_error().unwrap_or(libc::ENOENT),
+            }
+        }
+    };
+    let (Ok(path), Ok(arg1), Ok(arg2), Ok(arg3), Ok(arg4)) = (
+        CString::new(exe.as_os_str().as_encoded_bytes()),
+        CString::new(ACTOR_ARG),
+        CString::new("0"),
+        CString::new("--connect"),
+        CString::new(socket),
+    ) else {
+        return Outcome::Failed {
+            errno: libc::EINVAL,
+        };
+    };
+    let argv = [
+        path.as_ptr(),
+        arg1.as_ptr(),
+        arg2.as_ptr(),
+        arg3.as_ptr(),
+        arg4.as_ptr(),
+        std::ptr::null(),
+    ];
+    let tid: [libc::pid_t; 1] = [set_tid.unwrap_or(0)];
+    let args = CloneArgs {
+        flags: 0,
+        pidfd: 0,
+        child_tid: 0,
+        parent_tid: 0,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+        set_tid: if set_tid.is_some() {
+            tid.as_ptr() as u64
+        } else {
+            0
+        },
+        set_tid_size: u64::from(set_tid.is_some()),
+        cgroup: 0,
+    };
+    // SAFETY: clone3 with a valid argument block; like fork, the child of this
+    // single-threaded process continues here and only execs or exits.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if pid < 0 {
+        return Outcome::Failed { errno: errno() };
+    }
+    if pid == 0 {
+        // SAFETY: exec the actor binary, or exit if that fails.
+        unsafe {
+            libc::execv(path.as_ptr(), argv.as_ptr());
+            libc::_exit(127);
+        }
+    }
+    Outcome::Spawned { pid: pid as i32 }
 }
 
 fn ret(r: i64) -> Outcome {

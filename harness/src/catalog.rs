@@ -63,6 +63,10 @@ fn hint_for(message: &str) -> Option<&'static str> {
         Some("put a step's fields under its operation: `- lock: {actor: a, mode: exclusive}`")
     } else if message.contains("flow mapping") || message.contains("flow sequence") {
         Some("inside `{...}` or `[...]`, quote text that contains `,`, `[`, `]`, `{`, `}` or `: `")
+    } else if message.contains("unknown field `")
+        && message.split('`').nth(1).is_some_and(|f| f.contains(' '))
+    {
+        Some("a comma inside `{...}` splits the value: quote text that contains `,`, such as `note: \"a, b\"`")
     } else if message.contains("unknown field") {
         Some("see scenarios/README.md for the keys each operation takes")
     } else if message.contains("tab") {
@@ -267,6 +271,55 @@ fn build(source: String, files: Vec<(String, Vec<u8>)>) -> Result<Catalog> {
         hash: fnv1a(&files),
         scenarios,
     })
+}
+
+/// The catalog as Markdown tables by family (the list in scenarios/README.md).
+pub fn markdown_table(cat: &Catalog) -> String {
+    use std::fmt::Write as _;
+    let mut scenarios: Vec<&Arc<LoadedScenario>> = cat.scenarios.iter().collect();
+    scenarios.sort_by(|x, y| {
+        (x.scenario.family.value, x.name()).cmp(&(y.scenario.family.value, y.name()))
+    });
+    let mut families: Vec<crate::scenario::Family> =
+        scenarios.iter().map(|s| s.scenario.family.value).collect();
+    families.dedup();
+    let mut out = format!(
+        "{} scenarios in {} families. Each runs for every mechanism listed; a default mechanism (flock, posix, ofd) it leaves out is reported as a skip with the reason.\n",
+        scenarios.len(),
+        families.len()
+    );
+    for fam in families {
+        let _ = write!(
+            out,
+            "\n### {} (`{}`)\n\n| scenario | severity | mechanisms | what it checks |\n|---|---|---|---|\n",
+            fam.title(),
+            fam.as_str()
+        );
+        for s in scenarios.iter().filter(|s| s.scenario.family.value == fam) {
+            let mechs: Vec<&str> = s
+                .plans
+                .iter()
+                .filter(|(_, a)| matches!(a, Applicability::Applies(_)))
+                .map(|(m, _)| m.as_str())
+                .collect();
+            let summary = s.scenario.summary.split_whitespace().collect::<Vec<_>>().join(" ");
+            let first = summary
+                .split(". ")
+                .next()
+                .unwrap_or("")
+                .trim_end_matches('.')
+                .replace('|', "\\|");
+            let _ = writeln!(
+                out,
+                "| [`{0}`]({0}.yaml) | {1} | {2} | {3} |",
+                s.name(),
+                s.scenario.severity.as_str(),
+                mechs.join(", "),
+                first
+            );
+        }
+    }
+    out
 }
 
 /// Load every `*.yaml` file of a directory.

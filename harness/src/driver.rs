@@ -25,7 +25,7 @@ use crate::mech::{self, WaitSignature};
 use crate::observe::{self, describe_process, BlockDetector, Evidence, Pidfd};
 use crate::plan::{Expectation, LockKind, Op, PlannedStep, TrialPlan};
 use crate::protocol::{Envelope, HelloBody, Outcome, Reply, Request, ACTOR_ARG, VERSION};
-use crate::report::{Failure, StepRecord};
+use crate::report::{Failure, Measurement, StepRecord};
 use crate::scenario::{Access, LockMode, Mechanism};
 
 /// How long an actor may take to start and say hello.
@@ -67,6 +67,8 @@ pub struct TrialOutcome {
     pub actors: Vec<(String, Option<i32>)>,
     /// Problems during teardown (an actor that would not die).
     pub teardown: Vec<String>,
+    /// Times measured (fault to lock, how long a contender waited).
+    pub measurements: Vec<Measurement>,
 }
 
 /// An error of lockcheck itself (not of the target) that stops the trial.
@@ -152,6 +154,15 @@ impl ActorRt {
 
 static SOCKET_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// How a new actor comes to be.
+#[derive(Debug, Clone, Copy)]
+enum NewActor {
+    Fork,
+    Thread,
+    /// A fresh process; with a pid, forced to that pid.
+    Spawn(Option<i32>),
+}
+
 /// A message from an actor: a greeting (after start or exec) or a reply.
 #[derive(serde::Deserialize)]
 #[serde(untagged)]
@@ -170,11 +181,18 @@ pub struct Driver<'a> {
     plan: &'a TrialPlan,
     env: &'a TrialEnv<'a>,
     actors: Vec<ActorRt>,
-    pgid: Option<i32>,
+    /// Process groups of the actors the harness started (each leads its own,
+    /// so that a dead actor's PID is free for reuse; forked and spawned actors
+    /// join their parent's group).
+    pgids: Vec<i32>,
     seq: u64,
     t0: Instant,
     /// When the previous step ended: completion latencies are measured from it.
     last_step_end: Instant,
+    /// The last fault (kill, stop, close-all, exit, lab fault): when and which step.
+    last_fault: Option<(Instant, usize, String)>,
+    /// Values measured during the trial, for the report.
+    measurements: Vec<Measurement>,
 }
 
 impl<'a> Driver<'a> {
@@ -188,10 +206,12 @@ impl<'a> Driver<'a> {
                 .iter()
                 .map(|a| ActorRt::new(&a.name, a.thread_of))
                 .collect(),
-            pgid: None,
+            pgids: Vec::new(),
             seq: 0,
             t0: now,
             last_step_end: now,
+            last_fault: None,
+            measurements: Vec::new(),
         }
     }
 
@@ -250,6 +270,7 @@ impl<'a> Driver<'a> {
                 .map(|a| (a.name.clone(), a.pid))
                 .collect(),
             teardown,
+            measurements: self.measurements,
         }
     }
 
@@ -266,14 +287,12 @@ impl<'a> Driver<'a> {
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
-                .process_group(self.pgid.unwrap_or(0));
+                .process_group(0);
             let mut child = cmd
                 .spawn()
                 .map_err(|e| Infra(format!("spawning {}: {e}", self.env.exe.display())))?;
             let pid = child.id() as i32;
-            if self.pgid.is_none() {
-                self.pgid = Some(pid);
-            }
+            self.pgids.push(pid);
             let (Some(stdin), Some(stdout), Some(stderr)) =
                 (child.stdin.take(), child.stdout.take(), child.stderr.take())
             else {
@@ -534,10 +553,22 @@ impl<'a> Driver<'a> {
                 )
             }
             Op::Exec => (Request::Exec, None, None),
+            Op::PidAlive { path } => (
+                Request::PidAlive {
+                    path: self.path(path),
+                },
+                None,
+                None,
+            ),
             Op::Fork { .. }
             | Op::Thread { .. }
-            | Op::Await
+            | Op::Spawn { .. }
+            | Op::Await { .. }
             | Op::Signal { .. }
+            | Op::Stop
+            | Op::Continue
+            | Op::CloseAll
+            | Op::Lab { .. }
             | Op::Listed { .. } => return Err(Infra("not a plain request".into())),
         })
     }
@@ -548,7 +579,7 @@ impl<'a> Driver<'a> {
         let mut calls = Vec::new();
         let mut latency: Option<Duration> = None;
         let observed: Vec<Observed> = match &step.op {
-            Op::Await => {
+            Op::Await { hold } => {
                 let mut out = Vec::new();
                 for &i in &step.actors {
                     calls.push(
@@ -558,11 +589,70 @@ impl<'a> Driver<'a> {
                             .map(|p| p.call.clone())
                             .unwrap_or_default(),
                     );
-                    let (obs, after) = self.await_pending(i, deadline, &step.expect)?;
+                    let (obs, after) = match hold {
+                        Some(d) => (self.hold_pending(i, *d, deadline)?, None),
+                        None => self.await_pending(i, deadline, &step.expect)?,
+                    };
                     latency = latency.max(after);
                     out.push(obs);
                 }
                 out
+            }
+            Op::Stop | Op::Continue => {
+                let mut out = Vec::new();
+                for &i in &step.actors {
+                    let stop = matches!(step.op, Op::Stop);
+                    let sig = if stop {
+                        Signal::SIGSTOP
+                    } else {
+                        Signal::SIGCONT
+                    };
+                    calls.push(self.signal_call(i, sig));
+                    out.push(self.stop_or_continue(i, stop, deadline));
+                }
+                out
+            }
+            Op::CloseAll => {
+                let mut out = Vec::new();
+                for &i in &step.actors {
+                    let mut names: Vec<String> = self.actors[i].fds.keys().cloned().collect();
+                    names.sort();
+                    let mut worst = Observed::Returned(Outcome::Done { ret: 0 });
+                    for name in names {
+                        let n = self.fd(i, &name)?.n;
+                        let req = Request::Close { fd: n };
+                        calls.push(mech::describe_request(&req));
+                        let seq = self.next_seq();
+                        self.send(i, seq, req)?;
+                        let obs = self.wait_call(i, seq, deadline, None, None)?;
+                        self.after_call(i, &Op::Close { fd: name }, &obs);
+                        if !matches!(obs, Observed::Returned(Outcome::Done { .. })) {
+                            worst = obs;
+                        }
+                    }
+                    out.push(worst);
+                }
+                out
+            }
+            Op::Spawn { child, pid_of } => {
+                let parent = step.actors[0];
+                let set_tid = match pid_of {
+                    Some(dead) => Some(self.actors[*dead].pid.ok_or_else(|| {
+                        Infra(format!("actor {} never had a pid", self.actors[*dead].name))
+                    })?),
+                    None => None,
+                };
+                calls.push(mech::describe_request(&Request::Spawn {
+                    socket: String::new(),
+                    set_tid,
+                }));
+                vec![self.new_actor(parent, *child, NewActor::Spawn(set_tid), deadline)?]
+            }
+            Op::Lab { fault, .. } => {
+                return Err(Infra(format!(
+                    "this target cannot inject `{}`",
+                    fault.as_str()
+                )))
             }
             Op::Signal { signal, fatal } => {
                 let mut out = Vec::new();
@@ -595,7 +685,12 @@ impl<'a> Driver<'a> {
                 let parent = step.actors[0];
                 let thread = matches!(step.op, Op::Thread { .. });
                 calls.push(if thread { "pthread_create()" } else { "fork()" }.into());
-                vec![self.new_actor(parent, *child, thread, deadline)?]
+                let kind = if thread {
+                    NewActor::Thread
+                } else {
+                    NewActor::Fork
+                };
+                vec![self.new_actor(parent, *child, kind, deadline)?]
             }
             Op::Listed {
                 fd,
@@ -642,7 +737,51 @@ impl<'a> Driver<'a> {
         };
         let end = Instant::now();
         self.last_step_end = end;
-        Ok(self.judge_step(step, start, end, calls, latency, observed))
+        if matches!(
+            step.op,
+            Op::Signal { fatal: true, .. }
+                | Op::Stop
+                | Op::CloseAll
+                | Op::Exit { .. }
+                | Op::Lab { .. }
+        ) {
+            self.last_fault = Some((end, step.number, step.op.describe(&self.plan.actors)));
+        }
+        // How long after the last fault a waiting call completed.
+        let after_fault = match (&step.op, &self.last_fault, latency) {
+            (Op::Await { .. }, Some((at, n, what)), Some(_)) => {
+                let ms = crate::report::ms(end.duration_since(*at));
+                self.measurements.push(Measurement {
+                    step: step.number,
+                    what: format!("lock granted after the fault of step {n} ({what})"),
+                    ms,
+                    bound_ms: Some(crate::report::ms(step.timeout)),
+                });
+                Some((ms, *n))
+            }
+            (Op::Await { .. }, _, Some(l)) => {
+                self.measurements.push(Measurement {
+                    step: step.number,
+                    what: "blocked call completed after the previous step".into(),
+                    ms: crate::report::ms(l),
+                    bound_ms: Some(crate::report::ms(step.timeout)),
+                });
+                None
+            }
+            _ => None,
+        };
+        if let Op::Await { hold: Some(d) } = step.op {
+            self.measurements.push(Measurement {
+                step: step.number,
+                what: "contender kept waiting (its timeout)".into(),
+                ms: crate::report::ms(d),
+                bound_ms: None,
+            });
+        }
+        let (mut record, stop) = self.judge_step(step, start, end, calls, latency, observed);
+        record.after_fault_ms = after_fault.map(|(ms, _)| ms);
+        record.fault_step = after_fault.map(|(_, n)| n);
+        Ok((record, stop))
     }
 
     /// Judge a step's observations and make its record.
@@ -703,6 +842,8 @@ impl<'a> Driver<'a> {
             start_ms: crate::report::ms(start.duration_since(self.t0)),
             elapsed_ms: crate::report::ms(end.duration_since(start)),
             completed_after_ms: latency.map(crate::report::ms),
+            after_fault_ms: None,
+            fault_step: None,
         };
         let stop = match (unsupported, verdict) {
             (Some(why), _) => Some(Stop::Skip(why)),
@@ -959,6 +1100,113 @@ impl<'a> Driver<'a> {
         }
     }
 
+    /// The call must keep waiting for `hold` (a contender with a lock timeout
+    /// behind a hung holder); then it is confirmed still blocked.
+    fn hold_pending(
+        &mut self,
+        i: usize,
+        hold: Duration,
+        deadline: Instant,
+    ) -> Result<Observed, Infra> {
+        let Some(p) = self.actors[i].pending.take() else {
+            return Err(Infra(format!(
+                "actor {} has no pending call",
+                self.actors[i].name
+            )));
+        };
+        let began = Instant::now();
+        let until = began + hold;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match self.recv(i, left)? {
+                Some(Ok(reply)) => {
+                    let obs = Observed::Returned(reply.outcome);
+                    self.after_call(i, &p.op, &obs);
+                    return Ok(obs);
+                }
+                Some(Err(died)) => return Ok(died),
+                None => {}
+            }
+        }
+        let obs = self.wait_call(i, p.seq, deadline, p.sig, p.ino)?;
+        Ok(match obs {
+            Observed::Blocked(ev) => {
+                self.actors[i].pending = Some(p);
+                Observed::Blocked(Evidence {
+                    text: format!(
+                        "kept waiting for {} ms; {}",
+                        began.elapsed().as_millis(),
+                        ev.text
+                    ),
+                })
+            }
+            other => {
+                self.after_call(i, &p.op, &other);
+                other
+            }
+        })
+    }
+
+    /// SIGSTOP or SIGCONT, then wait until the kernel shows the new state.
+    fn stop_or_continue(&mut self, i: usize, stop: bool, deadline: Instant) -> Observed {
+        let pid = self.actors[i].pid.unwrap_or(0);
+        let sig = if stop {
+            Signal::SIGSTOP
+        } else {
+            Signal::SIGCONT
+        };
+        if let Err(e) = kill(Pid::from_raw(pid), sig) {
+            return Observed::Died {
+                detail: format!("kill({pid}, {}) failed: {e}", sig.as_str()),
+            };
+        }
+        let reached = |s: char| {
+            if stop {
+                matches!(s, 'T' | 't')
+            } else {
+                !matches!(s, 'T' | 't')
+            }
+        };
+        let mut pause = Duration::from_micros(10);
+        loop {
+            match observe::read_state(pid) {
+                Ok(s) if reached(s) => {
+                    return Observed::Returned(Outcome::Done { ret: 0 });
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    return Observed::Died {
+                        detail: format!("pid {pid} is gone"),
+                    }
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Observed::Hung {
+                    waited: Duration::ZERO,
+                    process: format!(
+                        "did not {}: {}",
+                        if stop { "stop" } else { "continue" },
+                        describe_process(pid)
+                    ),
+                };
+            }
+            // The state changes as soon as the signal is delivered: poll it
+            // with a short, growing pause, bounded by the deadline.
+            let _ = nix::poll::ppoll(
+                &mut [],
+                Some(nix::sys::time::TimeSpec::from_duration(
+                    pause.min(deadline - now),
+                )),
+                None,
+            );
+            pause = (pause * 2).min(Duration::from_millis(1));
+        }
+    }
+
     fn signal_call(&self, i: usize, signal: Signal) -> String {
         let a = &self.actors[i];
         match (a.thread_of, a.pid, a.tid) {
@@ -1089,7 +1337,9 @@ impl<'a> Driver<'a> {
             Mechanism::Posix => ("POSIX", i64::from(self.actors[i].pid.unwrap_or(0))),
             Mechanism::Ofd => ("OFDLCK", -1),
             Mechanism::Lease => ("LEASE", i64::from(self.actors[i].pid.unwrap_or(0))),
-            Mechanism::Pidfile => return Err(Infra("pid files are not in /proc/locks".into())),
+            Mechanism::Pidfile | Mechanism::Lockfile => {
+                return Err(Infra("lock files are not in /proc/locks".into()))
+            }
         };
         let access = match mode {
             LockMode::Exclusive => "WRITE",
@@ -1126,13 +1376,14 @@ impl<'a> Driver<'a> {
         })
     }
 
-    /// A new actor: a forked child or a thread of `parent`, connected back
-    /// through an abstract Unix socket only that process may use.
+    /// A new actor: a forked child, a thread or a spawned process of
+    /// `parent`, connected back through an abstract Unix socket only that
+    /// process may use.
     fn new_actor(
         &mut self,
         parent: usize,
         child: usize,
-        thread: bool,
+        kind: NewActor,
         deadline: Instant,
     ) -> Result<Observed, Infra> {
         let name = format!(
@@ -1149,18 +1400,28 @@ impl<'a> Driver<'a> {
             .set_nonblocking(true)
             .map_err(|e| Infra(format!("listener: {e}")))?;
         let seq = self.next_seq();
-        let req = if thread {
-            Request::Thread { socket: name }
-        } else {
-            Request::Fork { socket: name }
+        let req = match kind {
+            NewActor::Thread => Request::Thread { socket: name },
+            NewActor::Fork => Request::Fork { socket: name },
+            NewActor::Spawn(set_tid) => Request::Spawn {
+                socket: name,
+                set_tid,
+            },
         };
         self.send(parent, seq, req)?;
         let obs = self.wait_call(parent, seq, deadline, None, None)?;
         let peer = match &obs {
-            Observed::Returned(Outcome::Forked { pid }) => *pid,
+            Observed::Returned(Outcome::Forked { pid } | Outcome::Spawned { pid }) => *pid,
             Observed::Returned(Outcome::Threaded { .. }) => self.actors[parent].pid.unwrap_or(0),
             _ => return Ok(obs),
         };
+        if let NewActor::Spawn(Some(want)) = kind {
+            if peer != want {
+                return Err(Infra(format!(
+                    "clone3 asked for pid {want} but gave {peer}"
+                )));
+            }
+        }
         let Some(stream) = accept_from(&listener, peer, deadline)? else {
             return Ok(Observed::Hung {
                 waited: Duration::ZERO,
@@ -1170,14 +1431,17 @@ impl<'a> Driver<'a> {
         let write_half = stream
             .try_clone()
             .map_err(|e| Infra(format!("socket: {e}")))?;
-        let inherited = self.actors[parent].fds.clone();
+        let inherited = match kind {
+            NewActor::Spawn(_) => HashMap::new(),
+            _ => self.actors[parent].fds.clone(),
+        };
         let c = &mut self.actors[child];
         c.chan = Some(
             Channel::new(OwnedFd::from(stream), OwnedFd::from(write_half))
                 .map_err(|e| Infra(format!("new actor's channel: {e}")))?,
         );
         c.pid = Some(peer);
-        if !thread {
+        if !matches!(kind, NewActor::Thread) {
             c.pidfd = Pidfd::open(peer).ok();
         }
         c.alive = true;
@@ -1189,8 +1453,8 @@ impl<'a> Driver<'a> {
     /// Kill everything the trial started and wait for it to be gone.
     fn teardown(&mut self) -> Vec<String> {
         let mut problems = Vec::new();
-        if let Some(pg) = self.pgid {
-            let _ = killpg(Pid::from_raw(pg), Signal::SIGKILL);
+        for pg in &self.pgids {
+            let _ = killpg(Pid::from_raw(*pg), Signal::SIGKILL);
         }
         for a in &mut self.actors {
             a.chan = None;

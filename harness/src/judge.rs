@@ -229,6 +229,7 @@ pub fn describe_observed(obs: &Observed) -> String {
             Outcome::Data { data } => format!("data {data:?}"),
             Outcome::Forked { pid } => format!("ok (child pid {pid})"),
             Outcome::Threaded { tid } => format!("ok (thread {tid})"),
+            Outcome::Spawned { pid } => format!("ok (new process, pid {pid})"),
             Outcome::Leased { l_type } => match i32::try_from(*l_type).unwrap_or(-1) {
                 libc::F_RDLCK => "lease F_RDLCK (read)".into(),
                 libc::F_WRLCK => "lease F_WRLCK (write)".into(),

@@ -94,6 +94,15 @@ struct ListArgs {
     /// Directory of scenario files. Default: ./scenarios if present, else the built-in catalog.
     #[arg(long, value_name = "DIR")]
     scenarios: Option<PathBuf>,
+    /// `text` (a line per scenario) or `markdown` (tables by family, as in scenarios/README.md).
+    #[arg(long, value_enum, default_value = "text")]
+    format: ListFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ListFormat {
+    Text,
+    Markdown,
 }
 
 fn main() -> ExitCode {
@@ -169,6 +178,10 @@ fn list(a: ListArgs) -> Result<ExitCode, Error> {
     scenarios.sort_by(|x, y| {
         (x.scenario.family.value, x.name()).cmp(&(y.scenario.family.value, y.name()))
     });
+    if let ListFormat::Markdown = a.format {
+        emit(&catalog::markdown_table(&cat));
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut text = format!("{} scenarios from {}\n\n", cat.scenarios.len(), cat.source);
     text.push_str(&format!(
         "{:<16} {:<44} {:<10} mechanisms\n",

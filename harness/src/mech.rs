@@ -131,11 +131,14 @@ pub fn lock_request(
                 None,
             )
         }
-        Mechanism::Pidfile => {
+        Mechanism::Pidfile | Mechanism::Lockfile => {
             let path = pidfile_path(path);
             let req = match kind {
-                LockKind::Unlock => Request::PidfileUnlock { path },
-                _ => Request::PidfileLock { path },
+                LockKind::Unlock => Request::LockFileRemove { path },
+                _ => Request::LockFileCreate {
+                    path,
+                    pid: mech == Mechanism::Pidfile,
+                },
             };
             (req, None)
         }
@@ -303,11 +306,19 @@ pub fn describe_request(req: &Request) -> String {
             "{times} × [{}; pread({fd}, {offset}); pwrite({fd}, {offset}); unlock]",
             describe_request(lock)
         ),
-        Request::PidfileLock { path } => format!(
+        Request::LockFileCreate { path, pid: true } => format!(
             "open(\"{}\", O_CREAT|O_EXCL|O_WRONLY) + write(pid) (stale if kill(pid, 0) fails)",
             base(path)
         ),
-        Request::PidfileUnlock { path } => format!("unlink(\"{}\")", base(path)),
+        Request::LockFileCreate { path, pid: false } => {
+            format!("open(\"{}\", O_CREAT|O_EXCL|O_WRONLY)", base(path))
+        }
+        Request::LockFileRemove { path } => format!("unlink(\"{}\")", base(path)),
+        Request::PidAlive { path } => format!("kill(pid in \"{}\", 0)", base(path)),
+        Request::Spawn {
+            set_tid: Some(t), ..
+        } => format!("clone3(set_tid=[{t}]) + execve(lockcheck actor)"),
+        Request::Spawn { set_tid: None, .. } => "clone3() + execve(lockcheck actor)".into(),
     }
 }
 
@@ -392,8 +403,9 @@ mod tests {
         );
         assert_eq!(
             r,
-            Request::PidfileLock {
-                path: "/x/lock.lock".into()
+            Request::LockFileCreate {
+                path: "/x/lock.lock".into(),
+                pid: true
             }
         );
         assert!(s.is_none());

@@ -39,6 +39,46 @@ pub struct TrialPlan {
     pub hosts: Vec<String>,
     /// Whether a step opens files through a second mount.
     pub needs_second_mount: bool,
+    /// Faults and abilities the target must provide, or the trial is skipped.
+    pub needs: BTreeSet<Need>,
+}
+
+/// Something a trial needs from its target beyond a directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Need {
+    /// Giving a new process a chosen PID (clone3 with set_tid).
+    PidReuse,
+    /// A lab fault.
+    Lab(LabFault),
+}
+
+/// Faults only a lab target (the NFS lab) can inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LabFault {
+    Disconnect,
+    Reconnect,
+    Crash,
+    RestartServer,
+}
+
+impl LabFault {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LabFault::Disconnect => "disconnect",
+            LabFault::Reconnect => "reconnect",
+            LabFault::Crash => "crash",
+            LabFault::RestartServer => "restart-server",
+        }
+    }
+}
+
+impl Need {
+    pub fn describe(self) -> String {
+        match self {
+            Need::PidReuse => "forcing PID reuse".to_string(),
+            Need::Lab(f) => format!("the lab fault `{}`", f.as_str()),
+        }
+    }
 }
 
 /// The host of actors that do not name one.
@@ -52,6 +92,8 @@ pub struct ActorPlan {
     pub forked_from: Option<usize>,
     /// Set for actors created by a `thread` step: the process actor's index.
     pub thread_of: Option<usize>,
+    /// Set for actors created by a `spawn` step: the spawning actor's index.
+    pub spawned_by: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -67,6 +109,22 @@ pub struct PlannedStep {
     pub note: Option<String>,
     /// Errno values that make the trial a skip ("not supported here").
     pub unsupported: Vec<i32>,
+}
+
+impl PlannedStep {
+    /// Whether this step performs an operation of `mech` (or, for
+    /// steps spelling out a method by hand, any step at all of a scenario
+    /// about that method).
+    pub fn uses_mechanism(&self, mech: Mechanism) -> bool {
+        match &self.op {
+            Op::Lock { mech: m, .. }
+            | Op::Test { mech: m, .. }
+            | Op::Listed { mech: m, .. }
+            | Op::Counter { mech: m, .. } => *m == mech,
+            Op::Open { .. } | Op::PidAlive { .. } | Op::Unlink { .. } => !mech.is_kernel_lock(),
+            _ => false,
+        }
+    }
 }
 
 /// What a lock step does.
@@ -141,7 +199,30 @@ pub enum Op {
         code: i32,
     },
     Exec,
-    Await,
+    /// Wait for a blocked call; `hold`: it must keep waiting this long.
+    Await {
+        hold: Option<Duration>,
+    },
+    /// SIGSTOP, then wait until the kernel shows the actor stopped.
+    Stop,
+    /// SIGCONT, then wait until it runs again.
+    Continue,
+    /// Close every descriptor the actor has.
+    CloseAll,
+    /// A fresh actor process started by this one, with a dead actor's PID if `pid_of`.
+    Spawn {
+        child: usize,
+        pid_of: Option<usize>,
+    },
+    /// Read the PID in a file and probe it with kill(PID, 0).
+    PidAlive {
+        path: String,
+    },
+    /// A fault only a lab target can inject.
+    Lab {
+        fault: LabFault,
+        host: Option<String>,
+    },
     /// `kill` (fatal: wait until the process is gone) or `signal` (it stays).
     Signal {
         signal: Signal,
@@ -189,7 +270,7 @@ impl Op {
     pub fn may_block(&self) -> bool {
         matches!(
             self,
-            Op::Lock { wait: true, .. } | Op::Await | Op::Open { .. }
+            Op::Lock { wait: true, .. } | Op::Await { .. } | Op::Open { .. }
         )
     }
 
@@ -281,7 +362,27 @@ impl Op {
             Op::Thread { child } => format!("start thread {}", name(child)),
             Op::Exit { code } => format!("exit {code}"),
             Op::Exec => "exec a fresh actor".to_string(),
-            Op::Await => "await the blocked call".to_string(),
+            Op::Await { hold: None } => "await the blocked call".to_string(),
+            Op::Await { hold: Some(d) } => format!(
+                "check the blocked call keeps waiting for {}",
+                humantime::format_duration(*d)
+            ),
+            Op::Stop => "stop (SIGSTOP)".to_string(),
+            Op::Continue => "continue (SIGCONT)".to_string(),
+            Op::CloseAll => "close every descriptor".to_string(),
+            Op::Spawn { child, pid_of } => match pid_of {
+                Some(dead) => format!(
+                    "spawn {} with the PID of {}",
+                    name(child),
+                    name(dead)
+                ),
+                None => format!("spawn {}", name(child)),
+            },
+            Op::PidAlive { path } => format!("probe the PID in {path} with kill(PID, 0)"),
+            Op::Lab { fault, host } => match host {
+                Some(h) => format!("{} host {h}", fault.as_str()),
+                None => fault.as_str().to_string(),
+            },
             Op::Signal {
                 signal,
                 fatal: true,
@@ -416,6 +517,16 @@ pub fn resolve_all(
         .as_ref()
         .map(|l| l.pos)
         .unwrap_or(scn.name.pos);
+    for m in scn.known_failures.keys() {
+        if !mechs.contains(m) {
+            return Err(ScenarioError::new(
+                file,
+                where_listed,
+                format!("`known-failures` names {m}, which is not in `mechanisms`"),
+            )
+            .with_hint("list the mechanism, or drop its known failure"));
+        }
+    }
     for m in scn.not_applicable.keys() {
         if mechs.contains(m) {
             return Err(ScenarioError::new(
@@ -636,6 +747,8 @@ struct ActorState {
     fds: BTreeMap<String, bool>,
     /// Signals with a handler installed.
     handled: BTreeSet<Signal>,
+    /// Stopped with SIGSTOP.
+    stopped: bool,
 }
 
 impl ActorState {
@@ -646,6 +759,7 @@ impl ActorState {
             ambiguous: None,
             fds: BTreeMap::new(),
             handled: BTreeSet::new(),
+            stopped: false,
         }
     }
 }
@@ -660,6 +774,7 @@ struct Resolver<'a> {
     state: Vec<ActorState>,
     default_timeout: Duration,
     second_mount: bool,
+    needs: BTreeSet<Need>,
 }
 
 impl<'a> Resolver<'a> {
@@ -679,6 +794,7 @@ impl<'a> Resolver<'a> {
             state: Vec::new(),
             default_timeout: DEFAULT_TIMEOUT,
             second_mount: false,
+            needs: BTreeSet::new(),
         };
         if let Some(t) = &scn.timeout {
             r.default_timeout = r.check_timeout(t)?;
@@ -698,6 +814,7 @@ impl<'a> Resolver<'a> {
             let made = match &step.value {
                 Step::Fork(f) => &f.as_name,
                 Step::Thread(t) => &t.as_name,
+                Step::Spawn(s) => &s.as_name,
                 _ => continue,
             };
             check_identifier(made).map_err(|m| r.err(made.pos, m))?;
@@ -729,6 +846,7 @@ impl<'a> Resolver<'a> {
             host: host.unwrap_or_else(|| DEFAULT_HOST.to_string()),
             forked_from: None,
             thread_of: None,
+            spawned_by: None,
         });
         self.state.push(ActorState::new(life));
         Ok(())
@@ -768,6 +886,7 @@ impl<'a> Resolver<'a> {
             steps,
             hosts: hosts.into_iter().collect(),
             needs_second_mount: self.second_mount,
+            needs: self.needs,
         })
     }
 
@@ -1135,14 +1254,22 @@ impl<'a> Resolver<'a> {
             Expectation::Data(_) if !matches!(op, Op::Read { .. }) => {
                 bad("`data` describes what a `read` step returns", "use ok or an errno here")
             }
-            Expectation::Conflict(_) if !matches!(op, Op::Lock { .. } | Op::Await) => bad(
+            Expectation::Conflict(_) if !matches!(op, Op::Lock { .. } | Op::Await { .. }) => bad(
                 "`conflict` (a lock refused because another holds it) is for `lock` and `await` steps",
                 "expect a specific errno instead",
             ),
             Expectation::Errno { .. } | Expectation::Conflict(_) | Expectation::Blocks
                 if matches!(
                     op,
-                    Op::Signal { .. } | Op::Exit { .. } | Op::Handle { .. } | Op::Listed { .. }
+                    Op::Signal { .. }
+                        | Op::Exit { .. }
+                        | Op::Handle { .. }
+                        | Op::Listed { .. }
+                        | Op::Stop
+                        | Op::Continue
+                        | Op::CloseAll
+                        | Op::Spawn { .. }
+                        | Op::Lab { .. }
                 ) =>
             {
                 bad(
@@ -1177,17 +1304,56 @@ impl<'a> Resolver<'a> {
         let pos = step.pos;
         let timeout = self.timeout(&c)?;
         let op_name = step.op_name();
+        if let Step::Disconnect(s) | Step::Reconnect(s) | Step::Crash(s) | Step::RestartServer(s) =
+            &step.value
+        {
+            return self.lab_step(number, step, s, timeout);
+        }
         let actors = self.actors_of(&c, pos)?;
         let allow_pending = matches!(
             step.value,
-            Step::Await(_) | Step::Kill(_) | Step::Signal(_) | Step::Listed(_)
+            Step::Await(_)
+                | Step::Kill(_)
+                | Step::Signal(_)
+                | Step::Listed(_)
+                | Step::Stop(_)
+                | Step::Continue(_)
         );
         for &i in &actors {
             self.check_usable(i, pos, op_name, allow_pending)?;
+            if self.state[i].stopped
+                && !matches!(
+                    step.value,
+                    Step::Continue(_) | Step::Kill(_) | Step::Signal(_) | Step::Listed(_)
+                )
+            {
+                return Err(self
+                    .err(pos, format!("actor `{}` is stopped (SIGSTOP)", self.actors[i].name))
+                    .with_hint("a stopped actor can only be continued, signalled, killed or looked up in /proc/locks"));
+            }
+            if matches!(step.value, Step::Continue(_)) && !self.state[i].stopped {
+                return Err(self.err(
+                    pos,
+                    format!("actor `{}` is not stopped", self.actors[i].name),
+                ));
+            }
+            if matches!(step.value, Step::Stop(_)) && self.state[i].stopped {
+                return Err(self.err(
+                    pos,
+                    format!("actor `{}` is already stopped", self.actors[i].name),
+                ));
+            }
             if self.actors[i].thread_of.is_some()
                 && matches!(
                     step.value,
-                    Step::Kill(_) | Step::Exit(_) | Step::Exec(_) | Step::Fork(_) | Step::Thread(_)
+                    Step::Kill(_)
+                        | Step::Exit(_)
+                        | Step::Exec(_)
+                        | Step::Fork(_)
+                        | Step::Thread(_)
+                        | Step::Stop(_)
+                        | Step::Continue(_)
+                        | Step::Spawn(_)
                 )
             {
                 return Err(self
@@ -1427,6 +1593,14 @@ impl<'a> Resolver<'a> {
             Step::Exit(s) => Op::Exit { code: s.code },
             Step::Exec(_) => Op::Exec,
             Step::Await(s) => {
+                if let Some(f) = &s.for_ {
+                    let blocks = matches!(c.expect.map(|e| &e.value), Some(Expect::Blocks));
+                    if !blocks {
+                        return Err(self
+                            .err(f.pos, "`for` needs `expect: blocks`")
+                            .with_hint("`for` checks that the call keeps waiting that long; to bound how long it may take to complete, use `within`"));
+                    }
+                }
                 for &i in &actors {
                     if self.state[i].pending.is_none() {
                         return Err(self
@@ -1448,7 +1622,12 @@ impl<'a> Resolver<'a> {
                             t.pos
                         )));
                 }
-                Op::Await
+                Op::Await {
+                    hold: match &s.for_ {
+                        Some(f) => Some(self.check_timeout(f)?),
+                        None => None,
+                    },
+                }
             }
             Step::Kill(s) => {
                 let signal = match &s.signal {
@@ -1516,6 +1695,52 @@ impl<'a> Resolver<'a> {
             Step::Mkdir(s) => Op::Mkdir {
                 path: self.check_path(&s.path)?,
             },
+            Step::Stop(_) => Op::Stop,
+            Step::Continue(_) => Op::Continue,
+            Step::CloseAll(_) => Op::CloseAll,
+            Step::PidAlive(s) => Op::PidAlive {
+                path: self.check_path(&s.path)?,
+            },
+            Step::Spawn(s) => {
+                single("spawn")?;
+                let child = self.index[&s.as_name.value];
+                if !matches!(self.state[child].life, Life::Unborn) {
+                    return Err(self.err(
+                        s.as_name.pos,
+                        format!("actor `{}` already exists", s.as_name.value),
+                    ));
+                }
+                let pid_of = match &s.pid_of {
+                    None => None,
+                    Some(d) => {
+                        let dead = *self.index.get(&d.value).ok_or_else(|| {
+                            self.err(d.pos, format!("unknown actor `{}`", d.value))
+                        })?;
+                        if !matches!(self.state[dead].life, Life::Dead { .. }) {
+                            return Err(self
+                                .err(
+                                    d.pos,
+                                    format!(
+                                        "actor `{}` is not dead here; its PID is not free",
+                                        d.value
+                                    ),
+                                )
+                                .with_hint("kill or exit that actor in an earlier step"));
+                        }
+                        if self.actors[dead].thread_of.is_some() {
+                            return Err(
+                                self.err(d.pos, "a thread's id is not a process id to reuse")
+                            );
+                        }
+                        self.needs.insert(Need::PidReuse);
+                        Some(dead)
+                    }
+                };
+                Op::Spawn { child, pid_of }
+            }
+            Step::Disconnect(_) | Step::Reconnect(_) | Step::Crash(_) | Step::RestartServer(_) => {
+                return Err(self.err(pos, "internal: lab faults are planned separately"));
+            }
         };
         let timeout = match &step.value {
             Step::Await(s) => match &s.within {
@@ -1551,17 +1776,7 @@ impl<'a> Resolver<'a> {
         self.check_fits(&expect, &op, actors.len(), epos)?;
         let blocks_on_open =
             matches!(op, Op::Open { .. }) && expect.leaves_pending() != Some(false);
-        if op.may_block()
-            && expect.leaves_pending().is_none()
-            && !matches!(expect, Expectation::Winners { .. })
-        {
-            return Err(self
-                .err(
-                    epos,
-                    "this expectation leaves open whether the call is still waiting afterwards",
-                )
-                .with_hint("for a waiting call, expect either `blocks` or a result, not both"));
-        }
+
         if blocks_on_open && actors.len() > 1 {
             return Err(self.err(epos, "a blocking `open` has one actor"));
         }
@@ -1575,6 +1790,78 @@ impl<'a> Resolver<'a> {
             timeout,
             note: c.note.map(str::to_string),
             unsupported,
+        })
+    }
+
+    /// A lab fault: no actor performs it; the target must be able to inject it.
+    fn lab_step(
+        &mut self,
+        number: usize,
+        step: &Located<Step>,
+        s: &crate::scenario::LabFaultStep,
+        timeout: Duration,
+    ) -> Result<PlannedStep, ScenarioError> {
+        let fault = match &step.value {
+            Step::Disconnect(_) => LabFault::Disconnect,
+            Step::Reconnect(_) => LabFault::Reconnect,
+            Step::Crash(_) => LabFault::Crash,
+            _ => LabFault::RestartServer,
+        };
+        let host = match (&s.host, fault) {
+            (Some(h), LabFault::RestartServer) => {
+                return Err(self.err(h.pos, "`restart-server` takes no host"));
+            }
+            (None, LabFault::RestartServer) => None,
+            (None, _) => {
+                return Err(self
+                    .err(step.pos, format!("`{}` needs `host:`", fault.as_str()))
+                    .with_hint(
+                        "name the host the fault happens to (a host actors are placed on)",
+                    ));
+            }
+            (Some(h), _) => {
+                if !self.actors.iter().any(|a| a.host == h.value) {
+                    let hosts: BTreeSet<&str> =
+                        self.actors.iter().map(|a| a.host.as_str()).collect();
+                    return Err(self
+                        .err(h.pos, format!("no actor is placed on host `{}`", h.value))
+                        .with_hint(format!(
+                            "hosts in this scenario: {}",
+                            hosts.into_iter().collect::<Vec<_>>().join(", ")
+                        )));
+                }
+                Some(h.value.clone())
+            }
+        };
+        let expect = match &s.expect {
+            Some(e) => self.expectation(e, false, &[])?,
+            None => Expectation::Ok,
+        };
+        if !matches!(expect, Expectation::Ok | Expectation::Any) {
+            return Err(self.err(step.pos, "a lab fault can only expect `ok`"));
+        }
+        self.needs.insert(Need::Lab(fault));
+        if fault == LabFault::Crash {
+            if let Some(h) = &host {
+                let on: Vec<usize> = (0..self.actors.len())
+                    .filter(|&i| self.actors[i].host == *h)
+                    .collect();
+                for i in on {
+                    if matches!(self.state[i].life, Life::Alive) {
+                        self.end_process(i, format!("host {h} crashed"), step.pos);
+                    }
+                }
+            }
+        }
+        Ok(PlannedStep {
+            number,
+            pos: step.pos,
+            actors: Vec::new(),
+            op: Op::Lab { fault, host },
+            expect,
+            timeout,
+            note: s.note.clone(),
+            unsupported: Vec::new(),
         })
     }
 
@@ -1642,6 +1929,15 @@ impl<'a> Resolver<'a> {
                 Op::Close { fd } => {
                     self.state[i].fds.remove(fd);
                 }
+                Op::CloseAll => self.state[i].fds.clear(),
+                Op::Stop => self.state[i].stopped = true,
+                Op::Continue => self.state[i].stopped = false,
+                Op::Spawn { child, .. } if succeeds => {
+                    let host = self.actors[i].host.clone();
+                    self.actors[*child].spawned_by = Some(i);
+                    self.actors[*child].host = host;
+                    self.state[*child].life = Life::Alive;
+                }
                 Op::Dup { new, .. } if succeeds => {
                     // dup(2) clears close-on-exec on the copy.
                     self.state[i].fds.insert(new.clone(), false);
@@ -1687,10 +1983,13 @@ impl<'a> Resolver<'a> {
                     signal,
                     fatal: true,
                 } => self.end_process(i, format!("killed with {}", signal.as_str()), pos),
-                Op::Lock { wait: true, .. } | Op::Await => {
+                Op::Lock { wait: true, .. } | Op::Await { .. } => {
                     let was = self.state[i].pending.take();
                     match exp {
-                        Expectation::Winners { .. } if exp.leaves_pending().is_none() => {
+                        // Whether the call still waits is known only at run time
+                        // (a race, or a target that may restart or interrupt):
+                        // only `kill` may address the actor afterwards.
+                        _ if exp.leaves_pending().is_none() => {
                             self.state[i].ambiguous = Some((number, pos));
                         }
                         _ if exp.leaves_pending() == Some(true) => {

@@ -124,14 +124,26 @@ pub enum Request {
         times: u32,
         offset: u64,
     },
-    /// The pid-file lock: create `path` with O_CREAT|O_EXCL and write our pid;
-    /// if it exists and kill(pid, 0) says its pid is gone, remove it and retry once.
-    PidfileLock {
+    /// A lock file: create `path` with O_CREAT|O_EXCL. With `pid`, write our pid,
+    /// and if the file exists but kill(its pid, 0) says that process is gone,
+    /// remove it and try once more (the daemon pid-file pattern).
+    LockFileCreate {
+        path: String,
+        pid: bool,
+    },
+    /// Remove a lock file.
+    LockFileRemove {
         path: String,
     },
-    /// Remove the pid file.
-    PidfileUnlock {
+    /// Read the pid in `path` and probe it with kill(pid, 0).
+    PidAlive {
         path: String,
+    },
+    /// Start a new actor process (clone3 + exec of this binary) that connects to
+    /// this abstract socket; with `set_tid`, it must get exactly that pid.
+    Spawn {
+        socket: String,
+        set_tid: Option<i32>,
     },
 }
 
@@ -172,6 +184,8 @@ pub enum Outcome {
     Threaded { tid: i32 },
     /// F_GETLEASE: the lease type (F_RDLCK, F_WRLCK or F_UNLCK).
     Leased { l_type: i64 },
+    /// spawn: the new process's pid.
+    Spawned { pid: i32 },
     /// The request could not be understood.
     BadRequest { message: String },
 }

@@ -39,6 +39,23 @@ pub struct StepRecord {
     /// For an awaited call: how long after the previous step ended it returned.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub completed_after_ms: Option<f64>,
+    /// For an awaited call after a fault: how long after the fault it returned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after_fault_ms: Option<f64>,
+    /// The step of that fault.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fault_step: Option<usize>,
+}
+
+/// A time measured during a trial, reported even when the trial passes.
+#[derive(Debug, Clone, Serialize)]
+pub struct Measurement {
+    pub step: usize,
+    pub what: String,
+    pub ms: f64,
+    /// The bound the scenario set (`within`, or the step timeout).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bound_ms: Option<f64>,
 }
 
 /// The step where a trial failed.
@@ -62,6 +79,9 @@ pub enum Status {
     Fail,
     Skip,
     Error,
+    /// A failure the scenario declares inherent to the mechanism (a PID file
+    /// cannot tell a reused PID from its holder): the method fails, not the target.
+    Xfail,
 }
 
 impl Status {
@@ -71,6 +91,7 @@ impl Status {
             Status::Fail => "fail",
             Status::Skip => "skip",
             Status::Error => "error",
+            Status::Xfail => "xfail",
         }
     }
 }
@@ -104,6 +125,9 @@ pub struct TrialResult {
     pub duration_ms: f64,
     pub actors: Vec<ActorRecord>,
     pub steps: Vec<StepRecord>,
+    /// Times measured (fault to lock, how long a contender waited), even when it passes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub measurements: Vec<Measurement>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub teardown_problems: Vec<String>,
 }
@@ -124,6 +148,8 @@ pub struct Summary {
     pub fail: usize,
     pub skip: usize,
     pub error: usize,
+    /// Expected failures of a mechanism (not counted against the target).
+    pub xfail: usize,
     /// Failures by severity.
     pub unsafe_failures: usize,
     pub divergent_failures: usize,
@@ -143,6 +169,7 @@ impl Summary {
                 Status::Pass => s.pass += 1,
                 Status::Skip => s.skip += 1,
                 Status::Error => s.error += 1,
+                Status::Xfail => s.xfail += 1,
                 Status::Fail => {
                     s.fail += 1;
                     match r.severity {
@@ -241,6 +268,7 @@ fn cell(r: &TrialResult) -> String {
         Status::Pass => "pass".into(),
         Status::Skip => "skip".into(),
         Status::Error => "**error**".into(),
+        Status::Xfail => "xfail".into(),
         Status::Fail => format!("**{}**", r.severity.as_str().to_uppercase()),
     }
 }
@@ -262,8 +290,8 @@ pub fn markdown(r: &Report) -> String {
     let _ = writeln!(s, "{verdict}.\n");
     let _ = writeln!(
         s,
-        "{} trials: {} pass, {} fail, {} skip, {} error, in {:.0} ms.\n",
-        sm.total, sm.pass, sm.fail, sm.skip, sm.error, sm.duration_ms
+        "{} trials: {} pass, {} fail, {} skip, {} error, {} expected failures of a method, in {:.0} ms.\n",
+        sm.total, sm.pass, sm.fail, sm.skip, sm.error, sm.xfail, sm.duration_ms
     );
     let _ = writeln!(s, "## Target\n");
     let _ = writeln!(s, "| | |\n|---|---|");
@@ -300,6 +328,7 @@ pub fn markdown(r: &Report) -> String {
         "| waiters listed in /proc/locks | {} |",
         if t.lock_lists { "yes" } else { "no" }
     );
+    let _ = writeln!(s, "| PID reuse | {} |", md_escape(&t.pid_reuse));
     let _ = writeln!(s, "| lockcheck | {} |", r.lockcheck_version);
     let _ = writeln!(
         s,
@@ -407,6 +436,64 @@ pub fn markdown(r: &Report) -> String {
         }
     }
 
+    let xfails: Vec<&TrialResult> = r
+        .results
+        .iter()
+        .filter(|x| x.status == Status::Xfail)
+        .collect();
+    if !xfails.is_empty() {
+        let _ = writeln!(s, "## Expected failures of a method\n");
+        let _ = writeln!(
+            s,
+            "These mechanisms cannot do what the scenario asks, by design, on any target: they show why kernel locks are preferable.\n"
+        );
+        for x in xfails {
+            let _ = writeln!(
+                s,
+                "- `{}`: {}",
+                x.id,
+                md_escape(x.reason.as_deref().unwrap_or(""))
+            );
+            if let Some(f) = &x.failure {
+                let _ = writeln!(
+                    s,
+                    "  (step {}: expected {}, observed {})",
+                    f.step,
+                    md_escape(&f.expected),
+                    md_escape(&f.observed)
+                );
+            }
+        }
+        let _ = writeln!(s);
+    }
+
+    let measured: Vec<&TrialResult> = r
+        .results
+        .iter()
+        .filter(|x| !x.measurements.is_empty())
+        .collect();
+    if !measured.is_empty() {
+        let _ = writeln!(s, "## Measurements\n");
+        let _ = writeln!(
+            s,
+            "| trial | step | what | ms | bound ms |\n|---|---|---|---|---|"
+        );
+        for x in measured {
+            for m in &x.measurements {
+                let _ = writeln!(
+                    s,
+                    "| `{}` | {} | {} | {:.3} | {} |",
+                    x.id,
+                    m.step,
+                    md_escape(&m.what),
+                    m.ms,
+                    m.bound_ms.map(|b| format!("{b:.0}")).unwrap_or_default()
+                );
+            }
+        }
+        let _ = writeln!(s);
+    }
+
     let skipped: Vec<&TrialResult> = r
         .results
         .iter()
@@ -495,6 +582,7 @@ mod tests {
             file: format!("scenarios/{scenario}.yaml"),
             duration_ms: 1.5,
             actors: vec![],
+            measurements: vec![],
             steps: vec![StepRecord {
                 step: 3,
                 line: 12,
@@ -508,6 +596,8 @@ mod tests {
                 start_ms: 1.0,
                 elapsed_ms: 0.1,
                 completed_after_ms: None,
+                after_fault_ms: None,
+                fault_step: None,
             }],
             teardown_problems: vec![],
         }

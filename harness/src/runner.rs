@@ -10,7 +10,7 @@ use std::time::Instant;
 use crate::catalog::{Catalog, LoadedScenario};
 use crate::driver::{self, Driver, SecondMount, TrialEnv};
 use crate::error::{Error, Result};
-use crate::plan::Applicability;
+use crate::plan::{Applicability, Need};
 use crate::report::{ActorRecord, CatalogInfo, Report, Status, TrialResult};
 use crate::scenario::Mechanism;
 use crate::target::{PrivateTmpfs, Target, TargetSpec};
@@ -36,6 +36,8 @@ pub struct Session {
     pub exe: PathBuf,
     /// Default targets that could not be provided, and why.
     pub notes: Vec<String>,
+    /// How PID reuse is forced here, or why it cannot be.
+    pub pid_reuse: std::result::Result<String, String>,
     tmpfs: Option<PrivateTmpfs>,
 }
 
@@ -58,13 +60,20 @@ impl Session {
                 ));
             }
         }
+        let pid_reuse = crate::target::pid_reuse_method();
         let mut targets = Vec::new();
         for s in specs {
-            targets.push(Target::open(s)?);
+            let mut t = Target::open(s)?;
+            t.identity.pid_reuse = match &pid_reuse {
+                Ok(how) => how.clone(),
+                Err(why) => format!("unavailable: {why}"),
+            };
+            targets.push(t);
         }
         Ok(Session {
             targets,
             namespace,
+            pid_reuse,
             exe,
             notes,
             tmpfs,
@@ -91,7 +100,7 @@ impl Session {
                                 t.hosts.len()
                             ))
                         }
-                        Applicability::Applies(_) => None,
+                        Applicability::Applies(p) => self.missing_need(t, p),
                     };
                     out.push(TrialSpec {
                         id: format!("{}::{}::{}", t.label, s.name(), mech),
@@ -104,6 +113,23 @@ impl Session {
             }
         }
         out
+    }
+
+    /// Why a target cannot provide what a plan needs, if it cannot.
+    fn missing_need(&self, t: &Target, p: &crate::plan::TrialPlan) -> Option<String> {
+        p.needs.iter().find_map(|need| match need {
+            Need::PidReuse => self
+                .pid_reuse
+                .as_ref()
+                .err()
+                .map(|why| format!("needs {}: {why}", need.describe())),
+            Need::Lab(f) if !t.lab_faults.contains(f) => Some(format!(
+                "needs {}, which target {} cannot inject (the NFS lab can)",
+                need.describe(),
+                t.label
+            )),
+            Need::Lab(_) => None,
+        })
     }
 
     /// Run one trial.
@@ -125,6 +151,7 @@ impl Session {
             duration_ms: 0.0,
             actors: Vec::new(),
             steps: Vec::new(),
+            measurements: Vec::new(),
             teardown_problems: Vec::new(),
         };
         let plan = match (&spec.skip, spec.scenario.plans.get(&spec.mechanism)) {
@@ -183,7 +210,21 @@ impl Session {
                 Status::Error
             }
             driver::Status::Pass => Status::Pass,
-            driver::Status::Fail => Status::Fail,
+            // A known failure of the mechanism excuses only a failure of
+            // one of its own lock operations, never anything else.
+            driver::Status::Fail => match (
+                s.known_failures.get(&spec.mechanism),
+                outcome
+                    .failure
+                    .as_ref()
+                    .and_then(|f| plan.steps.iter().find(|st| st.number == f.step)),
+            ) {
+                (Some(why), Some(step)) if step.uses_mechanism(spec.mechanism) => {
+                    result.reason = Some(why.trim().to_string());
+                    Status::Xfail
+                }
+                _ => Status::Fail,
+            },
             driver::Status::Skip => {
                 result.reason = outcome.reason;
                 Status::Skip
@@ -202,6 +243,7 @@ impl Session {
             .map(|(name, pid)| ActorRecord { name, pid })
             .collect();
         result.teardown_problems = teardown;
+        result.measurements = outcome.measurements;
         result.duration_ms = crate::report::ms(started.elapsed());
         result
     }

@@ -35,16 +35,20 @@ pub enum Mechanism {
     /// The lock-file-with-PID pattern: create `PATH.lock` with O_CREAT|O_EXCL, write the
     /// PID, treat it as stale when kill(PID, 0) fails; unlock removes it (opt-in).
     Pidfile,
+    /// A plain lock file (Git's `index.lock`): create `PATH.lock` with O_CREAT|O_EXCL;
+    /// unlock removes it; nothing ever detects a stale one (opt-in).
+    Lockfile,
 }
 
 impl Mechanism {
     /// Every mechanism.
-    pub const ALL: [Mechanism; 5] = [
+    pub const ALL: [Mechanism; 6] = [
         Mechanism::Flock,
         Mechanism::Posix,
         Mechanism::Ofd,
         Mechanism::Lease,
         Mechanism::Pidfile,
+        Mechanism::Lockfile,
     ];
     /// The kernel lock mechanisms a scenario runs with unless it says otherwise.
     pub const DEFAULT: [Mechanism; 3] = [Mechanism::Flock, Mechanism::Posix, Mechanism::Ofd];
@@ -56,6 +60,7 @@ impl Mechanism {
             Mechanism::Ofd => "ofd",
             Mechanism::Lease => "lease",
             Mechanism::Pidfile => "pidfile",
+            Mechanism::Lockfile => "lockfile",
         }
     }
 
@@ -81,7 +86,12 @@ impl Mechanism {
 
     /// Whether it has shared locks.
     pub fn has_shared(self) -> bool {
-        !matches!(self, Mechanism::Pidfile)
+        !matches!(self, Mechanism::Pidfile | Mechanism::Lockfile)
+    }
+
+    /// Whether the kernel keeps the lock (and releases it when its holder dies).
+    pub fn is_kernel_lock(self) -> bool {
+        !matches!(self, Mechanism::Pidfile | Mechanism::Lockfile)
     }
 
     /// The errno values that mean "someone else holds a conflicting lock".
@@ -89,7 +99,7 @@ impl Mechanism {
         match self {
             Mechanism::Flock | Mechanism::Posix | Mechanism::Ofd => &[libc::EAGAIN, libc::EACCES],
             Mechanism::Lease => &[libc::EAGAIN],
-            Mechanism::Pidfile => &[libc::EEXIST],
+            Mechanism::Pidfile | Mechanism::Lockfile => &[libc::EEXIST],
         }
     }
 }
@@ -108,7 +118,7 @@ impl FromStr for Mechanism {
             .find(|m| m.as_str() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown mechanism `{s}`; expected one of flock, posix, ofd, lease, pidfile"
+                    "unknown mechanism `{s}`; expected one of flock, posix, ofd, lease, pidfile, lockfile"
                 )
             })
     }
@@ -401,6 +411,11 @@ pub struct Scenario {
     /// (a default reason is derived from the steps when not given).
     #[serde(default)]
     pub not_applicable: BTreeMap<Mechanism, String>,
+    /// Mechanisms that cannot meet this expectation by design (a PID file cannot
+    /// tell a reused PID from its holder): their failure is reported as an
+    /// expected failure of the method, with this reason, not as a failure of the target.
+    #[serde(default)]
+    pub known_failures: BTreeMap<Mechanism, String>,
     /// The actors: each is its own process. `name`, `{name: n, host: h}`, or `w[1..16]` for w1 … w16.
     pub actors: Located<Vec<Located<ActorDecl>>>,
     /// Default timeout of every step (default 5s).
@@ -745,6 +760,10 @@ step_struct!(
         /// The call must complete within this time (default: the step timeout).
         #[serde(default)]
         within: Option<Located<Dur>>,
+        /// With `expect: blocks`: the call must keep waiting for this long
+        /// (a contender with a lock timeout behind a hung holder).
+        #[serde(default, rename = "for")]
+        for_: Option<Located<Dur>>,
     }
 );
 
@@ -838,6 +857,60 @@ step_struct!(
 );
 
 step_struct!(
+    /// Fault: stop the actor (SIGSTOP) and wait until the kernel shows it stopped: a hung holder.
+    StopStep {}
+);
+
+step_struct!(
+    /// Resume a stopped actor (SIGCONT) and wait until it runs again.
+    ContinueStep {}
+);
+
+step_struct!(
+    /// Fault: the actor closes every descriptor it has open.
+    CloseAllStep {}
+);
+
+step_struct!(
+    /// The actor starts a brand-new actor process (clone + exec, no inherited descriptors);
+    /// with `pid-of`, the new process gets the PID of that dead actor (forced PID reuse).
+    SpawnStep {
+        /// The name of the new actor.
+        #[serde(rename = "as")]
+        as_name: Located<String>,
+        /// A dead actor whose PID the new process must get.
+        #[serde(default)]
+        pid_of: Option<Located<String>>,
+    }
+);
+
+step_struct!(
+    /// The stale check of the pid-file pattern: read the PID in `path` and probe it with
+    /// kill(PID, 0): ok if that process exists, ESRCH if not, ENOENT if there is no file.
+    PidAliveStep {
+        path: Located<String>,
+    }
+);
+
+/// A fault only a lab target can inject (the NFS lab): skipped with the reason elsewhere.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LabFaultStep {
+    /// The host it concerns (for `disconnect`, `reconnect`, `crash`).
+    #[serde(default)]
+    pub host: Option<Located<String>>,
+    /// What must be observed (default `ok`).
+    #[serde(default)]
+    pub expect: Option<Located<Expect>>,
+    /// How long the step may take before it fails.
+    #[serde(default)]
+    pub timeout: Option<Located<Dur>>,
+    /// Why this step matters; shown in reports when it fails.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+step_struct!(
     /// Read-increment-write a decimal counter at `offset`, `times` times, each under an
     /// exclusive waiting lock of the trial's mechanism. Run it with several actors at
     /// once and read the file: anything but actors × times means lost updates.
@@ -878,6 +951,19 @@ pub enum Step {
     Thread(ThreadStep),
     Listed(ListedStep),
     Counter(CounterStep),
+    Stop(StopStep),
+    Continue(ContinueStep),
+    CloseAll(CloseAllStep),
+    Spawn(SpawnStep),
+    PidAlive(PidAliveStep),
+    /// Lab fault: cut a host off the network (its processes live on, its locks are not released).
+    Disconnect(LabFaultStep),
+    /// Lab fault: restore a disconnected host's network.
+    Reconnect(LabFaultStep),
+    /// Lab fault: the host vanishes (network cut and every process on it killed).
+    Crash(LabFaultStep),
+    /// Lab fault: restart the file server (its lock state is lost; clients reclaim in the grace period).
+    RestartServer(LabFaultStep),
 }
 
 impl Step {
@@ -904,6 +990,15 @@ impl Step {
             Step::Thread(_) => "thread",
             Step::Listed(_) => "listed",
             Step::Counter(_) => "counter",
+            Step::Stop(_) => "stop",
+            Step::Continue(_) => "continue",
+            Step::CloseAll(_) => "close-all",
+            Step::Spawn(_) => "spawn",
+            Step::PidAlive(_) => "pid-alive",
+            Step::Disconnect(_) => "disconnect",
+            Step::Reconnect(_) => "reconnect",
+            Step::Crash(_) => "crash",
+            Step::RestartServer(_) => "restart-server",
         }
     }
 
@@ -930,6 +1025,21 @@ impl Step {
             Step::Thread(s) => s.common(),
             Step::Listed(s) => s.common(),
             Step::Counter(s) => s.common(),
+            Step::Stop(s) => s.common(),
+            Step::Continue(s) => s.common(),
+            Step::CloseAll(s) => s.common(),
+            Step::Spawn(s) => s.common(),
+            Step::PidAlive(s) => s.common(),
+            Step::Disconnect(s) | Step::Reconnect(s) | Step::Crash(s) | Step::RestartServer(s) => {
+                Common {
+                    actor: None,
+                    actors: None,
+                    expect: s.expect.as_ref(),
+                    timeout: s.timeout.as_ref(),
+                    note: s.note.as_deref(),
+                    unsupported: &[],
+                }
+            }
         }
     }
 }
@@ -1036,7 +1146,7 @@ pub enum Expect {
 }
 
 const EXPECT_KEYS: &str =
-    "holder, data, leased, one-of, winners, others, flock, posix, ofd, lease, pidfile";
+    "holder, data, leased, one-of, winners, others, flock, posix, ofd, lease, pidfile, lockfile";
 
 impl<'de> Deserialize<'de> for Expect {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -1153,7 +1263,7 @@ impl JsonSchema for Expect {
                 {"type": "object", "properties": {"leased": {"type": "string", "enum": ["none", "read", "write"]}}, "required": ["leased"], "additionalProperties": false},
                 {"type": "object", "properties": {"one-of": {"type": "array", "items": me, "minItems": 1}}, "required": ["one-of"], "additionalProperties": false},
                 {"type": "object", "properties": {"winners": {"type": "integer", "minimum": 0}, "others": me}, "required": ["winners", "others"], "additionalProperties": false},
-                {"type": "object", "properties": {"flock": me, "posix": me, "ofd": me, "lease": me, "pidfile": me}, "minProperties": 1, "additionalProperties": false}
+                {"type": "object", "properties": {"flock": me, "posix": me, "ofd": me, "lease": me, "pidfile": me, "lockfile": me}, "minProperties": 1, "additionalProperties": false}
             ]
         })
     }

@@ -248,6 +248,8 @@ pub struct TargetIdentity {
     pub lockcheck_version: String,
     /// Whether blocked waiters show in /proc/locks here.
     pub lock_lists: bool,
+    /// How lockcheck forces PID reuse here (or why it cannot).
+    pub pid_reuse: String,
 }
 
 /// An open target: its identity and the run's scratch directory.
@@ -257,6 +259,8 @@ pub struct Target {
     pub identity: TargetIdentity,
     /// Hosts actors can be placed on.
     pub hosts: Vec<String>,
+    /// Lab faults this target can inject (none, except in the NFS lab).
+    pub lab_faults: std::collections::BTreeSet<crate::plan::LabFault>,
     scratch: tempfile::TempDir,
     counter: AtomicUsize,
 }
@@ -335,6 +339,7 @@ impl Target {
             root,
             identity,
             hosts: vec![crate::plan::DEFAULT_HOST.to_string()],
+            lab_faults: Default::default(),
             scratch,
             counter: AtomicUsize::new(0),
         })
@@ -372,6 +377,28 @@ impl Target {
     }
 }
 
+/// How a new process can be given a chosen PID here: clone3 with set_tid
+/// needs CAP_SYS_ADMIN in the user namespace owning our PID namespace.
+pub fn pid_reuse_method() -> std::result::Result<String, String> {
+    const CAP_SYS_ADMIN: u32 = 21;
+    let status = fs::read_to_string("/proc/self/status")
+        .map_err(|e| format!("cannot read /proc/self/status: {e}"))?;
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .ok_or("no CapEff in /proc/self/status")?;
+    if eff & (1 << CAP_SYS_ADMIN) == 0 {
+        return Err("clone3(set_tid) needs CAP_SYS_ADMIN (run as root)".into());
+    }
+    let ns = fs::read_link("/proc/self/ns/pid")
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "pid namespace".into());
+    Ok(format!(
+        "clone3(2) with set_tid in lockcheck's own PID namespace ({ns}), as root (CAP_SYS_ADMIN)"
+    ))
+}
+
 /// Work out what a directory is.
 pub fn identify(label: &str, root: &Path, provision: &str) -> TargetIdentity {
     let magic = statfs_magic(root).unwrap_or(0);
@@ -395,6 +422,7 @@ pub fn identify(label: &str, root: &Path, provision: &str) -> TargetIdentity {
         kernel,
         arch,
         lockcheck_version: env!("CARGO_PKG_VERSION").to_string(),
+        pid_reuse: String::new(),
     }
 }
 

@@ -95,6 +95,11 @@ fn main() -> ExitCode {
                 match r.status {
                     Status::Pass => Ok(Completion::Completed),
                     Status::Skip => Ok(Completion::ignored_with(r.reason.unwrap_or_default())),
+                    Status::Xfail => Ok(Completion::ignored_with(format!(
+                        "expected failure of the {} method: {}",
+                        r.mechanism,
+                        r.reason.unwrap_or_default()
+                    ))),
                     Status::Fail | Status::Error => Err(Failed::from(explain(&r))),
                 }
             })
