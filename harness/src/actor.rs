@@ -13,7 +13,8 @@ use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixStream};
 
 use crate::protocol::{
-    Envelope, Hello, HelloBody, LockDesc, Outcome, Reply, Request, ACTOR_ARG, MAX_LINE, VERSION,
+    monotonic_ns, Envelope, Hello, HelloBody, LockDesc, Outcome, Reply, Request, ACTOR_ARG,
+    MAX_LINE, VERSION,
 };
 
 /// Whether this process was started as an actor.
@@ -181,6 +182,7 @@ fn serve(mut io: Io, main_thread: bool) {
             Err(e) => {
                 let reply = Reply {
                     seq: 0,
+                    t_ns: monotonic_ns(),
                     outcome: Outcome::BadRequest {
                         message: e.to_string(),
                     },
@@ -214,10 +216,12 @@ fn serve(mut io: Io, main_thread: bool) {
             Request::Exec => exec_self(),
             req => perform(req),
         };
+        let t_ns = monotonic_ns();
         send(
             &io,
             &Reply {
                 seq: env.seq,
+                t_ns,
                 outcome,
             },
         );
@@ -499,11 +503,21 @@ fn counter(fd: RawFd, lock: &Request, unlock: &Request, times: u32, offset: u64)
             return Outcome::Failed { errno: errno() };
         }
         let text = String::from_utf8_lossy(&buf[..n as usize]);
-        let value: u64 = text
-            .trim_matches(|c: char| c.is_whitespace() || c == '\0')
-            .parse()
-            .unwrap_or(0);
-        let next = (value + 1).to_string();
+        let digits = text.trim_matches(|c: char| c.is_whitespace() || c == '\0');
+        let value: u64 = if digits.is_empty() {
+            0
+        } else {
+            match digits.parse() {
+                Ok(v) => v,
+                // Not a counter any more: say so instead of starting over.
+                Err(_) => {
+                    return Outcome::Failed {
+                        errno: libc::EINVAL,
+                    }
+                }
+            }
+        };
+        let next = value.saturating_add(1).to_string();
         // Give other processes the CPU between read and write: without
         // working exclusion, updates are then lost reliably, not by luck.
         // SAFETY: sched_yield has no preconditions.

@@ -76,7 +76,7 @@ fn hint_for(message: &str) -> Option<&'static str> {
         || message.contains("invalid i32")
         || message.contains("invalid u32")
     {
-        Some("the number does not fit: offsets and lengths are signed 64-bit (at most 9223372036854775807)")
+        Some("the number does not fit the field: offsets and lengths are signed 64-bit (at most 9223372036854775807); counts and codes are smaller (see the JSON Schema)")
     } else if message.contains("missing field") {
         Some("see scenarios/README.md for the required keys")
     } else if message.contains("budget") || message.contains("limit") {
@@ -302,7 +302,12 @@ pub fn markdown_table(cat: &Catalog) -> String {
                 .filter(|(_, a)| matches!(a, Applicability::Applies(_)))
                 .map(|(m, _)| m.as_str())
                 .collect();
-            let summary = s.scenario.summary.split_whitespace().collect::<Vec<_>>().join(" ");
+            let summary = s
+                .scenario
+                .summary
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
             let first = summary
                 .split(". ")
                 .next()

@@ -21,6 +21,8 @@ pub enum ChannelError {
     Garbled { line: String, error: String },
     #[error("the actor sent a line longer than {MAX_LINE} bytes")]
     TooLong,
+    #[error("the actor did not take its request within the step's timeout (it is not reading)")]
+    SendTimeout,
 }
 
 pub struct Channel {
@@ -52,6 +54,7 @@ pub fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> 
 impl Channel {
     pub fn new(rfd: OwnedFd, wfd: OwnedFd) -> io::Result<Self> {
         set_nonblocking(rfd.as_fd())?;
+        set_nonblocking(wfd.as_fd())?;
         Ok(Channel {
             rfd,
             wfd,
@@ -63,7 +66,9 @@ impl Channel {
         self.rfd.as_raw_fd()
     }
 
-    pub fn send<T: Serialize>(&mut self, msg: &T) -> Result<(), ChannelError> {
+    /// Send one message; a full channel (an actor that does not read) is
+    /// waited on only until `deadline`.
+    pub fn send<T: Serialize>(&mut self, msg: &T, deadline: Instant) -> Result<(), ChannelError> {
         let mut line = serde_json::to_vec(msg).map_err(|e| io::Error::other(e.to_string()))?;
         line.push(b'\n');
         let mut off = 0;
@@ -72,6 +77,21 @@ impl Channel {
                 Ok(n) => off += n,
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(nix::errno::Errno::EPIPE) => return Err(ChannelError::Closed),
+                Err(nix::errno::Errno::EAGAIN) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(ChannelError::SendTimeout);
+                    }
+                    let ts = nix::sys::time::TimeSpec::from_duration(left);
+                    let mut fds = [nix::poll::PollFd::new(
+                        self.wfd.as_fd(),
+                        nix::poll::PollFlags::POLLOUT,
+                    )];
+                    match nix::poll::ppoll(&mut fds, Some(ts), None) {
+                        Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                        Err(e) => return Err(io::Error::from(e).into()),
+                    }
+                }
                 Err(e) => return Err(io::Error::from(e).into()),
             }
         }

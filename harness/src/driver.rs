@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, killpg, Signal};
+use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::channel::{wait_readable, Channel, ChannelError};
@@ -43,6 +43,8 @@ pub struct TrialEnv<'a> {
     pub second_mount: Option<&'a Path>,
     /// Whether the target's locks are listed in /proc/locks with waiters.
     pub lock_lists: bool,
+    /// The target's device as /proc/locks prints it, when known.
+    pub locks_dev: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +118,18 @@ struct ActorRt {
     fds: HashMap<String, FdRt>,
     pending: Option<Pending>,
     alive: bool,
+    /// When its last reply's call returned (CLOCK_MONOTONIC ns, from the actor).
+    last_reply_ns: u64,
+}
+
+/// When a step ran, on the monotonic clock actors stamp their replies with.
+#[derive(Debug, Clone, Copy)]
+struct StepTime {
+    number: usize,
+    start_ns: u64,
+    end_ns: u64,
+    /// When the step's last call returned (its release, for an unlock).
+    release_ns: u64,
 }
 
 impl ActorRt {
@@ -132,6 +146,7 @@ impl ActorRt {
             fds: HashMap::new(),
             pending: None,
             alive: false,
+            last_reply_ns: 0,
         }
     }
 
@@ -181,18 +196,24 @@ pub struct Driver<'a> {
     plan: &'a TrialPlan,
     env: &'a TrialEnv<'a>,
     actors: Vec<ActorRt>,
-    /// Process groups of the actors the harness started (each leads its own,
-    /// so that a dead actor's PID is free for reuse; forked and spawned actors
-    /// join their parent's group).
-    pgids: Vec<i32>,
     seq: u64,
     t0: Instant,
     /// When the previous step ended: completion latencies are measured from it.
     last_step_end: Instant,
-    /// The last fault (kill, stop, close-all, exit, lab fault): when and which step.
-    last_fault: Option<(Instant, usize, String)>,
+    /// The last fault (kill, stop, close-all, exit, lab fault): when (ns) and which step.
+    last_fault: Option<(u64, usize, String)>,
+    /// When the calls completed by the current `await` returned (ns).
+    await_done_ns: u64,
     /// Values measured during the trial, for the report.
     measurements: Vec<Measurement>,
+    /// When each executed step ran.
+    step_times: Vec<StepTime>,
+    /// The latest reply time seen during the current step.
+    step_reply_ns: u64,
+    /// Sends to actors give up at this time (the current step's deadline).
+    send_deadline: Instant,
+    /// Whether teardown has run (it also runs on drop, after a panic).
+    torn_down: bool,
 }
 
 impl<'a> Driver<'a> {
@@ -206,12 +227,16 @@ impl<'a> Driver<'a> {
                 .iter()
                 .map(|a| ActorRt::new(&a.name, a.thread_of))
                 .collect(),
-            pgids: Vec::new(),
             seq: 0,
             t0: now,
             last_step_end: now,
             last_fault: None,
+            await_done_ns: 0,
             measurements: Vec::new(),
+            step_times: Vec::new(),
+            step_reply_ns: 0,
+            send_deadline: now + crate::plan::DEFAULT_TIMEOUT,
+            torn_down: false,
         }
     }
 
@@ -270,7 +295,7 @@ impl<'a> Driver<'a> {
                 .map(|a| (a.name.clone(), a.pid))
                 .collect(),
             teardown,
-            measurements: self.measurements,
+            measurements: std::mem::take(&mut self.measurements),
         }
     }
 
@@ -287,12 +312,12 @@ impl<'a> Driver<'a> {
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
+                // Its own process group: a terminal's Ctrl-C reaches the harness, not actors.
                 .process_group(0);
             let mut child = cmd
                 .spawn()
                 .map_err(|e| Infra(format!("spawning {}: {e}", self.env.exe.display())))?;
             let pid = child.id() as i32;
-            self.pgids.push(pid);
             let (Some(stdin), Some(stdout), Some(stderr)) =
                 (child.stdin.take(), child.stdout.take(), child.stderr.take())
             else {
@@ -372,8 +397,13 @@ impl<'a> Driver<'a> {
         self.seq
     }
 
+    /// The actor whose descriptor table actor `i` uses (a thread's process).
+    fn owner(&self, i: usize) -> usize {
+        self.actors[i].thread_of.unwrap_or(i)
+    }
+
     fn fd(&self, i: usize, name: &str) -> Result<&FdRt, Infra> {
-        self.actors[i].fds.get(name).ok_or_else(|| {
+        self.actors[self.owner(i)].fds.get(name).ok_or_else(|| {
             Infra(format!(
                 "actor {} has no descriptor {name}",
                 self.actors[i].name
@@ -575,6 +605,10 @@ impl<'a> Driver<'a> {
 
     fn run_step(&mut self, step: &PlannedStep) -> Result<(StepRecord, Option<Stop>), Infra> {
         let start = Instant::now();
+        let start_ns = crate::protocol::monotonic_ns();
+        self.step_reply_ns = 0;
+        self.send_deadline = start + step.timeout;
+        self.await_done_ns = 0;
         let deadline = start + step.timeout;
         let mut calls = Vec::new();
         let mut latency: Option<Duration> = None;
@@ -615,7 +649,8 @@ impl<'a> Driver<'a> {
             Op::CloseAll => {
                 let mut out = Vec::new();
                 for &i in &step.actors {
-                    let mut names: Vec<String> = self.actors[i].fds.keys().cloned().collect();
+                    let mut names: Vec<String> =
+                        self.actors[self.owner(i)].fds.keys().cloned().collect();
                     names.sort();
                     let mut worst = Observed::Returned(Outcome::Done { ret: 0 });
                     for name in names {
@@ -737,6 +772,17 @@ impl<'a> Driver<'a> {
         };
         let end = Instant::now();
         self.last_step_end = end;
+        let end_ns = crate::protocol::monotonic_ns();
+        let step_time = StepTime {
+            number: step.number,
+            start_ns,
+            end_ns,
+            release_ns: if self.step_reply_ns > 0 {
+                self.step_reply_ns
+            } else {
+                end_ns
+            },
+        };
         if matches!(
             step.op,
             Op::Signal { fatal: true, .. }
@@ -745,12 +791,17 @@ impl<'a> Driver<'a> {
                 | Op::Exit { .. }
                 | Op::Lab { .. }
         ) {
-            self.last_fault = Some((end, step.number, step.op.describe(&self.plan.actors)));
+            self.last_fault = Some((
+                step_time.release_ns,
+                step.number,
+                step.op.describe(&self.plan.actors),
+            ));
         }
         // How long after the last fault a waiting call completed.
         let after_fault = match (&step.op, &self.last_fault, latency) {
             (Op::Await { .. }, Some((at, n, what)), Some(_)) => {
-                let ms = crate::report::ms(end.duration_since(*at));
+                let ms = self.await_done_ns.saturating_sub(*at) as f64 / 1e6;
+                let ms = (ms * 1000.0).round() / 1000.0;
                 self.measurements.push(Measurement {
                     step: step.number,
                     what: format!("lock granted after the fault of step {n} ({what})"),
@@ -779,6 +830,7 @@ impl<'a> Driver<'a> {
             });
         }
         let (mut record, stop) = self.judge_step(step, start, end, calls, latency, observed);
+        self.step_times.push(step_time);
         record.after_fault_ms = after_fault.map(|(ms, _)| ms);
         record.fault_step = after_fault.map(|(_, n)| n);
         Ok((record, stop))
@@ -872,7 +924,7 @@ impl<'a> Driver<'a> {
             .chan
             .as_mut()
             .ok_or_else(|| Infra(format!("actor {} has no channel", a.name)))?;
-        match chan.send(&Envelope { seq, req }) {
+        match chan.send(&Envelope { seq, req }, self.send_deadline) {
             Ok(()) | Err(ChannelError::Closed) => Ok(()),
             Err(e) => Err(e.into()),
         }
@@ -881,7 +933,14 @@ impl<'a> Driver<'a> {
     fn detector(&self, i: usize, sig: WaitSignature, ino: Option<u64>) -> BlockDetector {
         let a = &self.actors[i];
         let pid = a.pid.unwrap_or(0);
-        BlockDetector::new(a.tid.unwrap_or(pid), pid, sig, ino, self.env.lock_lists)
+        BlockDetector::new(
+            a.tid.unwrap_or(pid),
+            pid,
+            sig,
+            ino,
+            self.env.locks_dev.clone(),
+            self.env.lock_lists,
+        )
     }
 
     /// Wait for the reply to `seq`, watching for the call to block.
@@ -937,7 +996,16 @@ impl<'a> Driver<'a> {
             return Err(Infra(format!("actor {} has no channel", a.name)));
         };
         match chan.recv_within::<FromActor>(wait) {
-            Ok(Some(FromActor::Reply(r))) => Ok(Some(Ok(r))),
+            Ok(Some(FromActor::Reply(r))) => {
+                let t = if r.t_ns > 0 {
+                    r.t_ns
+                } else {
+                    crate::protocol::monotonic_ns()
+                };
+                a.last_reply_ns = t;
+                self.step_reply_ns = self.step_reply_ns.max(t);
+                Ok(Some(Ok(r)))
+            }
             Ok(Some(FromActor::Hello { .. })) => Err(Infra(format!(
                 "actor {} greeted again in the middle of a call",
                 a.name
@@ -994,7 +1062,8 @@ impl<'a> Driver<'a> {
                     _ => self.env.scratch,
                 };
                 let full = base.join(path).to_string_lossy().into_owned();
-                self.actors[i].fds.insert(
+                let o = self.owner(i);
+                self.actors[o].fds.insert(
                     fd.clone(),
                     FdRt {
                         n: *n,
@@ -1005,12 +1074,13 @@ impl<'a> Driver<'a> {
                 );
             }
             (Op::Dup { fd, new }, Outcome::Opened { fd: n, ino, .. }) => {
-                let path = self.actors[i]
+                let path = self.actors[self.owner(i)]
                     .fds
                     .get(fd)
                     .map(|f| f.path.clone())
                     .unwrap_or_default();
-                self.actors[i].fds.insert(
+                let o = self.owner(i);
+                self.actors[o].fds.insert(
                     new.clone(),
                     FdRt {
                         n: *n,
@@ -1021,10 +1091,50 @@ impl<'a> Driver<'a> {
                 );
             }
             (Op::Close { fd }, _) => {
-                self.actors[i].fds.remove(fd);
+                let o = self.owner(i);
+                self.actors[o].fds.remove(fd);
             }
             _ => {}
         }
+    }
+
+    /// Place a completed call in time: it must have returned no earlier
+    /// than the start of the step before the `await` (the step that should
+    /// let it complete). Returns the observation and the hand-off latency
+    /// from that step's release.
+    fn timed(&mut self, i: usize, obs: Observed) -> (Observed, Option<Duration>) {
+        let Observed::Returned(outcome) = obs else {
+            return (obs, None);
+        };
+        let t_done = self.actors[i].last_reply_ns;
+        let Some(prev) = self.step_times.last().copied() else {
+            return (Observed::Returned(outcome), None);
+        };
+        if t_done < prev.start_ns {
+            let during = match self
+                .step_times
+                .iter()
+                .find(|s| s.start_ns <= t_done && t_done <= s.end_ns)
+            {
+                Some(s) => format!("during step {}", s.number),
+                None => match self.step_times.iter().rev().find(|s| s.end_ns < t_done) {
+                    Some(s) => format!("after step {}", s.number),
+                    None => "before any step".to_string(),
+                },
+            };
+            return (
+                Observed::Early {
+                    outcome,
+                    during,
+                    before_step: prev.number,
+                    ms_before: (prev.start_ns - t_done) as f64 / 1e6,
+                },
+                None,
+            );
+        }
+        let handoff = Duration::from_nanos(t_done.saturating_sub(prev.release_ns));
+        self.await_done_ns = self.await_done_ns.max(t_done);
+        (Observed::Returned(outcome), Some(handoff))
     }
 
     fn await_pending(
@@ -1039,7 +1149,6 @@ impl<'a> Driver<'a> {
                 self.actors[i].name
             )));
         };
-        let released_at = self.last_step_end;
         if allows_blocked(expect) {
             // Either it completes, or it is seen waiting again in the kernel
             // (a woken waiter that lost the race sleeps again, with a new
@@ -1051,8 +1160,7 @@ impl<'a> Driver<'a> {
                 return Ok((obs, None));
             }
             self.after_call(i, &p.op, &obs);
-            let after = matches!(obs, Observed::Returned(_)).then(|| released_at.elapsed());
-            return Ok((obs, after));
+            return Ok(self.timed(i, obs));
         }
         let mut interval = Duration::from_micros(20);
         loop {
@@ -1066,7 +1174,7 @@ impl<'a> Driver<'a> {
                     }
                     let obs = Observed::Returned(reply.outcome);
                     self.after_call(i, &p.op, &obs);
-                    return Ok((obs, Some(released_at.elapsed())));
+                    return Ok(self.timed(i, obs));
                 }
                 Some(Err(died)) => return Ok((died, None)),
                 None => {}
@@ -1080,7 +1188,7 @@ impl<'a> Driver<'a> {
                     d.probe();
                     d.probe()
                 });
-                let waited = now.duration_since(released_at);
+                let waited = now.duration_since(self.last_step_end);
                 let task = self.actors[i].tid.or(self.actors[i].pid).unwrap_or(0);
                 let obs = match still {
                     Some(ev) => Observed::Blocked(Evidence {
@@ -1345,15 +1453,14 @@ impl<'a> Driver<'a> {
             LockMode::Exclusive => "WRITE",
             LockMode::Shared => "READ",
         };
-        let (want_start, want_end) = (
-            start.to_string(),
-            if len == 0 {
-                "EOF".to_string()
-            } else {
-                (start + len - 1).to_string()
-            },
-        );
-        let lines = observe::held_lines(f.ino, kind, pid);
+        // The range as the kernel stores it (a negative length locks the
+        // bytes before `start`); an impossible range cannot be listed.
+        let Some((want_start, want_end)) = listed_range(start, len) else {
+            return Ok(Observed::NotListed(format!(
+                "start {start} len {len} is not a lockable range"
+            )));
+        };
+        let lines = observe::held_lines(f.ino, self.env.locks_dev.as_deref(), kind, pid);
         let found = lines.iter().find(|l| {
             l.access == access
                 && (!mech.has_ranges() || (l.start == want_start && l.end == want_end))
@@ -1433,7 +1540,8 @@ impl<'a> Driver<'a> {
             .map_err(|e| Infra(format!("socket: {e}")))?;
         let inherited = match kind {
             NewActor::Spawn(_) => HashMap::new(),
-            _ => self.actors[parent].fds.clone(),
+            NewActor::Fork => self.actors[self.owner(parent)].fds.clone(),
+            NewActor::Thread => HashMap::new(),
         };
         let c = &mut self.actors[child];
         c.chan = Some(
@@ -1452,14 +1560,28 @@ impl<'a> Driver<'a> {
 
     /// Kill everything the trial started and wait for it to be gone.
     fn teardown(&mut self) -> Vec<String> {
+        self.torn_down = true;
         let mut problems = Vec::new();
-        for pg in &self.pgids {
-            let _ = killpg(Pid::from_raw(*pg), Signal::SIGKILL);
-        }
+        // Kill through pidfds: exactly the processes this trial started,
+        // never a reused pid or process group of someone else.
         for a in &mut self.actors {
             a.chan = None;
-            if let (true, Some(pid), None) = (a.alive, a.pid, a.thread_of) {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            if a.thread_of.is_some() {
+                continue;
+            }
+            match (&a.pidfd, a.pid) {
+                (Some(fd), _) => fd.kill(),
+                // No pidfd (an old kernel): a direct child not yet reaped
+                // still owns its pid, so kill() cannot hit another process.
+                (None, Some(pid)) => {
+                    if a.child
+                        .as_mut()
+                        .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+                    {
+                        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                    }
+                }
+                (None, None) => {}
             }
         }
         let deadline = Instant::now() + REAP_TIMEOUT;
@@ -1486,6 +1608,32 @@ impl<'a> Driver<'a> {
             }
         }
         problems
+    }
+}
+
+impl Drop for Driver<'_> {
+    /// A trial that ends without reaching teardown (a panic) still kills
+    /// its actors.
+    fn drop(&mut self) {
+        if !self.torn_down {
+            self.teardown();
+        }
+    }
+}
+
+/// How /proc/locks prints the range `start`/`len`: first byte and last byte
+/// (or `EOF`), computed like the kernel does; `None` for an impossible range.
+fn listed_range(start: i64, len: i64) -> Option<(String, String)> {
+    match len {
+        0 => (start >= 0).then(|| (start.to_string(), "EOF".to_string())),
+        l if l > 0 => {
+            let end = start.checked_add(l - 1)?;
+            (start >= 0).then(|| (start.to_string(), end.to_string()))
+        }
+        l => {
+            let first = start.checked_add(l)?;
+            (first >= 0).then(|| (first.to_string(), (start - 1).to_string()))
+        }
     }
 }
 

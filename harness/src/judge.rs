@@ -27,6 +27,14 @@ pub enum Observed {
     Listed(String),
     /// `listed`: /proc/locks does not show it (what it shows for the file).
     NotListed(String),
+    /// A blocked call that returned too early: before the step that should
+    /// have let it complete (its return time says so, whenever it was read).
+    Early {
+        outcome: Outcome,
+        during: String,
+        before_step: usize,
+        ms_before: f64,
+    },
 }
 
 /// Names and pids the judge needs to resolve `pid: actor`.
@@ -246,6 +254,15 @@ pub fn describe_observed(obs: &Observed) -> String {
         Observed::Ended { how } => format!("ended ({how})"),
         Observed::Died { detail } => format!("the actor died: {detail}"),
         Observed::Listed(line) => format!("listed: `{line}`"),
+        Observed::Early {
+            outcome,
+            during,
+            before_step,
+            ms_before,
+        } => format!(
+            "returned {} {during}, {ms_before:.3} ms before step {before_step} (which should have let it complete): it did not wait",
+            describe_observed(&Observed::Returned(outcome.clone()))
+        ),
         Observed::NotListed(what) => format!("not listed ({what})"),
     }
 }

@@ -145,6 +145,21 @@ impl Pidfd {
         Ok(Pidfd(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
     }
 
+    /// SIGKILL this very process (not whoever has its pid now).
+    pub fn kill(&self) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: pidfd_send_signal with our pidfd, a signal number and no info.
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.0.as_raw_fd(),
+                libc::SIGKILL,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            );
+        }
+    }
+
     /// Wait up to `timeout` for the process to end; true once it has.
     /// By then the kernel has closed its descriptors and dropped its locks.
     pub fn wait_exit(&self, timeout: Duration) -> io::Result<bool> {
@@ -167,6 +182,9 @@ pub struct BlockDetector {
     sig: WaitSignature,
     /// The file the call is about (its inode), when known.
     ino: Option<u64>,
+    /// The device as /proc/locks prints it for this target (`MAJ:MIN`), when known:
+    /// inode numbers repeat across filesystems (two tmpfs mounts both start at 2).
+    dev: Option<String>,
     /// Whether `/proc/locks` is expected to show the waiter.
     lock_lists: bool,
     stable: u32,
@@ -205,12 +223,20 @@ fn low32(v: u64) -> i32 {
 }
 
 impl BlockDetector {
-    pub fn new(tid: i32, pid: i32, sig: WaitSignature, ino: Option<u64>, lock_lists: bool) -> Self {
+    pub fn new(
+        tid: i32,
+        pid: i32,
+        sig: WaitSignature,
+        ino: Option<u64>,
+        dev: Option<String>,
+        lock_lists: bool,
+    ) -> Self {
         BlockDetector {
             tid,
             pid,
             sig,
             ino,
+            dev,
             lock_lists,
             stable: 0,
             stable_since: None,
@@ -230,11 +256,13 @@ impl BlockDetector {
                     && matches!(l.kind.as_str(), "FLOCK" | "POSIX" | "OFDLCK")
                     && (l.pid == i64::from(self.pid) || (l.kind == "OFDLCK" && l.pid == -1))
                     && self.ino.is_none_or(|ino| ino == l.ino)
+                    && self.dev.as_ref().is_none_or(|d| *d == l.dev)
             }
             Confirm::LeaseBreaking => {
                 l.kind == "LEASE"
                     && l.class == "BREAKING"
                     && self.ino.is_some_and(|ino| ino == l.ino)
+                    && self.dev.as_ref().is_none_or(|d| *d == l.dev)
             }
         })
     }
@@ -323,13 +351,43 @@ impl BlockDetector {
 }
 
 /// The lines of /proc/locks for a lock held (not waited for) on inode `ino`
-/// of this kind by process `pid` (-1 for OFD locks).
-pub fn held_lines(ino: u64, kind: &str, pid: i64) -> Vec<LockLine> {
+/// (of device `dev` when known) of this kind by process `pid` (-1 for OFD locks).
+pub fn held_lines(ino: u64, dev: Option<&str>, kind: &str, pid: i64) -> Vec<LockLine> {
     read_proc_locks()
         .unwrap_or_default()
         .into_iter()
-        .filter(|l| !l.blocked && l.ino == ino && l.kind == kind && l.pid == pid)
+        .filter(|l| {
+            !l.blocked
+                && l.ino == ino
+                && dev.is_none_or(|d| d == l.dev)
+                && l.kind == kind
+                && l.pid == pid
+        })
         .collect()
+}
+
+/// How /proc/locks names the device of the filesystem holding `file`: take a
+/// flock on it and find the line. `None` if the filesystem does not list
+/// locks there (or refuses flock).
+pub fn locks_device(file: &std::fs::File, ino: u64) -> Option<String> {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return None;
+    }
+    let me = i64::from(std::process::id() as i32);
+    let dev = read_proc_locks()
+        .ok()
+        .and_then(|lines| {
+            lines
+                .into_iter()
+                .find(|l| !l.blocked && l.kind == "FLOCK" && l.pid == me && l.ino == ino)
+        })
+        .map(|l| l.dev);
+    // SAFETY: as above.
+    unsafe { libc::flock(fd, libc::LOCK_UN) };
+    dev
 }
 
 /// A one-line description of what a process is doing, for "no reply" failures.

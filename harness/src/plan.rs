@@ -28,6 +28,9 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
 pub const MAX_ACTORS: usize = 256;
 /// The most increments one counter step may ask for.
 pub const MAX_COUNTER: u32 = 100_000;
+/// The most bytes a `write` or `read` step moves (the actor protocol carries
+/// them as JSON text).
+pub const MAX_DATA: usize = 64 * 1024;
 
 /// A scenario made concrete for one mechanism.
 #[derive(Debug, Clone)]
@@ -518,6 +521,14 @@ pub fn resolve_all(
         .map(|l| l.pos)
         .unwrap_or(scn.name.pos);
     for m in scn.known_failures.keys() {
+        if m.is_kernel_lock() {
+            return Err(ScenarioError::new(
+                file,
+                where_listed,
+                format!("`known-failures` names {m}, a kernel lock"),
+            )
+            .with_hint("only application-level methods (pidfile, lockfile) can fail by design; a kernel lock that fails this scenario is a finding about the target"));
+        }
         if !mechs.contains(m) {
             return Err(ScenarioError::new(
                 file,
@@ -694,7 +705,9 @@ pub fn parse_signal(s: &str) -> Result<Signal, String> {
         .map_err(|_| format!("unknown signal `{s}`; write for example KILL or SIGTERM"))
 }
 
-/// Whether a signal's default action ends the process.
+/// Whether a signal ends an actor that has no handler for it. Actors
+/// ignore SIGPIPE (a closed channel is an error, not a death), SIGIO (lease
+/// breaks) and SIGCHLD (their children are reaped by the kernel).
 pub fn is_fatal_by_default(sig: Signal) -> bool {
     !matches!(
         sig,
@@ -706,6 +719,8 @@ pub fn is_fatal_by_default(sig: Signal) -> bool {
             | Signal::SIGTTOU
             | Signal::SIGURG
             | Signal::SIGWINCH
+            | Signal::SIGPIPE
+            | Signal::SIGIO
     )
 }
 
@@ -850,6 +865,11 @@ impl<'a> Resolver<'a> {
         });
         self.state.push(ActorState::new(life));
         Ok(())
+    }
+
+    /// The actor whose descriptor table actor `i` uses (a thread's process).
+    fn owner(&self, i: usize) -> usize {
+        self.actors[i].thread_of.unwrap_or(i)
     }
 
     fn err(&self, pos: Pos, msg: impl Into<String>) -> ScenarioError {
@@ -997,7 +1017,7 @@ impl<'a> Resolver<'a> {
         fd: Option<&Located<String>>,
         pos: Pos,
     ) -> Result<String, ScenarioError> {
-        let st = &self.state[i];
+        let st = &self.state[self.owner(i)];
         let name = &self.actors[i].name;
         let open = || {
             st.fds
@@ -1254,6 +1274,10 @@ impl<'a> Resolver<'a> {
             Expectation::Data(_) if !matches!(op, Op::Read { .. }) => {
                 bad("`data` describes what a `read` step returns", "use ok or an errno here")
             }
+            Expectation::Ok if matches!(op, Op::Test { .. } | Op::Read { .. }) => bad(
+                "`ok` would accept any answer here",
+                "say what the answer must be: `unlocked`, `{holder: ...}`, `{leased: ...}` or `{data: ...}`",
+            ),
             Expectation::Conflict(_) if !matches!(op, Op::Lock { .. } | Op::Await { .. }) => bad(
                 "`conflict` (a lock refused because another holds it) is for `lock` and `await` steps",
                 "expect a specific errno instead",
@@ -1391,7 +1415,7 @@ impl<'a> Resolver<'a> {
                 let name_pos = o.as_name.as_ref().map(|n| n.pos).unwrap_or(o.path.pos);
                 check_fd_name(&fd).map_err(|m| self.err(name_pos, m))?;
                 for &i in &actors {
-                    if self.state[i].fds.contains_key(&fd) {
+                    if self.state[self.owner(i)].fds.contains_key(&fd) {
                         return Err(self
                             .err(
                                 name_pos,
@@ -1431,7 +1455,7 @@ impl<'a> Resolver<'a> {
                 let fd = self.fd_for_all(&actors, s.fd.as_ref(), pos)?;
                 check_fd_name(&s.as_name).map_err(|m| self.err(s.as_name.pos, m))?;
                 for &i in &actors {
-                    if self.state[i].fds.contains_key(&s.as_name.value) {
+                    if self.state[self.owner(i)].fds.contains_key(&s.as_name.value) {
                         return Err(self.err(
                             s.as_name.pos,
                             format!(
@@ -1549,8 +1573,8 @@ impl<'a> Resolver<'a> {
                 }
             }
             Step::Write(s) => {
-                if s.data.len() > 1 << 20 {
-                    return Err(self.err(pos, "`data` is longer than 1 MiB"));
+                if s.data.len() > MAX_DATA {
+                    return Err(self.err(pos, format!("`data` is longer than {MAX_DATA} bytes")));
                 }
                 Op::Write {
                     fd: self.fd_for_all(&actors, s.fd.as_ref(), pos)?,
@@ -1559,8 +1583,8 @@ impl<'a> Resolver<'a> {
                 }
             }
             Step::Read(s) => {
-                if s.len.value > 1 << 20 {
-                    return Err(self.err(s.len.pos, "`len` is larger than 1 MiB"));
+                if s.len.value > MAX_DATA as u64 {
+                    return Err(self.err(s.len.pos, format!("`len` is larger than {MAX_DATA}")));
                 }
                 Op::Read {
                     fd: self.fd_for_all(&actors, s.fd.as_ref(), pos)?,
@@ -1636,6 +1660,18 @@ impl<'a> Resolver<'a> {
                 };
                 let at = s.signal.as_ref().map(|l| l.pos).unwrap_or(pos);
                 for &i in &actors {
+                    if self.state[i].stopped && signal != Signal::SIGKILL {
+                        return Err(self
+                            .err(
+                                at,
+                                format!(
+                                    "actor `{}` is stopped: {} would wait until it continues",
+                                    self.actors[i].name,
+                                    signal.as_str()
+                                ),
+                            )
+                            .with_hint("kill a stopped actor with KILL, or `continue` it first"));
+                    }
                     if !is_fatal_by_default(signal) || self.state[i].handled.contains(&signal) {
                         return Err(self
                             .err(at, format!("{} does not end actor `{}`", signal.as_str(), self.actors[i].name))
@@ -1774,6 +1810,17 @@ impl<'a> Resolver<'a> {
             }
         };
         self.check_fits(&expect, &op, actors.len(), epos)?;
+        // `unsupported` turns a failure into a skip: it must not name an
+        // outcome the step can legitimately have, or a real failure would hide.
+        let mut legit = conflict.clone();
+        expected_errnos(&expect, &mut legit);
+        for (u, e) in c.unsupported.iter().zip(&unsupported) {
+            if legit.contains(e) {
+                return Err(self
+                    .err(u.pos, format!("`{}` is an outcome this step can have, not a sign of missing support", u.value))
+                    .with_hint("`unsupported` lists errno values that mean the target lacks the feature, such as EINVAL or ENOLCK"));
+            }
+        }
         let blocks_on_open =
             matches!(op, Op::Open { .. }) && expect.leaves_pending() != Some(false);
 
@@ -1914,10 +1961,11 @@ impl<'a> Resolver<'a> {
     fn apply(&mut self, number: usize, pos: Pos, actors: &[usize], op: &Op, exp: &Expectation) {
         let succeeds = matches!(exp, Expectation::Ok);
         for &i in actors {
+            let o = self.owner(i);
             match op {
                 Op::Open { fd, cloexec, .. } => {
                     if succeeds {
-                        self.state[i].fds.insert(fd.clone(), *cloexec);
+                        self.state[o].fds.insert(fd.clone(), *cloexec);
                     } else if matches!(exp, Expectation::Blocks) {
                         self.state[i].pending = Some(Waiting {
                             number,
@@ -1927,9 +1975,9 @@ impl<'a> Resolver<'a> {
                     }
                 }
                 Op::Close { fd } => {
-                    self.state[i].fds.remove(fd);
+                    self.state[o].fds.remove(fd);
                 }
-                Op::CloseAll => self.state[i].fds.clear(),
+                Op::CloseAll => self.state[o].fds.clear(),
                 Op::Stop => self.state[i].stopped = true,
                 Op::Continue => self.state[i].stopped = false,
                 Op::Spawn { child, .. } if succeeds => {
@@ -1940,23 +1988,25 @@ impl<'a> Resolver<'a> {
                 }
                 Op::Dup { new, .. } if succeeds => {
                     // dup(2) clears close-on-exec on the copy.
-                    self.state[i].fds.insert(new.clone(), false);
+                    self.state[o].fds.insert(new.clone(), false);
                 }
                 Op::Fork { child } | Op::Thread { child } if succeeds => {
-                    let fds = self.state[i].fds.clone();
                     let host = self.actors[i].host.clone();
                     if matches!(op, Op::Fork { .. }) {
+                        // The child gets copies of the descriptors (the same open
+                        // file descriptions) and the signal dispositions.
                         self.actors[*child].forked_from = Some(i);
+                        self.state[*child].fds = self.state[o].fds.clone();
                     } else {
+                        // A thread shares its process's descriptor table.
                         self.actors[*child].thread_of = Some(i);
-                        self.state[*child].handled = self.state[i].handled.clone();
                     }
+                    self.state[*child].handled = self.state[i].handled.clone();
                     self.actors[*child].host = host;
                     self.state[*child].life = Life::Alive;
-                    self.state[*child].fds = fds;
                 }
                 Op::Exec if succeeds => {
-                    self.state[i].fds.retain(|_, cloexec| !*cloexec);
+                    self.state[o].fds.retain(|_, cloexec| !*cloexec);
                     self.state[i].handled.clear();
                     let threads: Vec<usize> = (0..self.actors.len())
                         .filter(|&t| self.actors[t].thread_of == Some(i))
@@ -2008,7 +2058,7 @@ impl<'a> Resolver<'a> {
                                 true,
                             ) = (was, succeeds)
                             {
-                                self.state[i].fds.insert(fd, cloexec);
+                                self.state[o].fds.insert(fd, cloexec);
                             }
                         }
                     }
@@ -2016,6 +2066,17 @@ impl<'a> Resolver<'a> {
                 _ => {}
             }
         }
+    }
+}
+
+/// The errno values an expectation accepts.
+fn expected_errnos(e: &Expectation, out: &mut Vec<i32>) {
+    match e {
+        Expectation::Errno { value, .. } => out.push(*value),
+        Expectation::Conflict(list) => out.extend(list),
+        Expectation::OneOf(list) => list.iter().for_each(|x| expected_errnos(x, out)),
+        Expectation::Winners { others, .. } => expected_errnos(others, out),
+        _ => {}
     }
 }
 

@@ -160,8 +160,23 @@ pub struct LockDesc {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reply {
     pub seq: u64,
+    /// CLOCK_MONOTONIC (ns) when the call returned, taken by the actor: tells
+    /// when a blocked call really completed, whenever the harness reads it.
+    #[serde(default)]
+    pub t_ns: u64,
     #[serde(flatten)]
     pub outcome: Outcome,
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: one clock for the harness and its actors.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into a valid timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
 }
 
 /// What a call returned.

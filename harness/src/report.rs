@@ -519,8 +519,8 @@ pub fn console_summary(reports: &[Report]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<12} {:<10} {:>6} {:>6} {:>6} {:>6} {:>6} {:>9}  verdict",
-        "target", "fs", "trials", "pass", "fail", "skip", "error", "ms"
+        "{:<12} {:<10} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>9}  verdict",
+        "target", "fs", "trials", "pass", "fail", "skip", "xfail", "error", "ms"
     );
     for r in reports {
         let sm = &r.summary;
@@ -534,13 +534,14 @@ pub fn console_summary(reports: &[Report]) -> String {
         };
         let _ = writeln!(
             s,
-            "{:<12} {:<10} {:>6} {:>6} {:>6} {:>6} {:>6} {:>9.0}  {}",
+            "{:<12} {:<10} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>9.0}  {}",
             r.target.label,
             r.target.fs_type,
             sm.total,
             sm.pass,
             sm.fail,
             sm.skip,
+            sm.xfail,
             sm.error,
             sm.duration_ms,
             verdict

@@ -197,6 +197,7 @@ impl Session {
             scratch: &dir,
             second_mount: second.as_ref().map(|m| m.dir.as_path()),
             lock_lists: target.lock_lists(),
+            locks_dev: target.identity.locks_dev.clone(),
         };
         let outcome = Driver::new(plan, &env).run();
         drop(second);

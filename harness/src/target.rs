@@ -250,6 +250,10 @@ pub struct TargetIdentity {
     pub lock_lists: bool,
     /// How lockcheck forces PID reuse here (or why it cannot).
     pub pid_reuse: String,
+    /// The device as /proc/locks names it for this filesystem (found by taking
+    /// a flock on the scratch marker), used to tell its lines from others'.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locks_dev: Option<String>,
 }
 
 /// An open target: its identity and the run's scratch directory.
@@ -333,7 +337,12 @@ impl Target {
             std::process::id(),
             env!("CARGO_PKG_VERSION")
         );
-        let identity = identify(&spec.label, &root, &spec.provision);
+        let mut identity = identify(&spec.label, &root, &spec.provision);
+        let ino = {
+            use std::os::unix::fs::MetadataExt;
+            f.metadata().map(|m| m.ino()).unwrap_or(0)
+        };
+        identity.locks_dev = crate::observe::locks_device(&f, ino);
         Ok(Target {
             label: spec.label.clone(),
             root,
@@ -423,6 +432,7 @@ pub fn identify(label: &str, root: &Path, provision: &str) -> TargetIdentity {
         arch,
         lockcheck_version: env!("CARGO_PKG_VERSION").to_string(),
         pid_reuse: String::new(),
+        locks_dev: None,
     }
 }
 

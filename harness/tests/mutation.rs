@@ -226,6 +226,17 @@ const CASES: &[Case] = &[
         must_fail: &["git-style-lock-file::pidfile", "exclusive-race-2::pidfile"],
     },
     Case {
+        mode: "setlkw-giveup",
+        mechanisms: &["flock", "posix", "ofd"],
+        families: &["blocking", "faults"],
+        must_fail: &[
+            "waiter-keeps-waiting-while-held::flock",
+            "waiter-keeps-waiting-while-held::posix",
+            "waiter-keeps-waiting-while-held::ofd",
+            "stopped-holder-keeps-lock::posix",
+        ],
+    },
+    Case {
         mode: "lease-noop",
         mechanisms: &["lease"],
         families: &["leases"],
