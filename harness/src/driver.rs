@@ -251,7 +251,7 @@ impl<'a> Driver<'a> {
             Ok(()) => {
                 for step in &self.plan.steps {
                     match self.run_step(step) {
-                        Ok((record, stop)) => {
+                        Ok((record, stop, _)) => {
                             steps.push(record);
                             match stop {
                                 Some(Stop::Fail(f)) => {
@@ -299,10 +299,36 @@ impl<'a> Driver<'a> {
         }
     }
 
+    /// Step by step, for callers that build steps as they go (the fuzzer):
+    /// start the plan's initial actors.
+    pub fn start(&mut self) -> Result<(), String> {
+        self.spawn_initial().map_err(|Infra(e)| e)
+    }
+
+    /// Run one step; returns what each of its actors observed, the record,
+    /// and whether the expectation was met.
+    pub fn step(
+        &mut self,
+        step: &PlannedStep,
+    ) -> Result<(Vec<Observed>, StepRecord, bool), String> {
+        let (record, stop, observed) = self.run_step(step).map_err(|Infra(e)| e)?;
+        Ok((observed, record, stop.is_none()))
+    }
+
+    /// Actor pids by index (None for actors not started).
+    pub fn pids(&self) -> Vec<Option<i32>> {
+        self.actors.iter().map(|a| a.pid).collect()
+    }
+
+    /// End the trial: kill every actor; returns teardown problems.
+    pub fn finish(mut self) -> Vec<String> {
+        self.teardown()
+    }
+
     fn spawn_initial(&mut self) -> Result<(), Infra> {
         let me = std::process::id().to_string();
         for (i, plan) in self.plan.actors.iter().enumerate() {
-            if plan.forked_from.is_some() || plan.thread_of.is_some() {
+            if plan.forked_from.is_some() || plan.thread_of.is_some() || plan.spawned_by.is_some() {
                 continue;
             }
             let mut cmd = Command::new(self.env.exe);
@@ -603,7 +629,10 @@ impl<'a> Driver<'a> {
         })
     }
 
-    fn run_step(&mut self, step: &PlannedStep) -> Result<(StepRecord, Option<Stop>), Infra> {
+    fn run_step(
+        &mut self,
+        step: &PlannedStep,
+    ) -> Result<(StepRecord, Option<Stop>, Vec<Observed>), Infra> {
         let start = Instant::now();
         let start_ns = crate::protocol::monotonic_ns();
         self.step_reply_ns = 0;
@@ -829,11 +858,11 @@ impl<'a> Driver<'a> {
                 bound_ms: None,
             });
         }
-        let (mut record, stop) = self.judge_step(step, start, end, calls, latency, observed);
+        let (mut record, stop) = self.judge_step(step, start, end, calls, latency, &observed);
         self.step_times.push(step_time);
         record.after_fault_ms = after_fault.map(|(ms, _)| ms);
         record.fault_step = after_fault.map(|(_, n)| n);
-        Ok((record, stop))
+        Ok((record, stop, observed))
     }
 
     /// Judge a step's observations and make its record.
@@ -844,7 +873,7 @@ impl<'a> Driver<'a> {
         end: Instant,
         calls: Vec<String>,
         latency: Option<Duration>,
-        observed: Vec<Observed>,
+        observed: &[Observed],
     ) -> (StepRecord, Option<Stop>) {
         let names: Vec<String> = self.actors.iter().map(|a| a.name.clone()).collect();
         let pids: Vec<Option<i32>> = self.actors.iter().map(|a| a.pid).collect();
@@ -852,7 +881,7 @@ impl<'a> Driver<'a> {
             names: &names,
             pids: &pids,
         };
-        let verdict = judge::judge(&step.expect, &observed, &who);
+        let verdict = judge::judge(&step.expect, observed, &who);
         let step_actors: Vec<String> = step.actors.iter().map(|&i| names[i].clone()).collect();
         let observed_text: Vec<String> = observed.iter().map(judge::describe_observed).collect();
         let observed_joined = if step_actors.len() == 1 {

@@ -14,6 +14,7 @@ pub mod channel;
 pub mod driver;
 pub mod errno;
 pub mod error;
+pub mod fuzz;
 pub mod judge;
 pub mod loc;
 pub mod mech;

@@ -41,6 +41,40 @@ enum Command {
     },
     /// Print the JSON Schema (draft-07) of scenario files.
     Schema,
+    /// Differential fuzzing: random lock programs run on a reference and a
+    /// target; the first difference is shrunk and written as a scenario.
+    Fuzz(FuzzArgs),
+}
+
+#[derive(Args)]
+struct FuzzArgs {
+    /// The directory whose behaviour is taken as correct (a local filesystem).
+    #[arg(long, value_name = "LABEL=DIR")]
+    reference: String,
+    /// The directory under test.
+    #[arg(long, value_name = "LABEL=DIR")]
+    target: String,
+    /// Seed of the random generator (printed at start, so any run can be repeated).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Operations to run in all.
+    #[arg(long, default_value_t = 2000)]
+    ops: usize,
+    /// Actors per program.
+    #[arg(long, default_value_t = 3)]
+    actors: usize,
+    /// Mechanisms to fuzz (repeatable; default flock, posix and ofd).
+    #[arg(long = "mechanism", value_name = "M")]
+    mechanisms: Vec<Mech>,
+    /// Operations per program (a fresh set of actors each).
+    #[arg(long, default_value_t = 60)]
+    program_len: usize,
+    /// Where a found scenario is written.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    out: PathBuf,
+    /// How long shrinking may take.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    shrink_time: std::time::Duration,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -116,6 +150,7 @@ fn main() -> ExitCode {
         Some(Command::List(a)) => list(a),
         Some(Command::Validate { files }) => validate(&files),
         Some(Command::Schema) => schema(),
+        Some(Command::Fuzz(a)) => fuzz(a),
     };
     match result {
         Ok(code) => code,
@@ -302,6 +337,107 @@ fn run(a: RunArgs) -> Result<ExitCode, Error> {
     } else {
         ExitCode::from(1)
     })
+}
+
+fn fuzz(a: FuzzArgs) -> Result<ExitCode, Error> {
+    let mechanisms: Vec<Mechanism> = if a.mechanisms.is_empty() {
+        Mechanism::DEFAULT.to_vec()
+    } else {
+        a.mechanisms.iter().map(|m| (*m).into()).collect()
+    };
+    if let Some(m) = mechanisms.iter().find(|m| !m.is_default()) {
+        return Err(Error::usage(
+            format!("fuzzing covers flock, posix and ofd, not {m}"),
+            None,
+        ));
+    }
+    if a.actors == 0 || a.actors > 16 {
+        return Err(Error::usage("--actors must be between 1 and 16", None));
+    }
+    if a.program_len == 0 {
+        return Err(Error::usage("--program-len must be at least 1", None));
+    }
+    let seed = a.seed.unwrap_or_else(|| {
+        let mut b = [0u8; 8];
+        // SAFETY: getrandom writes at most 8 bytes into b.
+        unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+        u64::from_ne_bytes(b) % 1_000_000_000
+    });
+    let specs = [
+        target::parse_target_arg(&a.reference)?,
+        target::parse_target_arg(&a.target)?,
+    ];
+    let namespace = target::enter_private_namespace();
+    let session = Session::open(&specs, namespace, None, Vec::new())?;
+    eprintln!(
+        "lockcheck fuzz: seed {seed}; reference {} ({}), target {} ({}); {} operations, {} actors, mechanisms {}",
+        session.targets[0].label,
+        session.targets[0].identity.fs_type,
+        session.targets[1].label,
+        session.targets[1].identity.fs_type,
+        a.ops,
+        a.actors,
+        mechanisms.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ")
+    );
+    let config = lockcheck::fuzz::FuzzConfig {
+        seed,
+        ops: a.ops,
+        actors: a.actors,
+        mechanisms,
+        program_len: a.program_len,
+        out: a.out,
+        shrink_budget: a.shrink_time,
+    };
+    let started = Instant::now();
+    let tty = std::io::stderr().is_terminal();
+    let mut progress = |ops: usize, programs: usize| {
+        if tty {
+            eprint!("\r\x1b[K{ops} operations in {programs} programs");
+        }
+    };
+    let result = lockcheck::fuzz::run(
+        &config,
+        &session.targets[0],
+        &session.targets[1],
+        &session.exe,
+        &mut progress,
+    );
+    if tty {
+        eprint!("\r\x1b[K");
+    }
+    let problems = session.close();
+    for p in &problems {
+        eprintln!("warning: cleanup: {p}");
+    }
+    let r = result.map_err(|e| Error::usage(format!("fuzzing stopped: {e}"), None))?;
+    let secs = started.elapsed().as_secs_f64();
+    match r.found {
+        None => {
+            emit(&format!(
+                "no difference in {} operations ({} programs) in {secs:.1} s; seed {seed}\n",
+                r.ops_run, r.programs
+            ));
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(f) => {
+            emit(&format!(
+                "difference found after {:.1} s ({} operations, {} programs; mechanism {}): at step {} the reference observed {}, the target observed {}\nshrunk from {} to {} steps; scenario written to {}\nreproduce with: lockcheck run --scenarios {} --target {}\nseed {seed}\n",
+                f.elapsed_to_find.as_secs_f64(),
+                r.ops_run,
+                r.programs,
+                f.mechanism,
+                f.mismatch.index + 1,
+                f.mismatch.reference,
+                f.mismatch.target,
+                f.original_len,
+                f.shrunk_len,
+                f.file.display(),
+                f.file.parent().map(|p| p.display().to_string()).unwrap_or_default(),
+                a.target
+            ));
+            Ok(ExitCode::from(1))
+        }
+    }
 }
 
 fn failure_line(r: &TrialResult) -> String {

@@ -200,6 +200,8 @@ pub enum Family {
     Leases,
     /// Crashed, hung and signalled lock holders.
     Faults,
+    /// Found by differential fuzzing (`lockcheck fuzz`).
+    Fuzz,
 }
 
 impl Family {
@@ -219,6 +221,7 @@ impl Family {
             Family::LockFiles => "lock-files",
             Family::Leases => "leases",
             Family::Faults => "faults",
+            Family::Fuzz => "fuzz",
         }
     }
 
@@ -239,6 +242,7 @@ impl Family {
             Family::LockFiles => "Lock files",
             Family::Leases => "Leases",
             Family::Faults => "Faults",
+            Family::Fuzz => "Found by fuzzing",
         }
     }
 }
