@@ -14,7 +14,7 @@ use std::os::unix::net::{SocketAddr, UnixStream};
 
 use crate::protocol::{
     monotonic_ns, Envelope, Hello, HelloBody, LockDesc, Outcome, Reply, Request, ACTOR_ARG,
-    MAX_LINE, VERSION,
+    MAX_LINE,
 };
 
 /// Whether this process was started as an actor.
@@ -91,11 +91,7 @@ impl Io {
 
     fn hello(&self) {
         let h = Hello {
-            hello: HelloBody {
-                pid: std::process::id() as i32,
-                tid: gettid(),
-                version: VERSION,
-            },
+            hello: HelloBody::here(std::process::id() as i32, gettid()),
         };
         match serde_json::to_string(&h) {
             Ok(s) => self.write_line(&s),
@@ -113,36 +109,12 @@ pub fn main() -> ! {
         .nth(2)
         .and_then(|p| p.parse().ok())
         .unwrap_or(0);
-    // SAFETY: prctl/signal/getppid with plain integer arguments.
-    unsafe {
-        if parent != 0 {
-            libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            );
-            if libc::getppid() != parent {
-                // The harness died before the death signal was armed.
-                libc::_exit(3);
-            }
-        }
-        // A lease holder is told of a lease break with SIGIO, whose default
-        // action would end the actor; F_GETLEASE shows the break instead.
-        libc::signal(libc::SIGIO, libc::SIG_IGN);
-        // Children (forked or spawned actors) are reaped by the kernel at once,
-        // so a dead actor's pid is free (for PID reuse) and no zombie is left.
-        libc::signal(libc::SIGCHLD, libc::SIG_IGN);
-    }
     // A spawned actor connects back to the harness on a socket instead of
     // talking over its stdin/stdout.
     let mut args = std::env::args().skip(3);
     if let (Some(flag), Some(socket)) = (args.next(), args.next()) {
         if flag == "--connect" {
-            let fd = match SocketAddr::from_abstract_name(socket.as_bytes())
-                .and_then(|a| UnixStream::connect_addr(&a))
-            {
+            let fd = match connect(&socket) {
                 Ok(s) => s.into_raw_fd(),
                 Err(e) => die(98, &format!("cannot connect to the harness: {e}")),
             };
@@ -154,6 +126,35 @@ pub fn main() -> ! {
                 libc::close(fd);
             }
         }
+    }
+    become_actor(parent)
+}
+
+/// Serve as an actor on stdin/stdout until the channel closes; never
+/// returns. `parent` (when not 0) is the process whose death must end this
+/// one: the harness, or the zygote that forked it.
+pub fn become_actor(parent: i32) -> ! {
+    // SAFETY: prctl/signal/getppid with plain integer arguments.
+    unsafe {
+        if parent != 0 {
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            );
+            if libc::getppid() != parent {
+                // The parent died before the death signal was armed.
+                libc::_exit(3);
+            }
+        }
+        // A lease holder is told of a lease break with SIGIO, whose default
+        // action would end the actor; F_GETLEASE shows the break instead.
+        libc::signal(libc::SIGIO, libc::SIG_IGN);
+        // Children (forked or spawned actors) are reaped by the kernel at once,
+        // so a dead actor's pid is free (for PID reuse) and no zombie is left.
+        libc::signal(libc::SIGCHLD, libc::SIG_IGN);
     }
     serve(
         Io {
@@ -236,21 +237,24 @@ fn serve(mut io: Io, main_thread: bool) {
     }
 }
 
+/// Connect to the harness: a socket path (reachable from other network
+/// namespaces on the same filesystem), or an abstract name.
+fn connect(socket: &str) -> std::io::Result<UnixStream> {
+    if socket.starts_with('/') {
+        UnixStream::connect(socket)
+    } else {
+        UnixStream::connect_addr(&SocketAddr::from_abstract_name(socket.as_bytes())?)
+    }
+}
+
 fn start_thread(socket: &str) -> Outcome {
-    let addr = match SocketAddr::from_abstract_name(socket.as_bytes()) {
-        Ok(a) => a,
-        Err(_) => {
-            return Outcome::BadRequest {
-                message: "bad socket name".into(),
-            }
-        }
-    };
+    let socket = socket.to_string();
     let (tx, rx) = std::sync::mpsc::channel();
     let spawned = std::thread::Builder::new()
         .name("actor".into())
         .spawn(move || {
             let _ = tx.send(gettid());
-            match UnixStream::connect_addr(&addr) {
+            match connect(&socket) {
                 Ok(s) => {
                     let fd = s.into_raw_fd();
                     serve(
@@ -333,11 +337,7 @@ fn fork_actor(socket: &str) -> ForkResult {
     if pid > 0 {
         return ForkResult::Parent(Outcome::Forked { pid });
     }
-    let addr = match SocketAddr::from_abstract_name(socket.as_bytes()) {
-        Ok(a) => a,
-        Err(_) => die(97, "bad socket name"),
-    };
-    match UnixStream::connect_addr(&addr) {
+    match connect(socket) {
         Ok(s) => ForkResult::Child(s.into_raw_fd()),
         Err(e) => die(98, &format!("cannot connect to the harness: {e}")),
     }
@@ -402,13 +402,21 @@ fn perform(req: &Request) -> Outcome {
                     Outcome::Done { ret: r as i64 }
                 }
             }
-            Request::Write { fd, data, offset } => {
+            Request::Write {
+                fd,
+                data,
+                offset,
+                sync,
+            } => {
                 let n = match offset {
                     Some(o) => {
                         libc::pwrite(*fd, data.as_ptr().cast(), data.len(), *o as libc::off_t)
                     }
                     None => libc::write(*fd, data.as_ptr().cast(), data.len()),
                 };
+                if n >= 0 && *sync && libc::fsync(*fd) != 0 {
+                    return Outcome::Failed { errno: errno() };
+                }
                 ret(n as i64)
             }
             Request::Read { fd, len, offset } => {
@@ -465,6 +473,14 @@ fn perform(req: &Request) -> Outcome {
             Request::LockFileRemove { path } => with_path(path, |p| libc::unlink(p)),
             Request::PidAlive { path } => pid_alive(path),
             Request::Spawn { socket, set_tid } => spawn_actor(socket, *set_tid),
+            Request::ReadProc { tid } => Outcome::Proc {
+                snapshot: read_proc(*tid),
+            },
+            Request::SignalPid { pid, tid, signal } => ret(match tid {
+                Some(t) => libc::syscall(libc::SYS_tgkill, *pid, *t, *signal),
+                None => libc::kill(*pid, *signal) as i64,
+            }),
+            Request::WaitGone { pid, timeout_ms } => wait_gone(*pid, *timeout_ms),
             Request::Fork { .. } | Request::Thread { .. } | Request::Exec => Outcome::BadRequest {
                 message: "handled by the request loop".into(),
             },
@@ -609,6 +625,35 @@ fn pid_alive(path: &str) -> Outcome {
         }
     } else {
         Outcome::Failed { errno: errno() }
+    }
+}
+
+/// What the kernel shows of a task on this host.
+fn read_proc(tid: i32) -> crate::protocol::ProcSnapshot {
+    crate::protocol::ProcSnapshot {
+        state: crate::observe::read_state(tid).ok(),
+        syscall: std::fs::read_to_string(format!("/proc/{tid}/syscall")).ok(),
+        wchan: crate::observe::read_wchan(tid),
+        locks: std::fs::read_to_string("/proc/locks").unwrap_or_default(),
+        stack: crate::observe::read_stack(tid),
+    }
+}
+
+/// Wait (bounded) for a process on this host to end.
+fn wait_gone(pid: i32, timeout_ms: u64) -> Outcome {
+    match crate::observe::Pidfd::open(pid) {
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Outcome::Done { ret: 1 },
+        Err(e) => Outcome::Failed {
+            errno: e.raw_os_error().unwrap_or(libc::EIO),
+        },
+        Ok(fd) => match fd.wait_exit(std::time::Duration::from_millis(timeout_ms)) {
+            Ok(gone) => Outcome::Done {
+                ret: i64::from(gone),
+            },
+            Err(e) => Outcome::Failed {
+                errno: e.raw_os_error().unwrap_or(libc::EIO),
+            },
+        },
     }
 }
 

@@ -8,8 +8,7 @@
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::linux::net::SocketAddrExt;
-use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -32,6 +31,16 @@ use crate::scenario::{Access, LockMode, Mechanism};
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long teardown waits for killed actors to disappear.
 const REAP_TIMEOUT: Duration = Duration::from_secs(5);
+/// After a host was cut off or crashed, its killed actors may still be
+/// finishing a call to the file server (an NFS unlock waiting for the
+/// network), which they do once the host is reconnected.
+const LAB_REAP_TIMEOUT: Duration = Duration::from_secs(120);
+/// The longest pause between two looks at a waiting actor's kernel state.
+const PROBE_MAX: Duration = Duration::from_millis(4);
+/// The longest pause between two checks of a deadline while waiting for a reply.
+const IDLE_MAX: Duration = Duration::from_millis(20);
+/// How long the processes of a crashed host get to be gone (or seen killed).
+const CRASH_SETTLE: Duration = Duration::from_secs(5);
 
 /// What a trial needs from its surroundings.
 pub struct TrialEnv<'a> {
@@ -45,6 +54,43 @@ pub struct TrialEnv<'a> {
     pub lock_lists: bool,
     /// The target's device as /proc/locks prints it, when known.
     pub locks_dev: Option<String>,
+    /// The hosts actors can run on; the first is this one.
+    pub hosts: &'a [HostEnv],
+    /// Lab faults the target can inject: the shell command for each.
+    pub faults: &'a std::collections::BTreeMap<crate::plan::LabFault, String>,
+    /// The run's zygote, which forks local actors faster than exec starts them.
+    pub zygote: Option<&'a crate::zygote::Zygote>,
+    /// Lab faults whose command touches only this target's hosts.
+    pub confined_faults: &'a std::collections::BTreeSet<crate::plan::LabFault>,
+    /// Shared with the trials of the same scenario on other targets: the
+    /// faults that touch every target are injected once for all of them.
+    pub barrier: Option<&'a crate::barrier::FaultBarrier>,
+    /// The target's lease: bounds written in leases are reckoned with it.
+    pub lease: Duration,
+}
+
+/// A host actors can run on, as one trial sees it.
+#[derive(Debug, Clone)]
+pub struct HostEnv {
+    pub name: String,
+    /// The command prefix that starts a process there (`None`: this host).
+    pub launcher: Option<Vec<String>>,
+    /// The lockcheck binary as that host names it.
+    pub exe: PathBuf,
+    /// The trial's directory as that host names it.
+    pub dir: PathBuf,
+}
+
+impl HostEnv {
+    /// This host, with the trial directory `dir`.
+    pub fn local(exe: &Path, dir: &Path) -> HostEnv {
+        HostEnv {
+            name: crate::plan::DEFAULT_HOST.to_string(),
+            launcher: None,
+            exe: exe.to_path_buf(),
+            dir: dir.to_path_buf(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,8 +111,8 @@ pub struct TrialOutcome {
     pub reason: Option<String>,
     pub steps: Vec<StepRecord>,
     pub duration: Duration,
-    /// Actor names and pids, for the record.
-    pub actors: Vec<(String, Option<i32>)>,
+    /// Actor names, pids and hosts, for the record.
+    pub actors: Vec<(String, Option<i32>, String)>,
     /// Problems during teardown (an actor that would not die).
     pub teardown: Vec<String>,
     /// Times measured (fault to lock, how long a contender waited).
@@ -120,6 +166,17 @@ struct ActorRt {
     alive: bool,
     /// When its last reply's call returned (CLOCK_MONOTONIC ns, from the actor).
     last_reply_ns: u64,
+    /// The host it runs on (index into the trial's hosts).
+    host: usize,
+    /// Whether the harness sees its pids and /proc (same kernel and pid
+    /// namespace); otherwise an agent on its host reads and signals for it.
+    local_view: bool,
+    /// Whether it shares the harness's monotonic clock (same kernel).
+    shared_clock: bool,
+    /// Forked by the zygote (which has its exit status), not our child.
+    zygote_child: bool,
+    /// How it ended, once known.
+    exit: Option<String>,
 }
 
 /// When a step ran, on the monotonic clock actors stamp their replies with.
@@ -147,6 +204,11 @@ impl ActorRt {
             pending: None,
             alive: false,
             last_reply_ns: 0,
+            host: 0,
+            local_view: true,
+            shared_clock: true,
+            zygote_child: false,
+            exit: None,
         }
     }
 
@@ -214,6 +276,18 @@ pub struct Driver<'a> {
     send_deadline: Instant,
     /// Whether teardown has run (it also runs on drop, after a panic).
     torn_down: bool,
+    /// Per host: the agent that observes and signals for actors the harness
+    /// cannot see directly (started on first use).
+    agents: Vec<Option<ActorRt>>,
+    /// This process's kernel and pid namespace, to compare actors' with.
+    me: HelloBody,
+    /// A private directory for the sockets new actors connect back on.
+    sock_dir: Option<tempfile::TempDir>,
+    /// Hosts cut off (disconnected or crashed) and not reconnected yet:
+    /// teardown reconnects them.
+    severed: std::collections::BTreeSet<String>,
+    /// Whether a lab fault was injected (teardown then waits longer).
+    lab_faulted: bool,
 }
 
 impl<'a> Driver<'a> {
@@ -225,7 +299,15 @@ impl<'a> Driver<'a> {
             actors: plan
                 .actors
                 .iter()
-                .map(|a| ActorRt::new(&a.name, a.thread_of))
+                .map(|a| {
+                    let mut rt = ActorRt::new(&a.name, a.thread_of);
+                    rt.host = env
+                        .hosts
+                        .iter()
+                        .position(|h| h.name == a.host)
+                        .unwrap_or(usize::MAX);
+                    rt
+                })
                 .collect(),
             seq: 0,
             t0: now,
@@ -237,6 +319,11 @@ impl<'a> Driver<'a> {
             step_reply_ns: 0,
             send_deadline: now + crate::plan::DEFAULT_TIMEOUT,
             torn_down: false,
+            agents: (0..env.hosts.len().max(1)).map(|_| None).collect(),
+            me: HelloBody::here(std::process::id() as i32, 0),
+            sock_dir: None,
+            severed: Default::default(),
+            lab_faulted: false,
         }
     }
 
@@ -292,7 +379,7 @@ impl<'a> Driver<'a> {
             actors: self
                 .actors
                 .iter()
-                .map(|a| (a.name.clone(), a.pid))
+                .map(|a| (a.name.clone(), a.pid, self.host_name(a.host)))
                 .collect(),
             teardown,
             measurements: std::mem::take(&mut self.measurements),
@@ -325,45 +412,99 @@ impl<'a> Driver<'a> {
         self.teardown()
     }
 
+    /// Start an actor process on a host: this binary directly, or through
+    /// the host's launcher (`ip netns exec NS`, `ssh HOST`, ...), speaking
+    /// the protocol over its stdin and stdout.
+    fn launch(&self, host: usize, into: &mut ActorRt) -> Result<(), Infra> {
+        let h = self.env.hosts.get(host).ok_or_else(|| {
+            Infra(format!(
+                "actor {} is placed on a host this target does not have",
+                into.name
+            ))
+        })?;
+        if let (None, Some(z)) = (&h.launcher, self.env.zygote) {
+            // Forked by the zygote; if it cannot, started by exec below.
+            if let Ok(s) = z.spawn(&h.dir) {
+                let _ = nix::fcntl::fcntl(
+                    &s.stderr,
+                    nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+                );
+                into.chan = Some(
+                    Channel::new(s.chan_read, s.chan_write)
+                        .map_err(|e| Infra(format!("actor channel: {e}")))?,
+                );
+                into.pid = Some(s.pid);
+                into.pidfd = Pidfd::open(s.pid).ok();
+                into.stderr = Some(s.stderr);
+                into.child = None;
+                into.zygote_child = true;
+                into.host = host;
+                into.alive = true;
+                return Ok(());
+            }
+        }
+        let mut cmd = match &h.launcher {
+            None => {
+                let mut c = Command::new(self.env.exe);
+                c.arg(ACTOR_ARG)
+                    .arg(std::process::id().to_string())
+                    .current_dir(&h.dir);
+                c
+            }
+            Some(prefix) => {
+                let (first, rest) = prefix
+                    .split_first()
+                    .ok_or_else(|| Infra(format!("host {} has an empty launcher", h.name)))?;
+                let mut c = Command::new(first);
+                c.args(rest).arg(&h.exe).arg(ACTOR_ARG).arg("0");
+                c
+            }
+        };
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group: a terminal's Ctrl-C reaches the harness, not actors.
+            .process_group(0);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| Infra(format!("starting an actor on host {}: {e}", h.name)))?;
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(Infra("actor pipes missing".into()));
+        };
+        let stderr: OwnedFd = stderr.into();
+        let _ = nix::fcntl::fcntl(
+            stderr.as_fd(),
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        );
+        into.chan = Some(
+            Channel::new(stdout.into(), stdin.into())
+                .map_err(|e| Infra(format!("actor channel: {e}")))?,
+        );
+        if h.launcher.is_none() {
+            let pid = child.id() as i32;
+            into.pid = Some(pid);
+            into.pidfd = Pidfd::open(pid).ok();
+        }
+        into.stderr = Some(stderr);
+        into.child = Some(child);
+        into.host = host;
+        into.alive = true;
+        Ok(())
+    }
+
     fn spawn_initial(&mut self) -> Result<(), Infra> {
-        let me = std::process::id().to_string();
-        for (i, plan) in self.plan.actors.iter().enumerate() {
+        for i in 0..self.actors.len() {
+            let plan = &self.plan.actors[i];
             if plan.forked_from.is_some() || plan.thread_of.is_some() || plan.spawned_by.is_some() {
                 continue;
             }
-            let mut cmd = Command::new(self.env.exe);
-            cmd.arg(ACTOR_ARG)
-                .arg(&me)
-                .current_dir(self.env.scratch)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                // Its own process group: a terminal's Ctrl-C reaches the harness, not actors.
-                .process_group(0);
-            let mut child = cmd
-                .spawn()
-                .map_err(|e| Infra(format!("spawning {}: {e}", self.env.exe.display())))?;
-            let pid = child.id() as i32;
-            let (Some(stdin), Some(stdout), Some(stderr)) =
-                (child.stdin.take(), child.stdout.take(), child.stderr.take())
-            else {
-                return Err(Infra("actor pipes missing".into()));
-            };
-            let stderr: OwnedFd = stderr.into();
-            let _ = nix::fcntl::fcntl(
-                stderr.as_fd(),
-                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-            );
-            let a = &mut self.actors[i];
-            a.chan = Some(
-                Channel::new(stdout.into(), stdin.into())
-                    .map_err(|e| Infra(format!("actor channel: {e}")))?,
-            );
-            a.pid = Some(pid);
-            a.stderr = Some(stderr);
-            a.pidfd = Pidfd::open(pid).ok();
-            a.child = Some(child);
-            a.alive = true;
+            let mut rt = std::mem::replace(&mut self.actors[i], ActorRt::new("", None));
+            let host = rt.host;
+            let launched = self.launch(host, &mut rt);
+            self.actors[i] = rt;
+            launched?;
         }
         // All actors start in parallel; now collect their greetings.
         let deadline = Instant::now() + START_TIMEOUT;
@@ -394,6 +535,13 @@ impl<'a> Driver<'a> {
                         "actor {} says it is pid {}, expected {:?}",
                         a.name, h.pid, a.pid
                     )));
+                }
+                a.shared_clock = h.boot_id == self.me.boot_id;
+                a.local_view = a.shared_clock && h.pidns == self.me.pidns;
+                if a.local_view && a.pidfd.is_none() {
+                    // Started through a launcher that exec'd it (ip netns exec):
+                    // a process the harness can see and watch.
+                    a.pidfd = Pidfd::open(h.pid).ok();
                 }
                 a.pid = Some(h.pid);
                 a.tid = Some(if h.tid > 0 { h.tid } else { h.pid });
@@ -437,8 +585,100 @@ impl<'a> Driver<'a> {
         })
     }
 
-    fn path(&self, rel: &str) -> String {
-        self.env.scratch.join(rel).to_string_lossy().into_owned()
+    /// The trial directory as actor `i`'s host names it.
+    fn dir_of(&self, i: usize) -> &Path {
+        self.env
+            .hosts
+            .get(self.actors[i].host)
+            .map(|h| h.dir.as_path())
+            .unwrap_or(self.env.scratch)
+    }
+
+    fn path(&self, i: usize, rel: &str) -> String {
+        self.dir_of(i).join(rel).to_string_lossy().into_owned()
+    }
+
+    /// Send a signal to actor `i` (to its thread, for a thread actor).
+    fn send_signal(&mut self, i: usize, signal: Signal) -> Result<(), String> {
+        let a = &self.actors[i];
+        let pid = a.pid.unwrap_or(0);
+        let tid = a.thread_of.and(a.tid);
+        if !a.local_view {
+            let host = a.host;
+            let req = Request::SignalPid {
+                pid,
+                tid,
+                signal: signal as i32,
+            };
+            return match self.agent_call(host, req, Duration::from_secs(5)) {
+                Ok(Outcome::Done { .. }) => Ok(()),
+                Ok(Outcome::Failed { errno }) => Err(crate::errno::name(errno)),
+                Ok(other) => Err(format!("{other:?}")),
+                Err(Infra(e)) => Err(e),
+            };
+        }
+        match tid {
+            Some(t) => {
+                // SAFETY: tgkill with plain integers.
+                let r = unsafe { libc::syscall(libc::SYS_tgkill, pid, t, signal as i32) };
+                if r < 0 {
+                    Err(std::io::Error::last_os_error().to_string())
+                } else {
+                    Ok(())
+                }
+            }
+            None => kill(Pid::from_raw(pid), signal).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// The state letter of actor `i`'s task (None: gone).
+    fn state_of(&mut self, i: usize) -> Result<Option<char>, Infra> {
+        let a = &self.actors[i];
+        let tid = a.tid.or(a.pid).unwrap_or(0);
+        if a.local_view {
+            return Ok(observe::read_state(tid).ok());
+        }
+        let host = a.host;
+        match self.agent_call(host, Request::ReadProc { tid }, Duration::from_secs(5))? {
+            Outcome::Proc { snapshot } => Ok(snapshot.state),
+            other => Err(Infra(format!("the agent answered {other:?}"))),
+        }
+    }
+
+    /// Wait until actor `i`'s process has ended; true once it has.
+    fn wait_gone(&mut self, i: usize, deadline: Instant) -> bool {
+        self.wait_gone_seen(i, deadline) == Some(true)
+    }
+
+    /// Whether actor `i` has been killed and is on its way out (a local one only).
+    fn actor_dying(&self, i: usize) -> bool {
+        let a = &self.actors[i];
+        a.local_view && a.pid.is_some_and(observe::is_dying)
+    }
+
+    /// Whether actor `i` is gone by the deadline; `None` when its host's agent
+    /// cannot be asked (a crashed host takes its agent with it).
+    fn wait_gone_seen(&mut self, i: usize, deadline: Instant) -> Option<bool> {
+        let a = &self.actors[i];
+        if a.local_view {
+            return Some(match &a.pidfd {
+                Some(fd) => fd
+                    .wait_exit(deadline.saturating_duration_since(Instant::now()))
+                    .unwrap_or(false),
+                None => false,
+            });
+        }
+        let (host, pid) = (a.host, a.pid.unwrap_or(0));
+        let left = deadline.saturating_duration_since(Instant::now());
+        let req = Request::WaitGone {
+            pid,
+            timeout_ms: left.as_millis() as u64,
+        };
+        match self.agent_call(host, req, left + Duration::from_secs(2)) {
+            Ok(Outcome::Done { ret }) => Some(ret == 1),
+            Ok(_) => Some(false),
+            Err(_) => None,
+        }
     }
 
     /// The request an actor makes for an operation, how it looks while waiting,
@@ -481,7 +721,7 @@ impl<'a> Driver<'a> {
                     (Some(_), None) => {
                         return Err(Infra("the second mount is missing".into()));
                     }
-                    (None, _) => self.env.scratch,
+                    (None, _) => self.dir_of(i),
                 };
                 let full = base.join(path);
                 // A lease break makes open wait: watch for that on the file's inode.
@@ -536,11 +776,17 @@ impl<'a> Driver<'a> {
                 None,
                 None,
             ),
-            Op::Write { fd, data, offset } => (
+            Op::Write {
+                fd,
+                data,
+                offset,
+                sync,
+            } => (
                 Request::Write {
                     fd: self.fd(i, fd)?.n,
                     data: data.clone(),
                     offset: *offset,
+                    sync: *sync,
                 },
                 None,
                 None,
@@ -565,22 +811,22 @@ impl<'a> Driver<'a> {
             ),
             Op::Unlink { path } => (
                 Request::Unlink {
-                    path: self.path(path),
+                    path: self.path(i, path),
                 },
                 None,
                 None,
             ),
             Op::Mkdir { path } => (
                 Request::Mkdir {
-                    path: self.path(path),
+                    path: self.path(i, path),
                 },
                 None,
                 None,
             ),
             Op::Rename { from, to } => (
                 Request::Rename {
-                    from: self.path(from),
-                    to: self.path(to),
+                    from: self.path(i, from),
+                    to: self.path(i, to),
                 },
                 None,
                 None,
@@ -611,7 +857,7 @@ impl<'a> Driver<'a> {
             Op::Exec => (Request::Exec, None, None),
             Op::PidAlive { path } => (
                 Request::PidAlive {
-                    path: self.path(path),
+                    path: self.path(i, path),
                 },
                 None,
                 None,
@@ -636,9 +882,10 @@ impl<'a> Driver<'a> {
         let start = Instant::now();
         let start_ns = crate::protocol::monotonic_ns();
         self.step_reply_ns = 0;
-        self.send_deadline = start + step.timeout;
+        let step_timeout = step.timeout_for(self.env.lease);
+        self.send_deadline = start + step_timeout;
         self.await_done_ns = 0;
-        let deadline = start + step.timeout;
+        let deadline = start + step_timeout;
         let mut calls = Vec::new();
         let mut latency: Option<Duration> = None;
         let observed: Vec<Observed> = match &step.op {
@@ -712,11 +959,10 @@ impl<'a> Driver<'a> {
                 }));
                 vec![self.new_actor(parent, *child, NewActor::Spawn(set_tid), deadline)?]
             }
-            Op::Lab { fault, .. } => {
-                return Err(Infra(format!(
-                    "this target cannot inject `{}`",
-                    fault.as_str()
-                )))
+            Op::Lab { fault, host } => {
+                let (call, obs) = self.lab_fault(*fault, host.as_deref(), deadline)?;
+                calls.push(call);
+                vec![obs]
             }
             Op::Signal { signal, fatal } => {
                 let mut out = Vec::new();
@@ -783,7 +1029,11 @@ impl<'a> Driver<'a> {
                 }
                 let mut out = Vec::new();
                 for (i, seq, sig, ino, call) in sent {
-                    let obs = self.wait_call(i, seq, deadline, sig, ino)?;
+                    let obs = if step.patient {
+                        self.wait_patiently(i, seq, deadline, sig, ino)?
+                    } else {
+                        self.wait_call(i, seq, deadline, sig, ino)?
+                    };
                     if matches!(obs, Observed::Blocked(_)) {
                         self.actors[i].pending = Some(Pending {
                             seq,
@@ -826,30 +1076,44 @@ impl<'a> Driver<'a> {
                 step.op.describe(&self.plan.actors),
             ));
         }
-        // How long after the last fault a waiting call completed.
-        let after_fault = match (&step.op, &self.last_fault, latency) {
-            (Op::Await { .. }, Some((at, n, what)), Some(_)) => {
-                let ms = self.await_done_ns.saturating_sub(*at) as f64 / 1e6;
+        // When a waiting call was granted: an awaited call, or a waiting
+        // lock step with `within` that succeeded (a crashed holder's lock).
+        let granted_ns = match (&step.op, latency) {
+            (Op::Await { .. }, Some(_)) => Some(self.await_done_ns),
+            (Op::Lock { wait: true, .. }, _)
+                if !observed.is_empty()
+                    && observed
+                        .iter()
+                        .all(|o| matches!(o, Observed::Returned(Outcome::Done { .. }))) =>
+            {
+                Some(self.step_reply_ns)
+            }
+            _ => None,
+        };
+        let bound_ms = Some(crate::report::ms(step.timeout_for(self.env.lease)));
+        // How long after the last fault a waiting call was granted.
+        let after_fault = match (granted_ns, &self.last_fault) {
+            (Some(done), Some((at, n, what))) => {
+                let ms = done.saturating_sub(*at) as f64 / 1e6;
                 let ms = (ms * 1000.0).round() / 1000.0;
                 self.measurements.push(Measurement {
                     step: step.number,
                     what: format!("lock granted after the fault of step {n} ({what})"),
                     ms,
-                    bound_ms: Some(crate::report::ms(step.timeout)),
+                    bound_ms,
                 });
                 Some((ms, *n))
             }
-            (Op::Await { .. }, _, Some(l)) => {
-                self.measurements.push(Measurement {
-                    step: step.number,
-                    what: "blocked call completed after the previous step".into(),
-                    ms: crate::report::ms(l),
-                    bound_ms: Some(crate::report::ms(step.timeout)),
-                });
-                None
-            }
             _ => None,
         };
+        if let (None, Op::Await { .. }, Some(l)) = (&after_fault, &step.op, latency) {
+            self.measurements.push(Measurement {
+                step: step.number,
+                what: "blocked call completed after the previous step".into(),
+                ms: crate::report::ms(l),
+                bound_ms,
+            });
+        }
         if let Op::Await { hold: Some(d) } = step.op {
             self.measurements.push(Measurement {
                 step: step.number,
@@ -942,6 +1206,12 @@ impl<'a> Driver<'a> {
                     observed_joined
                 },
                 note: step.note.clone(),
+                // No reply in time, or a patient call still waiting at its bound.
+                timed_out: observed.iter().any(|o| {
+                    matches!(o, Observed::Hung { .. })
+                        || (step.patient && matches!(o, Observed::Blocked(_)))
+                }),
+                owner_only: judge::only_owner_differs(&step.expect, observed, &who),
             })),
         };
         (record, stop)
@@ -967,9 +1237,124 @@ impl<'a> Driver<'a> {
             pid,
             sig,
             ino,
-            self.env.locks_dev.clone(),
+            // The device name is this host's; another kernel numbers differently.
+            if a.local_view {
+                self.env.locks_dev.clone()
+            } else {
+                None
+            },
             self.env.lock_lists,
         )
+    }
+
+    /// One observation of actor `i`'s task: from /proc here, or from a
+    /// snapshot its host's agent takes.
+    fn probe(&mut self, i: usize, d: &mut BlockDetector) -> Result<Option<Evidence>, Infra> {
+        if self.actors[i].local_view {
+            return Ok(d.probe(&mut crate::observe::LocalProc));
+        }
+        let a = &self.actors[i];
+        let tid = a.tid.or(a.pid).unwrap_or(0);
+        let host = a.host;
+        match self.agent_call(host, Request::ReadProc { tid }, Duration::from_secs(5))? {
+            Outcome::Proc { mut snapshot } => Ok(d.probe(&mut snapshot)),
+            other => Err(Infra(format!(
+                "the agent on host {} answered {other:?}",
+                self.host_name(host)
+            ))),
+        }
+    }
+
+    fn host_name(&self, host: usize) -> String {
+        self.env
+            .hosts
+            .get(host)
+            .map(|h| h.name.clone())
+            .unwrap_or_else(|| "?".into())
+    }
+
+    /// Start the agent of a host if it is not running yet.
+    fn ensure_agent(&mut self, host: usize, wait: Duration) -> Result<(), Infra> {
+        if self
+            .agents
+            .get(host)
+            .is_some_and(|a| a.as_ref().is_some_and(|a| a.alive))
+        {
+            return Ok(());
+        }
+        let mut rt = ActorRt::new(&format!("agent on host {}", self.host_name(host)), None);
+        self.launch(host, &mut rt)?;
+        let deadline = Instant::now() + wait;
+        let chan = rt
+            .chan
+            .as_mut()
+            .ok_or_else(|| Infra("agent without a channel".into()))?;
+        match chan.recv_until::<FromActor>(deadline)? {
+            Some(FromActor::Hello { hello }) => rt.pid = Some(hello.pid),
+            _ => {
+                return Err(Infra(format!(
+                    "the agent on host {} did not start",
+                    self.host_name(host)
+                )))
+            }
+        }
+        if host >= self.agents.len() {
+            self.agents.resize_with(host + 1, || None);
+        }
+        self.agents[host] = Some(rt);
+        Ok(())
+    }
+
+    /// A request to a host's agent and its answer.
+    fn agent_call(&mut self, host: usize, req: Request, wait: Duration) -> Result<Outcome, Infra> {
+        self.ensure_agent(host, START_TIMEOUT)?;
+        self.seq += 1;
+        let seq = self.seq;
+        let deadline = Instant::now() + wait;
+        let name = self.host_name(host);
+        let Some(Some(agent)) = self.agents.get_mut(host) else {
+            return Err(Infra(format!("no agent on host {name}")));
+        };
+        let chan = agent
+            .chan
+            .as_mut()
+            .ok_or_else(|| Infra(format!("the agent on host {name} has no channel")))?;
+        chan.send(&Envelope { seq, req }, deadline)?;
+        loop {
+            match chan.recv_until::<FromActor>(deadline)? {
+                Some(FromActor::Reply(r)) if r.seq == seq => return Ok(r.outcome),
+                Some(_) => continue,
+                None => return Err(Infra(format!("the agent on host {name} did not answer"))),
+            }
+        }
+    }
+
+    /// Wait for the reply to `seq` until the deadline even if the call is
+    /// seen waiting for a lock: still waiting at the deadline is reported
+    /// as blocked, with the evidence and how long it waited.
+    fn wait_patiently(
+        &mut self,
+        i: usize,
+        seq: u64,
+        deadline: Instant,
+        sig: Option<WaitSignature>,
+        ino: Option<u64>,
+    ) -> Result<Observed, Infra> {
+        let began = Instant::now();
+        let first = self.wait_call(i, seq, deadline, sig, ino)?;
+        let Observed::Blocked(ev) = first else {
+            return Ok(first);
+        };
+        match self.wait_call(i, seq, deadline, None, None)? {
+            Observed::Hung { waited, .. } => Ok(Observed::Blocked(Evidence {
+                text: format!(
+                    "{}; still waiting after {} ms",
+                    ev.text,
+                    (began.elapsed().max(waited)).as_millis()
+                ),
+            })),
+            other => Ok(other),
+        }
     }
 
     /// Wait for the reply to `seq`, watching for the call to block.
@@ -999,7 +1384,7 @@ impl<'a> Driver<'a> {
                 None => {}
             }
             if let Some(d) = detector.as_mut() {
-                if let Some(ev) = d.probe() {
+                if let Some(ev) = self.probe(i, d)? {
                     return Ok(Observed::Blocked(ev));
                 }
             }
@@ -1011,8 +1396,14 @@ impl<'a> Driver<'a> {
                     process: describe_process(task),
                 });
             }
+            // Replies wake the wait at once; only the kernel probes are
+            // paced: quickly at first, then at most every PROBE_MAX.
             interval = (interval * 2)
-                .min(Duration::from_millis(1))
+                .min(if detector.is_some() {
+                    PROBE_MAX
+                } else {
+                    IDLE_MAX
+                })
                 .min(deadline - now);
         }
     }
@@ -1026,7 +1417,9 @@ impl<'a> Driver<'a> {
         };
         match chan.recv_within::<FromActor>(wait) {
             Ok(Some(FromActor::Reply(r))) => {
-                let t = if r.t_ns > 0 {
+                // Another kernel's clock says nothing here: the time it
+                // arrived is the best bound then.
+                let t = if r.t_ns > 0 && a.shared_clock {
                     r.t_ns
                 } else {
                     crate::protocol::monotonic_ns()
@@ -1048,6 +1441,21 @@ impl<'a> Driver<'a> {
         }
     }
 
+    /// How an ended actor ended (`exit status: 0`), if known; for an actor
+    /// the zygote forked, asking also has it reaped (its pid is then free).
+    fn exit_status(&mut self, i: usize) -> Option<String> {
+        let zygote = self.env.zygote;
+        let a = &mut self.actors[i];
+        if a.exit.is_none() {
+            a.exit = match (a.child.as_mut(), zygote, a.pid) {
+                (Some(c), _, _) => c.try_wait().ok().flatten().map(|s| s.to_string()),
+                (None, Some(z), Some(pid)) if a.zygote_child => z.status(pid),
+                _ => None,
+            };
+        }
+        a.exit.clone()
+    }
+
     /// How an actor ended, with what it printed, after its channel closed.
     fn death_detail(&mut self, i: usize) -> String {
         let a = &mut self.actors[i];
@@ -1056,12 +1464,8 @@ impl<'a> Driver<'a> {
         if let Some(fd) = &a.pidfd {
             let _ = fd.wait_exit(Duration::from_millis(500));
         }
-        let status = a
-            .child
-            .as_mut()
-            .and_then(|c| c.try_wait().ok().flatten())
-            .map(|s| s.to_string())
-            .unwrap_or_else(|| "ended".into());
+        let status = self.exit_status(i).unwrap_or_else(|| "ended".into());
+        let a = &mut self.actors[i];
         let err = a.stderr_text();
         if err.is_empty() {
             status
@@ -1088,7 +1492,7 @@ impl<'a> Driver<'a> {
             ) => {
                 let base = match (via, self.env.second_mount) {
                     (Some(_), Some(alt)) => alt,
-                    _ => self.env.scratch,
+                    _ => self.dir_of(i),
                 };
                 let full = base.join(path).to_string_lossy().into_owned();
                 let o = self.owner(i);
@@ -1139,6 +1543,10 @@ impl<'a> Driver<'a> {
         let Some(prev) = self.step_times.last().copied() else {
             return (Observed::Returned(outcome), None);
         };
+        if !self.actors[i].shared_clock {
+            // Another kernel's clock: its timestamps say nothing here.
+            return (Observed::Returned(outcome), None);
+        }
         if t_done < prev.start_ns {
             let during = match self
                 .step_times
@@ -1212,11 +1620,14 @@ impl<'a> Driver<'a> {
             if now >= deadline {
                 // Say what it is doing instead of completing.
                 let mut d = p.sig.map(|s| self.detector(i, s, p.ino));
-                let still = d.as_mut().and_then(|d| {
+                let still = match d.as_mut() {
                     // Two reads make a stable observation.
-                    d.probe();
-                    d.probe()
-                });
+                    Some(d) => {
+                        self.probe(i, d)?;
+                        self.probe(i, d)?
+                    }
+                    None => None,
+                };
                 let waited = now.duration_since(self.last_step_end);
                 let task = self.actors[i].tid.or(self.actors[i].pid).unwrap_or(0);
                 let obs = match still {
@@ -1231,9 +1642,9 @@ impl<'a> Driver<'a> {
                 self.actors[i].pending = Some(p);
                 return Ok((obs, None));
             }
-            interval = (interval * 2)
-                .min(Duration::from_millis(1))
-                .min(deadline - now);
+            // Replies wake the wait at once: the interval only bounds how
+            // late the deadline is noticed.
+            interval = (interval * 2).min(IDLE_MAX).min(deadline - now);
         }
     }
 
@@ -1295,7 +1706,7 @@ impl<'a> Driver<'a> {
         } else {
             Signal::SIGCONT
         };
-        if let Err(e) = kill(Pid::from_raw(pid), sig) {
+        if let Err(e) = self.send_signal(i, sig) {
             return Observed::Died {
                 detail: format!("kill({pid}, {}) failed: {e}", sig.as_str()),
             };
@@ -1309,14 +1720,19 @@ impl<'a> Driver<'a> {
         };
         let mut pause = Duration::from_micros(10);
         loop {
-            match observe::read_state(pid) {
-                Ok(s) if reached(s) => {
+            match self.state_of(i) {
+                Ok(Some(s)) if reached(s) => {
                     return Observed::Returned(Outcome::Done { ret: 0 });
                 }
-                Ok(_) => {}
-                Err(_) => {
+                Ok(Some(_)) => {}
+                Ok(None) => {
                     return Observed::Died {
                         detail: format!("pid {pid} is gone"),
+                    }
+                }
+                Err(Infra(e)) => {
+                    return Observed::Died {
+                        detail: format!("cannot see pid {pid}: {e}"),
                     }
                 }
             }
@@ -1354,21 +1770,7 @@ impl<'a> Driver<'a> {
 
     /// Send a signal; for a fatal one wait until the process is gone.
     fn signal(&mut self, i: usize, signal: Signal, fatal: bool, deadline: Instant) -> Observed {
-        let a = &self.actors[i];
-        let pid = a.pid.unwrap_or(0);
-        let sent = match (a.thread_of, a.tid) {
-            (Some(_), Some(tid)) => {
-                // SAFETY: tgkill with plain integers.
-                let r = unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, signal as i32) };
-                if r < 0 {
-                    Err(std::io::Error::last_os_error().to_string())
-                } else {
-                    Ok(())
-                }
-            }
-            _ => kill(Pid::from_raw(pid), signal).map_err(|e| e.to_string()),
-        };
-        if let Err(e) = sent {
+        if let Err(e) = self.send_signal(i, signal) {
             return Observed::Died {
                 detail: format!("{} failed: {e}", self.signal_call(i, signal)),
             };
@@ -1382,12 +1784,7 @@ impl<'a> Driver<'a> {
     /// Wait until the actor's process has ended (its locks are then gone).
     fn wait_end(&mut self, i: usize, deadline: Instant, how: &str) -> Observed {
         let pid = self.actors[i].pid.unwrap_or(0);
-        let ended = match &self.actors[i].pidfd {
-            Some(fd) => fd
-                .wait_exit(deadline.saturating_duration_since(Instant::now()))
-                .unwrap_or(false),
-            None => false,
-        };
+        let ended = self.wait_gone(i, deadline);
         if !ended {
             return Observed::Hung {
                 waited: Duration::ZERO,
@@ -1403,15 +1800,104 @@ impl<'a> Driver<'a> {
                 a.chan = None;
             }
         }
-        let status = self.actors[i]
-            .child
-            .as_mut()
-            .and_then(|c| c.try_wait().ok().flatten())
+        let status = self
+            .exit_status(i)
             .map(|s| format!(", {s}"))
             .unwrap_or_default();
         Observed::Ended {
             how: format!("{how}{status}"),
         }
+    }
+
+    /// Inject a lab fault with the target's command for it; after a crash,
+    /// the host's actors are gone (their locks are not released by them).
+    fn lab_fault(
+        &mut self,
+        fault: crate::plan::LabFault,
+        host: Option<&str>,
+        deadline: Instant,
+    ) -> Result<(String, Observed), Infra> {
+        let cmd = self
+            .env
+            .faults
+            .get(&fault)
+            .ok_or_else(|| Infra(format!("this target cannot inject `{}`", fault.as_str())))?
+            .replace("{host}", host.unwrap_or(""));
+        // A fault shared with the other targets' trials (a server restart)
+        // is injected once, when all of them have reached it.
+        let shared = !self.env.confined_faults.contains(&fault);
+        let result = match (self.env.barrier, shared) {
+            (Some(b), true) => b
+                .arrive(deadline, &mut || run_fault_command(&cmd, deadline))
+                .ok_or_else(|| {
+                    Infra(format!(
+                        "the other trials sharing `{cmd}` did not reach it in time"
+                    ))
+                })?,
+            _ => run_fault_command(&cmd, deadline),
+        };
+        match result {
+            Ok(true) => {}
+            Ok(false) => {
+                return Ok((
+                    cmd,
+                    Observed::Hung {
+                        waited: Duration::ZERO,
+                        process: "the fault command did not finish".into(),
+                    },
+                ))
+            }
+            Err(e) => return Err(Infra(e)),
+        }
+        self.lab_faulted = true;
+        if let Some(h) = host {
+            match fault {
+                crate::plan::LabFault::Disconnect | crate::plan::LabFault::Crash => {
+                    self.severed.insert(h.to_string());
+                }
+                crate::plan::LabFault::Reconnect => {
+                    self.severed.remove(h);
+                }
+                crate::plan::LabFault::RestartServer => {}
+            }
+        }
+        if let (crate::plan::LabFault::Crash, Some(h)) = (fault, host) {
+            let on: Vec<usize> = (0..self.actors.len())
+                .filter(|&i| {
+                    self.actors[i].alive
+                        && self
+                            .env
+                            .hosts
+                            .get(self.actors[i].host)
+                            .is_some_and(|x| x.name == h)
+                })
+                .collect();
+            for i in on {
+                // A crash takes the whole host with it, its agent too: an actor
+                // seen alive afterwards means the fault did not do what it
+                // says. A killed process may take long to go (an NFS client
+                // finishes its unlock once the network is back): killed is
+                // enough. Without a view of the host (its agent went down
+                // with it), the fault command's word is taken.
+                let settle = deadline.min(Instant::now() + CRASH_SETTLE);
+                if !self.actor_dying(i)
+                    && self.wait_gone_seen(i, settle) == Some(false)
+                    && !self.actor_dying(i)
+                {
+                    let a = &self.actors[i];
+                    return Err(Infra(format!(
+                        "actor {} (pid {}) on host {h} survived the crash fault `{cmd}`",
+                        a.name,
+                        a.pid.unwrap_or(0)
+                    )));
+                }
+                let a = &mut self.actors[i];
+                a.alive = false;
+                a.chan = None;
+                a.pending = None;
+            }
+        }
+        Ok((cmd, Observed::Returned(Outcome::Done { ret: 0 })))
     }
 
     /// The actor replaces itself with a fresh image; close-on-exec descriptors go.
@@ -1458,9 +1944,32 @@ impl<'a> Driver<'a> {
         }
     }
 
+    /// /proc/locks of the actor's own host (its agent reads it elsewhere),
+    /// with the device name this target's locks carry there when known.
+    fn proc_locks_of(
+        &mut self,
+        i: usize,
+    ) -> Result<(Vec<observe::LockLine>, Option<String>), Infra> {
+        if self.actors[i].local_view {
+            return Ok((
+                observe::read_proc_locks().unwrap_or_default(),
+                self.env.locks_dev.clone(),
+            ));
+        }
+        let host = self.actors[i].host;
+        let tid = self.actors[i].pid.unwrap_or(0);
+        match self.agent_call(host, Request::ReadProc { tid }, Duration::from_secs(5))? {
+            Outcome::Proc { mut snapshot } => {
+                use crate::observe::ProcView;
+                Ok((snapshot.locks(), None))
+            }
+            other => Err(Infra(format!("the agent answered {other:?}"))),
+        }
+    }
+
     /// Look for the actor's lock on a descriptor's file in /proc/locks.
     fn listed(
-        &self,
+        &mut self,
         i: usize,
         fd: &str,
         mech: Mechanism,
@@ -1468,7 +1977,7 @@ impl<'a> Driver<'a> {
         start: i64,
         len: i64,
     ) -> Result<Observed, Infra> {
-        let f = self.fd(i, fd)?;
+        let f = self.fd(i, fd)?.clone();
         let (kind, pid) = match mech {
             Mechanism::Flock => ("FLOCK", i64::from(self.actors[i].pid.unwrap_or(0))),
             Mechanism::Posix => ("POSIX", i64::from(self.actors[i].pid.unwrap_or(0))),
@@ -1489,16 +1998,35 @@ impl<'a> Driver<'a> {
                 "start {start} len {len} is not a lockable range"
             )));
         };
-        let lines = observe::held_lines(f.ino, self.env.locks_dev.as_deref(), kind, pid);
-        let found = lines.iter().find(|l| {
-            l.access == access
-                && (!mech.has_ranges() || (l.start == want_start && l.end == want_end))
-        });
+        // /proc/locks is printed a page per read() and walked by position, so
+        // a line can be skipped when locks ahead of it go away between pages
+        // (other trials run in parallel). A line seen once was there; one not
+        // seen is only reported missing after several complete readings.
+        let mut all_lines = Vec::new();
+        let mut found = None;
+        for _ in 0..observe::LISTING_READS {
+            let (lines, dev) = self.proc_locks_of(i)?;
+            found = lines
+                .iter()
+                .find(|l| {
+                    !l.blocked
+                        && l.ino == f.ino
+                        && dev.as_ref().is_none_or(|d| *d == l.dev)
+                        && l.kind == kind
+                        && l.pid == pid
+                        && l.access == access
+                        && (!mech.has_ranges() || (l.start == want_start && l.end == want_end))
+                })
+                .cloned();
+            all_lines = lines;
+            if found.is_some() {
+                break;
+            }
+        }
         Ok(match found {
             Some(l) => Observed::Listed(l.raw.clone()),
             None => {
-                let all: Vec<String> = observe::read_proc_locks()
-                    .unwrap_or_default()
+                let all: Vec<String> = all_lines
                     .into_iter()
                     .filter(|l| l.ino == f.ino)
                     .map(|l| l.raw)
@@ -1522,16 +2050,35 @@ impl<'a> Driver<'a> {
         kind: NewActor,
         deadline: Instant,
     ) -> Result<Observed, Infra> {
-        let name = format!(
-            "lockcheck.{}.{}.{}",
-            std::process::id(),
+        if !self.actors[parent].local_view {
+            return Err(Infra(format!(
+                "a new actor on host {} could not reach lockcheck's socket (another machine); fork, thread and spawn work on hosts that share this one's kernel",
+                self.host_name(self.actors[parent].host)
+            )));
+        }
+        // A socket path in a private directory: reachable from actors in
+        // other network namespaces (abstract names are per namespace).
+        if self.sock_dir.is_none() {
+            self.sock_dir = Some(
+                tempfile::Builder::new()
+                    .prefix("lockcheck-sock-")
+                    .tempdir()
+                    .map_err(|e| Infra(format!("socket directory: {e}")))?,
+            );
+        }
+        let dir = self
+            .sock_dir
+            .as_ref()
+            .map(|d| d.path().to_path_buf())
+            .unwrap_or_default();
+        let path = dir.join(format!(
+            "{}.{}.sock",
             SOCKET_COUNTER.fetch_add(1, Ordering::Relaxed),
-            rand_suffix()
-        );
-        let addr = SocketAddr::from_abstract_name(name.as_bytes())
-            .map_err(|e| Infra(format!("socket name: {e}")))?;
+            rand_suffix() % 1_000_000
+        ));
+        let name = path.to_string_lossy().into_owned();
         let listener =
-            UnixListener::bind_addr(&addr).map_err(|e| Infra(format!("binding {name}: {e}")))?;
+            UnixListener::bind(&path).map_err(|e| Infra(format!("binding {name}: {e}")))?;
         listener
             .set_nonblocking(true)
             .map_err(|e| Infra(format!("listener: {e}")))?;
@@ -1581,6 +2128,14 @@ impl<'a> Driver<'a> {
         if !matches!(kind, NewActor::Thread) {
             c.pidfd = Pidfd::open(peer).ok();
         }
+        let (host, view, clock) = {
+            let p = &self.actors[parent];
+            (p.host, p.local_view, p.shared_clock)
+        };
+        let c = &mut self.actors[child];
+        c.host = host;
+        c.local_view = view;
+        c.shared_clock = clock;
         c.alive = true;
         c.fds = inherited;
         self.expect_hello(child, deadline)?;
@@ -1591,11 +2146,35 @@ impl<'a> Driver<'a> {
     fn teardown(&mut self) -> Vec<String> {
         self.torn_down = true;
         let mut problems = Vec::new();
+        // Hosts left cut off come back first: their killed actors may be
+        // waiting for the network to finish dying.
+        for h in std::mem::take(&mut self.severed) {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            match self.lab_fault(crate::plan::LabFault::Reconnect, Some(&h), deadline) {
+                Ok((_, Observed::Returned(_))) => {}
+                Ok((cmd, _)) => problems.push(format!("reconnecting host {h}: `{cmd}` hung")),
+                Err(Infra(e)) => problems.push(format!("reconnecting host {h}: {e}")),
+            }
+        }
+        // Actors the harness cannot see are killed by their host's agent.
+        for i in 0..self.actors.len() {
+            let a = &self.actors[i];
+            if !a.local_view && a.alive && a.thread_of.is_none() {
+                let _ = self.send_signal(i, Signal::SIGKILL);
+            }
+        }
         // Kill through pidfds: exactly the processes this trial started,
         // never a reused pid or process group of someone else.
         for a in &mut self.actors {
             a.chan = None;
             if a.thread_of.is_some() {
+                continue;
+            }
+            if !a.local_view {
+                // Its launcher (ssh, kubectl, ...) is our child: end it too.
+                if let Some(c) = a.child.as_mut() {
+                    let _ = c.kill();
+                }
                 continue;
             }
             match (&a.pidfd, a.pid) {
@@ -1613,19 +2192,27 @@ impl<'a> Driver<'a> {
                 (None, None) => {}
             }
         }
-        let deadline = Instant::now() + REAP_TIMEOUT;
+        let deadline = Instant::now()
+            + if self.lab_faulted {
+                LAB_REAP_TIMEOUT
+            } else {
+                REAP_TIMEOUT
+            };
         for a in &mut self.actors {
-            let gone = match &a.pidfd {
-                Some(fd) => fd
+            let gone = match (&a.pidfd, a.local_view) {
+                (Some(fd), true) => fd
                     .wait_exit(deadline.saturating_duration_since(Instant::now()))
                     .unwrap_or(true),
-                None => true,
+                _ => true,
             };
             if let Some(child) = a.child.as_mut() {
-                if gone {
-                    let _ = child.wait();
-                } else {
-                    let _ = child.try_wait();
+                reap(child, deadline);
+            }
+            // The zygote reaps it now, so no zombie outlives the trial.
+            if let (true, true, Some(z), Some(pid)) = (gone, a.zygote_child, self.env.zygote, a.pid)
+            {
+                if a.exit.is_none() {
+                    a.exit = z.status(pid);
                 }
             }
             if !gone {
@@ -1634,6 +2221,14 @@ impl<'a> Driver<'a> {
                     a.name,
                     describe_process(a.pid.unwrap_or(0))
                 ));
+            }
+        }
+        // The hosts' agents last: they killed the actors the harness cannot see.
+        for agent in self.agents.iter_mut().flatten() {
+            agent.chan = None;
+            if let Some(child) = agent.child.as_mut() {
+                let _ = child.kill();
+                reap(child, deadline);
             }
         }
         problems
@@ -1664,6 +2259,14 @@ fn listed_range(start: i64, len: i64) -> Option<(String, String)> {
             (first >= 0).then(|| (first.to_string(), (start - 1).to_string()))
         }
     }
+}
+
+/// Wait (bounded) for a child process the harness started, and reap it.
+fn reap(child: &mut Child, deadline: Instant) {
+    if let Ok(fd) = Pidfd::open(child.id() as i32) {
+        let _ = fd.wait_exit(deadline.saturating_duration_since(Instant::now()));
+    }
+    let _ = child.try_wait();
 }
 
 /// Whether an expectation accepts a call that is still waiting.
@@ -1769,4 +2372,46 @@ impl Drop for SecondMount {
         let _ = nix::mount::umount2(&self.dir, nix::mount::MntFlags::MNT_DETACH);
         let _ = std::fs::remove_dir(&self.dir);
     }
+}
+
+/// Run a lab fault's shell command until it ends or the deadline passes:
+/// `Ok(true)` it succeeded, `Ok(false)` it did not finish (it is killed).
+fn run_fault_command(cmd: &str, deadline: Instant) -> crate::barrier::FaultResult {
+    // Its output goes to a file: a pipe nobody reads could stall it.
+    let errors = tempfile::tempfile().map_err(|e| format!("running `{cmd}`: {e}"))?;
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            errors
+                .try_clone()
+                .map_err(|e| format!("running `{cmd}`: {e}"))?,
+        ))
+        .spawn()
+        .map_err(|e| format!("running `{cmd}`: {e}"))?;
+    let ended = Pidfd::open(child.id() as i32)
+        .and_then(|fd| fd.wait_exit(deadline.saturating_duration_since(Instant::now())))
+        .unwrap_or(false);
+    if !ended {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Ok(false);
+    }
+    let status = child.wait().map_err(|e| format!("running `{cmd}`: {e}"))?;
+    if status.success() {
+        return Ok(true);
+    }
+    let mut text = String::new();
+    {
+        use std::io::{Read, Seek};
+        let mut f = errors;
+        let _ = f.rewind();
+        let _ = f.take(4096).read_to_string(&mut text);
+    }
+    Err(format!(
+        "the fault command `{cmd}` failed ({status}): {}",
+        text.trim()
+    ))
 }

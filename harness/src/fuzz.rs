@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 
-use crate::driver::{Driver, TrialEnv};
+use crate::driver::{Driver, HostEnv, TrialEnv};
 use crate::judge::Observed;
 use crate::loc::Pos;
 use crate::plan::{ActorPlan, Expectation, LockKind, Op, PlannedStep, TrialPlan, DEFAULT_HOST};
@@ -476,6 +476,8 @@ fn planned(prog: &Program, number: usize, op: &FOp) -> PlannedStep {
         timeout: STEP_TIMEOUT,
         note: None,
         unsupported: Vec::new(),
+        patient: false,
+        leases: None,
     }
 }
 
@@ -521,6 +523,7 @@ struct Lockstep {
 struct Side<'a> {
     target: &'a Target,
     exe: &'a Path,
+    zygote: Option<&'a crate::zygote::Zygote>,
 }
 
 /// Where operations come from: a fixed list (replay), or the generator.
@@ -548,12 +551,22 @@ fn lockstep(
         .target
         .trial_dir("fuzz")
         .map_err(|e| format!("target: {e}"))?;
+    let no_faults = Default::default();
+    let none_confined = Default::default();
+    let ref_hosts = [HostEnv::local(reference.exe, &ref_dir)];
+    let tgt_hosts = [HostEnv::local(target.exe, &tgt_dir)];
     let ref_env = TrialEnv {
         exe: reference.exe,
         scratch: &ref_dir,
         second_mount: None,
         lock_lists: reference.target.lock_lists(),
         locks_dev: reference.target.identity.locks_dev.clone(),
+        hosts: &ref_hosts,
+        faults: &no_faults,
+        zygote: reference.zygote,
+        confined_faults: &none_confined,
+        barrier: None,
+        lease: crate::plan::DEFAULT_LEASE,
     };
     let tgt_env = TrialEnv {
         exe: target.exe,
@@ -561,6 +574,12 @@ fn lockstep(
         second_mount: None,
         lock_lists: target.target.lock_lists(),
         locks_dev: target.target.identity.locks_dev.clone(),
+        hosts: &tgt_hosts,
+        faults: &no_faults,
+        zygote: target.zygote,
+        confined_faults: &none_confined,
+        barrier: None,
+        lease: crate::plan::DEFAULT_LEASE,
     };
     let mut r = Driver::new(&plan, &ref_env);
     let mut t = Driver::new(&plan, &tgt_env);
@@ -1021,11 +1040,19 @@ pub fn run(
 ) -> Result<FuzzResult, String> {
     let started = Instant::now();
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    // Actors are forked by a zygote when one can be started (faster), or
+    // started by exec.
+    let zygote = crate::zygote::Zygote::start(exe).ok();
     let rs = Side {
         target: reference,
         exe,
+        zygote: zygote.as_ref(),
     };
-    let ts = Side { target, exe };
+    let ts = Side {
+        target,
+        exe,
+        zygote: zygote.as_ref(),
+    };
     let mut ops_run = 0;
     let mut programs = 0;
     while ops_run < config.ops {

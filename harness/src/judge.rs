@@ -104,6 +104,32 @@ pub fn satisfies(exp: &Expectation, obs: &Observed, actors: &Actors<'_>) -> bool
     }
 }
 
+/// Whether every observation that fails `exp` would pass if the lock owner's
+/// pid were not checked: F_GETLK found the right lock and reported another
+/// owner (NFSv3 reports OFD locks with a pid, not -1).
+pub fn only_owner_differs(exp: &Expectation, obs: &[Observed], actors: &Actors<'_>) -> bool {
+    let Expectation::Holder {
+        mode,
+        start,
+        len,
+        pid,
+    } = exp
+    else {
+        return false;
+    };
+    if matches!(pid, PidExpect::Any) {
+        return false;
+    }
+    let relaxed = Expectation::Holder {
+        mode: *mode,
+        start: *start,
+        len: *len,
+        pid: PidExpect::Any,
+    };
+    obs.iter()
+        .all(|o| satisfies(exp, o, actors) || satisfies(&relaxed, o, actors))
+}
+
 /// Judge a step's observations (one per actor). `Err` explains the mismatch.
 pub fn judge(exp: &Expectation, obs: &[Observed], actors: &Actors<'_>) -> Result<(), String> {
     if let Expectation::Winners { count, others } = exp {
@@ -238,6 +264,7 @@ pub fn describe_observed(obs: &Observed) -> String {
             Outcome::Forked { pid } => format!("ok (child pid {pid})"),
             Outcome::Threaded { tid } => format!("ok (thread {tid})"),
             Outcome::Spawned { pid } => format!("ok (new process, pid {pid})"),
+            Outcome::Proc { snapshot } => format!("proc state {:?}", snapshot.state),
             Outcome::Leased { l_type } => match i32::try_from(*l_type).unwrap_or(-1) {
                 libc::F_RDLCK => "lease F_RDLCK (read)".into(),
                 libc::F_WRLCK => "lease F_WRLCK (write)".into(),
@@ -385,6 +412,31 @@ mod tests {
         ));
         assert!(!satisfies(&exp, &ret(Outcome::Lock { lock: unl }), &a));
         assert!(describe_expectation(&exp, &a).contains("pid 200 (b)"));
+        // Right lock, wrong owner: a reporting error only.
+        let ofd = Expectation::Holder {
+            mode: Some(LockMode::Exclusive),
+            start: Some(0),
+            len: Some(0),
+            pid: PidExpect::Raw(-1),
+        };
+        assert!(only_owner_differs(&ofd, &[ret(Outcome::Lock { lock })], &a));
+        // Wrong range as well, or no lock at all: not only the owner.
+        let narrow = Expectation::Holder {
+            mode: Some(LockMode::Exclusive),
+            start: Some(5),
+            len: Some(1),
+            pid: PidExpect::Raw(-1),
+        };
+        assert!(!only_owner_differs(
+            &narrow,
+            &[ret(Outcome::Lock { lock })],
+            &a
+        ));
+        assert!(!only_owner_differs(
+            &ofd,
+            &[ret(Outcome::Lock { lock: unl })],
+            &a
+        ));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! with the expectation → [`report`] writes JSON and Markdown.
 
 pub mod actor;
+pub mod barrier;
 pub mod catalog;
 pub mod channel;
 pub mod driver;
@@ -25,5 +26,6 @@ pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod target;
+pub mod zygote;
 
 pub use error::{Error, Result};

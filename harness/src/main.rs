@@ -35,7 +35,7 @@ enum Command {
     List(ListArgs),
     /// Check scenario files without running them.
     Validate {
-        /// Scenario files (YAML).
+        /// Scenario files (YAML), or directories of them.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -119,8 +119,26 @@ struct RunArgs {
     /// Print nothing but failures and the summary.
     #[arg(long, short)]
     quiet: bool,
-    /// Run only trials whose id (`target::scenario::mechanism`) contains this text.
-    filter: Option<String>,
+    /// Another host actors can be placed on (`host: b` in a scenario), started
+    /// through a command prefix: `b='ip netns exec c2'`, `b='ssh box'`,
+    /// `b='kubectl exec -i pod --'` (repeatable). This host is `a`.
+    #[arg(long = "host", value_name = "NAME=COMMAND")]
+    hosts: Vec<String>,
+    /// The lockcheck binary as the other hosts name it (default: this one's path).
+    #[arg(long, value_name = "PATH")]
+    remote_exe: Option<PathBuf>,
+    /// A lab fault the target can inject, with the shell command that does it
+    /// (`{host}` and `{target}` are replaced): disconnect, reconnect, crash,
+    /// restart-server (repeatable). A command naming `{target}` touches only
+    /// that target's hosts; other lab faults run alone, after everything else.
+    #[arg(long = "fault", value_name = "KIND=COMMAND")]
+    faults: Vec<String>,
+    /// The file server's lease and grace period: bounds on recovery after a
+    /// crash, a partition or a restart are counted in leases (`3 leases`).
+    #[arg(long, value_name = "DURATION", default_value = "90s", value_parser = parse_lease)]
+    lease: std::time::Duration,
+    /// Run only trials whose id (`target::scenario::mechanism`) contains one of these texts.
+    filters: Vec<String>,
 }
 
 #[derive(Args)]
@@ -142,6 +160,9 @@ enum ListFormat {
 fn main() -> ExitCode {
     if lockcheck::actor::is_actor_invocation() {
         lockcheck::actor::main();
+    }
+    if lockcheck::zygote::is_zygote_invocation() {
+        lockcheck::zygote::main();
     }
     let cli = Cli::parse();
     let result = match cli.command {
@@ -168,9 +189,29 @@ fn schema() -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn validate(files: &[PathBuf]) -> Result<ExitCode, Error> {
+fn validate(args: &[PathBuf]) -> Result<ExitCode, Error> {
     let mut errors = Vec::new();
-    for f in files {
+    let mut files = Vec::new();
+    for a in args {
+        if a.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(a)
+                .map_err(|e| Error::io(format!("reading {}", a.display()), e))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                .collect();
+            if found.is_empty() {
+                return Err(Error::usage(
+                    format!("{}: no scenario files (*.yaml) in it", a.display()),
+                    Some("give scenario files or a directory holding them"),
+                ));
+            }
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(a.clone());
+        }
+    }
+    for f in &files {
         match catalog::load_file(f) {
             Ok(s) => {
                 let mechs: Vec<String> = s
@@ -241,6 +282,15 @@ fn list(a: ListArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `--lease`: a duration from 1 s to 1 h.
+fn parse_lease(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e}; write for example 90s"))?;
+    if d < std::time::Duration::from_secs(1) || d > std::time::Duration::from_secs(3600) {
+        return Err("give a lease between 1s and 1h".into());
+    }
+    Ok(d)
+}
+
 fn run(a: RunArgs) -> Result<ExitCode, Error> {
     let started = Instant::now();
     let cat = catalog::load(a.scenarios.as_deref())?;
@@ -252,22 +302,47 @@ fn run(a: RunArgs) -> Result<ExitCode, Error> {
     let namespace = target::enter_private_namespace();
     let session = if a.targets.is_empty() {
         let d = target::default_targets(&namespace);
-        Session::open(&d.specs, namespace, d.tmpfs, d.notes)?
+        Session::open_with(
+            &d.specs,
+            namespace,
+            d.tmpfs,
+            d.notes,
+            &[],
+            &Default::default(),
+            a.lease,
+        )?
     } else {
         let specs = a
             .targets
             .iter()
             .map(|t| target::parse_target_arg(t))
             .collect::<Result<Vec<_>, _>>()?;
-        Session::open(&specs, namespace, None, Vec::new())?
+        let mut hosts = a
+            .hosts
+            .iter()
+            .map(|h| target::parse_host_arg(h))
+            .collect::<Result<Vec<_>, _>>()?;
+        for h in &mut hosts {
+            h.exe.clone_from(&a.remote_exe);
+        }
+        let faults = target::parse_fault_args(&a.faults)?;
+        Session::open_with(
+            &specs,
+            namespace,
+            None,
+            Vec::new(),
+            &hosts,
+            &faults,
+            a.lease,
+        )?
     };
     let mut trials = session.plan(&cat, &mechanisms);
-    if let Some(f) = &a.filter {
-        trials.retain(|t| t.id.contains(f.as_str()));
+    if !a.filters.is_empty() {
+        trials.retain(|t| a.filters.iter().any(|f| t.id.contains(f.as_str())));
         if trials.is_empty() {
             session.close();
             return Err(Error::usage(
-                format!("no trial id contains {f:?}"),
+                format!("no trial id contains {}", a.filters.join(" or ")),
                 Some("trial ids are TARGET::SCENARIO::MECHANISM; `lockcheck list` shows the scenarios"),
             ));
         }

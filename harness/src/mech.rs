@@ -267,10 +267,22 @@ pub fn describe_request(req: &Request) -> String {
             l_type_name(*l_type),
             range_text(*start, *len)
         ),
-        Request::Write { fd, data, offset } => match offset {
-            Some(o) => format!("pwrite({fd}, {} bytes, {o})", data.len()),
-            None => format!("write({fd}, {} bytes)", data.len()),
-        },
+        Request::Write {
+            fd,
+            data,
+            offset,
+            sync,
+        } => {
+            let w = match offset {
+                Some(o) => format!("pwrite({fd}, {} bytes, {o})", data.len()),
+                None => format!("write({fd}, {} bytes)", data.len()),
+            };
+            if *sync {
+                format!("{w}; fsync({fd})")
+            } else {
+                w
+            }
+        }
         Request::Read { fd, len, offset } => match offset {
             Some(o) => format!("pread({fd}, {len}, {o})"),
             None => format!("read({fd}, {len})"),
@@ -319,6 +331,12 @@ pub fn describe_request(req: &Request) -> String {
             set_tid: Some(t), ..
         } => format!("clone3(set_tid=[{t}]) + execve(lockcheck actor)"),
         Request::Spawn { set_tid: None, .. } => "clone3() + execve(lockcheck actor)".into(),
+        Request::ReadProc { tid } => format!("read /proc/{tid}"),
+        Request::SignalPid { pid, tid, signal } => match tid {
+            Some(t) => format!("tgkill({pid}, {t}, {signal})"),
+            None => format!("kill({pid}, {signal})"),
+        },
+        Request::WaitGone { pid, .. } => format!("wait for {pid} to end"),
     }
 }
 

@@ -8,8 +8,14 @@
 //!   on filesystems whose locks the local kernel manages.
 //!
 //! Where the filesystem keeps its own waiters (NFS, some FUSE), no `->` line
-//! appears: the call is then reported blocked after the syscall state has
-//! been stable over a bounded observation window, and the evidence says so.
+//! appears. The task's kernel stack (`/proc/PID/stack`, readable by root)
+//! then names where it sleeps: `nfs4_retry_setlk` (NFSv4 polling for a
+//! denied lock), `nlmclnt_block` (NLM waiting for a GRANTED callback),
+//! `locks_lock_inode_wait` (the local lock table), and it is the evidence.
+//! Where neither is available the call is reported blocked after the
+//! syscall state has been stable over a bounded observation window, and the
+//! evidence says so. Kernels without `/proc/PID/syscall` (User-Mode Linux)
+//! are read through the stack alone.
 
 use std::io;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
@@ -167,6 +173,154 @@ impl Pidfd {
     }
 }
 
+/// Where the kernel's view of a task comes from: this host's /proc, or a
+/// snapshot an agent took on the task's own host.
+pub trait ProcView {
+    fn state(&mut self, tid: i32) -> Option<char>;
+    fn syscall(&mut self, tid: i32) -> io::Result<SyscallState>;
+    fn wchan(&mut self, tid: i32) -> Option<String>;
+    fn locks(&mut self) -> Vec<LockLine>;
+    /// `/proc/TID/stack`, if readable (root only).
+    fn stack(&mut self, tid: i32) -> Option<String>;
+}
+
+/// Whether a process has been killed and is on its way out: gone, a zombie,
+/// or SIGKILL pending (it may be stuck finishing a call, like an NFS unlock
+/// waiting for the network).
+pub fn is_dying(pid: i32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return true;
+    };
+    const SIGKILL_BIT: u64 = 1 << (libc::SIGKILL - 1);
+    status.lines().any(|l| {
+        let (k, v) = l.split_once(':').unwrap_or(("", ""));
+        match k {
+            "State" => matches!(v.trim().chars().next(), Some('Z' | 'X')),
+            "SigPnd" | "ShdPnd" => {
+                u64::from_str_radix(v.trim(), 16).is_ok_and(|m| m & SIGKILL_BIT != 0)
+            }
+            _ => false,
+        }
+    })
+}
+
+/// `/proc/TID/stack`, if this process may read it.
+pub fn read_stack(tid: i32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{tid}/stack")).ok()
+}
+
+/// The function names of a `/proc/PID/stack` text, innermost first
+/// (`[<0>] nfs4_retry_setlk+0x177/0x1c7 [nfsv4]` gives `nfs4_retry_setlk`).
+fn stack_frames(stack: &str) -> impl Iterator<Item = &str> {
+    stack.lines().filter_map(|l| {
+        let f = l.split_whitespace().find(|w| !w.starts_with('['))?;
+        Some(f.split('+').next().unwrap_or(f))
+    })
+}
+
+/// Frames that only say "asleep", skipped to find where the task waits.
+const SLEEP_FRAMES: &[&str] = &[
+    "__switch_to",
+    "__switch_to_asm",
+    "__schedule",
+    "schedule",
+    "schedule_timeout",
+    "io_schedule",
+    "io_schedule_timeout",
+    "wait_woken",
+    "schedule_hrtimeout_range",
+    "schedule_hrtimeout_range_clock",
+    "freezable_schedule_timeout",
+    "do_wait_for_common",
+    "__wait_for_common",
+    "wait_for_completion",
+];
+
+/// Kernel functions in which a task sleeps because of another lock holder:
+/// the local lock table, the NFSv4 client retrying a denied LOCK, the NLM
+/// client waiting for a GRANTED callback, an open waiting for a lease break.
+const LOCK_WAIT_SITES: &[&str] = &[
+    "locks_lock_inode_wait",
+    "locks_lock_file_wait",
+    "flock_lock_inode_wait",
+    "posix_lock_inode_wait",
+    "fcntl_setlk",
+    "fcntl_setlk64",
+    "__do_sys_flock",
+    "nfs4_retry_setlk",
+    "nlmclnt_block",
+    "__break_lease",
+    "break_lease",
+];
+
+/// Where the stack shows the task waiting for a lock (the wait site and the
+/// system call entry) when the task is in the call `nr`; `None` when it
+/// sleeps elsewhere (for example in an RPC to the server, which is not yet
+/// a lock wait).
+pub fn stack_lock_wait(stack: &str, nr: i64) -> Option<String> {
+    let frames: Vec<&str> = stack_frames(stack).collect();
+    let site = frames.iter().find(|f| !SLEEP_FRAMES.contains(f))?;
+    if !LOCK_WAIT_SITES.contains(site) {
+        return None;
+    }
+    let entry = if nr == libc::SYS_flock {
+        "sys_flock"
+    } else if nr == libc::SYS_fcntl {
+        "sys_fcntl"
+    } else {
+        // An open or truncate that waits for a lease break.
+        return (site.contains("break_lease")).then(|| format!("waits in {site}"));
+    };
+    let in_entry = frames
+        .iter()
+        .any(|f| f.ends_with(entry) || f.ends_with("sys_fcntl64"));
+    in_entry.then(|| format!("kernel stack waits in {site} under {entry}"))
+}
+
+/// This host's /proc.
+pub struct LocalProc;
+
+impl ProcView for LocalProc {
+    fn state(&mut self, tid: i32) -> Option<char> {
+        read_state(tid).ok()
+    }
+    fn syscall(&mut self, tid: i32) -> io::Result<SyscallState> {
+        read_syscall(tid)
+    }
+    fn wchan(&mut self, tid: i32) -> Option<String> {
+        read_wchan(tid)
+    }
+    fn locks(&mut self) -> Vec<LockLine> {
+        read_proc_locks().unwrap_or_default()
+    }
+    fn stack(&mut self, tid: i32) -> Option<String> {
+        read_stack(tid)
+    }
+}
+
+/// A snapshot taken by an agent on another host.
+impl ProcView for crate::protocol::ProcSnapshot {
+    fn state(&mut self, _: i32) -> Option<char> {
+        self.state
+    }
+    fn syscall(&mut self, _: i32) -> io::Result<SyscallState> {
+        match &self.syscall {
+            Some(text) => parse_syscall(text)
+                .ok_or_else(|| io::Error::other(format!("unreadable syscall {text:?}"))),
+            None => Err(io::Error::from_raw_os_error(libc::EACCES)),
+        }
+    }
+    fn wchan(&mut self, _: i32) -> Option<String> {
+        self.wchan.clone()
+    }
+    fn locks(&mut self) -> Vec<LockLine> {
+        self.locks.lines().filter_map(parse_lock_line).collect()
+    }
+    fn stack(&mut self, _: i32) -> Option<String> {
+        self.stack.clone()
+    }
+}
+
 /// How "blocked" was decided, for the report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Evidence {
@@ -248,13 +402,16 @@ impl BlockDetector {
     /// The /proc/locks line that shows this wait, if there is one. Any kind
     /// of lock request counts: the call the kernel sees may not be the one
     /// asked for (a library or filesystem emulating one lock with another).
-    fn evidence_line(&self) -> Option<LockLine> {
-        let lines = read_proc_locks().ok()?;
+    fn evidence_line(&self, view: &mut dyn ProcView) -> Option<LockLine> {
+        let lines = view.locks();
         lines.into_iter().find(|l| match self.sig.confirm {
             Confirm::Waiter(_) => {
                 l.blocked
-                    && matches!(l.kind.as_str(), "FLOCK" | "POSIX" | "OFDLCK")
-                    && (l.pid == i64::from(self.pid) || (l.kind == "OFDLCK" && l.pid == -1))
+                    // ACCESS: a filesystem lock client (NFS) first waits for
+                    // a conflicting lock of this host with FL_ACCESS.
+                    && matches!(l.kind.as_str(), "FLOCK" | "POSIX" | "OFDLCK" | "ACCESS")
+                    && (l.pid == i64::from(self.pid)
+                        || (matches!(l.kind.as_str(), "OFDLCK" | "ACCESS") && l.pid == -1))
                     && self.ino.is_none_or(|ino| ino == l.ino)
                     && self.dev.as_ref().is_none_or(|d| *d == l.dev)
             }
@@ -268,13 +425,16 @@ impl BlockDetector {
     }
 
     /// One observation. `Some` once the call is known to be waiting.
-    pub fn probe(&mut self) -> Option<Evidence> {
-        let state = read_state(self.tid).ok()?;
-        let sleeping = matches!(state, 'S' | 'D');
+    pub fn probe(&mut self, view: &mut dyn ProcView) -> Option<Evidence> {
+        let state = view.state(self.tid)?;
+        if !matches!(state, 'S' | 'D') {
+            self.reset();
+            return None;
+        }
         let in_call = if self.syscall_unreadable {
             None
         } else {
-            match read_syscall(self.tid) {
+            match view.syscall(self.tid) {
                 Ok(SyscallState::InSyscall { nr, args }) => {
                     let exact = nr == self.sig.nr
                         && self.sig.args[0].is_none_or(|a| a == low32(args[0]))
@@ -293,41 +453,64 @@ impl BlockDetector {
                     Some(exact || other.is_some())
                 }
                 Ok(_) => Some(false),
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) => {
-                    // No ptrace access (for example Yama scope 2): rely on
-                    // the sleeping state and /proc/locks alone.
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::ENOENT)
+                    ) =>
+                {
+                    // No ptrace access (for example Yama scope 2), or a
+                    // kernel without the file (User-Mode Linux): rely on the
+                    // stack, the sleeping state and /proc/locks.
                     self.syscall_unreadable = true;
                     None
                 }
                 Err(_) => Some(false),
             }
         };
-        if !sleeping || in_call == Some(false) {
-            self.stable = 0;
-            self.stable_since = None;
+        if in_call == Some(false) {
+            self.reset();
             return None;
         }
+        // Without the syscall, the kernel stack (when readable) decides
+        // whether the task is in the call and waiting for a lock.
+        let mut site = None;
+        let in_call = match in_call {
+            Some(c) => Some(c),
+            None => match view.stack(self.tid) {
+                Some(st) => {
+                    site = stack_lock_wait(&st, self.sig.nr);
+                    if site.is_none() {
+                        self.reset();
+                        return None;
+                    }
+                    Some(true)
+                }
+                None => None,
+            },
+        };
         self.stable += 1;
         let since = *self.stable_since.get_or_insert_with(Instant::now);
-        let what = match &self.substituted {
-            Some(actual) => format!("{actual} (asked for {})", self.sig.describe()),
-            None => self.sig.describe(),
-        };
-        let call = format!(
-            "{} in {what} (state {state}{})",
-            self.tid,
-            read_wchan(self.tid)
-                .map(|w| format!(", wchan {w}"))
-                .unwrap_or_default()
-        );
         if self.stable >= CONFIRMED_READS {
-            if let Some(line) = self.evidence_line() {
+            if let Some(line) = self.evidence_line(view) {
+                let call = self.call_text(view, state);
                 return Some(Evidence {
                     text: format!("task {call}; /proc/locks: `{}`", line.raw),
                 });
             }
+            if site.is_none() && in_call.is_some() {
+                site = view
+                    .stack(self.tid)
+                    .and_then(|st| stack_lock_wait(&st, self.sig.nr));
+            }
+            if let Some(site) = &site {
+                let call = self.call_text(view, state);
+                return Some(Evidence {
+                    text: format!("task {call}; {site}"),
+                });
+            }
         }
-        // Without the syscall, only a /proc/locks line is proof enough.
+        // Without the syscall or the stack, only a /proc/locks line is proof enough.
         in_call?;
         if !self.sig.fallback {
             return None;
@@ -338,6 +521,7 @@ impl BlockDetector {
             WINDOW_WITHOUT_LISTS
         };
         if self.stable >= UNCONFIRMED_READS && since.elapsed() >= window {
+            let call = self.call_text(view, state);
             return Some(Evidence {
                 text: format!(
                     "task {call}, unchanged over {} reads in {} ms; no line in /proc/locks shows the wait (the filesystem queues waiters itself)",
@@ -348,22 +532,55 @@ impl BlockDetector {
         }
         None
     }
+
+    fn reset(&mut self) {
+        self.stable = 0;
+        self.stable_since = None;
+    }
+
+    /// The task and its call, for the evidence.
+    fn call_text(&self, view: &mut dyn ProcView, state: char) -> String {
+        let what = match &self.substituted {
+            Some(actual) => format!("{actual} (asked for {})", self.sig.describe()),
+            None => self.sig.describe(),
+        };
+        format!(
+            "{} in {what} (state {state}{})",
+            self.tid,
+            view.wchan(self.tid)
+                .map(|w| format!(", wchan {w}"))
+                .unwrap_or_default()
+        )
+    }
 }
+
+/// Complete readings of /proc/locks before a line is taken to be absent. The
+/// kernel prints the file a page per read() and finds its place again by
+/// position, so a line can be skipped when locks listed before it go away
+/// between two pages; several readings all missing it do not happen by chance.
+pub const LISTING_READS: usize = 5;
 
 /// The lines of /proc/locks for a lock held (not waited for) on inode `ino`
 /// (of device `dev` when known) of this kind by process `pid` (-1 for OFD locks).
 pub fn held_lines(ino: u64, dev: Option<&str>, kind: &str, pid: i64) -> Vec<LockLine> {
-    read_proc_locks()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|l| {
-            !l.blocked
-                && l.ino == ino
-                && dev.is_none_or(|d| d == l.dev)
-                && l.kind == kind
-                && l.pid == pid
-        })
-        .collect()
+    let mut lines = Vec::new();
+    for _ in 0..LISTING_READS {
+        lines = read_proc_locks()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|l| {
+                !l.blocked
+                    && l.ino == ino
+                    && dev.is_none_or(|d| d == l.dev)
+                    && l.kind == kind
+                    && l.pid == pid
+            })
+            .collect();
+        if !lines.is_empty() {
+            break;
+        }
+    }
+    lines
 }
 
 /// How /proc/locks names the device of the filesystem holding `file`: take a
@@ -377,13 +594,9 @@ pub fn locks_device(file: &std::fs::File, ino: u64) -> Option<String> {
         return None;
     }
     let me = i64::from(std::process::id() as i32);
-    let dev = read_proc_locks()
-        .ok()
-        .and_then(|lines| {
-            lines
-                .into_iter()
-                .find(|l| !l.blocked && l.kind == "FLOCK" && l.pid == me && l.ino == ino)
-        })
+    let dev = held_lines(ino, None, "FLOCK", me)
+        .into_iter()
+        .next()
         .map(|l| l.dev);
     // SAFETY: as above.
     unsafe { libc::flock(fd, libc::LOCK_UN) };
@@ -406,12 +619,41 @@ pub fn describe_process(pid: i32) -> String {
     let wchan = read_wchan(pid)
         .map(|w| format!(", wchan {w}"))
         .unwrap_or_default();
-    format!("pid {pid} state {state}, {call}{wchan}")
+    let stack = read_stack(pid)
+        .map(|st| {
+            let frames: Vec<&str> = stack_frames(&st)
+                .filter(|f| !SLEEP_FRAMES.contains(f))
+                .take(5)
+                .collect();
+            format!(", stack {}", frames.join(" < "))
+        })
+        .unwrap_or_default();
+    format!("pid {pid} state {state}, {call}{wchan}{stack}")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_lock_waits_off_kernel_stacks() {
+        // User-Mode Linux 6.1 guest, NFSv4.2 client waiting for a lock
+        // another client holds (polling), then the same on NFSv3 (NLM).
+        let v4 = "[<0>] __switch_to+0x50/0x7f\n[<0>] __schedule+0x51b/0x568\n[<0>] schedule+0xc8/0x115\n[<0>] schedule_timeout+0xcc/0xf5\n[<0>] wait_woken+0x47/0x82\n[<0>] nfs4_retry_setlk+0x177/0x1c7 [nfsv4]\n[<0>] nfs4_proc_lock+0x255/0x26a [nfsv4]\n[<0>] do_setlk+0x69/0xf7 [nfs]\n[<0>] nfs_lock+0x13b/0x147 [nfs]\n[<0>] vfs_lock_file+0x23/0x33\n[<0>] fcntl_setlk+0x127/0x24a\n[<0>] sys_fcntl+0x326/0x5f9\n[<0>] handle_syscall+0x79/0xa7\n";
+        assert_eq!(
+            stack_lock_wait(v4, libc::SYS_fcntl).as_deref(),
+            Some("kernel stack waits in nfs4_retry_setlk under sys_fcntl")
+        );
+        assert_eq!(stack_lock_wait(v4, libc::SYS_flock), None);
+        let v3 = "[<0>] __switch_to+0x50/0x7f\n[<0>] __schedule+0x51b/0x568\n[<0>] schedule+0xc8/0x115\n[<0>] schedule_timeout+0xcc/0xf5\n[<0>] nlmclnt_block+0xca/0x116 [lockd]\n[<0>] nlmclnt_proc+0x30d/0x710 [lockd]\n[<0>] nfs3_proc_lock+0x6f/0x94 [nfsv3]\n[<0>] do_setlk+0x69/0xf7 [nfs]\n[<0>] nfs_flock+0x49/0x4c [nfs]\n[<0>] __do_sys_flock+0x18e/0x1e7\n[<0>] sys_flock+0x10/0x12\n";
+        assert!(stack_lock_wait(v3, libc::SYS_flock).is_some());
+        // x86-64 local flock wait.
+        let local = "[<0>] locks_lock_inode_wait+0x8b/0x180\n[<0>] __do_sys_flock+0x142/0x1c0\n[<0>] __x64_sys_flock+0x10/0x20\n[<0>] do_syscall_64+0x5b/0x110\n";
+        assert!(stack_lock_wait(local, libc::SYS_flock).is_some());
+        // Waiting for the server's answer is not yet a lock wait.
+        let rpc = "[<0>] __schedule+0x1/0x2\n[<0>] schedule+0x1/0x2\n[<0>] rpc_wait_bit_killable+0x1/0x2 [sunrpc]\n[<0>] __rpc_execute+0x1/0x2 [sunrpc]\n[<0>] nfs4_retry_setlk+0x1/0x2 [nfsv4]\n[<0>] fcntl_setlk+0x1/0x2\n[<0>] sys_fcntl+0x1/0x2\n";
+        assert_eq!(stack_lock_wait(rpc, libc::SYS_fcntl), None);
+    }
 
     #[test]
     fn parses_proc_files() {

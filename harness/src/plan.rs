@@ -85,7 +85,7 @@ impl Need {
 }
 
 /// The host of actors that do not name one.
-pub const DEFAULT_HOST: &str = "local";
+pub const DEFAULT_HOST: &str = "a";
 
 #[derive(Debug, Clone)]
 pub struct ActorPlan {
@@ -112,6 +112,26 @@ pub struct PlannedStep {
     pub note: Option<String>,
     /// Errno values that make the trial a skip ("not supported here").
     pub unsupported: Vec<i32>,
+    /// A waiting call that is let wait: judged on its completion within
+    /// `timeout`, not on being seen blocked (a lock step with `within`).
+    pub patient: bool,
+    /// The timeout as a number of the target's leases (`within: 3 leases`);
+    /// `timeout` then holds it for the default lease.
+    pub leases: Option<f64>,
+}
+
+/// The lease a bound in leases is reckoned with unless the run gives one
+/// (`--lease`): the Linux NFS server's default lease and grace period.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(90);
+
+impl PlannedStep {
+    /// The step's timeout on a target whose lease is `lease`.
+    pub fn timeout_for(&self, lease: Duration) -> Duration {
+        match self.leases {
+            Some(n) => lease.mul_f64(n),
+            None => self.timeout,
+        }
+    }
 }
 
 impl PlannedStep {
@@ -186,6 +206,7 @@ pub enum Op {
         fd: String,
         data: String,
         offset: Option<u64>,
+        sync: bool,
     },
     Read {
         fd: String,
@@ -353,10 +374,22 @@ impl Op {
                     )
                 }
             }
-            Op::Write { fd, data, offset } => match offset {
-                Some(o) => format!("write {:?} to {fd} at {o}", clip(data)),
-                None => format!("write {:?} to {fd}", clip(data)),
-            },
+            Op::Write {
+                fd,
+                data,
+                offset,
+                sync,
+            } => {
+                let w = match offset {
+                    Some(o) => format!("write {:?} to {fd} at {o}", clip(data)),
+                    None => format!("write {:?} to {fd}", clip(data)),
+                };
+                if *sync {
+                    format!("{w}, fsync")
+                } else {
+                    w
+                }
+            }
             Op::Read { fd, len, offset } => match offset {
                 Some(o) => format!("read {len} bytes of {fd} at {o}"),
                 None => format!("read {len} bytes of {fd}"),
@@ -874,6 +907,25 @@ impl<'a> Resolver<'a> {
 
     fn err(&self, pos: Pos, msg: impl Into<String>) -> ScenarioError {
         ScenarioError::new(self.file, pos, msg)
+    }
+
+    /// A bound in time; in leases, it is reckoned with the default lease
+    /// here and with the target's at run time.
+    fn check_bound(
+        &self,
+        b: &Located<crate::scenario::Bound>,
+        leases: &mut Option<f64>,
+    ) -> Result<Duration, ScenarioError> {
+        match b.value {
+            crate::scenario::Bound::Fixed(d) => self.check_timeout(&Located {
+                value: crate::scenario::Dur(d),
+                pos: b.pos,
+            }),
+            crate::scenario::Bound::Leases(n) => {
+                *leases = Some(n);
+                Ok(DEFAULT_LEASE.mul_f64(n))
+            }
+        }
     }
 
     fn check_timeout(&self, t: &Located<crate::scenario::Dur>) -> Result<Duration, ScenarioError> {
@@ -1580,6 +1632,7 @@ impl<'a> Resolver<'a> {
                     fd: self.fd_for_all(&actors, s.fd.as_ref(), pos)?,
                     data: s.data.clone(),
                     offset: s.offset.as_ref().map(|o| o.value),
+                    sync: s.sync,
                 }
             }
             Step::Read(s) => {
@@ -1778,13 +1831,39 @@ impl<'a> Resolver<'a> {
                 return Err(self.err(pos, "internal: lab faults are planned separately"));
             }
         };
+        let mut leases = None;
         let timeout = match &step.value {
             Step::Await(s) => match &s.within {
-                Some(w) => self.check_timeout(w)?,
+                Some(w) => self.check_bound(w, &mut leases)?,
+                None => timeout,
+            },
+            Step::Lock(s) => match &s.within {
+                Some(w) => {
+                    if !s.wait {
+                        return Err(self
+                            .err(w.pos, "`within` needs `wait: true`")
+                            .with_hint("a lock that is only tried returns at once"));
+                    }
+                    if let Some(t) = c.timeout {
+                        return Err(self
+                            .err(w.pos, "give either `within` or `timeout`, not both")
+                            .with_hint(format!(
+                                "`within` is the bound for the call to complete (timeout was at {})",
+                                t.pos
+                            )));
+                    }
+                    if matches!(c.expect.map(|e| &e.value), Some(Expect::Blocks)) {
+                        return Err(self
+                            .err(w.pos, "`within` bounds a call that completes; `expect: blocks` says it must not")
+                            .with_hint("expect the outcome (`ok`, an errno), or drop `within`"));
+                    }
+                    self.check_bound(w, &mut leases)?
+                }
                 None => timeout,
             },
             _ => timeout,
         };
+        let patient = matches!(&step.value, Step::Lock(s) if s.within.is_some());
         let conflict = match &op {
             Op::Lock { mech, .. } => mech.conflict_errnos().to_vec(),
             _ => self.mech.conflict_errnos().to_vec(),
@@ -1814,6 +1893,27 @@ impl<'a> Resolver<'a> {
         // outcome the step can legitimately have, or a real failure would hide.
         let mut legit = conflict.clone();
         expected_errnos(&expect, &mut legit);
+        // A lease is refused with EAGAIN when another process has the file
+        // open; when no other process has anything open, EAGAIN can only
+        // mean the filesystem does not grant leases (NFS without a delegation).
+        if let Op::Lock {
+            mech: Mechanism::Lease,
+            kind: LockKind::Exclusive | LockKind::Shared,
+            ..
+        } = &op
+        {
+            let mine: BTreeSet<usize> = actors.iter().map(|&i| self.owner(i)).collect();
+            let others_open = (0..self.actors.len()).any(|j| {
+                !mine.contains(&self.owner(j))
+                    && matches!(self.state[j].life, Life::Alive)
+                    && !self.state[j].fds.is_empty()
+            });
+            // A second descriptor of its own can conflict too.
+            let own_second = mine.iter().any(|&o| self.state[o].fds.len() > 1);
+            if !others_open && !own_second && !matches!(expect, Expectation::Conflict(_)) {
+                legit.retain(|&e| e != libc::EAGAIN);
+            }
+        }
         for (u, e) in c.unsupported.iter().zip(&unsupported) {
             if legit.contains(e) {
                 return Err(self
@@ -1837,6 +1937,8 @@ impl<'a> Resolver<'a> {
             timeout,
             note: c.note.map(str::to_string),
             unsupported,
+            patient,
+            leases,
         })
     }
 
@@ -1909,6 +2011,8 @@ impl<'a> Resolver<'a> {
             timeout,
             note: s.note.clone(),
             unsupported: Vec::new(),
+            patient: false,
+            leases: None,
         })
     }
 
@@ -2128,6 +2232,24 @@ mod tests {
 
     fn err_of(y: &str) -> ScenarioError {
         plans(y).expect_err("invalid")
+    }
+
+    #[test]
+    fn eagain_means_no_lease_support_only_when_nothing_else_is_open() {
+        let alone = "mechanisms: [lease]\nactors: [a, b]\nsteps:\n  - open: {actor: a, path: f, create: true}\n  - lock: {actor: a, mode: exclusive, unsupported: [EAGAIN]}\n";
+        assert!(plans(alone).is_ok());
+        let shared = "mechanisms: [lease]\nactors: [a, b]\nsteps:\n  - open: {actors: all, path: f, create: true}\n  - lock: {actor: a, mode: exclusive, unsupported: [EAGAIN]}\n";
+        assert!(err_of(shared)
+            .to_string()
+            .contains("an outcome this step can have"));
+        let twice = "mechanisms: [lease]\nactors: [a]\nsteps:\n  - open: {actor: a, path: f, create: true}\n  - open: {actor: a, path: f, as: g}\n  - lock: {actor: a, fd: f, mode: exclusive, unsupported: [EAGAIN]}\n";
+        assert!(err_of(twice)
+            .to_string()
+            .contains("an outcome this step can have"));
+        let posix = "actors: [a]\nsteps:\n  - open: {actor: a, path: f, create: true}\n  - lock: {actor: a, mode: exclusive, unsupported: [EAGAIN]}\n";
+        assert!(err_of(posix)
+            .to_string()
+            .contains("an outcome this step can have"));
     }
 
     #[test]

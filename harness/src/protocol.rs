@@ -31,6 +31,40 @@ pub struct HelloBody {
     #[serde(default)]
     pub tid: i32,
     pub version: u32,
+    /// /proc/sys/kernel/random/boot_id: the same kernel (and monotonic clock) as the harness?
+    #[serde(default)]
+    pub boot_id: String,
+    /// The inode of /proc/self/ns/pid: the same view of pids as the harness?
+    #[serde(default)]
+    pub pidns: u64,
+}
+
+impl HelloBody {
+    /// The identity of the kernel and pid namespace this process runs in.
+    pub fn here(pid: i32, tid: i32) -> HelloBody {
+        HelloBody {
+            pid,
+            tid,
+            version: VERSION,
+            boot_id: boot_id(),
+            pidns: pid_namespace(),
+        }
+    }
+}
+
+/// This kernel's boot id.
+pub fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The inode of this process's pid namespace.
+pub fn pid_namespace() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/pid")
+        .map(|m| m.ino())
+        .unwrap_or(0)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -73,6 +107,9 @@ pub enum Request {
         fd: i32,
         data: String,
         offset: Option<u64>,
+        /// fsync(2) after writing.
+        #[serde(default)]
+        sync: bool,
     },
     /// read(2), or pread(2) with an offset.
     Read {
@@ -145,6 +182,37 @@ pub enum Request {
         socket: String,
         set_tid: Option<i32>,
     },
+    /// Host agent: what the kernel shows of task `tid` (and /proc/locks), for
+    /// deciding "blocked" on a host whose /proc the harness cannot read.
+    ReadProc {
+        tid: i32,
+    },
+    /// Host agent: send a signal to a process (or one thread of it).
+    SignalPid {
+        pid: i32,
+        tid: Option<i32>,
+        signal: i32,
+    },
+    /// Host agent: wait up to `timeout_ms` for a process to end (1 if it has).
+    WaitGone {
+        pid: i32,
+        timeout_ms: u64,
+    },
+}
+
+/// What the kernel shows of a task, read on its own host.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProcSnapshot {
+    /// The state letter from /proc/TID/stat, if the task exists.
+    pub state: Option<char>,
+    /// /proc/TID/syscall as text; `None` if it could not be read (no access).
+    pub syscall: Option<String>,
+    pub wchan: Option<String>,
+    /// /proc/locks as text.
+    pub locks: String,
+    /// /proc/TID/stack, if readable.
+    #[serde(default)]
+    pub stack: Option<String>,
 }
 
 /// The kernel's `struct flock` as F_GETLK returned it.
@@ -201,6 +269,8 @@ pub enum Outcome {
     Leased { l_type: i64 },
     /// spawn: the new process's pid.
     Spawned { pid: i32 },
+    /// read-proc: the snapshot.
+    Proc { snapshot: ProcSnapshot },
     /// The request could not be understood.
     BadRequest { message: String },
 }

@@ -70,6 +70,14 @@ pub struct Failure {
     pub observed: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The step did not complete in time (no reply, no lock wait seen): a
+    /// hang or a slow target, not a lost lock, so never labelled unsafe.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub timed_out: bool,
+    /// Only the reported lock owner (F_GETLK's l_pid) was wrong: the lock,
+    /// its type and range were right. A reporting error, never unsafe.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub owner_only: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -100,6 +108,8 @@ impl Status {
 pub struct ActorRecord {
     pub name: String,
     pub pid: Option<i32>,
+    /// The host it ran on (`a` is the one lockcheck runs on).
+    pub host: String,
 }
 
 /// One trial: target × scenario × mechanism.
@@ -241,20 +251,104 @@ impl Report {
         serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     }
 
-    /// Write `LABEL.json` and `LABEL.md` into `dir`; returns their paths.
+    /// Write `LABEL.json`, `LABEL.md` and `LABEL.junit.xml` into `dir`;
+    /// returns their paths.
     pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         let json = dir.join(format!("{}.json", self.target.label));
         let md = dir.join(format!("{}.md", self.target.label));
+        let xml = dir.join(format!("{}.junit.xml", self.target.label));
         write_atomically(&json, &(self.to_json() + "\n"))?;
         write_atomically(&md, &markdown(self))?;
-        Ok(vec![json, md])
+        write_atomically(&xml, &junit(self))?;
+        Ok(vec![json, md, xml])
     }
 }
 
+/// The report as JUnit XML, for CI systems: one test suite per target, one
+/// test case per trial (`scenario::mechanism`, class = family). A failure's
+/// type is its severity (unsafe, divergent, info); an expected failure of a
+/// method (xfail) is reported as skipped, with the reason.
+pub fn junit(r: &Report) -> String {
+    use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
+    let secs = |ms: f64| std::time::Duration::from_secs_f64((ms / 1000.0).max(0.0));
+    let mut suite = TestSuite::new(r.target.label.as_str());
+    suite.set_time(secs(r.summary.duration_ms));
+    suite.add_property(("fs_type", r.target.fs_type.as_str()));
+    suite.add_property(("path", r.target.path.as_str()));
+    suite.add_property(("kernel", r.target.kernel.as_str()));
+    suite.add_property(("lockcheck_version", r.lockcheck_version.as_str()));
+    suite.add_property(("catalog_hash", r.catalog.hash.as_str()));
+    if let Some(m) = &r.target.mount {
+        suite.add_property(("mount_source", m.source.as_str()));
+        suite.add_property(("mount_options", m.super_options.as_str()));
+    }
+    for t in &r.results {
+        let status = match t.status {
+            Status::Pass => TestCaseStatus::success(),
+            Status::Fail => {
+                let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                st.set_type(t.severity.as_str());
+                if let Some(f) = &t.failure {
+                    st.set_message(format!(
+                        "{}: step {} (line {}) {}: expected {}, observed {}",
+                        t.severity.as_str().to_uppercase(),
+                        f.step,
+                        f.line,
+                        f.op,
+                        f.expected,
+                        f.observed
+                    ));
+                }
+                st.set_description(format!("{}\n\nReference: {}", t.summary, t.reference));
+                st
+            }
+            Status::Error => {
+                let mut st = TestCaseStatus::non_success(NonSuccessKind::Error);
+                st.set_message(t.reason.clone().unwrap_or_else(|| "error".into()));
+                st
+            }
+            Status::Skip => {
+                let mut st = TestCaseStatus::skipped();
+                st.set_message(t.reason.clone().unwrap_or_else(|| "skipped".into()));
+                st
+            }
+            Status::Xfail => {
+                let mut st = TestCaseStatus::skipped();
+                st.set_type("xfail");
+                st.set_message(format!(
+                    "expected failure of the method: {}",
+                    t.reason.clone().unwrap_or_default()
+                ));
+                st
+            }
+        };
+        let mut case = TestCase::new(format!("{}::{}", t.scenario, t.mechanism), status);
+        case.set_classname(format!("{}.{}", r.target.label, t.family.as_str()));
+        case.set_time(secs(t.duration_ms));
+        for m in &t.measurements {
+            case.add_property((
+                format!("step {}: {}", m.step, m.what).as_str(),
+                format!("{} ms", m.ms).as_str(),
+            ));
+        }
+        suite.add_test_case(case);
+    }
+    let mut report = quick_junit::Report::new("lockcheck");
+    report.add_test_suite(suite);
+    report
+        .to_string()
+        .unwrap_or_else(|e| format!("<!-- lockcheck could not write JUnit XML: {e} -->\n"))
+}
+
 fn write_atomically(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("tmp~");
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp~",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("report")
+    ));
     std::fs::write(&tmp, text).map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
@@ -329,6 +423,15 @@ pub fn markdown(r: &Report) -> String {
         if t.lock_lists { "yes" } else { "no" }
     );
     let _ = writeln!(s, "| PID reuse | {} |", md_escape(&t.pid_reuse));
+    let _ = writeln!(s, "| hosts | {} |", md_escape(&t.hosts.join(", ")));
+    if !t.lab_faults.is_empty() {
+        let _ = writeln!(
+            s,
+            "| lab faults | {} |",
+            md_escape(&t.lab_faults.join(", "))
+        );
+    }
+    let _ = writeln!(s, "| lease (bounds in leases) | {} s |", t.lease_s);
     let _ = writeln!(s, "| lockcheck | {} |", r.lockcheck_version);
     let _ = writeln!(
         s,
@@ -408,6 +511,18 @@ pub fn markdown(r: &Report) -> String {
                 let _ = writeln!(s, "- **observed**: {}", md_escape(&f.observed));
                 if let Some(n) = &f.note {
                     let _ = writeln!(s, "- **step note**: {}", md_escape(n));
+                }
+                if f.owner_only {
+                    let _ = writeln!(
+                        s,
+                        "- **wrong owner only**: the conflicting lock was found with the right type and range; only its reported owner (l_pid) differs, so it is not labelled unsafe"
+                    );
+                }
+                if f.timed_out {
+                    let _ = writeln!(
+                        s,
+                        "- **timed out**: the step did not complete in time; no lost lock or data was seen, so it is not labelled unsafe"
+                    );
                 }
             }
             if let Some(reason) = &x.reason {
@@ -577,6 +692,8 @@ mod tests {
                 expected: "conflict (EAGAIN or EACCES)".into(),
                 observed: "ok".into(),
                 note: Some("two holders".into()),
+                timed_out: false,
+                owner_only: false,
             }),
             summary: "why it matters".into(),
             reference: "fcntl(2)".into(),
@@ -640,6 +757,38 @@ mod tests {
     }
 
     #[test]
+    fn junit_has_a_case_per_trial_with_severity_and_reasons() {
+        let r = Report::new(
+            identity(),
+            catalog(),
+            vec![
+                result("a", Mechanism::Posix, Status::Pass, Severity::Unsafe),
+                result("a", Mechanism::Ofd, Status::Fail, Severity::Unsafe),
+                result("a", Mechanism::Flock, Status::Skip, Severity::Unsafe),
+                result("b", Mechanism::Posix, Status::Xfail, Severity::Info),
+                result("b", Mechanism::Ofd, Status::Error, Severity::Info),
+            ],
+            10.0,
+        );
+        let xml = junit(&r);
+        assert!(
+            xml.contains(r#"tests="5" skipped="2" failures="1" errors="1""#),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(r#"<testcase name="a::ofd" classname="t.exclusion""#),
+            "{xml}"
+        );
+        assert!(xml.contains(r#"type="unsafe""#), "{xml}");
+        assert!(
+            xml.contains("UNSAFE: step 3 (line 12) lock exclusive on lock (posix): expected conflict (EAGAIN or EACCES), observed ok"),
+            "{xml}"
+        );
+        assert!(xml.contains("no byte ranges"), "{xml}");
+        assert!(xml.contains(r#"type="xfail""#), "{xml}");
+    }
+
+    #[test]
     fn markdown_shows_grid_failures_and_skips() {
         let r = Report::new(
             identity(),
@@ -669,7 +818,7 @@ mod tests {
     }
 
     #[test]
-    fn writes_both_files() {
+    fn writes_all_three_files() {
         let dir = tempfile::tempdir().expect("tempdir");
         let r = Report::new(
             identity(),
@@ -683,11 +832,13 @@ mod tests {
             1.0,
         );
         let files = r.write(dir.path()).expect("write");
-        assert_eq!(files.len(), 2);
-        assert!(dir.path().join("t.json").is_file() && dir.path().join("t.md").is_file());
+        assert_eq!(files.len(), 3);
+        for f in ["t.json", "t.md", "t.junit.xml"] {
+            assert!(dir.path().join(f).is_file(), "{f}");
+        }
         assert_eq!(
             std::fs::read_dir(dir.path()).expect("ls").count(),
-            2,
+            3,
             "no temporary files left"
         );
         assert_eq!(ms(std::time::Duration::from_nanos(1_234_567)), 1.235);

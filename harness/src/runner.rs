@@ -27,6 +27,25 @@ pub struct TrialSpec {
     pub skip: Option<String>,
 }
 
+/// How far a trial's lab faults reach.
+enum FaultScope {
+    /// It injects none.
+    None,
+    /// Only its own target's hosts.
+    Target,
+    /// Every target (a server restart, a shared host).
+    Everything,
+}
+
+/// The shared trials still to run, and which targets a fault lane holds.
+struct Sched {
+    pending: std::collections::VecDeque<usize>,
+    /// Shared trials running, per target.
+    running: Vec<usize>,
+    /// Targets whose fault lane runs (no shared trial may start there).
+    held: Vec<bool>,
+}
+
 /// The open targets of a run, and what they need to be cleaned up.
 pub struct Session {
     pub targets: Vec<Target>,
@@ -39,6 +58,10 @@ pub struct Session {
     /// How PID reuse is forced here, or why it cannot be.
     pub pid_reuse: std::result::Result<String, String>,
     tmpfs: Option<PrivateTmpfs>,
+    /// Forks local actors (started here, on the thread that opens the
+    /// session, which outlives the trials). `LOCKCHECK_ZYGOTE=0` turns it
+    /// off: every actor is then started by exec.
+    zygote: Option<crate::zygote::Zygote>,
 }
 
 impl Session {
@@ -48,6 +71,27 @@ impl Session {
         namespace: std::result::Result<(), String>,
         tmpfs: Option<PrivateTmpfs>,
         notes: Vec<String>,
+    ) -> Result<Session> {
+        Self::open_with(
+            specs,
+            namespace,
+            tmpfs,
+            notes,
+            &[],
+            &Default::default(),
+            crate::plan::DEFAULT_LEASE,
+        )
+    }
+
+    /// Open targets that also have other hosts (launchers) and lab faults.
+    pub fn open_with(
+        specs: &[TargetSpec],
+        namespace: std::result::Result<(), String>,
+        tmpfs: Option<PrivateTmpfs>,
+        notes: Vec<String>,
+        hosts: &[crate::target::HostDef],
+        faults: &std::collections::BTreeMap<crate::plan::LabFault, String>,
+        lease: std::time::Duration,
     ) -> Result<Session> {
         let exe = std::env::current_exe()
             .map_err(|e| Error::io("finding lockcheck's own executable", e))?;
@@ -64,12 +108,54 @@ impl Session {
         let mut targets = Vec::new();
         for s in specs {
             let mut t = Target::open(s)?;
+            for (h, _) in &t.host_dirs {
+                if !hosts.iter().any(|d| d.name == *h) {
+                    return Err(Error::usage(
+                        format!("--target {}: host {h} is not defined", s.label),
+                        Some("define it with --host NAME=COMMAND"),
+                    ));
+                }
+            }
+            for h in hosts {
+                let dir = t
+                    .host_dirs
+                    .iter()
+                    .find(|(n, _)| *n == h.name)
+                    .map(|(_, d)| d.clone())
+                    .unwrap_or_else(|| t.root.clone());
+                // `{target}` in a launcher names this target's own instance
+                // of the host (the NFS lab gives each mount its own client).
+                let mut h = h.clone();
+                for w in &mut h.launcher {
+                    *w = w.replace("{target}", &s.label);
+                }
+                t.hosts.push(h.name.clone());
+                t.remote_hosts.push((h, dir));
+            }
+            t.lab_faults = faults
+                .iter()
+                .map(|(f, cmd)| (*f, cmd.replace("{target}", &s.label)))
+                .collect();
+            t.confined_faults = faults
+                .iter()
+                .filter(|(_, cmd)| cmd.contains("{target}"))
+                .map(|(f, _)| *f)
+                .collect();
+            t.identity.hosts = t.hosts.clone();
+            t.lease = lease;
+            t.identity.lease_s = lease.as_secs_f64();
+            t.identity.lab_faults = faults.keys().map(|f| f.as_str().to_string()).collect();
             t.identity.pid_reuse = match &pid_reuse {
                 Ok(how) => how.clone(),
                 Err(why) => format!("unavailable: {why}"),
             };
             targets.push(t);
         }
+        let zygote = if std::env::var_os("LOCKCHECK_ZYGOTE").is_some_and(|v| v == "0") {
+            None
+        } else {
+            crate::zygote::Zygote::start(&exe).ok()
+        };
         Ok(Session {
             targets,
             namespace,
@@ -77,6 +163,7 @@ impl Session {
             exe,
             notes,
             tmpfs,
+            zygote,
         })
     }
 
@@ -91,13 +178,21 @@ impl Session {
                     }
                     let skip = match app {
                         Applicability::NotApplicable(r) => Some(r.clone()),
-                        Applicability::Applies(p) if p.hosts.len() > t.hosts.len() => {
+                        Applicability::Applies(p)
+                            if !p.hosts.iter().all(|h| t.hosts.contains(h)) =>
+                        {
+                            let missing: Vec<&str> = p
+                                .hosts
+                                .iter()
+                                .filter(|h| !t.hosts.contains(h))
+                                .map(String::as_str)
+                                .collect();
                             Some(format!(
-                                "needs {} hosts ({}); target {} has {}",
-                                p.hosts.len(),
-                                p.hosts.join(", "),
+                                "needs another client: host {} (give one with --host {}=COMMAND, or run the NFS lab); target {} has only {}",
+                                missing.join(", host "),
+                                missing.first().copied().unwrap_or("b"),
                                 t.label,
-                                t.hosts.len()
+                                t.hosts.join(", ")
                             ))
                         }
                         Applicability::Applies(p) => self.missing_need(t, p),
@@ -123,7 +218,7 @@ impl Session {
                 .as_ref()
                 .err()
                 .map(|why| format!("needs {}: {why}", need.describe())),
-            Need::Lab(f) if !t.lab_faults.contains(f) => Some(format!(
+            Need::Lab(f) if !t.lab_faults.contains_key(f) => Some(format!(
                 "needs {}, which target {} cannot inject (the NFS lab can)",
                 need.describe(),
                 t.label
@@ -134,6 +229,16 @@ impl Session {
 
     /// Run one trial.
     pub fn run_trial(&self, spec: &TrialSpec) -> TrialResult {
+        self.run_trial_with(spec, None)
+    }
+
+    /// Run one trial; `barrier` is shared with the trials of the same
+    /// scenario on the other targets, which inject their global faults together.
+    fn run_trial_with(
+        &self,
+        spec: &TrialSpec,
+        barrier: Option<&crate::barrier::FaultBarrier>,
+    ) -> TrialResult {
         let s = &spec.scenario.scenario;
         let mut result = TrialResult {
             id: spec.id.clone(),
@@ -192,12 +297,19 @@ impl Session {
         } else {
             None
         };
+        let hosts = target.host_envs(&self.exe, &dir);
         let env = TrialEnv {
             exe: &self.exe,
             scratch: &dir,
             second_mount: second.as_ref().map(|m| m.dir.as_path()),
             lock_lists: target.lock_lists(),
             locks_dev: target.identity.locks_dev.clone(),
+            hosts: &hosts,
+            faults: &target.lab_faults,
+            zygote: self.zygote.as_ref(),
+            confined_faults: &target.confined_faults,
+            barrier,
+            lease: target.lease,
         };
         let outcome = Driver::new(plan, &env).run();
         drop(second);
@@ -235,13 +347,26 @@ impl Session {
                 Status::Error
             }
         };
-        result.verdict = TrialResult::verdict_for(result.status, s.severity);
+        // Unsafe means exclusion or data was seen lost. A step that only
+        // did not complete in time (NFSv4.0 clients poll for contended
+        // locks, for one), or an F_GETLK that found the right lock but named
+        // another owner, shows neither: such failures are divergent.
+        if result.status == Status::Fail
+            && result.severity == crate::scenario::Severity::Unsafe
+            && outcome
+                .failure
+                .as_ref()
+                .is_some_and(|f| f.timed_out || f.owner_only)
+        {
+            result.severity = crate::scenario::Severity::Divergent;
+        }
+        result.verdict = TrialResult::verdict_for(result.status, result.severity);
         result.failure = outcome.failure;
         result.steps = outcome.steps;
         result.actors = outcome
             .actors
             .into_iter()
-            .map(|(name, pid)| ActorRecord { name, pid })
+            .map(|(name, pid, host)| ActorRecord { name, pid, host })
             .collect();
         result.teardown_problems = teardown;
         result.measurements = outcome.measurements;
@@ -250,35 +375,140 @@ impl Session {
     }
 
     /// Run trials on `jobs` worker threads; `progress` sees each result as it ends.
+    ///
+    /// Trials that inject a lab fault (a host crash, a network cut, a server
+    /// restart) affect every process on the host they hit and every mount of
+    /// the server. A fault whose command names the target (`{target}`) hits
+    /// only that target's own hosts: its trials run on a lane of their own,
+    /// one at a time, while no other trial of that target runs (other
+    /// targets' trials go on; the fault's waits are mostly idle). Any other
+    /// lab-fault trial runs last, with nothing else running but the same
+    /// scenario's trials on the other targets: they run together and inject
+    /// each such fault once for all (one server restart for every mount).
     pub fn run_all(
         &self,
         trials: &[TrialSpec],
         jobs: usize,
         progress: &(dyn Fn(usize, &TrialResult) + Sync),
     ) -> Vec<TrialResult> {
-        let next = AtomicUsize::new(0);
         let done = AtomicUsize::new(0);
         let slots: Mutex<Vec<Option<TrialResult>>> = Mutex::new(vec![None; trials.len()]);
+        let mut alone = Vec::new();
+        let mut lanes: Vec<Vec<usize>> = vec![Vec::new(); self.targets.len()];
+        let mut shared = std::collections::VecDeque::new();
+        for (i, spec) in trials.iter().enumerate() {
+            match self.fault_scope(spec) {
+                FaultScope::None => shared.push_back(i),
+                FaultScope::Target => lanes[spec.target].push(i),
+                FaultScope::Everything => alone.push(i),
+            }
+        }
+        let record = |i: usize, r: TrialResult| {
+            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+            progress(n, &r);
+            if let Ok(mut s) = slots.lock() {
+                s[i] = Some(r);
+            }
+        };
+        let run = |i: usize| record(i, self.run_trial(&trials[i]));
+        let sched = Mutex::new(Sched {
+            pending: shared,
+            running: vec![0; self.targets.len()],
+            held: vec![false; self.targets.len()],
+        });
+        let changed = std::sync::Condvar::new();
+        let lock = || sched.lock().unwrap_or_else(|e| e.into_inner());
         std::thread::scope(|scope| {
-            for _ in 0..jobs.max(1).min(trials.len().max(1)) {
-                scope.spawn(|| loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(spec) = trials.get(i) else { break };
-                    let r = self.run_trial(spec);
-                    let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                    progress(n, &r);
-                    if let Ok(mut s) = slots.lock() {
-                        s[i] = Some(r);
+            for (t, lane) in lanes.iter().enumerate().filter(|(_, l)| !l.is_empty()) {
+                let (run, lock, changed) = (&run, &lock, &changed);
+                scope.spawn(move || {
+                    let mut g = lock();
+                    g.held[t] = true;
+                    while g.running[t] > 0 {
+                        g = changed.wait(g).unwrap_or_else(|e| e.into_inner());
+                    }
+                    drop(g);
+                    for &i in lane {
+                        run(i);
+                    }
+                    lock().held[t] = false;
+                    changed.notify_all();
+                });
+            }
+            let workers = jobs.max(1).min(trials.len().max(1));
+            for _ in 0..workers {
+                scope.spawn(|| {
+                    let mut g = lock();
+                    loop {
+                        let next = g.pending.iter().position(|&i| !g.held[trials[i].target]);
+                        if let Some(i) = next.and_then(|k| g.pending.remove(k)) {
+                            let t = trials[i].target;
+                            g.running[t] += 1;
+                            drop(g);
+                            run(i);
+                            g = lock();
+                            g.running[t] -= 1;
+                            changed.notify_all();
+                        } else if g.pending.is_empty() {
+                            break;
+                        } else {
+                            g = changed.wait(g).unwrap_or_else(|e| e.into_inner());
+                        }
                     }
                 });
             }
         });
+        // Faults that reach every target: the trials of one scenario run
+        // together on all targets and inject each such fault once, then the
+        // next scenario's.
+        let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+        for i in alone {
+            let name = trials[i].scenario.scenario.name.value.clone();
+            match groups.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, g)) => g.push(i),
+                None => groups.push((name, vec![i])),
+            }
+        }
+        for (_, group) in groups {
+            let barrier = crate::barrier::FaultBarrier::new(group.len());
+            std::thread::scope(|scope| {
+                for &i in &group {
+                    let (barrier, record) = (&barrier, &record);
+                    scope.spawn(move || {
+                        let r = self.run_trial_with(&trials[i], Some(barrier));
+                        barrier.leave();
+                        record(i, r);
+                    });
+                }
+            });
+        }
         slots
             .into_inner()
             .unwrap_or_default()
             .into_iter()
             .flatten()
             .collect()
+    }
+
+    /// What a trial's lab faults reach, if it will inject any.
+    fn fault_scope(&self, spec: &TrialSpec) -> FaultScope {
+        let Some(Applicability::Applies(p)) = spec.scenario.plans.get(&spec.mechanism) else {
+            return FaultScope::None;
+        };
+        if spec.skip.is_some() {
+            return FaultScope::None;
+        }
+        let confined = &self.targets[spec.target].confined_faults;
+        let mut scope = FaultScope::None;
+        for n in &p.needs {
+            if let crate::plan::Need::Lab(f) = n {
+                if !confined.contains(f) {
+                    return FaultScope::Everything;
+                }
+                scope = FaultScope::Target;
+            }
+        }
+        scope
     }
 
     /// One report per target that had trials; `wall_ms` is the run's wall time.

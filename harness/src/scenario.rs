@@ -343,6 +343,30 @@ pub enum Via {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Dur(pub Duration);
 
+/// A whole number of seconds as a duration (scenario files may write one).
+fn secs_u64<E: de::Error>(v: u64) -> Result<Duration, E> {
+    Ok(Duration::from_secs(v))
+}
+
+fn secs_i64<E: de::Error>(v: i64) -> Result<Duration, E> {
+    u64::try_from(v)
+        .map(Duration::from_secs)
+        .map_err(|_| E::custom("a duration cannot be negative"))
+}
+
+fn secs_f64<E: de::Error>(v: f64) -> Result<Duration, E> {
+    Duration::try_from_secs_f64(v)
+        .map_err(|_| E::custom("a duration must be a non-negative number of seconds"))
+}
+
+fn duration_text<E: de::Error>(v: &str, example: &str) -> Result<Duration, E> {
+    humantime::parse_duration(v.trim()).map_err(|e| {
+        E::custom(format!(
+            "`{v}` is not a duration ({e}); write for example {example}"
+        ))
+    })
+}
+
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct V;
@@ -352,24 +376,16 @@ impl<'de> Deserialize<'de> for Dur {
                 f.write_str("a duration such as `500ms` or `2s`")
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Dur, E> {
-                Ok(Dur(Duration::from_secs(v)))
+                secs_u64(v).map(Dur)
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Dur, E> {
-                u64::try_from(v)
-                    .map(|s| Dur(Duration::from_secs(s)))
-                    .map_err(|_| E::custom("a duration cannot be negative"))
+                secs_i64(v).map(Dur)
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Dur, E> {
-                Duration::try_from_secs_f64(v)
-                    .map(Dur)
-                    .map_err(|_| E::custom("a duration must be a non-negative number of seconds"))
+                secs_f64(v).map(Dur)
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Dur, E> {
-                humantime::parse_duration(v).map(Dur).map_err(|e| {
-                    E::custom(format!(
-                        "`{v}` is not a duration ({e}); write for example `500ms` or `2s`"
-                    ))
-                })
+                duration_text(v, "`500ms` or `2s`").map(Dur)
             }
         }
         deserializer.deserialize_any(V)
@@ -383,6 +399,65 @@ impl JsonSchema for Dur {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
             "description": "A duration: `500ms`, `2s`, `1m 30s`, or a number of seconds.",
+            "anyOf": [
+                {"type": "string", "pattern": "^[0-9]"},
+                {"type": "number", "minimum": 0}
+            ]
+        })
+    }
+}
+
+/// How long a call may take to complete: a duration, or a number of the
+/// target's leases (`3 leases`) for what a file server only does when a
+/// client's lease runs out (lockcheck's `--lease`, 90 s by default: the
+/// Linux NFS server's lease and grace period).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Bound {
+    Fixed(Duration),
+    Leases(f64),
+}
+
+impl<'de> Deserialize<'de> for Bound {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Bound;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration such as `2s`, or a number of leases such as `3 leases`")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Bound, E> {
+                secs_u64(v).map(Bound::Fixed)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Bound, E> {
+                secs_i64(v).map(Bound::Fixed)
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Bound, E> {
+                secs_f64(v).map(Bound::Fixed)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Bound, E> {
+                let t = v.trim();
+                if let Some(n) = t.strip_suffix("leases").or_else(|| t.strip_suffix("lease")) {
+                    return match n.trim().parse::<f64>() {
+                        Ok(x) if x > 0.0 && x <= 20.0 => Ok(Bound::Leases(x)),
+                        _ => Err(E::custom(format!(
+                            "`{v}`: the number of leases must be above 0 and at most 20"
+                        ))),
+                    };
+                }
+                duration_text(v, "`2s` or `3 leases`").map(Bound::Fixed)
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for Bound {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Bound".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A duration (`500ms`, `2s`, a number of seconds) or a number of the target's leases (`3 leases`; lockcheck --lease, 90 s by default).",
             "anyOf": [
                 {"type": "string", "pattern": "^[0-9]"},
                 {"type": "number", "minimum": 0}
@@ -661,6 +736,12 @@ step_struct!(
         /// Wait for the lock (F_SETLKW, flock without LOCK_NB) instead of trying (the default).
         #[serde(default)]
         wait: bool,
+        /// With `wait`: the call may wait, but must be granted (or fail as
+        /// expected) within this time — for a lock that only comes free
+        /// when something outside the scenario happens (a lease running out):
+        /// a duration, or a number of leases (`3 leases`).
+        #[serde(default)]
+        within: Option<Located<Bound>>,
         /// First byte of the range (record locks; default 0).
         #[serde(default)]
         start: Option<Located<i64>>,
@@ -723,6 +804,10 @@ step_struct!(
         /// Write at this offset (pwrite) instead of the current position.
         #[serde(default)]
         offset: Option<Located<u64>>,
+        /// Then fsync(2): the data must reach the storage (on NFS, the
+        /// server); errors of write-back, such as a lost lock's EIO, show here.
+        #[serde(default)]
+        sync: bool,
     }
 );
 
@@ -761,9 +846,10 @@ step_struct!(
 step_struct!(
     /// Wait for an actor's blocked call (a `lock` with `expect: blocks`) to return, or check it still waits.
     AwaitStep {
-        /// The call must complete within this time (default: the step timeout).
+        /// The call must complete within this time (default: the step
+        /// timeout): a duration, or a number of leases (`3 leases`).
         #[serde(default)]
-        within: Option<Located<Dur>>,
+        within: Option<Located<Bound>>,
         /// With `expect: blocks`: the call must keep waiting for this long
         /// (a contender with a lock timeout behind a hung holder).
         #[serde(default, rename = "for")]
@@ -1361,6 +1447,19 @@ mod tests {
         );
         assert_eq!(s.actors[1].host(), Some("two"));
         assert_eq!(s.actors[2].name(), "w[1..3]");
+    }
+
+    #[test]
+    fn bounds_are_durations_or_leases() {
+        let b = |t: &str| serde_saphyr::from_str::<Bound>(t);
+        assert_eq!(b("2s").ok(), Some(Bound::Fixed(Duration::from_secs(2))));
+        assert_eq!(b("5").ok(), Some(Bound::Fixed(Duration::from_secs(5))));
+        assert_eq!(b("3 leases").ok(), Some(Bound::Leases(3.0)));
+        assert_eq!(b("1 lease").ok(), Some(Bound::Leases(1.0)));
+        assert_eq!(b("1.5leases").ok(), Some(Bound::Leases(1.5)));
+        for bad in ["0 leases", "99 leases", "many leases", "soon"] {
+            assert!(b(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -24,27 +24,151 @@ pub struct TargetSpec {
     pub dir: PathBuf,
     /// How the directory was chosen, for the report.
     pub provision: String,
+    /// The same directory as other hosts name it (host, path), when it differs.
+    pub host_dirs: Vec<(String, PathBuf)>,
 }
 
-/// Parse `LABEL=DIR`.
+/// Another host actors can run on: started through a command prefix.
+#[derive(Debug, Clone)]
+pub struct HostDef {
+    pub name: String,
+    /// The command prefix (`ip netns exec c2`, `ssh box`, `kubectl exec -i pod --`).
+    pub launcher: Vec<String>,
+    /// The lockcheck binary as that host names it.
+    pub exe: Option<PathBuf>,
+}
+
+/// Parse `NAME=COMMAND PREFIX` (shell quoting allowed).
+pub fn parse_host_arg(s: &str) -> Result<HostDef> {
+    let hint = Some("for example --host b='ip netns exec c2' or --host b='ssh box'");
+    let Some((name, cmd)) = s.split_once('=') else {
+        return Err(Error::usage(
+            format!("--host {s:?}: expected NAME=COMMAND"),
+            hint,
+        ));
+    };
+    check_label(name)?;
+    if name == crate::plan::DEFAULT_HOST {
+        return Err(Error::usage(
+            format!("--host {name}: `{name}` is this host"),
+            Some("name other hosts b, c, ..."),
+        ));
+    }
+    let launcher =
+        shell_words::split(cmd).map_err(|e| Error::usage(format!("--host {s:?}: {e}"), hint))?;
+    if launcher.is_empty() {
+        return Err(Error::usage(
+            format!("--host {s:?}: the command is empty"),
+            hint,
+        ));
+    }
+    Ok(HostDef {
+        name: name.to_string(),
+        launcher,
+        exe: None,
+    })
+}
+
+/// Parse `KIND=COMMAND` for a lab fault (`{host}` in the command is replaced).
+pub fn parse_fault_arg(s: &str) -> Result<(crate::plan::LabFault, String)> {
+    use crate::plan::LabFault;
+    let hint = Some("kinds: disconnect, reconnect, crash, restart-server; for example --fault crash='lab-fault crash {host}'");
+    let Some((kind, cmd)) = s.split_once('=') else {
+        return Err(Error::usage(
+            format!("--fault {s:?}: expected KIND=COMMAND"),
+            hint,
+        ));
+    };
+    let fault = match kind {
+        "disconnect" => LabFault::Disconnect,
+        "reconnect" => LabFault::Reconnect,
+        "crash" => LabFault::Crash,
+        "restart-server" => LabFault::RestartServer,
+        _ => {
+            return Err(Error::usage(
+                format!("--fault: unknown fault kind {kind:?}"),
+                hint,
+            ))
+        }
+    };
+    if cmd.trim().is_empty() {
+        return Err(Error::usage(
+            format!("--fault {s:?}: the command is empty"),
+            hint,
+        ));
+    }
+    Ok((fault, cmd.to_string()))
+}
+
+/// Parse all `--fault KIND=COMMAND` arguments: each kind once, and a way
+/// back for every way of cutting a host off.
+pub fn parse_fault_args(
+    args: &[String],
+) -> Result<std::collections::BTreeMap<crate::plan::LabFault, String>> {
+    use crate::plan::LabFault;
+    let mut out = std::collections::BTreeMap::new();
+    for a in args {
+        let (kind, cmd) = parse_fault_arg(a)?;
+        if out.insert(kind, cmd).is_some() {
+            return Err(Error::usage(
+                format!("--fault {} is given twice", kind.as_str()),
+                Some("give each fault kind one command"),
+            ));
+        }
+    }
+    for cut in [LabFault::Disconnect, LabFault::Crash] {
+        if out.contains_key(&cut) && !out.contains_key(&LabFault::Reconnect) {
+            return Err(Error::usage(
+                format!(
+                    "--fault {} needs --fault reconnect=COMMAND too",
+                    cut.as_str()
+                ),
+                Some("lockcheck reconnects a host it cut off before it cleans up the trial"),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Parse `LABEL=DIR[,HOST:DIR]...`.
 pub fn parse_target_arg(s: &str) -> Result<TargetSpec> {
-    let Some((label, dir)) = s.split_once('=') else {
+    let Some((label, dirs)) = s.split_once('=') else {
         return Err(Error::usage(
             format!("--target {s:?}: expected LABEL=DIR"),
             Some("for example --target nfs4=/mnt/nfs"),
         ));
     };
     check_label(label)?;
+    let mut parts = dirs.split(',');
+    let dir = parts.next().unwrap_or("");
     if dir.is_empty() {
         return Err(Error::usage(
             format!("--target {s:?}: the directory is empty"),
             Some("for example --target nfs4=/mnt/nfs"),
         ));
     }
+    let mut host_dirs = Vec::new();
+    for p in parts {
+        let Some((host, path)) = p.split_once(':') else {
+            return Err(Error::usage(
+                format!("--target {s:?}: `{p}` is not HOST:DIR"),
+                Some("for example --target nfs4=/mnt/a,b:/mnt/b (the same export as host b mounts it)"),
+            ));
+        };
+        check_label(host)?;
+        if path.is_empty() {
+            return Err(Error::usage(
+                format!("--target {s:?}: `{p}` names no directory (expected HOST:DIR)"),
+                Some("for example --target nfs4=/mnt/a,b:/mnt/b (the same export as host b mounts it)"),
+            ));
+        }
+        host_dirs.push((host.to_string(), PathBuf::from(path)));
+    }
     Ok(TargetSpec {
         label: label.to_string(),
         dir: PathBuf::from(dir),
         provision: "directory given with --target".into(),
+        host_dirs,
     })
 }
 
@@ -250,6 +374,15 @@ pub struct TargetIdentity {
     pub lock_lists: bool,
     /// How lockcheck forces PID reuse here (or why it cannot).
     pub pid_reuse: String,
+    /// The hosts actors can be placed on (`a` is the one lockcheck runs on).
+    pub hosts: Vec<String>,
+    /// Lab faults it can inject.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lab_faults: Vec<String>,
+    /// The file server's lease (and grace period) in seconds, that bounds
+    /// written in leases (recovery after a crash, a partition, a restart)
+    /// are reckoned with: `--lease`, 90 s by default.
+    pub lease_s: f64,
     /// The device as /proc/locks names it for this filesystem (found by taking
     /// a flock on the scratch marker), used to tell its lines from others'.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -263,8 +396,17 @@ pub struct Target {
     pub identity: TargetIdentity,
     /// Hosts actors can be placed on.
     pub hosts: Vec<String>,
-    /// Lab faults this target can inject (none, except in the NFS lab).
-    pub lab_faults: std::collections::BTreeSet<crate::plan::LabFault>,
+    /// Lab faults this target can inject, with their commands (none, except in a lab).
+    pub lab_faults: std::collections::BTreeMap<crate::plan::LabFault, String>,
+    /// Lab faults whose command names this target (`{target}`): they touch
+    /// only this target's hosts, so they may run while other targets' trials do.
+    pub confined_faults: std::collections::BTreeSet<crate::plan::LabFault>,
+    /// The lease bounds in leases are reckoned with (`--lease`).
+    pub lease: std::time::Duration,
+    /// The other hosts (launchers) and this directory as each names it.
+    pub remote_hosts: Vec<(HostDef, PathBuf)>,
+    /// The directories other hosts should use, from `--target` (host, path).
+    pub host_dirs: Vec<(String, PathBuf)>,
     scratch: tempfile::TempDir,
     counter: AtomicUsize,
 }
@@ -349,6 +491,10 @@ impl Target {
             identity,
             hosts: vec![crate::plan::DEFAULT_HOST.to_string()],
             lab_faults: Default::default(),
+            confined_faults: Default::default(),
+            lease: crate::plan::DEFAULT_LEASE,
+            remote_hosts: Vec::new(),
+            host_dirs: spec.host_dirs.clone(),
             scratch,
             counter: AtomicUsize::new(0),
         })
@@ -360,6 +506,21 @@ impl Target {
 
     pub fn scratch(&self) -> &Path {
         self.scratch.path()
+    }
+
+    /// The hosts of a trial in directory `dir` (this host first), as the driver needs them.
+    pub fn host_envs(&self, exe: &Path, dir: &Path) -> Vec<crate::driver::HostEnv> {
+        let mut out = vec![crate::driver::HostEnv::local(exe, dir)];
+        let rel = dir.strip_prefix(&self.root).unwrap_or(dir);
+        for (h, root) in &self.remote_hosts {
+            out.push(crate::driver::HostEnv {
+                name: h.name.clone(),
+                launcher: Some(h.launcher.clone()),
+                exe: h.exe.clone().unwrap_or_else(|| exe.to_path_buf()),
+                dir: root.join(rel),
+            });
+        }
+        out
     }
 
     /// A fresh, empty directory for one trial.
@@ -433,6 +594,9 @@ pub fn identify(label: &str, root: &Path, provision: &str) -> TargetIdentity {
         lockcheck_version: env!("CARGO_PKG_VERSION").to_string(),
         pid_reuse: String::new(),
         locks_dev: None,
+        hosts: vec![crate::plan::DEFAULT_HOST.to_string()],
+        lab_faults: Vec::new(),
+        lease_s: crate::plan::DEFAULT_LEASE.as_secs_f64(),
     }
 }
 
@@ -520,6 +684,7 @@ pub fn default_targets(namespace: &std::result::Result<(), String>) -> Defaults 
             label: "local".into(),
             dir: d,
             provision: "the current directory's filesystem".into(),
+            host_dirs: Vec::new(),
         }),
         None => {
             let t = std::env::temp_dir();
@@ -527,6 +692,7 @@ pub fn default_targets(namespace: &std::result::Result<(), String>) -> Defaults 
                 label: "local".into(),
                 dir: t,
                 provision: "TMPDIR (the current directory is not writable)".into(),
+                host_dirs: Vec::new(),
             });
         }
     }
@@ -537,6 +703,7 @@ pub fn default_targets(namespace: &std::result::Result<(), String>) -> Defaults 
                 label: "tmpfs".into(),
                 dir: t.dir.clone(),
                 provision: "a private tmpfs lockcheck mounted in its own mount namespace".into(),
+                host_dirs: Vec::new(),
             });
             tmpfs = Some(t);
         }
@@ -548,6 +715,7 @@ pub fn default_targets(namespace: &std::result::Result<(), String>) -> Defaults 
                     label: "tmpfs".into(),
                     dir: shm.to_path_buf(),
                     provision: format!("/dev/shm (no private tmpfs: {why})"),
+                    host_dirs: Vec::new(),
                 });
             } else {
                 notes.push(format!(

@@ -68,6 +68,7 @@ fn main() -> ExitCode {
                 label: "local".into(),
                 dir: Path::new(env!("CARGO_TARGET_TMPDIR")).to_path_buf(),
                 provision: "cargo's target tmp directory (local filesystem)".into(),
+                host_dirs: Vec::new(),
             };
         }
     }

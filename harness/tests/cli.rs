@@ -211,6 +211,11 @@ fn a_run_leaves_nothing_in_the_target_and_writes_both_reports() {
             && r["id"].as_str().is_some_and(|i| i.contains("exclusive"))));
     let md = std::fs::read_to_string(out.join("disk.md")).expect("md");
     assert!(md.starts_with("# lockcheck report: `disk`"));
+    let xml = std::fs::read_to_string(out.join("disk.junit.xml")).expect("junit");
+    assert!(xml.contains(&format!(
+        r#"<testsuite name="disk" tests="{}""#,
+        results.len()
+    )));
 }
 
 #[test]
@@ -239,6 +244,8 @@ fn committed_reports_match_the_catalog() {
         );
         let md = p.with_extension("md");
         assert!(md.is_file(), "{} has no Markdown twin", p.display());
+        let xml = p.with_extension("junit.xml");
+        assert!(xml.is_file(), "{} has no JUnit twin", p.display());
     }
     assert!(
         seen >= 2,
@@ -258,4 +265,46 @@ fn scenarios_readme_lists_every_scenario() {
     for s in &catalog.scenarios {
         assert!(readme.contains(&format!("[`{0}`]({0}.yaml)", s.name())));
     }
+}
+
+/// A step that only times out (no reply, no lock wait seen) is a failure,
+/// but never labelled unsafe: nothing was seen lost.
+#[test]
+fn a_timeout_is_a_failure_but_not_unsafe() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scenarios = dir.path().join("scenarios");
+    std::fs::create_dir(&scenarios).expect("mkdir");
+    std::fs::write(
+        scenarios.join("slow-counter.yaml"),
+        "name: slow-counter\nsummary: s\nreference: r\nfamily: integrity\nseverity: unsafe\n\
+         mechanisms: [posix]\nnot-applicable: {flock: n/a, ofd: n/a}\nactors: [holder, w]\nsteps:\n\
+         \x20 - open: {actors: all, path: counter, create: true}\n\
+         \x20 - lock: {actor: holder, mode: exclusive}\n\
+         \x20 - counter: {actor: w, times: 5, timeout: 200ms}\n",
+    )
+    .expect("write");
+    let target = dir.path().join("t");
+    std::fs::create_dir(&target).expect("mkdir");
+    let out = dir.path().join("out");
+    let o = lockcheck(&[
+        "run",
+        "--scenarios",
+        scenarios.to_str().expect("utf8"),
+        "--target",
+        &format!("disk={}", target.display()),
+        "--out",
+        out.to_str().expect("utf8"),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("disk.json")).expect("json"))
+            .expect("parse");
+    let r = json["results"]
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["mechanism"] == "posix"))
+        .expect("posix result");
+    assert_eq!(r["status"], "fail", "{r}");
+    assert_eq!(r["verdict"], "divergent", "{r}");
+    assert_eq!(r["failure"]["timed_out"], true, "{r}");
+    assert_eq!(json["summary"]["unsafe_failures"], 0);
 }

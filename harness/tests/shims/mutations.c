@@ -5,7 +5,8 @@
  *   LOCKCHECK_MUTATION=<mode>       which breakage (see below)
  *   LOCKCHECK_MUTATION_DIR=<dir>    only files under this directory are affected
  *
- * It is active only in lockcheck actor processes (argv[1] is the actor
+ * It is active only in lockcheck actor processes and the zygote that forks
+ * them (argv[1] is the actor or zygote
  * marker), never in the harness itself.
  *
  * Modes:
@@ -106,7 +107,9 @@ __attribute__((constructor)) static void init(void)
         return;
     cmd[n] = 0;
     size_t first = strlen(cmd);
-    if ((ssize_t)first + 1 >= n || strcmp(cmd + first + 1, "__lockcheck_actor") != 0)
+    /* The zygote's forked children are actors too: it is set up there. */
+    if ((ssize_t)first + 1 >= n || (strcmp(cmd + first + 1, "__lockcheck_actor") != 0 &&
+                                     strcmp(cmd + first + 1, "__lockcheck_zygote") != 0))
         return;
     for (size_t i = 1; i < sizeof(names) / sizeof(names[0]); i++)
         if (strcmp(m, names[i]) == 0)
