@@ -26,6 +26,9 @@ struct State {
     running: bool,
     /// The outcome of the last fault.
     last: Option<FaultResult>,
+    /// What the participants waiting now inject (fault and command): all
+    /// must be at the same fault.
+    key: Option<String>,
 }
 
 impl FaultBarrier {
@@ -37,20 +40,32 @@ impl FaultBarrier {
                 generation: 0,
                 running: false,
                 last: None,
+                key: None,
             }),
             changed: Condvar::new(),
         }
     }
 
-    /// Wait until every participant has arrived; the last one to arrive (or
-    /// to find everyone else there) runs `inject`, and all get its result.
-    /// `None` if the deadline passes first.
+    /// Wait until every participant has arrived at the fault `key` (its
+    /// kind and command); the last one to arrive (or to find everyone else
+    /// there) runs `inject`, and all get its result. `None` if the deadline
+    /// passes before the fault is being injected; an error if another
+    /// participant waits at a different fault.
     pub fn arrive(
         &self,
+        key: &str,
         deadline: Instant,
         inject: &mut dyn FnMut() -> FaultResult,
     ) -> Option<FaultResult> {
         let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match &g.key {
+            Some(k) if g.arrived > 0 && k != key => {
+                return Some(Err(format!(
+                    "the trials sharing this fault reached different ones (`{k}` and `{key}`)"
+                )))
+            }
+            _ => g.key = Some(key.to_string()),
+        }
         g.arrived += 1;
         let generation = g.generation;
         loop {
@@ -70,6 +85,11 @@ impl FaultBarrier {
                 return Some(r);
             }
             let now = Instant::now();
+            if g.running {
+                // Being injected: its result is coming, whatever the deadline.
+                g = self.changed.wait(g).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
             if now >= deadline {
                 g.arrived -= 1;
                 self.changed.notify_all();
@@ -105,7 +125,7 @@ mod tests {
         std::thread::scope(|s| {
             for _ in 0..2 {
                 s.spawn(|| {
-                    let r = b.arrive(deadline, &mut || {
+                    let r = b.arrive("restart", deadline, &mut || {
                         runs.fetch_add(1, Ordering::SeqCst);
                         Ok(true)
                     });
@@ -120,12 +140,28 @@ mod tests {
         // Alone now: no wait.
         let b = FaultBarrier::new(1);
         assert_eq!(
-            b.arrive(deadline, &mut || Err("x".into())),
+            b.arrive("restart", deadline, &mut || Err("x".into())),
             Some(Err("x".into()))
         );
         // Nobody else comes: the deadline ends the wait.
         let b = FaultBarrier::new(2);
         let soon = Instant::now() + Duration::from_millis(50);
-        assert_eq!(b.arrive(soon, &mut || Ok(true)), None);
+        assert_eq!(b.arrive("restart", soon, &mut || Ok(true)), None);
+        // Two participants at different faults: refused, not paired.
+        let b = FaultBarrier::new(2);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let r = b.arrive("restart", deadline, &mut || Ok(true));
+                b.leave();
+                r
+            });
+            // Let the first one arrive, then come with another fault.
+            while b.state.lock().map(|g| g.arrived).unwrap_or(1) == 0 {
+                std::thread::yield_now();
+            }
+            let r = b.arrive("disconnect", deadline, &mut || Ok(true));
+            assert!(matches!(r, Some(Err(_))), "{r:?}");
+            b.leave();
+        });
     }
 }

@@ -177,6 +177,9 @@ struct ActorRt {
     zygote_child: bool,
     /// How it ended, once known.
     exit: Option<String>,
+    /// The reply to its pending call, found already waiting before step N
+    /// began: the call returned before that step.
+    early: Option<(crate::protocol::Reply, usize)>,
 }
 
 /// When a step ran, on the monotonic clock actors stamp their replies with.
@@ -209,6 +212,7 @@ impl ActorRt {
             shared_clock: true,
             zygote_child: false,
             exit: None,
+            early: None,
         }
     }
 
@@ -518,6 +522,12 @@ impl<'a> Driver<'a> {
 
     /// Wait for an actor's greeting; checks it is who we think it is.
     fn expect_hello(&mut self, i: usize, deadline: Instant) -> Result<(), Infra> {
+        // Started here (forked or exec'd by us): this kernel, whatever it says.
+        let here = self
+            .env
+            .hosts
+            .get(self.actors[i].host)
+            .is_some_and(|h| h.launcher.is_none());
         let a = &mut self.actors[i];
         let Some(chan) = a.chan.as_mut() else {
             return Err(Infra(format!("actor {} has no channel", a.name)));
@@ -536,8 +546,12 @@ impl<'a> Driver<'a> {
                         a.name, h.pid, a.pid
                     )));
                 }
-                a.shared_clock = h.boot_id == self.me.boot_id;
-                a.local_view = a.shared_clock && h.pidns == self.me.pidns;
+                // Only what is known to be the same kernel and PID namespace
+                // is watched directly; unreadable identities count as foreign
+                // (pid numbers of another machine must never be signalled here).
+                let known = !h.boot_id.is_empty() && h.pidns != 0;
+                a.shared_clock = here || (known && h.boot_id == self.me.boot_id);
+                a.local_view = here || (a.shared_clock && h.pidns == self.me.pidns);
                 if a.local_view && a.pidfd.is_none() {
                     // Started through a launcher that exec'd it (ip netns exec):
                     // a process the harness can see and watch.
@@ -879,6 +893,7 @@ impl<'a> Driver<'a> {
         &mut self,
         step: &PlannedStep,
     ) -> Result<(StepRecord, Option<Stop>, Vec<Observed>), Infra> {
+        self.collect_early_replies(step.number)?;
         let start = Instant::now();
         let start_ns = crate::protocol::monotonic_ns();
         self.step_reply_ns = 0;
@@ -899,9 +914,10 @@ impl<'a> Driver<'a> {
                             .map(|p| p.call.clone())
                             .unwrap_or_default(),
                     );
-                    let (obs, after) = match hold {
-                        Some(d) => (self.hold_pending(i, *d, deadline)?, None),
-                        None => self.await_pending(i, deadline, &step.expect)?,
+                    let (obs, after) = match (self.early_reply(i, step.number), hold) {
+                        (Some(early), _) => (early, None),
+                        (None, Some(d)) => (self.hold_pending(i, *d, deadline)?, None),
+                        (None, None) => self.await_pending(i, deadline, &step.expect)?,
                     };
                     latency = latency.max(after);
                     out.push(obs);
@@ -1206,11 +1222,7 @@ impl<'a> Driver<'a> {
                     observed_joined
                 },
                 note: step.note.clone(),
-                // No reply in time, or a patient call still waiting at its bound.
-                timed_out: observed.iter().any(|o| {
-                    matches!(o, Observed::Hung { .. })
-                        || (step.patient && matches!(o, Observed::Blocked(_)))
-                }),
+                timed_out: only_timed_out(step, observed, &who),
                 owner_only: judge::only_owner_differs(&step.expect, observed, &who),
             })),
         };
@@ -1574,6 +1586,51 @@ impl<'a> Driver<'a> {
         (Observed::Returned(outcome), Some(handoff))
     }
 
+    /// Before a step: a pending call whose reply is already waiting returned
+    /// before this step began. Its reply is kept for the `await`, which can
+    /// then tell it returned too early even on another machine's clock.
+    fn collect_early_replies(&mut self, step: usize) -> Result<(), Infra> {
+        let reply_ns = self.step_reply_ns;
+        for i in 0..self.actors.len() {
+            let a = &self.actors[i];
+            let (Some(p), None, Some(chan)) = (&a.pending, &a.early, &a.chan) else {
+                continue;
+            };
+            let seq = p.seq;
+            // SAFETY: the descriptor is owned by the channel, alive for this call.
+            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(chan.raw_read_fd()) };
+            if !crate::channel::wait_readable(fd, Duration::ZERO).unwrap_or(false) {
+                continue;
+            }
+            if let Some(Ok(reply)) = self.recv(i, Duration::ZERO)? {
+                if reply.seq == seq {
+                    self.actors[i].early = Some((reply, step));
+                }
+            }
+        }
+        self.step_reply_ns = reply_ns;
+        Ok(())
+    }
+
+    /// The outcome of actor `i`'s pending call if its reply came before
+    /// step `step` (an `await`): too early when it came before the step
+    /// right before this one (the step that should let it complete) began.
+    fn early_reply(&mut self, i: usize, step: usize) -> Option<Observed> {
+        let (reply, seen_before) = self.actors[i].early.take()?;
+        let p = self.actors[i].pending.take()?;
+        let obs = Observed::Returned(reply.outcome.clone());
+        self.after_call(i, &p.op, &obs);
+        if seen_before < step {
+            return Some(Observed::Early {
+                outcome: reply.outcome,
+                during: format!("before step {seen_before} began"),
+                before_step: step.saturating_sub(1),
+                ms_before: 0.0,
+            });
+        }
+        Some(self.timed(i, obs).0)
+    }
+
     fn await_pending(
         &mut self,
         i: usize,
@@ -1823,12 +1880,22 @@ impl<'a> Driver<'a> {
             .get(&fault)
             .ok_or_else(|| Infra(format!("this target cannot inject `{}`", fault.as_str())))?
             .replace("{host}", host.unwrap_or(""));
+        // A host being cut off counts as cut off from now on, whatever the
+        // command does next (it may finish after its deadline): teardown
+        // reconnects it.
+        self.lab_faulted = true;
+        if let (Some(h), crate::plan::LabFault::Disconnect | crate::plan::LabFault::Crash) =
+            (host, fault)
+        {
+            self.severed.insert(h.to_string());
+        }
         // A fault shared with the other targets' trials (a server restart)
         // is injected once, when all of them have reached it.
         let shared = !self.env.confined_faults.contains(&fault);
+        let key = format!("{} {cmd}", fault.as_str());
         let result = match (self.env.barrier, shared) {
             (Some(b), true) => b
-                .arrive(deadline, &mut || run_fault_command(&cmd, deadline))
+                .arrive(&key, deadline, &mut || run_fault_command(&cmd, deadline))
                 .ok_or_else(|| {
                     Infra(format!(
                         "the other trials sharing `{cmd}` did not reach it in time"
@@ -1849,17 +1916,8 @@ impl<'a> Driver<'a> {
             }
             Err(e) => return Err(Infra(e)),
         }
-        self.lab_faulted = true;
-        if let Some(h) = host {
-            match fault {
-                crate::plan::LabFault::Disconnect | crate::plan::LabFault::Crash => {
-                    self.severed.insert(h.to_string());
-                }
-                crate::plan::LabFault::Reconnect => {
-                    self.severed.remove(h);
-                }
-                crate::plan::LabFault::RestartServer => {}
-            }
+        if let (Some(h), crate::plan::LabFault::Reconnect) = (host, fault) {
+            self.severed.remove(h);
         }
         if let (crate::plan::LabFault::Crash, Some(h)) = (fault, host) {
             let on: Vec<usize> = (0..self.actors.len())
@@ -2148,12 +2206,18 @@ impl<'a> Driver<'a> {
         let mut problems = Vec::new();
         // Hosts left cut off come back first: their killed actors may be
         // waiting for the network to finish dying.
+        // Never through the fault barrier: this host is this trial's own.
         for h in std::mem::take(&mut self.severed) {
             let deadline = Instant::now() + Duration::from_secs(60);
-            match self.lab_fault(crate::plan::LabFault::Reconnect, Some(&h), deadline) {
-                Ok((_, Observed::Returned(_))) => {}
-                Ok((cmd, _)) => problems.push(format!("reconnecting host {h}: `{cmd}` hung")),
-                Err(Infra(e)) => problems.push(format!("reconnecting host {h}: {e}")),
+            let Some(cmd) = self.env.faults.get(&crate::plan::LabFault::Reconnect) else {
+                problems.push(format!("host {h} was left cut off: no reconnect command"));
+                continue;
+            };
+            let cmd = cmd.replace("{host}", &h);
+            match run_fault_command(&cmd, deadline) {
+                Ok(true) => {}
+                Ok(false) => problems.push(format!("reconnecting host {h}: `{cmd}` hung")),
+                Err(e) => problems.push(format!("reconnecting host {h}: {e}")),
             }
         }
         // Actors the harness cannot see are killed by their host's agent.
@@ -2374,6 +2438,32 @@ impl Drop for SecondMount {
     }
 }
 
+/// Whether a failed step failed only by not completing in time (no reply,
+/// or a patient call still waiting at its bound): every observation that
+/// misses the expectation is such a timeout, and, in a race, no more
+/// actors won than may.
+fn only_timed_out(step: &PlannedStep, observed: &[Observed], who: &judge::Actors<'_>) -> bool {
+    let late = |o: &Observed| {
+        matches!(o, Observed::Hung { .. }) || (step.patient && matches!(o, Observed::Blocked(_)))
+    };
+    match &step.expect {
+        Expectation::Winners { count, .. } => {
+            let winners = observed
+                .iter()
+                .filter(|o| judge::satisfies(&Expectation::Ok, o, who))
+                .count();
+            winners <= *count as usize && observed.iter().any(late)
+        }
+        exp => {
+            let mut failing = observed
+                .iter()
+                .filter(|o| !judge::satisfies(exp, o, who))
+                .peekable();
+            failing.peek().is_some() && failing.all(late)
+        }
+    }
+}
+
 /// Run a lab fault's shell command until it ends or the deadline passes:
 /// `Ok(true)` it succeeded, `Ok(false)` it did not finish (it is killed).
 fn run_fault_command(cmd: &str, deadline: Instant) -> crate::barrier::FaultResult {
@@ -2382,6 +2472,8 @@ fn run_fault_command(cmd: &str, deadline: Instant) -> crate::barrier::FaultResul
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(cmd)
+        // Its own process group: on a timeout every process it started goes.
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(
@@ -2395,6 +2487,7 @@ fn run_fault_command(cmd: &str, deadline: Instant) -> crate::barrier::FaultResul
         .and_then(|fd| fd.wait_exit(deadline.saturating_duration_since(Instant::now())))
         .unwrap_or(false);
     if !ended {
+        let _ = kill(Pid::from_raw(-(child.id() as i32)), Signal::SIGKILL);
         let _ = child.kill();
         let _ = child.wait();
         return Ok(false);

@@ -286,8 +286,17 @@ pub fn describe_observed(obs: &Observed) -> String {
             during,
             before_step,
             ms_before,
-        } => format!(
+        } if *ms_before > 0.0 => format!(
             "returned {} {during}, {ms_before:.3} ms before step {before_step} (which should have let it complete): it did not wait",
+            describe_observed(&Observed::Returned(outcome.clone()))
+        ),
+        Observed::Early {
+            outcome,
+            during,
+            before_step,
+            ..
+        } => format!(
+            "returned {} {during}, so before step {before_step} (which should have let it complete): it did not wait",
             describe_observed(&Observed::Returned(outcome.clone()))
         ),
         Observed::NotListed(what) => format!("not listed ({what})"),

@@ -239,8 +239,29 @@ impl Session {
         spec: &TrialSpec,
         barrier: Option<&crate::barrier::FaultBarrier>,
     ) -> TrialResult {
+        // A bug in the harness ends this trial as an error, not the run (a
+        // worker that unwound would leave its target held and the run hung).
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.run_trial_inner(spec, barrier)
+        }))
+        .unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            let mut r = Self::base_result(spec);
+            r.status = Status::Error;
+            r.reason = Some(format!("lockcheck itself failed in this trial: {what}"));
+            r.verdict = TrialResult::verdict_for(Status::Error, r.severity);
+            r
+        })
+    }
+
+    /// A trial's result before it has run.
+    fn base_result(spec: &TrialSpec) -> TrialResult {
         let s = &spec.scenario.scenario;
-        let mut result = TrialResult {
+        TrialResult {
             id: spec.id.clone(),
             scenario: s.name.value.clone(),
             mechanism: spec.mechanism,
@@ -258,7 +279,16 @@ impl Session {
             steps: Vec::new(),
             measurements: Vec::new(),
             teardown_problems: Vec::new(),
-        };
+        }
+    }
+
+    fn run_trial_inner(
+        &self,
+        spec: &TrialSpec,
+        barrier: Option<&crate::barrier::FaultBarrier>,
+    ) -> TrialResult {
+        let s = &spec.scenario.scenario;
+        let mut result = Self::base_result(spec);
         let plan = match (&spec.skip, spec.scenario.plans.get(&spec.mechanism)) {
             (None, Some(Applicability::Applies(p))) => p,
             (skip, _) => {

@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -70,7 +70,12 @@ pub struct Zygote {
 struct Inner {
     sock: OwnedFd,
     child: Child,
+    /// It stopped answering and was killed: actors are started by exec.
+    dead: bool,
 }
+
+/// How long the zygote may take to answer (a fork, a status).
+const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
     if r < 0 {
@@ -212,7 +217,11 @@ impl Zygote {
             .process_group(0)
             .spawn()?;
         let z = Zygote {
-            inner: Mutex::new(Inner { sock: mine, child }),
+            inner: Mutex::new(Inner {
+                sock: mine,
+                child,
+                dead: false,
+            }),
         };
         match z.call(&ZRequest::Status { pid: 0 }, &[]) {
             Ok(_) => Ok(z),
@@ -221,11 +230,26 @@ impl Zygote {
     }
 
     fn call(&self, req: &ZRequest, fds: &[RawFd]) -> io::Result<ZReply> {
-        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if inner.dead {
+            return Err(io::Error::other("the zygote stopped answering"));
+        }
         let data = serde_json::to_vec(req).map_err(io::Error::other)?;
         let sock = inner.sock.as_raw_fd();
         send_msg(sock, &data, fds)?;
         loop {
+            let readable = crate::channel::wait_readable(inner.sock.as_fd(), ANSWER_TIMEOUT)?;
+            if !readable {
+                // Stuck (stopped, or a fork that does not return): give up
+                // on it for good; actors are then started by exec.
+                inner.dead = true;
+                let _ = inner.child.kill();
+                let _ = inner.child.wait();
+                return Err(io::Error::other(format!(
+                    "the zygote did not answer within {} s",
+                    ANSWER_TIMEOUT.as_secs()
+                )));
+            }
             let (reply, _) = recv_msg(sock)?;
             if reply.is_empty() {
                 return Err(io::Error::other("the zygote is gone"));
