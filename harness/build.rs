@@ -1,14 +1,15 @@
-//! Embeds the repository's scenario catalog (`../scenarios/*.yaml`) into the
-//! binary, so that `lockcheck` works from any directory.
+//! Embeds the repository's scenario catalog (`../scenarios/*.yaml`) and
+//! application profiles (`../apps/*.yaml`) into the binary, so that
+//! `lockcheck` works from any directory.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
-fn main() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+/// `(file name, absolute path)` of the YAML files in `dir`, sorted.
+fn yaml_files(dir: &Path) -> Vec<(String, String)> {
     println!("cargo:rerun-if-changed={}", dir.display());
-    let mut files: Vec<(String, String)> = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(&dir) {
+    let mut files = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
             let path = entry.path();
             if path.extension().and_then(|e| e.to_str()) == Some("yaml") {
@@ -23,11 +24,23 @@ fn main() {
         }
     }
     files.sort();
-    let mut out = String::from("/// The scenario files compiled in: (file name, text).\npub static FILES: &[(&str, &str)] = &[\n");
+    files
+}
+
+fn embed(dir: &str, what: &str, dest: &str) {
+    let files = yaml_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join(dir));
+    let mut out = format!(
+        "/// The {what} compiled in: (file name, text).\npub static FILES: &[(&str, &str)] = &[\n"
+    );
     for (name, abs) in &files {
         let _ = writeln!(out, "    ({name:?}, include_str!({abs:?})),");
     }
     out.push_str("];\n");
-    let dest = Path::new(&std::env::var("OUT_DIR").expect("OUT_DIR")).join("embedded_catalog.rs");
-    std::fs::write(dest, out).expect("writing the embedded catalog");
+    let dest = Path::new(&std::env::var("OUT_DIR").expect("OUT_DIR")).join(dest);
+    std::fs::write(dest, out).expect("writing an embedded file list");
+}
+
+fn main() {
+    embed("../scenarios", "scenario files", "embedded_catalog.rs");
+    embed("../apps", "application profiles", "embedded_apps.rs");
 }

@@ -101,6 +101,35 @@ fn utf8_error_pos(bytes: &[u8], valid_up_to: usize) -> Pos {
     Pos::new(line as u32, col as u32)
 }
 
+/// Parse a YAML document of this project's (a scenario, an application
+/// profile) with the parser's budget, errors at `file:line:column`.
+pub fn from_yaml<T: serde::de::DeserializeOwned>(
+    file: &str,
+    text: &str,
+) -> std::result::Result<T, ScenarioError> {
+    let options = serde_saphyr::options! { budget: Some(budget()) };
+    serde_saphyr::from_str_with_options(text, options).map_err(|e| {
+        let inner = e.without_snippet();
+        let message = serde_saphyr::DefaultMessageFormatter
+            .format_message(inner)
+            .into_owned();
+        let pos = e
+            .location()
+            .map(|l| {
+                Pos::new(
+                    u32::try_from(l.line()).unwrap_or(0),
+                    u32::try_from(l.column()).unwrap_or(0),
+                )
+            })
+            .unwrap_or(Pos::UNKNOWN);
+        let mut err = ScenarioError::new(file, pos, message.clone()).with_source(text);
+        if let Some(h) = hint_for(&message) {
+            err = err.with_hint(h);
+        }
+        err
+    })
+}
+
 /// Parse and plan one scenario from its text.
 pub fn parse_scenario(
     file: &str,
@@ -130,27 +159,7 @@ pub fn parse_scenario(
         return Err(ScenarioError::new(file, Pos::new(1, 1), "the file is empty")
             .with_hint("a scenario needs name, summary, reference, family, actors and steps; see scenarios/README.md"));
     }
-    let options = serde_saphyr::options! { budget: Some(budget()) };
-    let scenario: Scenario = serde_saphyr::from_str_with_options(text, options).map_err(|e| {
-        let inner = e.without_snippet();
-        let message = serde_saphyr::DefaultMessageFormatter
-            .format_message(inner)
-            .into_owned();
-        let pos = e
-            .location()
-            .map(|l| {
-                Pos::new(
-                    u32::try_from(l.line()).unwrap_or(0),
-                    u32::try_from(l.column()).unwrap_or(0),
-                )
-            })
-            .unwrap_or(Pos::UNKNOWN);
-        let mut err = ScenarioError::new(file, pos, message.clone()).with_source(text);
-        if let Some(h) = hint_for(&message) {
-            err = err.with_hint(h);
-        }
-        err
-    })?;
+    let scenario: Scenario = from_yaml(file, text)?;
     let name = &scenario.name;
     let valid_name = !name.is_empty()
         && name.len() <= 80

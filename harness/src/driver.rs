@@ -50,6 +50,8 @@ pub struct TrialEnv<'a> {
     pub scratch: &'a Path,
     /// The same directory through a second mount, when the plan needs one.
     pub second_mount: Option<&'a Path>,
+    /// The trial directory in the storage behind the target, if it has one.
+    pub backing: Option<&'a Path>,
     /// Whether the target's locks are listed in /proc/locks with waiters.
     pub lock_lists: bool,
     /// The target's device as /proc/locks prints it, when known.
@@ -664,6 +666,14 @@ impl<'a> Driver<'a> {
         self.wait_gone_seen(i, deadline) == Some(true)
     }
 
+    /// The trial directory reached another way (`via:`).
+    fn via_dir(&self, via: crate::scenario::Via) -> Option<&'a Path> {
+        match via {
+            crate::scenario::Via::SecondMount => self.env.second_mount,
+            crate::scenario::Via::BackingStore => self.env.backing,
+        }
+    }
+
     /// Whether actor `i` has been killed and is on its way out (a local one only).
     fn actor_dying(&self, i: usize) -> bool {
         let a = &self.actors[i];
@@ -730,12 +740,11 @@ impl<'a> Driver<'a> {
                         flags |= flag;
                     }
                 }
-                let base: &Path = match (via, self.env.second_mount) {
-                    (Some(_), Some(alt)) => alt,
-                    (Some(_), None) => {
-                        return Err(Infra("the second mount is missing".into()));
-                    }
-                    (None, _) => self.dir_of(i),
+                let base: &Path = match via {
+                    Some(v) => self
+                        .via_dir(*v)
+                        .ok_or_else(|| Infra(format!("no directory for `via: {v:?}`")))?,
+                    None => self.dir_of(i),
                 };
                 let full = base.join(path);
                 // A lease break makes open wait: watch for that on the file's inode.
@@ -1502,10 +1511,9 @@ impl<'a> Driver<'a> {
                 },
                 Outcome::Opened { fd: n, ino, .. },
             ) => {
-                let base = match (via, self.env.second_mount) {
-                    (Some(_), Some(alt)) => alt,
-                    _ => self.dir_of(i),
-                };
+                let base = via
+                    .and_then(|v| self.via_dir(v))
+                    .unwrap_or_else(|| self.dir_of(i));
                 let full = base.join(path).to_string_lossy().into_owned();
                 let o = self.owner(i);
                 self.actors[o].fds.insert(

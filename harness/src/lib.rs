@@ -9,6 +9,7 @@
 //! with the expectation → [`report`] writes JSON and Markdown.
 
 pub mod actor;
+pub mod apps;
 pub mod barrier;
 pub mod catalog;
 pub mod channel;
@@ -18,10 +19,13 @@ pub mod error;
 pub mod fuzz;
 pub mod judge;
 pub mod loc;
+pub mod matrix;
 pub mod mech;
 pub mod observe;
 pub mod plan;
 pub mod protocol;
+pub mod provision;
+pub mod qualify;
 pub mod report;
 pub mod runner;
 pub mod scenario;

@@ -31,6 +31,11 @@ struct Cli {
 enum Command {
     /// Run the catalog against targets and write one report per target.
     Run(RunArgs),
+    /// Qualify storage: run the catalog several times, flag trials whose
+    /// outcome changes as flaky, and write one bundle (reports, summary,
+    /// matrix page, JUnit) with an overall verdict and the command to
+    /// reproduce it.
+    Qualify(QualifyArgs),
     /// List the scenarios of the catalog.
     List(ListArgs),
     /// Check scenario files without running them.
@@ -39,8 +44,27 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Print the JSON Schema (draft-07) of scenario files.
-    Schema,
+    /// The compatibility matrix of several JSON reports: Markdown (printed,
+    /// or into a README between its matrix markers) and a self-contained
+    /// HTML page.
+    Matrix {
+        /// JSON reports (LABEL.json), one column each, in this order.
+        #[arg(required = true)]
+        reports: Vec<PathBuf>,
+        /// Replace the matrix section of this Markdown file (between
+        /// `<!-- matrix: ... -->` and `<!-- end of matrix -->`).
+        #[arg(long, value_name = "FILE")]
+        readme: Option<PathBuf>,
+        /// Write the HTML page here.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+    },
+    /// Print a JSON Schema (draft-07): of scenario files (default), of
+    /// reports, or of application profiles.
+    Schema {
+        #[arg(long, value_enum, default_value = "scenario")]
+        of: SchemaOf,
+    },
     /// Differential fuzzing: random lock programs run on a reference and a
     /// target; the first difference is shrunk and written as a scenario.
     Fuzz(FuzzArgs),
@@ -99,6 +123,18 @@ impl From<Mech> for Mechanism {
 }
 
 #[derive(Args, Clone)]
+struct QualifyArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// How many times to run the catalog.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// The bundle's directory.
+    #[arg(long, value_name = "DIR", default_value = "qualification")]
+    bundle: PathBuf,
+}
+
+#[derive(Args, Clone)]
 struct RunArgs {
     /// A directory to test, with a label naming its report (repeatable).
     /// Default: `local` (the current directory's filesystem) and `tmpfs`.
@@ -107,12 +143,30 @@ struct RunArgs {
     /// Directory of scenario files. Default: ./scenarios if present, else the built-in catalog.
     #[arg(long, value_name = "DIR")]
     scenarios: Option<PathBuf>,
+    /// Directory of application profiles. Default: ./apps if present, else the built-in ones.
+    #[arg(long, value_name = "DIR")]
+    apps: Option<PathBuf>,
     /// Run only these mechanisms (repeatable).
     #[arg(long = "mechanism", value_name = "M")]
     mechanisms: Vec<Mech>,
-    /// Where to write the reports (LABEL.json, LABEL.md).
+    /// Also make these filesystems and test them (repeatable): xfs, btrfs
+    /// (on loop devices), overlay, fuse (bindfs), or all. Needs root; what
+    /// cannot be made here is left out, with the reason.
+    #[arg(long, value_name = "KIND")]
+    provision: Vec<String>,
+    /// Where to write the reports (LABEL.json, LABEL.md, LABEL.junit.xml).
     #[arg(long, value_name = "DIR", default_value = "reports")]
     out: PathBuf,
+    /// Also write one JUnit XML file with every target's results.
+    #[arg(long, value_name = "PATH")]
+    junit: Option<PathBuf>,
+    /// `json`: print the reports as JSON on stdout, for scripts.
+    #[arg(long, value_enum, default_value = "text")]
+    format: RunFormat,
+    /// Which results make the exit status 1: `unsafe` failures only,
+    /// `divergent` and worse, or `any` failure (the default). Errors always do.
+    #[arg(long, value_enum, default_value = "any")]
+    fail_on: FailOn,
     /// Trials run in parallel. Default: the number of CPUs.
     #[arg(long, value_name = "N")]
     jobs: Option<usize>,
@@ -152,6 +206,37 @@ struct ListArgs {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum SchemaOf {
+    /// scenario files (scenarios/scenario.schema.json)
+    Scenario,
+    /// reports, JSON (reports/report.schema.json)
+    Report,
+    /// application profiles (apps/app.schema.json)
+    App,
+}
+
+/// Which failures make the exit status 1.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum FailOn {
+    /// only failures labelled unsafe (and errors)
+    Unsafe,
+    /// unsafe and divergent failures (and errors)
+    Divergent,
+    /// any failure or error
+    Any,
+}
+
+/// Where the run's reports go besides the files.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum RunFormat {
+    /// the summary table on stdout
+    Text,
+    /// every report, as JSON, on stdout (`{"schema_version", "reports": [...]}`);
+    /// the summary goes to stderr
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum ListFormat {
     Text,
     Markdown,
@@ -166,11 +251,23 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let result = match cli.command {
-        None => run(cli.run),
-        Some(Command::Run(a)) => run(a),
+        None => run(cli.run, None),
+        Some(Command::Run(a)) => run(a, None),
+        Some(Command::Qualify(q)) => {
+            if q.repeat == 0 {
+                Err(Error::usage("--repeat must be at least 1", None))
+            } else {
+                run(q.run, Some((q.repeat, q.bundle)))
+            }
+        }
         Some(Command::List(a)) => list(a),
         Some(Command::Validate { files }) => validate(&files),
-        Some(Command::Schema) => schema(),
+        Some(Command::Schema { of }) => schema(of),
+        Some(Command::Matrix {
+            reports,
+            readme,
+            html,
+        }) => matrix(&reports, readme.as_deref(), html.as_deref()),
         Some(Command::Fuzz(a)) => fuzz(a),
     };
     match result {
@@ -182,8 +279,47 @@ fn main() -> ExitCode {
     }
 }
 
-fn schema() -> Result<ExitCode, Error> {
-    let s = serde_json::to_string_pretty(&lockcheck::scenario::json_schema())
+fn matrix(
+    paths: &[PathBuf],
+    readme: Option<&std::path::Path>,
+    html: Option<&std::path::Path>,
+) -> Result<ExitCode, Error> {
+    use lockcheck::matrix;
+    let reports = paths
+        .iter()
+        .map(|p| matrix::read_report(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let hashes: std::collections::BTreeSet<&str> = reports
+        .iter()
+        .filter_map(|r| r.catalog.as_ref().map(|c| c.hash.as_str()))
+        .collect();
+    if hashes.len() > 1 {
+        eprintln!(
+            "note: the reports come from {} different catalogs; scenarios missing from some show as empty cells",
+            hashes.len()
+        );
+    }
+    let m = matrix::Matrix::build(reports)?;
+    if let Some(p) = readme {
+        matrix::update_readme(p, &m)?;
+    }
+    if let Some(p) = html {
+        std::fs::write(p, matrix::html(&m))
+            .map_err(|e| Error::io(format!("writing {}", p.display()), e))?;
+    }
+    if readme.is_none() && html.is_none() {
+        emit(&matrix::markdown(&m));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn schema(of: SchemaOf) -> Result<ExitCode, Error> {
+    let schema = match of {
+        SchemaOf::Scenario => lockcheck::scenario::json_schema(),
+        SchemaOf::Report => report::json_schema(),
+        SchemaOf::App => lockcheck::apps::json_schema(),
+    };
+    let s = serde_json::to_string_pretty(&schema)
         .map_err(|e| Error::usage(format!("cannot render the schema: {e}"), None))?;
     emit(&format!("{s}\n"));
     Ok(ExitCode::SUCCESS)
@@ -291,51 +427,79 @@ fn parse_lease(s: &str) -> Result<std::time::Duration, String> {
     Ok(d)
 }
 
-fn run(a: RunArgs) -> Result<ExitCode, Error> {
+fn run(a: RunArgs, qualify: Option<(usize, PathBuf)>) -> Result<ExitCode, Error> {
     let started = Instant::now();
     let cat = catalog::load(a.scenarios.as_deref())?;
+    let apps = match (&a.apps, &a.scenarios) {
+        // A catalog of one's own may lack what the built-in profiles name:
+        // then the reports go without application verdicts, and say why here.
+        (None, Some(_)) => lockcheck::apps::load(None, &cat).unwrap_or_else(|_| {
+            eprintln!(
+                "note: no application verdicts: the profiles name scenarios this catalog lacks (give --apps DIR)"
+            );
+            lockcheck::apps::Apps::none()
+        }),
+        (dir, _) => lockcheck::apps::load(dir.as_deref(), &cat)?,
+    };
     let mechanisms: Vec<Mechanism> = a.mechanisms.iter().map(|m| (*m).into()).collect();
     if let Some(0) = a.jobs {
         return Err(Error::usage("--jobs must be at least 1", None));
     }
     // Still single-threaded: the namespace covers every thread and actor.
     let namespace = target::enter_private_namespace();
-    let session = if a.targets.is_empty() {
+    let (mut specs, tmpfs, mut notes) = if a.targets.is_empty() {
         let d = target::default_targets(&namespace);
-        Session::open_with(
-            &d.specs,
-            namespace,
-            d.tmpfs,
-            d.notes,
-            &[],
-            &Default::default(),
-            a.lease,
-        )?
+        (d.specs, d.tmpfs, d.notes)
     } else {
         let specs = a
             .targets
             .iter()
             .map(|t| target::parse_target_arg(t))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut hosts = a
-            .hosts
-            .iter()
-            .map(|h| target::parse_host_arg(h))
-            .collect::<Result<Vec<_>, _>>()?;
-        for h in &mut hosts {
-            h.exe.clone_from(&a.remote_exe);
-        }
-        let faults = target::parse_fault_args(&a.faults)?;
-        Session::open_with(
-            &specs,
-            namespace,
-            None,
-            Vec::new(),
-            &hosts,
-            &faults,
-            a.lease,
-        )?
+        (specs, None, Vec::new())
     };
+    let mut kinds = Vec::new();
+    for p in &a.provision {
+        match lockcheck::provision::Kind::parse(p) {
+            Some(k) => kinds.extend(k),
+            None => {
+                return Err(Error::usage(
+                    format!("--provision {p:?}: unknown filesystem"),
+                    Some("give xfs, btrfs, overlay, fuse or all"),
+                ))
+            }
+        }
+    }
+    kinds.sort();
+    kinds.dedup();
+    let mut provisioned = Vec::new();
+    for k in kinds {
+        if specs.iter().any(|s| s.label == k.label()) {
+            return Err(Error::usage(
+                format!("target label {:?} is given twice", k.label()),
+                Some("--provision names its targets after the filesystem; pick another --target label"),
+            ));
+        }
+        match lockcheck::provision::provision(k, &namespace) {
+            Ok(p) => {
+                specs.push(p.spec.clone());
+                provisioned.push(p);
+            }
+            Err(why) => notes.push(format!("{}: not made here: {why}", k.label())),
+        }
+    }
+    let mut hosts = a
+        .hosts
+        .iter()
+        .map(|h| target::parse_host_arg(h))
+        .collect::<Result<Vec<_>, _>>()?;
+    for h in &mut hosts {
+        h.exe.clone_from(&a.remote_exe);
+    }
+    let faults = target::parse_fault_args(&a.faults)?;
+    let mut session =
+        Session::open_with(&specs, namespace, tmpfs, notes, &hosts, &faults, a.lease)?;
+    session.provisioned = provisioned;
     let mut trials = session.plan(&cat, &mechanisms);
     if !a.filters.is_empty() {
         trials.retain(|t| a.filters.iter().any(|f| t.id.contains(f.as_str())));
@@ -382,17 +546,84 @@ fn run(a: RunArgs) -> Result<ExitCode, Error> {
             let _ = err.flush();
         }
     };
-    let results = session.run_all(&trials, jobs, &progress);
-    if tty {
-        eprint!("\r\x1b[K");
+    let repeats = qualify.as_ref().map_or(1, |(n, _)| *n);
+    let mut passes: Vec<Vec<report::Report>> = Vec::new();
+    for k in 0..repeats {
+        if repeats > 1 && !a.quiet {
+            eprintln!("run {} of {repeats}", k + 1);
+        }
+        let began = Instant::now();
+        let results = session.run_all(&trials, jobs, &progress);
+        if tty {
+            eprint!("\r\x1b[K");
+        }
+        let wall_ms = began.elapsed().as_secs_f64() * 1000.0;
+        passes.push(
+            session
+                .reports(&cat, results, wall_ms)
+                .into_iter()
+                .map(|r| r.with_apps(&apps))
+                .collect(),
+        );
     }
-    let wall_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let reports = session.reports(&cat, results, wall_ms);
+    let failed = |r: &report::Report| {
+        let s = &r.summary;
+        s.error > 0
+            || match a.fail_on {
+                FailOn::Any => s.fail > 0,
+                FailOn::Divergent => s.unsafe_failures + s.divergent_failures > 0,
+                FailOn::Unsafe => s.unsafe_failures > 0,
+            }
+    };
+    if let Some((_, bundle)) = &qualify {
+        let q = lockcheck::qualify::assess(&passes, &failed);
+        let written = lockcheck::qualify::write_bundle(bundle, &passes, &q)?;
+        let problems = session.close();
+        let mut text = report::console_summary(passes.first().map(Vec::as_slice).unwrap_or(&[]));
+        for t in &q.targets {
+            for f in &t.flaky {
+                text.push_str(&format!("flaky: {} ({})\n", f.id, f.outcomes.join(" -> ")));
+            }
+        }
+        text.push_str(&format!(
+            "qualification: {} ({} runs); bundle: {} ({} files)\n",
+            match q.verdict {
+                lockcheck::qualify::Verdict::Pass => "pass",
+                lockcheck::qualify::Verdict::Flaky => "flaky",
+                lockcheck::qualify::Verdict::Fail => "fail",
+            },
+            repeats,
+            bundle.display(),
+            written.len()
+        ));
+        emit(&text);
+        for p in &problems {
+            eprintln!("warning: cleanup: {p}");
+        }
+        return Ok(if q.verdict == lockcheck::qualify::Verdict::Pass {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
+    let reports = passes.pop().unwrap_or_default();
     let mut written = Vec::new();
     for r in &reports {
         written.extend(r.write(&a.out)?);
     }
+    if let Some(path) = &a.junit {
+        written.push(report::write_junit(&reports, path)?);
+    }
     let problems = session.close();
+    if a.format == RunFormat::Json {
+        let doc = serde_json::json!({
+            "schema_version": report::SCHEMA_VERSION,
+            "reports": reports,
+        });
+        let text = serde_json::to_string_pretty(&doc)
+            .map_err(|e| Error::usage(format!("cannot render the reports: {e}"), None))?;
+        emit(&format!("{text}\n"));
+    }
     let mut text = report::console_summary(&reports);
     if !a.quiet {
         let paths: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
@@ -402,11 +633,15 @@ fn run(a: RunArgs) -> Result<ExitCode, Error> {
             started.elapsed().as_secs_f64() * 1000.0
         ));
     }
-    emit(&text);
+    if a.format == RunFormat::Json {
+        eprint!("{text}");
+    } else {
+        emit(&text);
+    }
     for p in &problems {
         eprintln!("warning: cleanup: {p}");
     }
-    let ok = reports.iter().all(|r| r.summary.conforms());
+    let ok = !reports.iter().any(failed);
     Ok(if ok {
         ExitCode::SUCCESS
     } else {

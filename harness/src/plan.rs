@@ -53,6 +53,10 @@ pub enum Need {
     PidReuse,
     /// A lab fault.
     Lab(LabFault),
+    /// The storage behind the target (`via: backing-store`).
+    BackingStore,
+    /// A file in an overlay's lower layer (`requires: [lower-file]`).
+    LowerFile,
 }
 
 /// Faults only a lab target (the NFS lab) can inject.
@@ -80,6 +84,10 @@ impl Need {
         match self {
             Need::PidReuse => "forcing PID reuse".to_string(),
             Need::Lab(f) => format!("the lab fault `{}`", f.as_str()),
+            Need::BackingStore => {
+                "the storage behind the target (a FUSE filesystem's source directory)".to_string()
+            }
+            Need::LowerFile => "a file in an overlay's lower layer".to_string(),
         }
     }
 }
@@ -947,6 +955,13 @@ impl<'a> Resolver<'a> {
         if self.scn.steps.is_empty() {
             return Err(self.err(self.scn.steps.pos, "a scenario needs at least one step"));
         }
+        for r in &self.scn.requires {
+            match r {
+                crate::scenario::Requirement::LowerFile => {
+                    self.needs.insert(Need::LowerFile);
+                }
+            }
+        }
         let mut steps = Vec::with_capacity(self.scn.steps.len());
         for (i, step) in self.scn.steps.iter().enumerate() {
             steps.push(self.step(i + 1, step)?);
@@ -1485,8 +1500,12 @@ impl<'a> Resolver<'a> {
                         "`excl` needs `create` (O_EXCL only means something with O_CREAT)",
                     ));
                 }
-                if o.via.is_some() {
-                    self.second_mount = true;
+                match o.via.as_ref().map(|v| v.value) {
+                    Some(Via::SecondMount) => self.second_mount = true,
+                    Some(Via::BackingStore) => {
+                        self.needs.insert(Need::BackingStore);
+                    }
+                    None => {}
                 }
                 Op::Open {
                     path,

@@ -20,7 +20,7 @@ pub fn ms(d: std::time::Duration) -> f64 {
 }
 
 /// One step as it ran.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct StepRecord {
     pub step: usize,
     pub line: u32,
@@ -48,7 +48,7 @@ pub struct StepRecord {
 }
 
 /// A time measured during a trial, reported even when the trial passes.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Measurement {
     pub step: usize,
     pub what: String,
@@ -59,7 +59,7 @@ pub struct Measurement {
 }
 
 /// The step where a trial failed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Failure {
     pub step: usize,
     pub line: u32,
@@ -80,7 +80,7 @@ pub struct Failure {
     pub owner_only: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Pass,
@@ -104,7 +104,7 @@ impl Status {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ActorRecord {
     pub name: String,
     pub pid: Option<i32>,
@@ -113,7 +113,7 @@ pub struct ActorRecord {
 }
 
 /// One trial: target × scenario × mechanism.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct TrialResult {
     /// `target::scenario::mechanism`, as `cargo test` names it.
     pub id: String,
@@ -151,7 +151,7 @@ impl TrialResult {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct Summary {
     pub total: usize,
     pub pass: usize,
@@ -198,7 +198,7 @@ impl Summary {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct CatalogInfo {
     /// Where the scenarios came from.
     pub source: String,
@@ -207,7 +207,7 @@ pub struct CatalogInfo {
     pub hash: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Report {
     pub schema_version: u32,
     pub lockcheck_version: String,
@@ -217,6 +217,10 @@ pub struct Report {
     pub target: TargetIdentity,
     pub catalog: CatalogInfo,
     pub summary: Summary,
+    /// What the results mean for the applications of `apps/` (safe,
+    /// degraded, unsafe, not checked), each with its reasons.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub applications: Vec<crate::apps::AppVerdict>,
     pub results: Vec<TrialResult>,
 }
 
@@ -243,8 +247,15 @@ impl Report {
             summary: Summary::of(&results, duration_ms),
             target,
             catalog,
+            applications: Vec::new(),
             results,
         }
+    }
+
+    /// With the verdicts of these application profiles.
+    pub fn with_apps(mut self, apps: &crate::apps::Apps) -> Self {
+        self.applications = crate::apps::verdicts(apps, &self.results);
+        self
     }
 
     pub fn to_json(&self) -> String {
@@ -271,6 +282,14 @@ impl Report {
 /// type is its severity (unsafe, divergent, info); an expected failure of a
 /// method (xfail) is reported as skipped, with the reason.
 pub fn junit(r: &Report) -> String {
+    let mut report = quick_junit::Report::new("lockcheck");
+    report.add_test_suite(junit_suite(r));
+    report
+        .to_string()
+        .unwrap_or_else(|e| format!("<!-- lockcheck could not write JUnit XML: {e} -->\n"))
+}
+
+fn junit_suite(r: &Report) -> quick_junit::TestSuite {
     use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
     let secs = |ms: f64| std::time::Duration::from_secs_f64((ms / 1000.0).max(0.0));
     let mut suite = TestSuite::new(r.target.label.as_str());
@@ -283,6 +302,12 @@ pub fn junit(r: &Report) -> String {
     if let Some(m) = &r.target.mount {
         suite.add_property(("mount_source", m.source.as_str()));
         suite.add_property(("mount_options", m.super_options.as_str()));
+    }
+    for a in &r.applications {
+        suite.add_property((
+            format!("application {}", a.app).as_str(),
+            a.verdict.as_str(),
+        ));
     }
     for t in &r.results {
         let status = match t.status {
@@ -335,11 +360,31 @@ pub fn junit(r: &Report) -> String {
         }
         suite.add_test_case(case);
     }
-    let mut report = quick_junit::Report::new("lockcheck");
-    report.add_test_suite(suite);
-    report
+    suite
+}
+
+/// One JUnit XML file with a test suite per target.
+pub fn write_junit(reports: &[Report], path: &Path) -> Result<PathBuf> {
+    let mut all = quick_junit::Report::new("lockcheck");
+    for r in reports {
+        all.add_test_suite(junit_suite(r));
+    }
+    let text = all
         .to_string()
-        .unwrap_or_else(|e| format!("<!-- lockcheck could not write JUnit XML: {e} -->\n"))
+        .map_err(|e| Error::usage(format!("cannot render JUnit XML: {e}"), None))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    }
+    write_atomically(path, &text)?;
+    Ok(path.to_path_buf())
+}
+
+/// The JSON Schema (draft-07) of JSON reports.
+pub fn json_schema() -> schemars::Schema {
+    schemars::generate::SchemaSettings::draft07()
+        .into_generator()
+        .into_root_schema_for::<Report>()
 }
 
 fn write_atomically(path: &Path, text: &str) -> Result<()> {
@@ -387,6 +432,35 @@ pub fn markdown(r: &Report) -> String {
         "{} trials: {} pass, {} fail, {} skip, {} error, {} expected failures of a method, in {:.0} ms.\n",
         sm.total, sm.pass, sm.fail, sm.skip, sm.error, sm.xfail, sm.duration_ms
     );
+    if !r.applications.is_empty() {
+        let _ = writeln!(s, "## Applications\n");
+        let _ = writeln!(s, "| application | verdict | why |\n|---|---|---|");
+        for a in &r.applications {
+            let mut cell = if a.reasons.is_empty() {
+                format!("the {} trials it relies on that ran here pass", a.checked)
+            } else {
+                a.reasons.join("; ")
+            };
+            if !a.unchecked.is_empty() {
+                let names: Vec<&str> = a
+                    .unchecked
+                    .iter()
+                    .map(|u| u.split(": ").next().unwrap_or(u))
+                    .collect();
+                cell.push_str(&format!(" — not checked here: {}", names.join(", ")));
+                if a.verdict == crate::apps::AppStatus::NotChecked {
+                    cell = format!("not checked here: {}", a.unchecked.join("; "));
+                }
+            }
+            let verdict = match a.verdict {
+                crate::apps::AppStatus::Unsafe => "**UNSAFE**".to_string(),
+                crate::apps::AppStatus::Degraded => "**degraded**".to_string(),
+                v => v.as_str().to_string(),
+            };
+            let _ = writeln!(s, "| {} | {verdict} | {} |", a.title, md_escape(&cell));
+        }
+        let _ = writeln!(s);
+    }
     let _ = writeln!(s, "## Target\n");
     let _ = writeln!(s, "| | |\n|---|---|");
     let _ = writeln!(s, "| label | `{}` |", t.label);
@@ -632,9 +706,15 @@ pub fn markdown(r: &Report) -> String {
 /// A console table: one line per target.
 pub fn console_summary(reports: &[Report]) -> String {
     let mut s = String::new();
+    let w = reports
+        .iter()
+        .map(|r| r.target.label.len())
+        .max()
+        .unwrap_or(0)
+        .max(12);
     let _ = writeln!(
         s,
-        "{:<12} {:<10} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>9}  verdict",
+        "{:<w$} {:<10} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>9}  verdict",
         "target", "fs", "trials", "pass", "fail", "skip", "xfail", "error", "ms"
     );
     for r in reports {
@@ -649,7 +729,7 @@ pub fn console_summary(reports: &[Report]) -> String {
         };
         let _ = writeln!(
             s,
-            "{:<12} {:<10} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>9.0}  {}",
+            "{:<w$} {:<10} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>9.0}  {}",
             r.target.label,
             r.target.fs_type,
             sm.total,
@@ -660,6 +740,32 @@ pub fn console_summary(reports: &[Report]) -> String {
             sm.error,
             sm.duration_ms,
             verdict
+        );
+    }
+    // What it means for applications, a line per target.
+    for r in reports.iter().filter(|r| !r.applications.is_empty()) {
+        let mut parts = Vec::new();
+        for status in [
+            crate::apps::AppStatus::Unsafe,
+            crate::apps::AppStatus::Degraded,
+            crate::apps::AppStatus::Safe,
+            crate::apps::AppStatus::NotChecked,
+        ] {
+            let names: Vec<&str> = r
+                .applications
+                .iter()
+                .filter(|a| a.verdict == status)
+                .map(|a| a.app.as_str())
+                .collect();
+            if !names.is_empty() {
+                parts.push(format!("{} {}", status.as_str(), names.join(", ")));
+            }
+        }
+        let _ = writeln!(
+            s,
+            "{:<w$} applications: {}",
+            r.target.label,
+            parts.join("; ")
         );
     }
     s

@@ -58,6 +58,8 @@ pub struct Session {
     /// How PID reuse is forced here, or why it cannot be.
     pub pid_reuse: std::result::Result<String, String>,
     tmpfs: Option<PrivateTmpfs>,
+    /// Filesystems lockcheck made for this run (taken down at the end).
+    pub provisioned: Vec<crate::provision::Provisioned>,
     /// Forks local actors (started here, on the thread that opens the
     /// session, which outlives the trials). `LOCKCHECK_ZYGOTE=0` turns it
     /// off: every actor is then started by exec.
@@ -163,6 +165,7 @@ impl Session {
             exe,
             notes,
             tmpfs,
+            provisioned: Vec::new(),
             zygote,
         })
     }
@@ -224,6 +227,15 @@ impl Session {
                 t.label
             )),
             Need::Lab(_) => None,
+            Need::BackingStore if t.backing_of(t.scratch()).is_none() => Some(format!(
+                "needs {}; lockcheck's `fuse` target has one (--provision fuse)",
+                need.describe()
+            )),
+            Need::LowerFile if !t.has_lower_file() => Some(format!(
+                "needs {}; lockcheck's `overlay` target has one (--provision overlay)",
+                need.describe()
+            )),
+            Need::BackingStore | Need::LowerFile => None,
         })
     }
 
@@ -328,10 +340,12 @@ impl Session {
             None
         };
         let hosts = target.host_envs(&self.exe, &dir);
+        let backing = target.backing_of(&dir);
         let env = TrialEnv {
             exe: &self.exe,
             scratch: &dir,
             second_mount: second.as_ref().map(|m| m.dir.as_path()),
+            backing: backing.as_deref(),
             lock_lists: target.lock_lists(),
             locks_dev: target.identity.locks_dev.clone(),
             hosts: &hosts,

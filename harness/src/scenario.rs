@@ -337,6 +337,18 @@ pub enum Via {
     /// A bind mount of the trial's directory: another mount of the same filesystem
     /// (needs privileges; the trial is skipped with the reason otherwise).
     SecondMount,
+    /// The same directory in the storage behind the target (a FUSE
+    /// filesystem's source directory); skipped on targets without one.
+    BackingStore,
+}
+
+/// What a scenario needs from its target besides a directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum Requirement {
+    /// A file named `lower-file` in the trial directory that is in an
+    /// overlay's lower layer when the trial starts (lockcheck's overlay target).
+    LowerFile,
 }
 
 /// A duration written as `500ms`, `2s`, `1m 30s` or a number of seconds.
@@ -495,6 +507,10 @@ pub struct Scenario {
     /// expected failure of the method, with this reason, not as a failure of the target.
     #[serde(default)]
     pub known_failures: BTreeMap<Mechanism, String>,
+    /// What the target must provide; elsewhere the scenario is skipped with
+    /// the reason.
+    #[serde(default)]
+    pub requires: Vec<Requirement>,
     /// The actors: each is its own process. `name`, `{name: n, host: h}`, or `w[1..16]` for w1 … w16.
     pub actors: Located<Vec<Located<ActorDecl>>>,
     /// Default timeout of every step (default 5s).

@@ -18,7 +18,7 @@ pub const SCRATCH_MARKER: &str = ".lockcheck-scratch";
 pub const SCRATCH_PREFIX: &str = ".lockcheck-";
 
 /// A target as requested: a label and a directory.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct TargetSpec {
     pub label: String,
     pub dir: PathBuf,
@@ -26,6 +26,12 @@ pub struct TargetSpec {
     pub provision: String,
     /// The same directory as other hosts name it (host, path), when it differs.
     pub host_dirs: Vec<(String, PathBuf)>,
+    /// An overlay's lower layer, as this directory there (provisioned
+    /// overlays): trial directories are made there first, with a file in them.
+    pub lower: Option<PathBuf>,
+    /// The storage behind the target, as this directory there (a FUSE
+    /// filesystem's source directory): `via: backing-store` opens through it.
+    pub backing: Option<PathBuf>,
 }
 
 /// Another host actors can run on: started through a command prefix.
@@ -169,6 +175,8 @@ pub fn parse_target_arg(s: &str) -> Result<TargetSpec> {
         dir: PathBuf::from(dir),
         provision: "directory given with --target".into(),
         host_dirs,
+        lower: None,
+        backing: None,
     })
 }
 
@@ -190,7 +198,7 @@ pub fn check_label(label: &str) -> Result<()> {
 }
 
 /// One line of /proc/self/mountinfo.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct MountEntry {
     pub mount_point: String,
     pub source: String,
@@ -205,7 +213,7 @@ pub struct MountEntry {
     pub nfs: Option<NfsInfo>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct NfsInfo {
     pub vers: Option<String>,
     pub local_lock: Option<String>,
@@ -332,6 +340,9 @@ pub fn statfs_magic(path: &Path) -> Option<i64> {
         .map(|s| s.filesystem_type().0 as i64)
 }
 
+/// The file a trial directory on an overlay target has in the lower layer.
+pub const LOWER_FILE: &str = "lower-file";
+
 /// Filesystems whose waiters the local kernel does not list in /proc/locks.
 fn keeps_own_waiters(fs_type: &str) -> bool {
     matches!(
@@ -355,7 +366,7 @@ fn keeps_own_waiters(fs_type: &str) -> bool {
 }
 
 /// What a report says about its target.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct TargetIdentity {
     pub label: String,
     pub path: String,
@@ -407,7 +418,14 @@ pub struct Target {
     pub remote_hosts: Vec<(HostDef, PathBuf)>,
     /// The directories other hosts should use, from `--target` (host, path).
     pub host_dirs: Vec<(String, PathBuf)>,
+    /// Where the scratch directory was made (the lower layer of an overlay).
     scratch: tempfile::TempDir,
+    /// The scratch directory through the overlay, when it was made below it.
+    view: Option<PathBuf>,
+    /// The scratch directory in the lower layer (overlay targets).
+    lower_scratch: Option<PathBuf>,
+    /// The storage behind the target, as its root there (FUSE targets).
+    backing: Option<PathBuf>,
     counter: AtomicUsize,
 }
 
@@ -466,11 +484,22 @@ impl Target {
                 Some("lockcheck creates (and removes) a scratch directory inside the target"),
             ));
         }
+        // On an overlay with a known lower layer, the scratch directory is
+        // made in the lower layer (before anything looks it up through the
+        // overlay), so that trial directories can have lower-layer files.
         let scratch = tempfile::Builder::new()
             .prefix(SCRATCH_PREFIX)
-            .tempdir_in(&root)
+            .tempdir_in(spec.lower.as_deref().unwrap_or(&root))
             .map_err(|e| err(format!("cannot create a scratch directory: {e}"), None))?;
-        let marker = scratch.path().join(SCRATCH_MARKER);
+        let view = spec
+            .lower
+            .as_ref()
+            .and_then(|_| scratch.path().file_name())
+            .map(|n| root.join(n));
+        let marker = view
+            .as_deref()
+            .unwrap_or(scratch.path())
+            .join(SCRATCH_MARKER);
         let mut f = fs::File::create(&marker)
             .map_err(|e| err(format!("cannot write in the scratch directory: {e}"), None))?;
         let _ = writeln!(
@@ -495,6 +524,9 @@ impl Target {
             lease: crate::plan::DEFAULT_LEASE,
             remote_hosts: Vec::new(),
             host_dirs: spec.host_dirs.clone(),
+            lower_scratch: view.is_some().then(|| scratch.path().to_path_buf()),
+            view,
+            backing: spec.backing.clone(),
             scratch,
             counter: AtomicUsize::new(0),
         })
@@ -504,8 +536,20 @@ impl Target {
         self.identity.lock_lists
     }
 
+    /// The scratch directory as the target shows it.
     pub fn scratch(&self) -> &Path {
-        self.scratch.path()
+        self.view.as_deref().unwrap_or(self.scratch.path())
+    }
+
+    /// Whether trial directories come with a lower-layer file (`lower-file`).
+    pub fn has_lower_file(&self) -> bool {
+        self.lower_scratch.is_some()
+    }
+
+    /// A trial directory as the storage behind the target names it.
+    pub fn backing_of(&self, dir: &Path) -> Option<PathBuf> {
+        let b = self.backing.as_ref()?;
+        dir.strip_prefix(&self.root).ok().map(|rel| b.join(rel))
     }
 
     /// The hosts of a trial in directory `dir` (this host first), as the driver needs them.
@@ -536,8 +580,18 @@ impl Target {
                 }
             })
             .collect();
-        let dir = self.scratch.path().join(format!("{safe}.{n}"));
-        fs::create_dir(&dir)?;
+        let leaf = format!("{safe}.{n}");
+        let dir = self.scratch().join(&leaf);
+        match &self.lower_scratch {
+            // Made in the lower layer, with a file that is there before the
+            // trial starts; the overlay shows both.
+            Some(lower) => {
+                let l = lower.join(&leaf);
+                fs::create_dir(&l)?;
+                fs::write(l.join(LOWER_FILE), "from the lower layer\n")?;
+            }
+            None => fs::create_dir(&dir)?,
+        }
         Ok(dir)
     }
 
@@ -685,6 +739,8 @@ pub fn default_targets(namespace: &std::result::Result<(), String>) -> Defaults 
             dir: d,
             provision: "the current directory's filesystem".into(),
             host_dirs: Vec::new(),
+            lower: None,
+            backing: None,
         }),
         None => {
             let t = std::env::temp_dir();
@@ -693,6 +749,8 @@ pub fn default_targets(namespace: &std::result::Result<(), String>) -> Defaults 
                 dir: t,
                 provision: "TMPDIR (the current directory is not writable)".into(),
                 host_dirs: Vec::new(),
+                lower: None,
+                backing: None,
             });
         }
     }
@@ -704,6 +762,8 @@ pub fn default_targets(namespace: &std::result::Result<(), String>) -> Defaults 
                 dir: t.dir.clone(),
                 provision: "a private tmpfs lockcheck mounted in its own mount namespace".into(),
                 host_dirs: Vec::new(),
+                lower: None,
+                backing: None,
             });
             tmpfs = Some(t);
         }
@@ -716,6 +776,8 @@ pub fn default_targets(namespace: &std::result::Result<(), String>) -> Defaults 
                     dir: shm.to_path_buf(),
                     provision: format!("/dev/shm (no private tmpfs: {why})"),
                     host_dirs: Vec::new(),
+                    lower: None,
+                    backing: None,
                 });
             } else {
                 notes.push(format!(

@@ -69,6 +69,8 @@ fn main() -> ExitCode {
                 dir: Path::new(env!("CARGO_TARGET_TMPDIR")).to_path_buf(),
                 provision: "cargo's target tmp directory (local filesystem)".into(),
                 host_dirs: Vec::new(),
+                lower: None,
+                backing: None,
             };
         }
     }

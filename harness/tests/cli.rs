@@ -162,16 +162,112 @@ fn usage_errors_exit_2() {
 }
 
 #[test]
-fn committed_schema_is_current() {
-    let o = lockcheck(&["schema"]);
-    assert_eq!(o.status.code(), Some(0));
-    let generated = String::from_utf8_lossy(&o.stdout).into_owned();
-    let committed = std::fs::read_to_string(repo().join("scenarios/scenario.schema.json"))
-        .expect("scenarios/scenario.schema.json");
+fn committed_schemas_are_current() {
+    for (of, file) in [
+        ("scenario", "scenarios/scenario.schema.json"),
+        ("report", "reports/report.schema.json"),
+        ("app", "apps/app.schema.json"),
+    ] {
+        let o = lockcheck(&["schema", "--of", of]);
+        assert_eq!(o.status.code(), Some(0));
+        let generated = String::from_utf8_lossy(&o.stdout).into_owned();
+        let committed = std::fs::read_to_string(repo().join(file)).expect(file);
+        assert!(
+            committed == generated,
+            "{file} is out of date; regenerate with: cargo run -q -- schema --of {of} > {file}"
+        );
+    }
+}
+
+/// Every field a report has is declared in the report schema, and every
+/// field the schema requires is there.
+#[test]
+fn reports_follow_their_schema() {
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("reports/report.schema.json")).expect("schema"),
+    )
+    .expect("json");
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("reports/local.json")).expect("report"),
+    )
+    .expect("json");
+    let declared = schema["properties"].as_object().expect("properties");
+    for key in report.as_object().expect("object").keys() {
+        assert!(declared.contains_key(key), "`{key}` is not in the schema");
+    }
+    for key in schema["required"].as_array().expect("required") {
+        let key = key.as_str().expect("name");
+        assert!(report.get(key).is_some(), "the report lacks `{key}`");
+    }
+    let trial = &schema["definitions"]["TrialResult"]["properties"];
+    for r in report["results"].as_array().expect("results") {
+        for key in r.as_object().expect("object").keys() {
+            assert!(
+                trial.get(key).is_some(),
+                "result field `{key}` is not in the schema"
+            );
+        }
+    }
+}
+
+/// A catalog of one scenario whose only failure is a timeout (a counter
+/// step behind a held lock), and an empty target directory.
+fn slow_counter() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scenarios = dir.path().join("scenarios");
+    std::fs::create_dir(&scenarios).expect("mkdir");
+    std::fs::write(
+        scenarios.join("slow-counter.yaml"),
+        "name: slow-counter\nsummary: s\nreference: r\nfamily: integrity\nseverity: unsafe\n\
+         mechanisms: [posix]\nnot-applicable: {flock: n/a, ofd: n/a}\nactors: [holder, w]\nsteps:\n\
+         \x20 - open: {actors: all, path: counter, create: true}\n\
+         \x20 - lock: {actor: holder, mode: exclusive}\n\
+         \x20 - counter: {actor: w, times: 5, timeout: 200ms}\n",
+    )
+    .expect("write");
+    let target = dir.path().join("t");
+    std::fs::create_dir(&target).expect("mkdir");
+    (dir, scenarios, target)
+}
+
+/// `--format json` puts the reports on stdout; `--junit` writes one file
+/// for all targets; `--fail-on` chooses what makes the exit status 1.
+#[test]
+fn formats_and_fail_on() {
+    let (dir, scenarios, target) = slow_counter();
+    let out = dir.path().join("out");
+    let junit = dir.path().join("all.xml");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "--scenarios",
+            scenarios.to_str().expect("utf8"),
+            "--target",
+            "disk=PLACEHOLDER",
+            "--out",
+            out.to_str().expect("utf8"),
+        ];
+        let t = format!("disk={}", target.display());
+        args[4] = &t;
+        args.extend_from_slice(extra);
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        lockcheck(&refs)
+    };
+    // The one failure is a timeout, so divergent, not unsafe.
+    let o = run(&["--format", "json", "--junit", junit.to_str().expect("utf8")]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let doc: serde_json::Value =
+        serde_json::from_slice(&o.stdout).expect("stdout is the JSON reports");
+    assert_eq!(doc["reports"][0]["target"]["label"], "disk");
     assert!(
-        committed == generated,
-        "scenarios/scenario.schema.json is out of date; regenerate with: cargo run -q -- schema > scenarios/scenario.schema.json"
+        stderr(&o).contains("divergent"),
+        "the summary goes to stderr"
     );
+    let xml = std::fs::read_to_string(&junit).expect("junit");
+    assert!(xml.contains(r#"<testsuite name="disk""#), "{xml}");
+    assert_eq!(run(&["--fail-on", "unsafe"]).status.code(), Some(0));
+    assert_eq!(run(&["--fail-on", "divergent"]).status.code(), Some(1));
 }
 
 #[test]
@@ -224,7 +320,9 @@ fn committed_reports_match_the_catalog() {
     let mut seen = 0;
     for e in std::fs::read_dir(repo().join("reports")).expect("reports/") {
         let p = e.expect("entry").path();
-        if p.extension().is_none_or(|x| x != "json") {
+        if p.extension().is_none_or(|x| x != "json")
+            || p.to_string_lossy().ends_with(".schema.json")
+        {
             continue;
         }
         seen += 1;
@@ -271,20 +369,7 @@ fn scenarios_readme_lists_every_scenario() {
 /// but never labelled unsafe: nothing was seen lost.
 #[test]
 fn a_timeout_is_a_failure_but_not_unsafe() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let scenarios = dir.path().join("scenarios");
-    std::fs::create_dir(&scenarios).expect("mkdir");
-    std::fs::write(
-        scenarios.join("slow-counter.yaml"),
-        "name: slow-counter\nsummary: s\nreference: r\nfamily: integrity\nseverity: unsafe\n\
-         mechanisms: [posix]\nnot-applicable: {flock: n/a, ofd: n/a}\nactors: [holder, w]\nsteps:\n\
-         \x20 - open: {actors: all, path: counter, create: true}\n\
-         \x20 - lock: {actor: holder, mode: exclusive}\n\
-         \x20 - counter: {actor: w, times: 5, timeout: 200ms}\n",
-    )
-    .expect("write");
-    let target = dir.path().join("t");
-    std::fs::create_dir(&target).expect("mkdir");
+    let (dir, scenarios, target) = slow_counter();
     let out = dir.path().join("out");
     let o = lockcheck(&[
         "run",
@@ -307,4 +392,47 @@ fn a_timeout_is_a_failure_but_not_unsafe() {
     assert_eq!(r["verdict"], "divergent", "{r}");
     assert_eq!(r["failure"]["timed_out"], true, "{r}");
     assert_eq!(json["summary"]["unsafe_failures"], 0);
+}
+
+/// `qualify` on tmpfs writes the whole bundle, with verdict pass.
+#[test]
+fn qualify_writes_a_bundle() {
+    let shm = Path::new("/dev/shm");
+    let Ok(target) = tempfile::tempdir_in(shm) else {
+        eprintln!("skipped: no writable /dev/shm");
+        return;
+    };
+    let bundle = tempfile::tempdir().expect("tempdir");
+    let o = lockcheck(&[
+        "qualify",
+        "--target",
+        &format!("shm={}", target.path().display()),
+        "--bundle",
+        bundle.path().to_str().expect("utf8"),
+        "--repeat",
+        "2",
+        "-q",
+        "exclusion",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    for f in [
+        "shm.json",
+        "shm.md",
+        "shm.junit.xml",
+        "run-2/shm.json",
+        "qualification.json",
+        "qualification.md",
+        "qualification.junit.xml",
+        "matrix.html",
+    ] {
+        assert!(bundle.path().join(f).is_file(), "{f} is missing");
+    }
+    let q: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(bundle.path().join("qualification.json")).expect("json"),
+    )
+    .expect("parse");
+    assert_eq!(q["verdict"], "pass");
+    assert_eq!(q["repeats"], 2);
+    assert!(q["command"].as_str().is_some_and(|c| c.contains("qualify")));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("qualification: pass"));
 }

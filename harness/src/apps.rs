@@ -1,0 +1,423 @@
+//! Application profiles and verdicts: which trials an application's
+//! correctness rests on, given how it locks, and what a report's results
+//! mean for it — safe, degraded (works, with a cost: slow recovery, a known
+//! weakness of its method) or unsafe (a trial it needs lost exclusion or
+//! data). Profiles are data: `apps/*.yaml`, each citing where the
+//! application's locking is documented.
+
+use std::path::Path;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::Catalog;
+use crate::error::{Error, Result, ScenarioError};
+use crate::loc::{Located, Pos};
+use crate::plan::Applicability;
+use crate::report::{Status, TrialResult};
+use crate::scenario::{Dur, Mechanism, Severity};
+
+/// One application profile file.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[schemars(title = "lockcheck application profile")]
+pub struct AppProfile {
+    /// kebab-case, the file name without `.yaml`.
+    pub name: Located<String>,
+    /// How people call it (`Prometheus TSDB`).
+    pub title: String,
+    /// How it locks, and what goes wrong when locking does.
+    pub summary: String,
+    /// Where its locking behaviour is documented (source files, manuals).
+    pub reference: String,
+    /// Trials it relies on: a failure makes it unsafe (or, for a divergent
+    /// or informational failure, degraded).
+    pub needs: Vec<Located<AppNeed>>,
+    /// Measured recoveries: slower than `degraded-after`, or none, makes it degraded.
+    #[serde(default)]
+    pub recovery: Vec<Located<AppRecovery>>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AppNeed {
+    pub scenario: Located<String>,
+    pub mechanism: Located<Mechanism>,
+    /// Why the application depends on it.
+    pub why: String,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AppRecovery {
+    pub scenario: Located<String>,
+    pub mechanism: Located<Mechanism>,
+    /// Recovery slower than this degrades the application.
+    pub degraded_after: Located<Dur>,
+    pub why: String,
+}
+
+/// The profiles a run uses.
+pub struct Apps {
+    pub source: String,
+    pub profiles: Vec<AppProfile>,
+}
+
+impl Apps {
+    /// No profiles: reports without application verdicts.
+    pub fn none() -> Self {
+        Apps {
+            source: String::new(),
+            profiles: Vec::new(),
+        }
+    }
+}
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/embedded_apps.rs"));
+}
+
+/// What a report's results mean for one application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum AppStatus {
+    Safe,
+    Degraded,
+    Unsafe,
+    /// None of the trials it needs ran here.
+    NotChecked,
+}
+
+impl AppStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppStatus::Safe => "safe",
+            AppStatus::Degraded => "degraded",
+            AppStatus::Unsafe => "unsafe",
+            AppStatus::NotChecked => "not checked",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct AppVerdict {
+    pub app: String,
+    pub title: String,
+    pub verdict: AppStatus,
+    /// Why: each failing or degrading trial, and measured recoveries.
+    pub reasons: Vec<String>,
+    /// Trials it relies on that did not run here, each with the reason
+    /// (`cross-client-exclusion::flock: needs another client ...`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unchecked: Vec<String>,
+    /// Trials it needs that ran here, of all it needs.
+    pub checked: usize,
+    pub needed: usize,
+    pub reference: String,
+}
+
+fn profile_error(file: &str, pos: Pos, msg: impl Into<String>) -> ScenarioError {
+    ScenarioError::new(file, pos, msg)
+}
+
+/// Parse one profile and check it against the catalog: every trial it
+/// names must exist.
+pub fn parse_profile(
+    file: &str,
+    text: &str,
+    expected_name: Option<&str>,
+    catalog: &Catalog,
+) -> std::result::Result<AppProfile, ScenarioError> {
+    let p: AppProfile = crate::catalog::from_yaml(file, text)?;
+    if let Some(n) = expected_name {
+        if n != p.name.value {
+            return Err(profile_error(
+                file,
+                p.name.pos,
+                format!(
+                    "the profile is named `{}` but its file is `{n}.yaml`",
+                    p.name.value
+                ),
+            )
+            .with_hint("a profile's name and file name are the same"));
+        }
+    }
+    if p.needs.is_empty() {
+        return Err(profile_error(
+            file,
+            p.name.pos,
+            "a profile needs at least one trial in `needs`",
+        ));
+    }
+    let check = |scenario: &Located<String>, mech: &Located<Mechanism>| {
+        let Some(s) = catalog
+            .scenarios
+            .iter()
+            .find(|s| s.name() == scenario.value)
+        else {
+            return Err(profile_error(
+                file,
+                scenario.pos,
+                format!("no scenario `{}` in the catalog", scenario.value),
+            )
+            .with_hint("`lockcheck list` shows the scenarios"));
+        };
+        match s.plans.get(&mech.value) {
+            Some(Applicability::Applies(_)) => Ok(()),
+            _ => Err(profile_error(
+                file,
+                mech.pos,
+                format!(
+                    "scenario `{}` does not run for {}",
+                    scenario.value,
+                    mech.value.as_str()
+                ),
+            )
+            .with_hint("`lockcheck list` shows each scenario's mechanisms")),
+        }
+    };
+    for n in &p.needs {
+        check(&n.scenario, &n.mechanism)?;
+    }
+    for r in &p.recovery {
+        check(&r.scenario, &r.mechanism)?;
+    }
+    Ok(p)
+}
+
+/// The profiles: from `dir`, else `./apps` when run in the repository, else
+/// the ones built into the binary.
+pub fn load(dir: Option<&Path>, catalog: &Catalog) -> Result<Apps> {
+    let dir = match dir {
+        Some(d) => Some(d.to_path_buf()),
+        None => {
+            let local = Path::new("apps");
+            (local.is_dir() && Path::new("scenarios").is_dir()).then(|| local.to_path_buf())
+        }
+    };
+    let mut errors = Vec::new();
+    let mut profiles = Vec::new();
+    let source = match &dir {
+        Some(d) => {
+            let mut files: Vec<_> = std::fs::read_dir(d)
+                .map_err(|e| Error::io(format!("reading {}", d.display()), e))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+                .collect();
+            files.sort();
+            for f in files {
+                let shown = f.display().to_string();
+                let stem = f.file_stem().and_then(|s| s.to_str()).map(str::to_string);
+                match std::fs::read_to_string(&f) {
+                    Ok(text) => match parse_profile(&shown, &text, stem.as_deref(), catalog) {
+                        Ok(p) => profiles.push(p),
+                        Err(e) => errors.push(e),
+                    },
+                    Err(e) => errors.push(profile_error(
+                        &shown,
+                        Pos::UNKNOWN,
+                        format!("cannot read it: {e}"),
+                    )),
+                }
+            }
+            d.display().to_string()
+        }
+        None => {
+            for (name, text) in embedded::FILES {
+                let stem = name.strip_suffix(".yaml");
+                match parse_profile(&format!("apps/{name}"), text, stem, catalog) {
+                    Ok(p) => profiles.push(p),
+                    Err(e) => errors.push(e),
+                }
+            }
+            "built-in".to_string()
+        }
+    };
+    if !errors.is_empty() {
+        return Err(Error::Scenarios(errors));
+    }
+    Ok(Apps { source, profiles })
+}
+
+fn find<'a>(
+    results: &'a [TrialResult],
+    scenario: &str,
+    mech: Mechanism,
+) -> Option<&'a TrialResult> {
+    results
+        .iter()
+        .find(|r| r.scenario == scenario && r.mechanism == mech)
+}
+
+fn failure_text(r: &TrialResult) -> String {
+    match &r.failure {
+        Some(f) => format!(
+            "{}::{} {} (step {}: expected {}, observed {})",
+            r.scenario,
+            r.mechanism,
+            r.verdict,
+            f.step,
+            f.expected,
+            clip(&f.observed, 160)
+        ),
+        None => format!("{}::{} {}", r.scenario, r.mechanism, r.verdict),
+    }
+}
+
+fn clip(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(n).collect::<String>())
+    }
+}
+
+/// The verdict for one application from one target's results.
+pub fn verdict(p: &AppProfile, results: &[TrialResult]) -> AppVerdict {
+    let mut status = AppStatus::Safe;
+    let mut reasons = Vec::new();
+    let mut unchecked = Vec::new();
+    let mut checked = 0;
+    let worse = |s: &mut AppStatus, t: AppStatus| {
+        if t > *s && t != AppStatus::NotChecked {
+            *s = t;
+        }
+    };
+    for n in &p.needs {
+        let (sc, mech) = (&n.scenario.value, n.mechanism.value);
+        match find(results, sc, mech) {
+            None => unchecked.push(format!("{sc}::{mech}: not run")),
+            Some(r) => match r.status {
+                Status::Pass => checked += 1,
+                Status::Skip | Status::Error => unchecked.push(format!(
+                    "{sc}::{mech}: {} ({})",
+                    r.status.as_str(),
+                    clip(r.reason.as_deref().unwrap_or(""), 120)
+                )),
+                Status::Xfail => {
+                    checked += 1;
+                    worse(&mut status, AppStatus::Degraded);
+                    reasons.push(format!(
+                        "degraded: {sc}::{mech} fails by design of the method ({}) — {}",
+                        clip(r.reason.as_deref().unwrap_or(""), 160),
+                        n.why
+                    ));
+                }
+                Status::Fail => {
+                    checked += 1;
+                    let t = if r.severity == Severity::Unsafe {
+                        AppStatus::Unsafe
+                    } else {
+                        AppStatus::Degraded
+                    };
+                    worse(&mut status, t);
+                    reasons.push(format!("{}: {} — {}", t.as_str(), failure_text(r), n.why));
+                }
+            },
+        }
+    }
+    for rec in &p.recovery {
+        let (sc, mech) = (&rec.scenario.value, rec.mechanism.value);
+        let limit = rec.degraded_after.value.0;
+        match find(results, sc, mech) {
+            Some(r) if r.status == Status::Pass => {
+                let took = r
+                    .measurements
+                    .iter()
+                    .filter(|m| m.what.contains("after the fault"))
+                    .map(|m| m.ms)
+                    .fold(None, |a: Option<f64>, b| Some(a.map_or(b, |a| a.max(b))));
+                match took {
+                    Some(ms) if ms > limit.as_secs_f64() * 1000.0 => {
+                        worse(&mut status, AppStatus::Degraded);
+                        reasons.push(format!(
+                            "degraded: recovery took {:.1} s (over {} s) in {sc}::{mech} — {}",
+                            ms / 1000.0,
+                            limit.as_secs_f64(),
+                            rec.why
+                        ));
+                    }
+                    Some(ms) => reasons.push(format!(
+                        "recovery took {:.1} s in {sc}::{mech}",
+                        ms / 1000.0
+                    )),
+                    None => {}
+                }
+            }
+            Some(r) if matches!(r.status, Status::Fail | Status::Xfail) => {
+                worse(&mut status, AppStatus::Degraded);
+                reasons.push(format!(
+                    "degraded: no recovery: {} — {}",
+                    failure_text(r),
+                    rec.why
+                ));
+            }
+            Some(r) => unchecked.push(format!(
+                "{sc}::{mech}: {} ({})",
+                r.status.as_str(),
+                clip(r.reason.as_deref().unwrap_or(""), 120)
+            )),
+            None => unchecked.push(format!("{sc}::{mech}: not run")),
+        }
+    }
+    if checked == 0 {
+        status = AppStatus::NotChecked;
+    }
+    AppVerdict {
+        app: p.name.value.clone(),
+        title: p.title.clone(),
+        verdict: status,
+        reasons,
+        unchecked,
+        checked,
+        needed: p.needs.len(),
+        reference: p.reference.trim().to_string(),
+    }
+}
+
+/// Every application's verdict from one target's results.
+pub fn verdicts(apps: &Apps, results: &[TrialResult]) -> Vec<AppVerdict> {
+    apps.profiles.iter().map(|p| verdict(p, results)).collect()
+}
+
+/// The JSON Schema (draft-07) of profile files.
+pub fn json_schema() -> schemars::Schema {
+    let settings = schemars::generate::SchemaSettings::draft07();
+    settings
+        .into_generator()
+        .into_root_schema_for::<AppProfile>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalog() -> Catalog {
+        crate::catalog::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios"))
+            .expect("catalog")
+    }
+
+    #[test]
+    fn built_in_profiles_are_valid() {
+        let c = catalog();
+        let a = load(
+            Some(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../apps")),
+            &c,
+        )
+        .expect("apps/ is valid");
+        assert!(a.profiles.len() >= 7);
+        let e = embedded::FILES.len();
+        assert_eq!(e, a.profiles.len(), "the binary carries every profile");
+    }
+
+    #[test]
+    fn profiles_name_existing_trials_with_positions() {
+        let c = catalog();
+        let bad = "name: x\ntitle: X\nsummary: s\nreference: r\nneeds:\n  - {scenario: no-such-thing, mechanism: flock, why: w}\n";
+        let e = parse_profile("x.yaml", bad, Some("x"), &c).expect_err("unknown scenario");
+        assert!(e.to_string().contains("x.yaml:6:"), "{e}");
+        let wrong = "name: x\ntitle: X\nsummary: s\nreference: r\nneeds:\n  - {scenario: lock-upgrade-atomic, mechanism: flock, why: w}\n";
+        let e = parse_profile("x.yaml", wrong, Some("x"), &c).expect_err("no flock run");
+        assert!(e.to_string().contains("does not run for flock"), "{e}");
+    }
+}

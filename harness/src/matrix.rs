@@ -1,0 +1,725 @@
+//! The compatibility matrix: many targets' reports side by side. Rows are
+//! the applications' verdicts, then the scenarios grouped by family; columns
+//! are targets; a cell is the worst outcome of the scenario's trials there
+//! (per mechanism when they differ), with the measured recovery times. As
+//! Markdown for `reports/README.md`, and as one self-contained HTML page
+//! where a cell opens its expected-versus-observed detail.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::scenario::Family;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct MReport {
+    pub target: MTarget,
+    #[serde(default)]
+    pub applications: Vec<MApp>,
+    pub results: Vec<MResult>,
+    #[serde(default)]
+    pub generated_at: String,
+    #[serde(default)]
+    pub catalog: Option<MCatalog>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct MCatalog {
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct MTarget {
+    pub label: String,
+    pub fs_type: String,
+    #[serde(default)]
+    pub mount: Option<MMount>,
+    #[serde(default)]
+    pub kernel: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct MMount {
+    #[serde(default)]
+    pub super_options: String,
+    #[serde(default)]
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct MApp {
+    pub app: String,
+    pub title: String,
+    pub verdict: String,
+    #[serde(default)]
+    pub reasons: Vec<String>,
+    #[serde(default)]
+    pub unchecked: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct MFailure {
+    pub step: usize,
+    pub expected: String,
+    pub observed: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct MMeasure {
+    pub what: String,
+    pub ms: f64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct MResult {
+    pub scenario: String,
+    pub mechanism: String,
+    pub family: Family,
+    pub status: String,
+    pub verdict: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub failure: Option<MFailure>,
+    #[serde(default)]
+    pub measurements: Vec<MMeasure>,
+    #[serde(default)]
+    pub summary: String,
+}
+
+/// Read a JSON report.
+pub fn read_report(path: &Path) -> Result<MReport> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    serde_json::from_str(&text).map_err(|e| {
+        Error::usage(
+            format!(
+                "{}:{}:{}: not a lockcheck report: {e}",
+                path.display(),
+                e.line(),
+                e.column()
+            ),
+            Some("give the JSON reports lockcheck wrote (LABEL.json)"),
+        )
+    })
+}
+
+/// How bad an outcome is, for the worst of a cell.
+fn rank(verdict: &str) -> i32 {
+    match verdict {
+        "unsafe" => 6,
+        "divergent" => 5,
+        "info" => 4,
+        "error" => 3,
+        "xfail" => 2,
+        "pass" => 1,
+        _ => 0, // skip
+    }
+}
+
+/// One cell: a scenario on a target.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cell {
+    /// The worst verdict of its trials: unsafe, divergent, info, error,
+    /// xfail, pass, skip.
+    pub verdict: String,
+    /// Mechanisms that got that verdict, when others did better.
+    pub which: Vec<String>,
+    /// The longest time to a lock after a fault, in ms, if measured.
+    pub recovery_ms: Option<f64>,
+    pub trials: Vec<MResult>,
+}
+
+pub struct Matrix {
+    pub targets: Vec<MReport>,
+    /// (family, scenario) in catalog order.
+    pub rows: Vec<(Family, String)>,
+    pub cells: BTreeMap<(String, String), Cell>,
+}
+
+impl Matrix {
+    pub fn build(reports: Vec<MReport>) -> Result<Matrix> {
+        let mut seen = std::collections::HashSet::new();
+        for r in &reports {
+            if !seen.insert(r.target.label.clone()) {
+                return Err(Error::usage(
+                    format!("two reports for target {:?}", r.target.label),
+                    Some("give each target's report once"),
+                ));
+            }
+        }
+        let mut rows: Vec<(Family, String)> = Vec::new();
+        let mut cells = BTreeMap::new();
+        for r in &reports {
+            let mut by: BTreeMap<&str, Vec<&MResult>> = BTreeMap::new();
+            for t in &r.results {
+                if !rows.iter().any(|(_, s)| *s == t.scenario) {
+                    rows.push((t.family, t.scenario.clone()));
+                }
+                by.entry(t.scenario.as_str()).or_default().push(t);
+            }
+            for (scenario, trials) in by {
+                let worst = trials
+                    .iter()
+                    .map(|t| t.verdict.as_str())
+                    .max_by_key(|v| rank(v))
+                    .unwrap_or("skip")
+                    .to_string();
+                let which: Vec<String> = if trials
+                    .iter()
+                    .filter(|t| rank(&t.verdict) > 0)
+                    .all(|t| t.verdict == worst)
+                {
+                    Vec::new()
+                } else {
+                    trials
+                        .iter()
+                        .filter(|t| t.verdict == worst)
+                        .map(|t| t.mechanism.clone())
+                        .collect()
+                };
+                let recovery_ms = trials
+                    .iter()
+                    .flat_map(|t| t.measurements.iter())
+                    .filter(|m| m.what.contains("after the fault"))
+                    .map(|m| m.ms)
+                    .fold(None, |a: Option<f64>, b| Some(a.map_or(b, |a| a.max(b))));
+                cells.insert(
+                    (r.target.label.clone(), scenario.to_string()),
+                    Cell {
+                        verdict: worst,
+                        which,
+                        recovery_ms,
+                        trials: trials.into_iter().cloned().collect(),
+                    },
+                );
+            }
+        }
+        rows.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+        Ok(Matrix {
+            targets: reports,
+            rows,
+            cells,
+        })
+    }
+
+    fn cell(&self, target: &str, scenario: &str) -> Option<&Cell> {
+        self.cells.get(&(target.to_string(), scenario.to_string()))
+    }
+
+    /// The applications, in the order of the first report that has them.
+    fn apps(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        for r in &self.targets {
+            for a in &r.applications {
+                if !out.iter().any(|(n, _)| *n == a.app) {
+                    out.push((a.app.clone(), a.title.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    fn app(&self, target: &MReport, app: &str) -> Option<MApp> {
+        target.applications.iter().find(|a| a.app == app).cloned()
+    }
+}
+
+fn secs(ms: f64) -> String {
+    if ms >= 1000.0 {
+        format!("{:.1} s", ms / 1000.0)
+    } else {
+        format!("{ms:.0} ms")
+    }
+}
+
+fn md_cell(c: &Cell) -> String {
+    let mut s = match c.verdict.as_str() {
+        "unsafe" => "**UNSAFE**".to_string(),
+        "divergent" => "divergent".to_string(),
+        "error" => "**error**".to_string(),
+        v => v.to_string(),
+    };
+    if !c.which.is_empty() {
+        s.push_str(&format!(" ({})", c.which.join(", ")));
+    }
+    if let Some(ms) = c.recovery_ms {
+        s.push_str(&format!(" · {}", secs(ms)));
+    }
+    s
+}
+
+fn md_escape(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+/// The matrix as Markdown.
+pub fn markdown(m: &Matrix) -> String {
+    let mut s = String::new();
+    let labels: Vec<&str> = m.targets.iter().map(|r| r.target.label.as_str()).collect();
+    let head = |s: &mut String, first: &str| {
+        let _ = writeln!(
+            s,
+            "| {first} | {} |",
+            labels
+                .iter()
+                .map(|l| format!("`{l}`"))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+        let _ = writeln!(s, "|---|{}", "---|".repeat(labels.len()));
+    };
+    let apps = m.apps();
+    if !apps.is_empty() {
+        let _ = writeln!(s, "### Applications\n");
+        head(&mut s, "application");
+        for (name, title) in &apps {
+            let cells: Vec<String> = m
+                .targets
+                .iter()
+                .map(|r| match m.app(r, name) {
+                    Some(a) => match a.verdict.as_str() {
+                        "unsafe" => "**UNSAFE**".into(),
+                        "degraded" => "degraded".into(),
+                        v => v.replace('-', " "),
+                    },
+                    None => String::new(),
+                })
+                .collect();
+            let _ = writeln!(s, "| {} | {} |", md_escape(title), cells.join(" | "));
+        }
+        let _ = writeln!(s);
+    }
+    let mut family: Option<Family> = None;
+    for (f, scenario) in &m.rows {
+        if family != Some(*f) {
+            if family.is_some() {
+                let _ = writeln!(s);
+            }
+            let _ = writeln!(s, "### {}\n", family_title(*f));
+            head(&mut s, "scenario");
+            family = Some(*f);
+        }
+        let cells: Vec<String> = m
+            .targets
+            .iter()
+            .map(|r| {
+                m.cell(&r.target.label, scenario)
+                    .map(md_cell)
+                    .unwrap_or_default()
+            })
+            .collect();
+        let _ = writeln!(
+            s,
+            "| [`{scenario}`](../scenarios/{scenario}.yaml) | {} |",
+            cells.join(" | ")
+        );
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "A cell is the worst outcome of the scenario's trials on that target (the mechanisms that got it in brackets when others did better); `· 9.7 s` is the longest measured time from a fault to the next lock. Details: [matrix.html](matrix.html) or each target's report."
+    );
+    s
+}
+
+fn family_title(f: Family) -> String {
+    let s = f.as_str().replace('-', " ");
+    let mut c = s.chars();
+    match c.next() {
+        Some(first) => first.to_uppercase().chain(c).collect(),
+        None => s,
+    }
+}
+
+/// Replace the text between `<!-- matrix: ... -->` and `<!-- end of matrix -->`
+/// in `readme` with the matrix.
+pub fn update_readme(readme: &Path, m: &Matrix) -> Result<()> {
+    const START: &str = "<!-- matrix: generated by `lockcheck matrix`; do not edit by hand -->";
+    const END: &str = "<!-- end of matrix -->";
+    let text = std::fs::read_to_string(readme)
+        .map_err(|e| Error::io(format!("reading {}", readme.display()), e))?;
+    let (Some(a), Some(b)) = (text.find(START), text.find(END)) else {
+        return Err(Error::usage(
+            format!("{} has no matrix markers", readme.display()),
+            Some("put the lines `<!-- matrix: generated by `lockcheck matrix`; do not edit by hand -->` and `<!-- end of matrix -->` where the matrix goes"),
+        ));
+    };
+    if b < a {
+        return Err(Error::usage(
+            format!(
+                "{}: the end marker comes before the start marker",
+                readme.display()
+            ),
+            None,
+        ));
+    }
+    let new = format!(
+        "{}{START}\n{}{END}{}",
+        &text[..a],
+        markdown(m),
+        &text[b + END.len()..]
+    );
+    std::fs::write(readme, new).map_err(|e| Error::io(format!("writing {}", readme.display()), e))
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The matrix as one HTML page that needs nothing from the network: the
+/// table, and a detail panel a cell fills (expected and observed for each
+/// of its trials, reasons, measured times). `#cell=TARGET/SCENARIO` or
+/// `#app=TARGET/APP` in the address opens that detail.
+pub fn html(m: &Matrix) -> String {
+    #[derive(Serialize)]
+    struct Data<'a> {
+        cells: BTreeMap<String, &'a Cell>,
+        apps: BTreeMap<String, MApp>,
+        targets: Vec<TargetInfo>,
+    }
+    #[derive(Serialize)]
+    struct TargetInfo {
+        label: String,
+        fs: String,
+        options: String,
+        kernel: String,
+        generated: String,
+    }
+    let data = Data {
+        cells: m
+            .cells
+            .iter()
+            .map(|((t, s), c)| (format!("{t}/{s}"), c))
+            .collect(),
+        apps: m
+            .targets
+            .iter()
+            .flat_map(|r| {
+                r.applications
+                    .iter()
+                    .map(|a| (format!("{}/{}", r.target.label, a.app), a.clone()))
+            })
+            .collect(),
+        targets: m
+            .targets
+            .iter()
+            .map(|r| TargetInfo {
+                label: r.target.label.clone(),
+                fs: r.target.fs_type.clone(),
+                options: r
+                    .target
+                    .mount
+                    .as_ref()
+                    .map(|x| x.super_options.clone())
+                    .unwrap_or_default(),
+                kernel: r.target.kernel.clone(),
+                generated: r.generated_at.clone(),
+            })
+            .collect(),
+    };
+    // Inside <script>, only "</" could end it early.
+    let json = serde_json::to_string(&data)
+        .unwrap_or_else(|_| "{}".into())
+        .replace("</", "<\\/");
+    let mut t = String::new();
+    let labels: Vec<&str> = m.targets.iter().map(|r| r.target.label.as_str()).collect();
+    let header = |t: &mut String, first: &str| {
+        let _ = write!(t, "<tr><th class=\"row\">{first}</th>");
+        for (l, r) in labels.iter().zip(&m.targets) {
+            let _ = write!(
+                t,
+                "<th title=\"{}\">{}<br><small>{}</small></th>",
+                html_escape(
+                    &r.target
+                        .mount
+                        .as_ref()
+                        .map(|x| x.super_options.clone())
+                        .unwrap_or_default()
+                ),
+                html_escape(l),
+                html_escape(&r.target.fs_type)
+            );
+        }
+        t.push_str("</tr>\n");
+    };
+    let apps = m.apps();
+    if !apps.is_empty() {
+        t.push_str("<tbody class=\"group\"><tr><th class=\"family\" colspan=\"999\"><span>Applications</span></th></tr>\n");
+        header(&mut t, "application");
+        for (name, title) in &apps {
+            let _ = write!(t, "<tr><th class=\"row\">{}</th>", html_escape(title));
+            for r in &m.targets {
+                match m.app(r, name) {
+                    Some(a) => {
+                        let _ = write!(
+                            t,
+                            "<td><button class=\"cell v-{v}\" data-kind=\"app\" data-key=\"{k}\">{text}</button></td>",
+                            v = html_escape(&a.verdict),
+                            k = html_escape(&format!("{}/{}", r.target.label, name)),
+                            text = html_escape(&a.verdict.replace('-', " "))
+                        );
+                    }
+                    None => t.push_str("<td></td>"),
+                }
+            }
+            t.push_str("</tr>\n");
+        }
+        t.push_str("</tbody>\n");
+    }
+    let mut family: Option<Family> = None;
+    for (f, scenario) in &m.rows {
+        if family != Some(*f) {
+            if family.is_some() {
+                t.push_str("</tbody>\n");
+            }
+            let _ = writeln!(
+                t,
+                "<tbody class=\"group\"><tr><th class=\"family\" colspan=\"999\"><span>{}</span></th></tr>",
+                html_escape(&family_title(*f))
+            );
+            header(&mut t, "scenario");
+            family = Some(*f);
+        }
+        let _ = write!(t, "<tr><th class=\"row\">{}</th>", html_escape(scenario));
+        for r in &m.targets {
+            match m.cell(&r.target.label, scenario) {
+                Some(c) => {
+                    let mut text = c.verdict.clone();
+                    if !c.which.is_empty() {
+                        text.push_str(&format!(" ({})", c.which.join(", ")));
+                    }
+                    if let Some(ms) = c.recovery_ms {
+                        text.push_str(&format!(" · {}", secs(ms)));
+                    }
+                    let _ = write!(
+                        t,
+                        "<td><button class=\"cell v-{v}\" data-kind=\"cell\" data-key=\"{k}\">{text}</button></td>",
+                        v = html_escape(&c.verdict),
+                        k = html_escape(&format!("{}/{}", r.target.label, scenario)),
+                        text = html_escape(&text)
+                    );
+                }
+                None => t.push_str("<td></td>"),
+            }
+        }
+        t.push_str("</tr>\n");
+    }
+    if family.is_some() {
+        t.push_str("</tbody>\n");
+    }
+    HTML_PAGE
+        .replace("{{TABLE}}", &t)
+        .replace("{{DATA}}", &json)
+        .replace("{{COUNT}}", &m.targets.len().to_string())
+}
+
+const HTML_PAGE: &str = r##"<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>lockcheck compatibility matrix</title>
+<style>
+  body { font: 14px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0; color: #1f2328; }
+  header { padding: 12px 16px; border-bottom: 1px solid #d0d7de; }
+  h1 { font-size: 18px; margin: 0 0 4px; }
+  .legend span { display: inline-block; margin-right: 10px; }
+  main { display: flex; gap: 16px; padding: 12px 16px; align-items: flex-start; }
+  .wrap { overflow: auto; max-height: calc(100vh - 120px); flex: 1 1 auto; }
+  table { border-collapse: collapse; }
+  th, td { border: 1px solid #d0d7de; padding: 0; text-align: left; }
+  th { background: #f6f8fa; padding: 4px 6px; font-weight: 600; white-space: nowrap; }
+  th.row { font-weight: 400; font-family: ui-monospace, monospace; font-size: 12px; position: sticky; left: 0; }
+  th.family { background: #eaeef2; font-size: 13px; }
+  th.family span { position: sticky; left: 6px; }
+  button.cell { border: 0; width: 100%; padding: 4px 6px; font: inherit; font-size: 12px; cursor: pointer; text-align: left; white-space: nowrap; }
+  button.cell:focus, button.cell.selected { outline: 2px solid #0969da; outline-offset: -2px; }
+  .v-pass, .v-safe { background: #dafbe1; }
+  .v-skip, .v-not-checked { background: #f6f8fa; color: #57606a; }
+  .v-xfail, .v-info { background: #ddf4ff; }
+  .v-divergent, .v-degraded { background: #fff8c5; }
+  .v-unsafe { background: #ffebe9; color: #a40e26; font-weight: 700; }
+  .v-error { background: #ffd8b5; }
+  aside { flex: 0 0 36%; position: sticky; top: 12px; max-height: calc(100vh - 120px); overflow: auto; border: 1px solid #d0d7de; border-radius: 6px; padding: 10px 12px; }
+  aside[hidden] { display: none; }
+  aside h2 { font-size: 15px; margin: 0 0 6px; }
+  aside dl { margin: 6px 0; }
+  aside dt { font-weight: 600; margin-top: 6px; }
+  aside dd { margin: 0 0 0 12px; white-space: pre-wrap; word-break: break-word; }
+  .trial { border-top: 1px solid #d0d7de; padding-top: 6px; margin-top: 8px; }
+</style>
+</head>
+<body>
+<header>
+  <h1>lockcheck compatibility matrix</h1>
+  <div id="status">{{COUNT}} targets. Select a cell for what was expected and what was observed.</div>
+  <div class="legend"><span class="v-pass">pass / safe</span><span class="v-divergent">divergent / degraded</span><span class="v-unsafe">UNSAFE</span><span class="v-info">info / expected failure</span><span class="v-skip">skip / not checked</span><span class="v-error">error</span></div>
+</header>
+<main>
+  <div class="wrap"><table id="matrix">
+{{TABLE}}</table></div>
+  <aside id="detail" hidden></aside>
+</main>
+<script type="application/json" id="data">{{DATA}}</script>
+<script>
+(function () {
+  var data = JSON.parse(document.getElementById("data").textContent);
+  var detail = document.getElementById("detail");
+  var status = document.getElementById("status");
+  function el(tag, text, cls) {
+    var e = document.createElement(tag);
+    if (text !== undefined) e.textContent = text;
+    if (cls) e.className = cls;
+    return e;
+  }
+  function field(dl, name, value) {
+    if (value === undefined || value === null || value === "") return;
+    dl.appendChild(el("dt", name));
+    dl.appendChild(el("dd", String(value)));
+  }
+  function show(kind, key) {
+    var parts = key.split("/");
+    var target = parts.shift(), name = parts.join("/");
+    detail.textContent = "";
+    if (kind === "app") {
+      var a = data.apps[key];
+      if (!a) return false;
+      detail.appendChild(el("h2", a.title + " on " + target + ": " + a.verdict.replace("-", " ")));
+      var dl = el("dl");
+      (a.reasons || []).forEach(function (r) { field(dl, "why", r); });
+      (a.unchecked || []).forEach(function (r) { field(dl, "not checked here", r); });
+      if (!dl.childNodes.length) field(dl, "why", "every trial it relies on passes here");
+      detail.appendChild(dl);
+      status.textContent = a.title + " on " + target + ": " + a.verdict.replace("-", " ");
+    } else {
+      var c = data.cells[key];
+      if (!c) return false;
+      detail.appendChild(el("h2", name + " on " + target + ": " + c.verdict));
+      if (c.trials.length && c.trials[0].summary) detail.appendChild(el("p", c.trials[0].summary));
+      c.trials.forEach(function (t) {
+        var box = el("div", undefined, "trial");
+        box.appendChild(el("strong", t.mechanism + ": " + t.verdict));
+        var dl = el("dl");
+        if (t.failure) {
+          field(dl, "step", t.failure.step);
+          field(dl, "expected", t.failure.expected);
+          field(dl, "observed", t.failure.observed);
+        }
+        field(dl, t.status === "skip" ? "skipped" : "reason", t.reason);
+        (t.measurements || []).forEach(function (m) { field(dl, "measured", m.what + ": " + m.ms + " ms"); });
+        box.appendChild(dl);
+        detail.appendChild(box);
+      });
+      status.textContent = name + " on " + target + ": " + c.verdict;
+    }
+    detail.hidden = false;
+    // Mark the cell, and bring it into view.
+    Array.prototype.forEach.call(document.querySelectorAll("button.cell.selected"), function (b) {
+      b.classList.remove("selected");
+    });
+    var sel = document.querySelector('button.cell[data-kind="' + kind + '"][data-key="' + key.replace(/"/g, '\\"') + '"]');
+    if (sel) {
+      sel.classList.add("selected");
+      sel.scrollIntoView({ block: "center", inline: "center" });
+    }
+    // What a reader sees: the panel's rendered height, for checks.
+    detail.setAttribute("data-height", String(detail.getBoundingClientRect().height));
+    return true;
+  }
+  document.getElementById("matrix").addEventListener("click", function (ev) {
+    var b = ev.target.closest("button.cell");
+    if (!b) return;
+    if (show(b.getAttribute("data-kind"), b.getAttribute("data-key"))) {
+      history.replaceState(null, "", "#" + b.getAttribute("data-kind") + "=" + b.getAttribute("data-key"));
+    }
+  });
+  function fromHash() {
+    var m = /^#(cell|app)=(.+)$/.exec(decodeURIComponent(location.hash));
+    if (m) show(m[1], m[2]);
+  }
+  window.addEventListener("hashchange", fromHash);
+  fromHash();
+})();
+</script>
+</body>
+</html>
+"##;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(label: &str, verdicts: &[(&str, &str, &str)]) -> MReport {
+        MReport {
+            target: MTarget {
+                label: label.into(),
+                fs_type: "nfs".into(),
+                mount: None,
+                kernel: String::new(),
+            },
+            applications: vec![],
+            generated_at: String::new(),
+            catalog: None,
+            results: verdicts
+                .iter()
+                .map(|(s, m, v)| MResult {
+                    scenario: (*s).into(),
+                    mechanism: (*m).into(),
+                    family: Family::Exclusion,
+                    status: if *v == "pass" || *v == "skip" {
+                        (*v).into()
+                    } else {
+                        "fail".into()
+                    },
+                    verdict: (*v).into(),
+                    reason: None,
+                    failure: None,
+                    measurements: vec![],
+                    summary: String::new(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn cells_show_the_worst_with_the_mechanisms_that_got_it() {
+        let m = Matrix::build(vec![
+            report(
+                "a",
+                &[
+                    ("x", "flock", "pass"),
+                    ("x", "posix", "unsafe"),
+                    ("x", "ofd", "pass"),
+                ],
+            ),
+            report(
+                "b",
+                &[
+                    ("x", "flock", "pass"),
+                    ("x", "posix", "pass"),
+                    ("x", "ofd", "skip"),
+                ],
+            ),
+        ])
+        .expect("matrix");
+        let md = markdown(&m);
+        assert!(
+            md.contains("| [`x`](../scenarios/x.yaml) | **UNSAFE** (posix) | pass |"),
+            "{md}"
+        );
+        let page = html(&m);
+        assert!(page.contains("data-key=\"a/x\""));
+        assert!(
+            !page.contains("https://"),
+            "the page loads nothing from the network"
+        );
+        assert!(Matrix::build(vec![report("a", &[]), report("a", &[])]).is_err());
+    }
+}

@@ -1,0 +1,353 @@
+//! Qualification: the catalog run several times on a vendor's storage; a
+//! trial whose outcome changes between repeats is flaky; everything goes into
+//! one bundle (the reports, a summary in JSON and Markdown, a matrix page with
+//! one column per repeat, JUnit) with an overall verdict and the command that
+//! reproduces it.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::report::Report;
+
+/// The overall outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// Every repeat passed (as `--fail-on` counts), the same way each time.
+    Pass,
+    /// Some trial's outcome differed between repeats.
+    Flaky,
+    /// A repeat failed (as `--fail-on` counts), the same way each time.
+    Fail,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Flaky {
+    pub id: String,
+    /// Outcome per repeat (`pass`, `unsafe`, `skip`, ...).
+    pub outcomes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetQualification {
+    pub label: String,
+    pub fs_type: String,
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mount_source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mount_options: Option<String>,
+    /// The server, for a network filesystem (from `addr=` in its options).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// Per repeat: pass, fail, skip, error, xfail counts and failures by severity.
+    pub repeats: Vec<crate::report::Summary>,
+    pub flaky: Vec<Flaky>,
+    pub applications: Vec<crate::apps::AppVerdict>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Qualification {
+    pub verdict: Verdict,
+    pub repeats: usize,
+    pub lockcheck_version: String,
+    pub kernel: String,
+    pub catalog_hash: String,
+    pub generated_at: String,
+    /// The command that reproduces this qualification.
+    pub command: String,
+    pub targets: Vec<TargetQualification>,
+}
+
+fn outcome(r: &crate::report::TrialResult) -> String {
+    r.verdict.clone()
+}
+
+/// Compare the repeats and decide. `passes[k]` are repeat k's reports (one
+/// per target, in the same order); `failed` says whether one report counts
+/// as a failure.
+pub fn assess(passes: &[Vec<Report>], failed: &dyn Fn(&Report) -> bool) -> Qualification {
+    let first = passes.first().cloned().unwrap_or_default();
+    let mut targets = Vec::new();
+    let mut any_flaky = false;
+    let mut any_failed = false;
+    for (t, r0) in first.iter().enumerate() {
+        let mut outcomes: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        let mut repeats = Vec::new();
+        for pass in passes {
+            let Some(r) = pass.get(t) else { continue };
+            any_failed |= failed(r);
+            repeats.push(r.summary.clone());
+            for x in &r.results {
+                outcomes.entry(x.id.as_str()).or_default().push(outcome(x));
+            }
+        }
+        let flaky: Vec<Flaky> = outcomes
+            .into_iter()
+            .filter(|(_, o)| o.windows(2).any(|w| w[0] != w[1]) || o.len() != passes.len())
+            .map(|(id, o)| Flaky {
+                id: id.to_string(),
+                outcomes: o,
+            })
+            .collect();
+        any_flaky |= !flaky.is_empty();
+        let options = r0.target.mount.as_ref().map(|m| m.super_options.clone());
+        let server = options.as_ref().and_then(|o| {
+            o.split(',')
+                .find_map(|kv| kv.strip_prefix("addr="))
+                .map(str::to_string)
+        });
+        targets.push(TargetQualification {
+            label: r0.target.label.clone(),
+            fs_type: r0.target.fs_type.clone(),
+            path: r0.target.path.clone(),
+            mount_source: r0.target.mount.as_ref().map(|m| m.source.clone()),
+            mount_options: options,
+            server,
+            repeats,
+            flaky,
+            applications: r0.applications.clone(),
+        });
+    }
+    let verdict = if any_flaky {
+        Verdict::Flaky
+    } else if any_failed {
+        Verdict::Fail
+    } else {
+        Verdict::Pass
+    };
+    let command = std::env::args()
+        .map(|a| if a.contains(' ') { format!("{a:?}") } else { a })
+        .collect::<Vec<_>>()
+        .join(" ");
+    Qualification {
+        verdict,
+        repeats: passes.len(),
+        lockcheck_version: env!("CARGO_PKG_VERSION").to_string(),
+        kernel: first
+            .first()
+            .map(|r| r.target.kernel.clone())
+            .unwrap_or_default(),
+        catalog_hash: first
+            .first()
+            .map(|r| r.catalog.hash.clone())
+            .unwrap_or_default(),
+        generated_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        command,
+        targets,
+    }
+}
+
+/// The summary as Markdown.
+pub fn markdown(q: &Qualification) -> String {
+    let mut s = String::new();
+    let word = match q.verdict {
+        Verdict::Pass => "**pass**",
+        Verdict::Flaky => "**flaky**",
+        Verdict::Fail => "**fail**",
+    };
+    let _ = writeln!(s, "# lockcheck qualification: {word}\n");
+    let _ = writeln!(
+        s,
+        "The catalog ran {} times on each target; a trial whose outcome differs between the runs is flaky.\n",
+        q.repeats
+    );
+    let _ = writeln!(s, "| | |\n|---|---|");
+    let _ = writeln!(s, "| lockcheck | {} |", q.lockcheck_version);
+    let _ = writeln!(s, "| kernel | {} |", q.kernel);
+    let _ = writeln!(s, "| catalog hash | {} |", q.catalog_hash);
+    let _ = writeln!(s, "| generated | {} |", q.generated_at);
+    let _ = writeln!(
+        s,
+        "| reproduce with | `{}` |\n",
+        q.command.replace('|', "\\|")
+    );
+    for t in &q.targets {
+        let _ = writeln!(s, "## `{}` ({})\n", t.label, t.fs_type);
+        let _ = writeln!(s, "- path: `{}`", t.path);
+        if let Some(src) = &t.mount_source {
+            let _ = writeln!(s, "- mount: `{src}`");
+        }
+        if let Some(o) = &t.mount_options {
+            let _ = writeln!(s, "- options: `{o}`");
+        }
+        if let Some(sv) = &t.server {
+            let _ = writeln!(s, "- server: `{sv}`");
+        }
+        let _ = writeln!(s, "\n| run | pass | fail | skip | xfail | error | unsafe | divergent |\n|---|---|---|---|---|---|---|---|");
+        for (k, r) in t.repeats.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                k + 1,
+                r.pass,
+                r.fail,
+                r.skip,
+                r.xfail,
+                r.error,
+                r.unsafe_failures,
+                r.divergent_failures
+            );
+        }
+        if t.flaky.is_empty() {
+            let _ = writeln!(s, "\nNo trial changed its outcome between runs.\n");
+        } else {
+            let _ = writeln!(s, "\nFlaky trials (outcome per run):\n");
+            for f in &t.flaky {
+                let _ = writeln!(s, "- `{}`: {}", f.id, f.outcomes.join(" → "));
+            }
+            let _ = writeln!(s);
+        }
+        if !t.applications.is_empty() {
+            let _ = writeln!(
+                s,
+                "Applications (first run): {}\n",
+                t.applications
+                    .iter()
+                    .map(|a| format!("{} {}", a.title, a.verdict.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    s
+}
+
+/// Write the bundle into `dir`: each target's reports from the first run,
+/// the other runs' JSON reports under `run-K/`, `qualification.json`,
+/// `qualification.md`, `matrix.html` (a column per run) and
+/// `qualification.junit.xml`. Returns the files written.
+pub fn write_bundle(dir: &Path, passes: &[Vec<Report>], q: &Qualification) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    if let Some(first) = passes.first() {
+        for r in first {
+            written.extend(r.write(dir)?);
+        }
+    }
+    for (k, pass) in passes.iter().enumerate().skip(1) {
+        let sub = dir.join(format!("run-{}", k + 1));
+        for r in pass {
+            written.extend(r.write(&sub)?);
+        }
+    }
+    let json = dir.join("qualification.json");
+    let text = serde_json::to_string_pretty(q).map_err(|e| Error::usage(e.to_string(), None))?;
+    std::fs::write(&json, text + "\n")
+        .map_err(|e| Error::io(format!("writing {}", json.display()), e))?;
+    written.push(json);
+    let md = dir.join("qualification.md");
+    std::fs::write(&md, markdown(q))
+        .map_err(|e| Error::io(format!("writing {}", md.display()), e))?;
+    written.push(md);
+    // The matrix page: a column per target and run.
+    let mut columns = Vec::new();
+    for (k, pass) in passes.iter().enumerate() {
+        for r in pass {
+            let mut m: crate::matrix::MReport = serde_json::from_value(
+                serde_json::to_value(r).map_err(|e| Error::usage(e.to_string(), None))?,
+            )
+            .map_err(|e| Error::usage(e.to_string(), None))?;
+            m.target.label = format!("{} run {}", r.target.label, k + 1);
+            columns.push(m);
+        }
+    }
+    let html = dir.join("matrix.html");
+    let m = crate::matrix::Matrix::build(columns)?;
+    std::fs::write(&html, crate::matrix::html(&m))
+        .map_err(|e| Error::io(format!("writing {}", html.display()), e))?;
+    written.push(html);
+    let all: Vec<Report> = passes
+        .iter()
+        .enumerate()
+        .flat_map(|(k, p)| {
+            p.iter().map(move |r| {
+                let mut r = r.clone();
+                r.target.label = format!("{} run {}", r.target.label, k + 1);
+                r
+            })
+        })
+        .collect();
+    written.push(crate::report::write_junit(
+        &all,
+        &dir.join("qualification.junit.xml"),
+    )?);
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{CatalogInfo, Status, TrialResult};
+    use crate::scenario::{Family, Mechanism, Severity};
+
+    fn trial(id: &str, status: Status) -> TrialResult {
+        TrialResult {
+            id: format!("t::{id}::posix"),
+            scenario: id.into(),
+            mechanism: Mechanism::Posix,
+            family: Family::Exclusion,
+            severity: Severity::Unsafe,
+            status,
+            verdict: TrialResult::verdict_for(status, Severity::Unsafe),
+            reason: None,
+            failure: None,
+            summary: String::new(),
+            reference: String::new(),
+            file: String::new(),
+            duration_ms: 1.0,
+            actors: vec![],
+            steps: vec![],
+            measurements: vec![],
+            teardown_problems: vec![],
+        }
+    }
+
+    fn report(results: Vec<TrialResult>) -> Report {
+        Report::new(
+            crate::target::identify("t", Path::new("/tmp"), "test"),
+            CatalogInfo {
+                source: "s".into(),
+                scenarios: 2,
+                hash: "h".into(),
+            },
+            results,
+            1.0,
+        )
+    }
+
+    #[test]
+    fn a_changing_outcome_is_flaky_a_steady_failure_fails() {
+        let failed = |r: &Report| r.summary.fail > 0;
+        let steady = vec![
+            vec![report(vec![
+                trial("a", Status::Pass),
+                trial("b", Status::Pass)
+            ])];
+            3
+        ];
+        assert_eq!(assess(&steady, &failed).verdict, Verdict::Pass);
+        let flaky = vec![
+            vec![report(vec![
+                trial("a", Status::Pass),
+                trial("b", Status::Pass),
+            ])],
+            vec![report(vec![
+                trial("a", Status::Fail),
+                trial("b", Status::Pass),
+            ])],
+        ];
+        let q = assess(&flaky, &failed);
+        assert_eq!(q.verdict, Verdict::Flaky);
+        assert_eq!(q.targets[0].flaky.len(), 1);
+        assert_eq!(q.targets[0].flaky[0].outcomes, vec!["pass", "unsafe"]);
+        let broken = vec![vec![report(vec![trial("a", Status::Fail)])]; 2];
+        assert_eq!(assess(&broken, &failed).verdict, Verdict::Fail);
+        assert!(markdown(&q).contains("`t::a::posix`: pass → unsafe"));
+    }
+}
