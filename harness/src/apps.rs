@@ -82,6 +82,9 @@ mod embedded {
 #[serde(rename_all = "kebab-case")]
 pub enum AppStatus {
     Safe,
+    /// What ran passed, but a trial it relies on errored or was not run
+    /// (left out by a filter): not enough to call it safe.
+    Incomplete,
     Degraded,
     Unsafe,
     /// None of the trials it needs ran here.
@@ -92,6 +95,7 @@ impl AppStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             AppStatus::Safe => "safe",
+            AppStatus::Incomplete => "incomplete",
             AppStatus::Degraded => "degraded",
             AppStatus::Unsafe => "unsafe",
             AppStatus::NotChecked => "not checked",
@@ -286,14 +290,25 @@ pub fn verdict(p: &AppProfile, results: &[TrialResult]) -> AppVerdict {
     for n in &p.needs {
         let (sc, mech) = (&n.scenario.value, n.mechanism.value);
         match find(results, sc, mech) {
-            None => unchecked.push(format!("{sc}::{mech}: not run")),
+            None => {
+                worse(&mut status, AppStatus::Incomplete);
+                unchecked.push(format!("{sc}::{mech}: not run"));
+            }
             Some(r) => match r.status {
                 Status::Pass => checked += 1,
-                Status::Skip | Status::Error => unchecked.push(format!(
-                    "{sc}::{mech}: {} ({})",
-                    r.status.as_str(),
+                // Skipped: the target cannot have it (no second client here).
+                Status::Skip => unchecked.push(format!(
+                    "{sc}::{mech}: skip ({})",
                     clip(r.reason.as_deref().unwrap_or(""), 120)
                 )),
+                // Errored: it should have run and did not.
+                Status::Error => {
+                    worse(&mut status, AppStatus::Incomplete);
+                    unchecked.push(format!(
+                        "{sc}::{mech}: error ({})",
+                        clip(r.reason.as_deref().unwrap_or(""), 120)
+                    ));
+                }
                 Status::Xfail => {
                     checked += 1;
                     worse(&mut status, AppStatus::Degraded);
@@ -352,12 +367,20 @@ pub fn verdict(p: &AppProfile, results: &[TrialResult]) -> AppVerdict {
                     rec.why
                 ));
             }
-            Some(r) => unchecked.push(format!(
-                "{sc}::{mech}: {} ({})",
-                r.status.as_str(),
-                clip(r.reason.as_deref().unwrap_or(""), 120)
-            )),
-            None => unchecked.push(format!("{sc}::{mech}: not run")),
+            Some(r) => {
+                if r.status == Status::Error {
+                    worse(&mut status, AppStatus::Incomplete);
+                }
+                unchecked.push(format!(
+                    "{sc}::{mech}: {} ({})",
+                    r.status.as_str(),
+                    clip(r.reason.as_deref().unwrap_or(""), 120)
+                ))
+            }
+            None => {
+                worse(&mut status, AppStatus::Incomplete);
+                unchecked.push(format!("{sc}::{mech}: not run"));
+            }
         }
     }
     if checked == 0 {
@@ -408,6 +431,55 @@ mod tests {
         assert!(a.profiles.len() >= 7);
         let e = embedded::FILES.len();
         assert_eq!(e, a.profiles.len(), "the binary carries every profile");
+    }
+
+    #[test]
+    fn an_error_or_a_trial_left_out_is_never_safe() {
+        use crate::report::TrialResult;
+        let c = catalog();
+        let text = "name: x\ntitle: X\nsummary: s\nreference: r\nneeds:\n  - {scenario: exclusive-race-2, mechanism: flock, why: w}\n  - {scenario: killed-holder-releases, mechanism: flock, why: w}\n";
+        let p = parse_profile("x.yaml", text, Some("x"), &c).expect("valid");
+        let t = |s: &str, st: Status| TrialResult {
+            id: format!("t::{s}::flock"),
+            scenario: s.into(),
+            mechanism: Mechanism::Flock,
+            family: crate::scenario::Family::Exclusion,
+            severity: Severity::Unsafe,
+            status: st,
+            verdict: TrialResult::verdict_for(st, Severity::Unsafe),
+            reason: Some("why".into()),
+            failure: None,
+            summary: String::new(),
+            reference: String::new(),
+            file: String::new(),
+            duration_ms: 0.0,
+            actors: vec![],
+            steps: vec![],
+            measurements: vec![],
+            teardown_problems: vec![],
+        };
+        let both = [
+            t("exclusive-race-2", Status::Pass),
+            t("killed-holder-releases", Status::Pass),
+        ];
+        assert_eq!(verdict(&p, &both).verdict, AppStatus::Safe);
+        let errored = [
+            t("exclusive-race-2", Status::Pass),
+            t("killed-holder-releases", Status::Error),
+        ];
+        assert_eq!(verdict(&p, &errored).verdict, AppStatus::Incomplete);
+        let filtered = [t("exclusive-race-2", Status::Pass)];
+        assert_eq!(verdict(&p, &filtered).verdict, AppStatus::Incomplete);
+        let skipped = [
+            t("exclusive-race-2", Status::Pass),
+            t("killed-holder-releases", Status::Skip),
+        ];
+        assert_eq!(verdict(&p, &skipped).verdict, AppStatus::Safe);
+        let failed = [
+            t("exclusive-race-2", Status::Fail),
+            t("killed-holder-releases", Status::Error),
+        ];
+        assert_eq!(verdict(&p, &failed).verdict, AppStatus::Unsafe);
     }
 
     #[test]

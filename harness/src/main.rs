@@ -164,7 +164,8 @@ struct RunArgs {
     #[arg(long, value_enum, default_value = "text")]
     format: RunFormat,
     /// Which results make the exit status 1: `unsafe` failures only,
-    /// `divergent` and worse, or `any` failure (the default). Errors always do.
+    /// `divergent` and worse, `any` failure (the default), or `error`: only
+    /// trials that could not run. Errors always do.
     #[arg(long, value_enum, default_value = "any")]
     fail_on: FailOn,
     /// Trials run in parallel. Default: the number of CPUs.
@@ -224,6 +225,9 @@ enum FailOn {
     Divergent,
     /// any failure or error
     Any,
+    /// errors only: a trial that could not run (for scripts that publish
+    /// findings rather than fail on them)
+    Error,
 }
 
 /// Where the run's reports go besides the files.
@@ -253,13 +257,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         None => run(cli.run, None),
         Some(Command::Run(a)) => run(a, None),
-        Some(Command::Qualify(q)) => {
-            if q.repeat == 0 {
-                Err(Error::usage("--repeat must be at least 1", None))
-            } else {
-                run(q.run, Some((q.repeat, q.bundle)))
-            }
-        }
+        Some(Command::Qualify(q)) => qualify(q),
         Some(Command::List(a)) => list(a),
         Some(Command::Validate { files }) => validate(&files),
         Some(Command::Schema { of }) => schema(of),
@@ -427,8 +425,113 @@ fn parse_lease(s: &str) -> Result<std::time::Duration, String> {
     Ok(d)
 }
 
+fn qualify(q: QualifyArgs) -> Result<ExitCode, Error> {
+    if q.repeat == 0 {
+        return Err(Error::usage("--repeat must be at least 1", None));
+    }
+    // The bundle holds everything: options that write elsewhere do not apply.
+    if q.run.format != RunFormat::Text
+        || q.run.junit.is_some()
+        || q.run.out != std::path::Path::new("reports")
+    {
+        return Err(Error::usage(
+            "qualify writes its bundle only: --format, --junit and --out do not apply",
+            Some("give --bundle DIR; it gets the reports, JUnit and the summary"),
+        ));
+    }
+    if q.run
+        .targets
+        .iter()
+        .any(|t| t.starts_with("qualification="))
+    {
+        return Err(Error::usage(
+            "the label `qualification` is the bundle's own summary",
+            Some("label the target otherwise"),
+        ));
+    }
+    match std::fs::read_dir(&q.bundle) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(Error::usage(
+                    format!(
+                        "--bundle {}: the directory is not empty",
+                        q.bundle.display()
+                    ),
+                    Some("give a new or empty directory, so the bundle holds this run only"),
+                ));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(Error::usage(
+                format!("--bundle {}: {e}", q.bundle.display()),
+                Some("give a directory to write the bundle into"),
+            ))
+        }
+    }
+    run(q.run, Some((q.repeat, q.bundle)))
+}
+
+/// Where results will be written must be usable before anything runs.
+fn check_outputs(a: &RunArgs, bundle: Option<&std::path::Path>) -> Result<(), Error> {
+    // Checked, not created: nothing is written before the run is known to go ahead.
+    let dir = bundle.unwrap_or(&a.out);
+    let unwritable = |why: String| {
+        Error::usage(
+            format!("cannot write results into {}: {why}", dir.display()),
+            Some("give a directory lockcheck may create or write to"),
+        )
+    };
+    let mut existing = Some(dir);
+    while let Some(d) = existing {
+        if d.as_os_str().is_empty() {
+            existing = Some(std::path::Path::new("."));
+            continue;
+        }
+        match std::fs::metadata(d) {
+            Ok(m) if !m.is_dir() => {
+                return Err(unwritable(format!("{} is not a directory", d.display())))
+            }
+            Ok(_) => {
+                if nix::unistd::access(d, nix::unistd::AccessFlags::W_OK).is_err() {
+                    return Err(unwritable(format!("{} is not writable", d.display())));
+                }
+                break;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => existing = d.parent(),
+            Err(e) => return Err(unwritable(e.to_string())),
+        }
+    }
+    if let Some(j) = &a.junit {
+        if j.is_dir() {
+            return Err(Error::usage(
+                format!("--junit {}: that is a directory", j.display()),
+                Some("give a file name, such as results.xml"),
+            ));
+        }
+        if let Some(parent) = j.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if !parent.is_dir() {
+                return Err(Error::usage(
+                    format!("--junit {}: no directory {}", j.display(), parent.display()),
+                    Some("give a file in an existing directory"),
+                ));
+            }
+        }
+    }
+    if let Some(d) = &a.apps {
+        if !d.is_dir() {
+            return Err(Error::usage(
+                format!("--apps {}: not a directory", d.display()),
+                Some("give the directory of application profiles (apps/)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn run(a: RunArgs, qualify: Option<(usize, PathBuf)>) -> Result<ExitCode, Error> {
     let started = Instant::now();
+    check_outputs(&a, qualify.as_ref().map(|(_, b)| b.as_path()))?;
     let cat = catalog::load(a.scenarios.as_deref())?;
     let apps = match (&a.apps, &a.scenarios) {
         // A catalog of one's own may lack what the built-in profiles name:
@@ -458,10 +561,18 @@ fn run(a: RunArgs, qualify: Option<(usize, PathBuf)>) -> Result<ExitCode, Error>
             .collect::<Result<Vec<_>, _>>()?;
         (specs, None, Vec::new())
     };
+    // Everything that can be wrong with the arguments is found before any
+    // filesystem is made.
     let mut kinds = Vec::new();
+    let mut named = std::collections::BTreeSet::new();
     for p in &a.provision {
         match lockcheck::provision::Kind::parse(p) {
-            Some(k) => kinds.extend(k),
+            Some(k) => {
+                if p != "all" {
+                    named.extend(k.iter().copied());
+                }
+                kinds.extend(k);
+            }
             None => {
                 return Err(Error::usage(
                     format!("--provision {p:?}: unknown filesystem"),
@@ -472,20 +583,12 @@ fn run(a: RunArgs, qualify: Option<(usize, PathBuf)>) -> Result<ExitCode, Error>
     }
     kinds.sort();
     kinds.dedup();
-    let mut provisioned = Vec::new();
-    for k in kinds {
+    for k in &kinds {
         if specs.iter().any(|s| s.label == k.label()) {
             return Err(Error::usage(
                 format!("target label {:?} is given twice", k.label()),
                 Some("--provision names its targets after the filesystem; pick another --target label"),
             ));
-        }
-        match lockcheck::provision::provision(k, &namespace) {
-            Ok(p) => {
-                specs.push(p.spec.clone());
-                provisioned.push(p);
-            }
-            Err(why) => notes.push(format!("{}: not made here: {why}", k.label())),
         }
     }
     let mut hosts = a
@@ -497,6 +600,32 @@ fn run(a: RunArgs, qualify: Option<(usize, PathBuf)>) -> Result<ExitCode, Error>
         h.exe.clone_from(&a.remote_exe);
     }
     let faults = target::parse_fault_args(&a.faults)?;
+    // Layers and images go next to the `local` target when it is tested,
+    // else into TMPDIR.
+    let local_dir = specs
+        .iter()
+        .find(|s| s.label == "local" && a.targets.is_empty())
+        .map(|s| s.dir.clone());
+    let mut provisioned = Vec::new();
+    for k in kinds {
+        match lockcheck::provision::provision(k, &namespace, local_dir.as_deref()) {
+            Ok(p) => {
+                specs.push(p.spec.clone());
+                provisioned.push(p);
+            }
+            // Asked for by name: not having it is an error. Part of `all`:
+            // the run goes on without it and says why.
+            Err(why) if named.contains(&k) => {
+                return Err(Error::Target {
+                    label: k.label().into(),
+                    path: PathBuf::new(),
+                    message: format!("cannot be made here: {why}"),
+                    hint: Some("run as root, with the filesystem's tools installed".into()),
+                })
+            }
+            Err(why) => notes.push(format!("{}: not made here: {why}", k.label())),
+        }
+    }
     let mut session =
         Session::open_with(&specs, namespace, tmpfs, notes, &hosts, &faults, a.lease)?;
     session.provisioned = provisioned;
@@ -529,9 +658,10 @@ fn run(a: RunArgs, qualify: Option<(usize, PathBuf)>) -> Result<ExitCode, Error>
                 .join(", "),
             jobs
         );
-        for n in &session.notes {
-            eprintln!("note: {n}");
-        }
+    }
+    // Notes say what was left out: printed even with -q.
+    for n in &session.notes {
+        eprintln!("note: {n}");
     }
     let progress = |n: usize, r: &TrialResult| {
         let mut err = std::io::stderr().lock();
@@ -573,6 +703,7 @@ fn run(a: RunArgs, qualify: Option<(usize, PathBuf)>) -> Result<ExitCode, Error>
                 FailOn::Any => s.fail > 0,
                 FailOn::Divergent => s.unsafe_failures + s.divergent_failures > 0,
                 FailOn::Unsafe => s.unsafe_failures > 0,
+                FailOn::Error => false,
             }
     };
     if let Some((_, bundle)) = &qualify {
@@ -622,7 +753,12 @@ fn run(a: RunArgs, qualify: Option<(usize, PathBuf)>) -> Result<ExitCode, Error>
         });
         let text = serde_json::to_string_pretty(&doc)
             .map_err(|e| Error::usage(format!("cannot render the reports: {e}"), None))?;
-        emit(&format!("{text}\n"));
+        if !emit(&format!("{text}\n")) {
+            return Err(Error::io(
+                "writing the JSON reports to stdout",
+                std::io::Error::other("the output was closed before the end"),
+            ));
+        }
     }
     let mut text = report::console_summary(&reports);
     if !a.quiet {

@@ -92,8 +92,12 @@ pub struct MResult {
 
 /// Read a JSON report.
 pub fn read_report(path: &Path) -> Result<MReport> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::usage(
+            format!("{}: {e}", path.display()),
+            Some("give the JSON reports lockcheck wrote (LABEL.json)"),
+        )
+    })?;
     serde_json::from_str(&text).map_err(|e| {
         Error::usage(
             format!(
@@ -108,12 +112,13 @@ pub fn read_report(path: &Path) -> Result<MReport> {
 }
 
 /// How bad an outcome is, for the worst of a cell.
+/// An error ranks just below unsafe: what it hides could be anything.
 fn rank(verdict: &str) -> i32 {
     match verdict {
         "unsafe" => 6,
-        "divergent" => 5,
-        "info" => 4,
-        "error" => 3,
+        "error" => 5,
+        "divergent" => 4,
+        "info" => 3,
         "xfail" => 2,
         "pass" => 1,
         _ => 0, // skip
@@ -424,10 +429,13 @@ pub fn html(m: &Matrix) -> String {
             })
             .collect(),
     };
-    // Inside <script>, only "</" could end it early.
+    // In a <script> block nothing may look like markup: `<`, `>` and `&`
+    // are written as JSON escapes (`</script>` and `<!--` cannot occur).
     let json = serde_json::to_string(&data)
         .unwrap_or_else(|_| "{}".into())
-        .replace("</", "<\\/");
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026");
     let mut t = String::new();
     let labels: Vec<&str> = m.targets.iter().map(|r| r.target.label.as_str()).collect();
     let header = |t: &mut String, first: &str| {
@@ -514,10 +522,38 @@ pub fn html(m: &Matrix) -> String {
     if family.is_some() {
         t.push_str("</tbody>\n");
     }
-    HTML_PAGE
-        .replace("{{TABLE}}", &t)
-        .replace("{{DATA}}", &json)
-        .replace("{{COUNT}}", &m.targets.len().to_string())
+    fill(
+        HTML_PAGE,
+        &[
+            ("{{TABLE}}", t.as_str()),
+            ("{{DATA}}", json.as_str()),
+            ("{{COUNT}}", m.targets.len().to_string().as_str()),
+        ],
+    )
+}
+
+/// The template with each placeholder replaced once, in one pass: text put
+/// in is never searched for placeholders again.
+fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    loop {
+        let next = values
+            .iter()
+            .filter_map(|(k, v)| rest.find(k).map(|i| (i, *k, *v)))
+            .min_by_key(|(i, _, _)| *i);
+        match next {
+            Some((i, k, v)) => {
+                out.push_str(&rest[..i]);
+                out.push_str(v);
+                rest = &rest[i + k.len()..];
+            }
+            None => {
+                out.push_str(rest);
+                return out;
+            }
+        }
+    }
 }
 
 const HTML_PAGE: &str = r##"<!DOCTYPE html>
@@ -543,6 +579,7 @@ const HTML_PAGE: &str = r##"<!DOCTYPE html>
   button.cell:focus, button.cell.selected { outline: 2px solid #0969da; outline-offset: -2px; }
   .v-pass, .v-safe { background: #dafbe1; }
   .v-skip, .v-not-checked { background: #f6f8fa; color: #57606a; }
+  .v-incomplete { background: #fff1e5; }
   .v-xfail, .v-info { background: #ddf4ff; }
   .v-divergent, .v-degraded { background: #fff8c5; }
   .v-unsafe { background: #ffebe9; color: #a40e26; font-weight: 700; }
@@ -721,5 +758,35 @@ mod tests {
             "the page loads nothing from the network"
         );
         assert!(Matrix::build(vec![report("a", &[]), report("a", &[])]).is_err());
+    }
+
+    #[test]
+    fn report_text_cannot_become_markup() {
+        let mut r = report("x{{DATA}}", &[("s", "flock", "unsafe")]);
+        r.results[0].reason = Some("<img src=x onerror=alert(1)> <!--<script> </script>".into());
+        r.results[0].scenario = "s{{TABLE}}".into();
+        let page = html(&Matrix::build(vec![r]).expect("matrix"));
+        assert!(!page.contains("<img"), "{page}");
+        assert!(!page.contains("<!--<script"), "{page}");
+        assert_eq!(
+            page.matches("<script").count(),
+            2,
+            "only the page's own scripts"
+        );
+        assert!(page.contains("x{{DATA}}"), "labels are shown as text");
+    }
+
+    #[test]
+    fn an_error_is_not_hidden_by_a_milder_failure() {
+        let m = Matrix::build(vec![report(
+            "a",
+            &[("x", "flock", "error"), ("x", "posix", "info")],
+        )])
+        .expect("matrix");
+        assert!(
+            markdown(&m).contains("**error** (flock)"),
+            "{}",
+            markdown(&m)
+        );
     }
 }

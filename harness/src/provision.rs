@@ -96,21 +96,27 @@ fn have(tool: &str, package: &str) -> Result<(), String> {
     }
 }
 
-/// A directory of lockcheck's for layers or images: on the current
-/// directory's filesystem when `local` and it is writable, else in TMPDIR.
-fn base_dir(prefix: &str, local: bool) -> Result<PathBuf, String> {
+/// A scratch directory of lockcheck's for layers or images: in `near`
+/// (the local target's directory) when given and writable, else in TMPDIR.
+/// It carries lockcheck's scratch marker, like every directory it makes.
+fn base_dir(prefix: &str, near: Option<&Path>) -> Result<PathBuf, String> {
     let b = tempfile::Builder::new().prefix(prefix).to_owned();
-    let dir = if local {
-        std::env::current_dir()
-            .ok()
-            .and_then(|d| b.tempdir_in(d).ok())
-            .map(Ok)
-            .unwrap_or_else(|| b.tempdir())
-    } else {
-        b.tempdir()
-    };
-    dir.map(|d| d.keep())
-        .map_err(|e| format!("creating a scratch directory: {e}"))
+    let dir = near
+        .and_then(|d| b.tempdir_in(d).ok())
+        .map(Ok)
+        .unwrap_or_else(|| b.tempdir())
+        .map(|d| d.keep())
+        .map_err(|e| format!("creating a scratch directory: {e}"))?;
+    fs::write(
+        dir.join(crate::target::SCRATCH_MARKER),
+        format!(
+            "{{\"pid\": {}, \"lockcheck\": \"{}\"}}\n",
+            std::process::id(),
+            env!("CARGO_PKG_VERSION")
+        ),
+    )
+    .map_err(|e| format!("writing in {}: {e}", dir.display()))?;
+    Ok(dir)
 }
 
 /// Wait (bounded) until `dir` is a mount point of type `fs_type`.
@@ -140,6 +146,7 @@ fn wait_mounted(dir: &Path, fs_type: &str, timeout: Duration) -> bool {
 pub fn provision(
     kind: Kind,
     namespace: &std::result::Result<(), String>,
+    near: Option<&Path>,
 ) -> Result<Provisioned, String> {
     if let Err(why) = namespace {
         return Err(format!("needs a private mount namespace, as root ({why})"));
@@ -151,7 +158,7 @@ pub fn provision(
                 _ => ("mkfs.btrfs", "btrfs-progs", &["-q", "-f"]),
             };
             have(mkfs, package)?;
-            let base = base_dir(&format!("lockcheck-{}-", kind.label()), false)?;
+            let base = base_dir(&format!(".lockcheck-{}-", kind.label()), None)?;
             let mut p = Provisioned {
                 spec: TargetSpec::default(),
                 mount: None,
@@ -187,7 +194,7 @@ pub fn provision(
             Ok(p)
         }
         Kind::Overlay => {
-            let base = base_dir(".lockcheck-overlay-", true)?;
+            let base = base_dir(".lockcheck-overlay-", near)?;
             let mut p = Provisioned {
                 spec: TargetSpec::default(),
                 mount: None,
@@ -219,14 +226,12 @@ pub fn provision(
                 nix::mount::MsFlags::empty(),
                 Some(opts.as_str()),
             )
-            .map_err(|e| {
-                format!("mounting overlay (upper layer on the current directory's filesystem): {e}")
-            })?;
+            .map_err(|e| format!("mounting overlay (layers in {}): {e}", base.display()))?;
             p.mount = Some(merged.clone());
             p.spec = TargetSpec {
                 label: "overlay".into(),
                 dir: merged.join("target"),
-                provision: "overlayfs made by lockcheck: lower and upper layers on the current directory's filesystem; trial directories start in the lower layer with `lower-file` in them".into(),
+                provision: format!("overlayfs made by lockcheck: lower and upper layers in {}; trial directories start in the lower layer with `lower-file` in them", base.display()),
                 lower: Some(lower.join("target")),
                 ..TargetSpec::default()
             };
@@ -237,7 +242,7 @@ pub fn provision(
             if !Path::new("/dev/fuse").exists() {
                 return Err("needs /dev/fuse".into());
             }
-            let base = base_dir(".lockcheck-fuse-", true)?;
+            let base = base_dir(".lockcheck-fuse-", near)?;
             let mut p = Provisioned {
                 spec: TargetSpec::default(),
                 mount: None,
@@ -277,14 +282,18 @@ pub fn provision(
                 .spawn()
                 .map_err(|e| format!("starting bindfs: {e}"))?;
             p.daemon = Some(child);
+            // Unmounted on drop even if it mounts after we stopped waiting.
+            p.mount = Some(mnt.clone());
             if !wait_mounted(&mnt, "fuse", Duration::from_secs(10)) {
                 return Err("bindfs did not mount within 10 s".into());
             }
-            p.mount = Some(mnt.clone());
             p.spec = TargetSpec {
                 label: "fuse".into(),
                 dir: mnt,
-                provision: "bindfs (a FUSE passthrough without lock operations) made by lockcheck over a directory on the current directory's filesystem".into(),
+                provision: format!(
+                    "bindfs (a FUSE passthrough without lock operations) made by lockcheck over {}",
+                    src.display()
+                ),
                 backing: Some(src),
                 ..TargetSpec::default()
             };

@@ -78,6 +78,7 @@ pub fn assess(passes: &[Vec<Report>], failed: &dyn Fn(&Report) -> bool) -> Quali
     for (t, r0) in first.iter().enumerate() {
         let mut outcomes: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         let mut repeats = Vec::new();
+        let mut app_outcomes: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for pass in passes {
             let Some(r) = pass.get(t) else { continue };
             any_failed |= failed(r);
@@ -85,14 +86,23 @@ pub fn assess(passes: &[Vec<Report>], failed: &dyn Fn(&Report) -> bool) -> Quali
             for x in &r.results {
                 outcomes.entry(x.id.as_str()).or_default().push(outcome(x));
             }
+            // An application's verdict can change with a measured time
+            // (a recovery just under its limit one time, over it the next).
+            for a in &r.applications {
+                app_outcomes
+                    .entry(format!("application {}", a.app))
+                    .or_default()
+                    .push(a.verdict.as_str().to_string());
+            }
         }
+        let changed =
+            |o: &Vec<String>| o.windows(2).any(|w| w[0] != w[1]) || o.len() != passes.len();
         let flaky: Vec<Flaky> = outcomes
             .into_iter()
-            .filter(|(_, o)| o.windows(2).any(|w| w[0] != w[1]) || o.len() != passes.len())
-            .map(|(id, o)| Flaky {
-                id: id.to_string(),
-                outcomes: o,
-            })
+            .map(|(id, o)| (id.to_string(), o))
+            .chain(app_outcomes)
+            .filter(|(_, o)| changed(o))
+            .map(|(id, outcomes)| Flaky { id, outcomes })
             .collect();
         any_flaky |= !flaky.is_empty();
         let options = r0.target.mount.as_ref().map(|m| m.super_options.clone());
@@ -120,10 +130,7 @@ pub fn assess(passes: &[Vec<Report>], failed: &dyn Fn(&Report) -> bool) -> Quali
     } else {
         Verdict::Pass
     };
-    let command = std::env::args()
-        .map(|a| if a.contains(' ') { format!("{a:?}") } else { a })
-        .collect::<Vec<_>>()
-        .join(" ");
+    let command = shell_words::join(std::env::args());
     Qualification {
         verdict,
         repeats: passes.len(),
@@ -348,6 +355,31 @@ mod tests {
         assert_eq!(q.targets[0].flaky[0].outcomes, vec!["pass", "unsafe"]);
         let broken = vec![vec![report(vec![trial("a", Status::Fail)])]; 2];
         assert_eq!(assess(&broken, &failed).verdict, Verdict::Fail);
+        // The same trials, but an application's verdict changed (a
+        // recovery time crossed its limit): flaky too.
+        let app = |v: crate::apps::AppStatus| {
+            let mut r = report(vec![trial("a", Status::Pass)]);
+            r.applications = vec![crate::apps::AppVerdict {
+                app: "prometheus".into(),
+                title: "Prometheus".into(),
+                verdict: v,
+                reasons: vec![],
+                unchecked: vec![],
+                checked: 1,
+                needed: 1,
+                reference: String::new(),
+            }];
+            vec![r]
+        };
+        let q2 = assess(
+            &[
+                app(crate::apps::AppStatus::Safe),
+                app(crate::apps::AppStatus::Degraded),
+            ],
+            &failed,
+        );
+        assert_eq!(q2.verdict, Verdict::Flaky);
+        assert_eq!(q2.targets[0].flaky[0].id, "application prometheus");
         assert!(markdown(&q).contains("`t::a::posix`: pass → unsafe"));
     }
 }

@@ -234,10 +234,7 @@ impl Report {
         results.sort_by(|a, b| {
             (a.family, &a.scenario, a.mechanism).cmp(&(b.family, &b.scenario, b.mechanism))
         });
-        let command = std::env::args()
-            .map(|a| if a.contains(' ') { format!("{a:?}") } else { a })
-            .collect::<Vec<_>>()
-            .join(" ");
+        let command = shell_words::join(std::env::args());
         Report {
             schema_version: SCHEMA_VERSION,
             lockcheck_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -748,6 +745,7 @@ pub fn console_summary(reports: &[Report]) -> String {
         for status in [
             crate::apps::AppStatus::Unsafe,
             crate::apps::AppStatus::Degraded,
+            crate::apps::AppStatus::Incomplete,
             crate::apps::AppStatus::Safe,
             crate::apps::AppStatus::NotChecked,
         ] {
