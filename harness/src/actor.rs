@@ -184,6 +184,7 @@ fn serve(mut io: Io, main_thread: bool) {
                 let reply = Reply {
                     seq: 0,
                     t_ns: monotonic_ns(),
+                    start_ns: 0,
                     outcome: Outcome::BadRequest {
                         message: e.to_string(),
                     },
@@ -192,6 +193,7 @@ fn serve(mut io: Io, main_thread: bool) {
                 continue;
             }
         };
+        let start_ns = monotonic_ns();
         let outcome = match &env.req {
             Request::Fork { socket } => match fork_actor(socket) {
                 ForkResult::Parent(o) => o,
@@ -223,6 +225,7 @@ fn serve(mut io: Io, main_thread: bool) {
             &Reply {
                 seq: env.seq,
                 t_ns,
+                start_ns,
                 outcome,
             },
         );
@@ -469,6 +472,11 @@ fn perform(req: &Request) -> Outcome {
                 times,
                 offset,
             } => counter(*fd, lock, unlock, *times, *offset),
+            Request::LockLoop {
+                lock,
+                unlock,
+                times,
+            } => lock_loop(lock, unlock, *times),
             Request::LockFileCreate { path, pid } => lock_file(path, *pid),
             Request::LockFileRemove { path } => with_path(path, |p| libc::unlink(p)),
             Request::PidAlive { path } => pid_alive(path),
@@ -497,6 +505,29 @@ fn with_path(path: &str, f: impl FnOnce(*const libc::c_char) -> libc::c_int) -> 
             errno: libc::EINVAL,
         },
     }
+}
+
+/// The most rounds a lock loop makes (its answer is one number per round).
+const MAX_LOOP: u32 = 200_000;
+
+/// Lock and unlock `times` times, timing each round.
+fn lock_loop(lock: &Request, unlock: &Request, times: u32) -> Outcome {
+    if times > MAX_LOOP {
+        return Outcome::BadRequest {
+            message: format!("at most {MAX_LOOP} rounds"),
+        };
+    }
+    let mut ns = Vec::with_capacity(times as usize);
+    for _ in 0..times {
+        let t0 = monotonic_ns();
+        for req in [lock, unlock] {
+            if let f @ (Outcome::Failed { .. } | Outcome::BadRequest { .. }) = perform(req) {
+                return f;
+            }
+        }
+        ns.push(monotonic_ns().saturating_sub(t0));
+    }
+    Outcome::Samples { ns }
 }
 
 /// Read-increment-write under a lock, `times` times.

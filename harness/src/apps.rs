@@ -453,6 +453,7 @@ mod tests {
             reference: String::new(),
             file: String::new(),
             duration_ms: 0.0,
+            in_calls_ms: 0.0,
             actors: vec![],
             steps: vec![],
             measurements: vec![],

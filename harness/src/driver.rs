@@ -39,6 +39,9 @@ const LAB_REAP_TIMEOUT: Duration = Duration::from_secs(120);
 const PROBE_MAX: Duration = Duration::from_millis(4);
 /// The longest pause between two checks of a deadline while waiting for a reply.
 const IDLE_MAX: Duration = Duration::from_millis(20);
+/// A trial that has waited this long for a reply lends its job slot (see
+/// `slots`) until the reply comes: it is not using the CPU.
+const LEND_AFTER: Duration = Duration::from_millis(10);
 /// How long the processes of a crashed host get to be gone (or seen killed).
 const CRASH_SETTLE: Duration = Duration::from_secs(5);
 
@@ -69,6 +72,9 @@ pub struct TrialEnv<'a> {
     pub barrier: Option<&'a crate::barrier::FaultBarrier>,
     /// The target's lease: bounds written in leases are reckoned with it.
     pub lease: Duration,
+    /// The job slot the trial holds: lent to another trial while this one
+    /// only watches a waiter for a fixed window or waits for a reply.
+    pub slots: Option<&'a crate::slots::JobSlots>,
 }
 
 /// A host actors can run on, as one trial sees it.
@@ -119,6 +125,28 @@ pub struct TrialOutcome {
     pub teardown: Vec<String>,
     /// Times measured (fault to lock, how long a contender waited).
     pub measurements: Vec<Measurement>,
+    /// How long some actor of this host was inside a requested call (the
+    /// union of the calls' spans): the trial's time minus this is what the
+    /// harness itself cost.
+    pub in_calls: Duration,
+}
+
+/// The total length of the union of `[start, end]` spans (ns).
+pub fn union_ns(spans: &mut [(u64, u64)]) -> u64 {
+    spans.sort_unstable();
+    let mut total = 0;
+    let mut cur: Option<(u64, u64)> = None;
+    for &(a, b) in spans.iter() {
+        match cur {
+            Some((ca, cb)) if a <= cb => cur = Some((ca, cb.max(b))),
+            Some((ca, cb)) => {
+                total += cb - ca;
+                cur = Some((a, b));
+            }
+            None => cur = Some((a, b)),
+        }
+    }
+    total + cur.map_or(0, |(a, b)| b - a)
 }
 
 /// An error of lockcheck itself (not of the target) that stops the trial.
@@ -294,6 +322,8 @@ pub struct Driver<'a> {
     severed: std::collections::BTreeSet<String>,
     /// Whether a lab fault was injected (teardown then waits longer).
     lab_faulted: bool,
+    /// When calls of actors on this host's clock ran (ns spans).
+    call_spans: Vec<(u64, u64)>,
 }
 
 impl<'a> Driver<'a> {
@@ -330,6 +360,7 @@ impl<'a> Driver<'a> {
             sock_dir: None,
             severed: Default::default(),
             lab_faulted: false,
+            call_spans: Vec::new(),
         }
     }
 
@@ -389,6 +420,7 @@ impl<'a> Driver<'a> {
                 .collect(),
             teardown,
             measurements: std::mem::take(&mut self.measurements),
+            in_calls: Duration::from_nanos(union_ns(&mut self.call_spans)),
         }
     }
 
@@ -416,6 +448,88 @@ impl<'a> Driver<'a> {
     /// End the trial: kill every actor; returns teardown problems.
     pub fn finish(mut self) -> Vec<String> {
         self.teardown()
+    }
+
+    /// For benchmarks, which time calls themselves: the descriptor actor
+    /// `i` opened as `handle`, and the inode of its file.
+    pub fn descriptor(&self, i: usize, handle: &str) -> Option<(i32, u64)> {
+        self.actors.get(i)?.fds.get(handle).map(|f| (f.n, f.ino))
+    }
+
+    /// For benchmarks: send `req` to actor `i` without waiting for the
+    /// answer; returns the request's sequence number.
+    pub fn submit(&mut self, i: usize, req: Request, timeout: Duration) -> Result<u64, String> {
+        let seq = self.next_seq();
+        self.send_deadline = Instant::now() + timeout;
+        self.send(i, seq, req).map_err(|Infra(e)| e)?;
+        Ok(seq)
+    }
+
+    /// For benchmarks: the answer to request `seq` of actor `i`.
+    pub fn reply(&mut self, i: usize, seq: u64, timeout: Duration) -> Result<Reply, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if let Some(r) = self.recv_answer(i, seq, left)? {
+                return Ok(r);
+            }
+            if left.is_zero() {
+                return Err(format!(
+                    "actor {} did not answer within {} ms",
+                    self.actors[i].name,
+                    timeout.as_millis()
+                ));
+            }
+        }
+    }
+
+    /// For benchmarks: one receive attempt for the answer to request `seq`.
+    fn recv_answer(&mut self, i: usize, seq: u64, wait: Duration) -> Result<Option<Reply>, String> {
+        match self.recv(i, wait).map_err(|Infra(e)| e)? {
+            Some(Ok(r)) if r.seq == seq => Ok(Some(r)),
+            Some(Ok(r)) => Err(format!(
+                "actor {} answered request {} while {seq} was outstanding",
+                self.actors[i].name, r.seq
+            )),
+            Some(Err(ended)) => Err(format!("actor {}: {ended:?}", self.actors[i].name)),
+            None => Ok(None),
+        }
+    }
+
+    /// For benchmarks: wait until request `seq` of actor `i` is seen waiting
+    /// in the kernel (`None`), or its answer if it returns first.
+    pub fn until_blocked(
+        &mut self,
+        i: usize,
+        seq: u64,
+        sig: WaitSignature,
+        ino: Option<u64>,
+        timeout: Duration,
+    ) -> Result<Option<Reply>, String> {
+        let deadline = Instant::now() + timeout;
+        let mut detector = self.detector(i, sig, ino);
+        let mut interval = Duration::from_micros(20);
+        loop {
+            if let Some(r) = self.recv_answer(i, seq, interval)? {
+                return Ok(Some(r));
+            }
+            if self
+                .probe(i, &mut detector)
+                .map_err(|Infra(e)| e)?
+                .is_some()
+            {
+                return Ok(None);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(format!(
+                    "actor {} neither returned nor was seen waiting within {} ms",
+                    self.actors[i].name,
+                    timeout.as_millis()
+                ));
+            }
+            interval = (interval * 2).min(PROBE_MAX).min(deadline - now);
+        }
     }
 
     /// Start an actor process on a host: this binary directly, or through
@@ -1390,6 +1504,7 @@ impl<'a> Driver<'a> {
         let mut detector = sig.map(|s| self.detector(i, s, ino));
         let began = Instant::now();
         let mut interval = Duration::from_micros(20);
+        let mut lent = None;
         loop {
             match self.recv(i, interval)? {
                 Some(Ok(reply)) => {
@@ -1402,7 +1517,7 @@ impl<'a> Driver<'a> {
                     return Ok(Observed::Returned(reply.outcome));
                 }
                 Some(Err(died)) => return Ok(died),
-                None => {}
+                None => self.lend_if_idle(began, &mut lent),
             }
             if let Some(d) = detector.as_mut() {
                 if let Some(ev) = self.probe(i, d)? {
@@ -1429,6 +1544,15 @@ impl<'a> Driver<'a> {
         }
     }
 
+    /// While a wait for a reply goes on past `LEND_AFTER`, the trial's job
+    /// slot goes to another trial (`lent` takes it back when dropped: when
+    /// the wait ends).
+    fn lend_if_idle(&self, began: Instant, lent: &mut Option<crate::slots::Lent<'a>>) {
+        if lent.is_none() && began.elapsed() >= LEND_AFTER {
+            *lent = self.env.slots.map(|s| s.lend());
+        }
+    }
+
     /// One receive attempt: `Some(Ok(reply))`, `Some(Err(observation))` if
     /// the actor died, `None` if nothing came.
     fn recv(&mut self, i: usize, wait: Duration) -> Result<Option<Result<Reply, Observed>>, Infra> {
@@ -1446,6 +1570,9 @@ impl<'a> Driver<'a> {
                     crate::protocol::monotonic_ns()
                 };
                 a.last_reply_ns = t;
+                if a.shared_clock && r.start_ns > 0 && r.t_ns >= r.start_ns {
+                    self.call_spans.push((r.start_ns, r.t_ns));
+                }
                 self.step_reply_ns = self.step_reply_ns.max(t);
                 Ok(Some(Ok(r)))
             }
@@ -1665,6 +1792,8 @@ impl<'a> Driver<'a> {
             return Ok(self.timed(i, obs));
         }
         let mut interval = Duration::from_micros(20);
+        let began = Instant::now();
+        let mut lent = None;
         loop {
             match self.recv(i, interval)? {
                 Some(Ok(reply)) => {
@@ -1679,7 +1808,7 @@ impl<'a> Driver<'a> {
                     return Ok(self.timed(i, obs));
                 }
                 Some(Err(died)) => return Ok((died, None)),
-                None => {}
+                None => self.lend_if_idle(began, &mut lent),
             }
             let now = Instant::now();
             if now >= deadline {
@@ -1729,6 +1858,10 @@ impl<'a> Driver<'a> {
         };
         let began = Instant::now();
         let until = began + hold;
+        // Only watching: another trial may use the CPU meanwhile. A reply
+        // still wakes the wait at once; taking the slot back can only make
+        // the window longer, and the time it took extends the deadline.
+        let lent = self.env.slots.map(|s| s.lend());
         loop {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -1737,6 +1870,7 @@ impl<'a> Driver<'a> {
             match self.recv(i, left)? {
                 Some(Ok(reply)) => {
                     let obs = Observed::Returned(reply.outcome);
+                    drop(lent);
                     self.after_call(i, &p.op, &obs);
                     return Ok(obs);
                 }
@@ -1744,6 +1878,7 @@ impl<'a> Driver<'a> {
                 None => {}
             }
         }
+        let deadline = deadline + lent.map(|l| l.back()).unwrap_or_default();
         let obs = self.wait_call(i, p.seq, deadline, p.sig, p.ino)?;
         Ok(match obs {
             Observed::Blocked(ev) => {
@@ -2515,4 +2650,18 @@ fn run_fault_command(cmd: &str, deadline: Instant) -> crate::barrier::FaultResul
         "the fault command `{cmd}` failed ({status}): {}",
         text.trim()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::union_ns;
+
+    #[test]
+    fn overlapping_calls_count_once() {
+        assert_eq!(union_ns(&mut []), 0);
+        assert_eq!(union_ns(&mut [(10, 20)]), 10);
+        // Two actors waiting at once, one call inside another, one apart.
+        assert_eq!(union_ns(&mut [(30, 40), (10, 25), (12, 20), (20, 28)]), 28);
+        assert_eq!(union_ns(&mut [(0, 5), (5, 9)]), 9);
+    }
 }

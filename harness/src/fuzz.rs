@@ -568,6 +568,7 @@ fn lockstep(
         confined_faults: &none_confined,
         barrier: None,
         lease: crate::plan::DEFAULT_LEASE,
+        slots: None,
     };
     let tgt_env = TrialEnv {
         exe: target.exe,
@@ -582,6 +583,7 @@ fn lockstep(
         confined_faults: &none_confined,
         barrier: None,
         lease: crate::plan::DEFAULT_LEASE,
+        slots: None,
     };
     let mut r = Driver::new(&plan, &ref_env);
     let mut t = Driver::new(&plan, &tgt_env);

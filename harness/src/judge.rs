@@ -251,6 +251,7 @@ pub fn describe_observed(obs: &Observed) -> String {
                 let text = text.split(" (os error").next().unwrap_or(&text).to_string();
                 format!("{} ({text})", errno::name(*e))
             }
+            Outcome::Samples { ns } => format!("{} rounds timed", ns.len()),
             Outcome::Done { ret } => {
                 if *ret == 0 {
                     "ok".into()

@@ -11,6 +11,7 @@
 pub mod actor;
 pub mod apps;
 pub mod barrier;
+pub mod bench;
 pub mod catalog;
 pub mod channel;
 pub mod driver;
@@ -29,6 +30,7 @@ pub mod qualify;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod slots;
 pub mod target;
 pub mod zygote;
 

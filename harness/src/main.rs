@@ -36,6 +36,11 @@ enum Command {
     /// matrix page, JUnit) with an overall verdict and the command to
     /// reproduce it.
     Qualify(QualifyArgs),
+    /// Measure what locking costs on targets, per mechanism: lock+unlock
+    /// latency (median, p99), hand-off from an unlock to a waiting
+    /// process, and throughput with several processes contending.
+    /// `lockcheck run --bench` puts the same figures into the reports.
+    Bench(BenchArgs),
     /// List the scenarios of the catalog.
     List(ListArgs),
     /// Check scenario files without running them.
@@ -123,12 +128,56 @@ impl From<Mech> for Mechanism {
 }
 
 #[derive(Args, Clone)]
+struct BenchArgs {
+    /// A directory to measure, with a label (repeatable). Default: `local`
+    /// (the current directory's filesystem) and `tmpfs`.
+    #[arg(long = "target", value_name = "LABEL=DIR")]
+    targets: Vec<String>,
+    /// Also make these filesystems and measure them (xfs, btrfs, overlay, fuse, all).
+    #[arg(long, value_name = "KIND")]
+    provision: Vec<String>,
+    /// Measure only these mechanisms (repeatable; default flock, posix, ofd).
+    #[arg(long = "mechanism", value_name = "M")]
+    mechanisms: Vec<Mech>,
+    #[command(flatten)]
+    bench: BenchSettings,
+    /// `json`: print the figures as JSON on stdout.
+    #[arg(long, value_enum, default_value = "text")]
+    format: RunFormat,
+}
+
+#[derive(Args, Clone, Copy)]
+struct BenchSettings {
+    /// Time spent on each measurement (after a minimum number of rounds).
+    #[arg(long, value_name = "DURATION", default_value = "200ms", value_parser = humantime::parse_duration)]
+    bench_budget: std::time::Duration,
+    /// Processes contending in the throughput measurement.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    contenders: u32,
+}
+
+impl BenchSettings {
+    fn options(&self) -> Result<lockcheck::bench::BenchOptions, Error> {
+        if !(2..=64).contains(&self.contenders) {
+            return Err(Error::usage("--contenders must be between 2 and 64", None));
+        }
+        if self.bench_budget.is_zero() || self.bench_budget > std::time::Duration::from_secs(60) {
+            return Err(Error::usage(
+                "--bench-budget must be more than 0 and at most 60s",
+                Some("such as 200ms (the default) or 2s"),
+            ));
+        }
+        Ok(lockcheck::bench::BenchOptions {
+            budget: self.bench_budget,
+            contenders: self.contenders,
+        })
+    }
+}
+
+#[derive(Args, Clone)]
 struct QualifyArgs {
     #[command(flatten)]
     run: RunArgs,
-    /// How many times to run the catalog.
-    #[arg(long, default_value_t = 3)]
-    repeat: usize,
     /// The bundle's directory.
     #[arg(long, value_name = "DIR", default_value = "qualification")]
     bundle: PathBuf,
@@ -192,6 +241,17 @@ struct RunArgs {
     /// crash, a partition or a restart are counted in leases (`3 leases`).
     #[arg(long, value_name = "DURATION", default_value = "90s", value_parser = parse_lease)]
     lease: std::time::Duration,
+    /// Run the whole catalog N times (qualify: 3 by default). A trial whose
+    /// outcome changes between the runs is flaky: it is listed, in the
+    /// reports too, and makes the exit status 1. The reports are the last run's.
+    #[arg(long, value_name = "N")]
+    repeat: Option<usize>,
+    /// After the trials, measure lock latency on each target (as `lockcheck
+    /// bench` does) and put the figures into its report.
+    #[arg(long)]
+    bench: bool,
+    #[command(flatten)]
+    bench_settings: BenchSettings,
     /// Run only trials whose id (`target::scenario::mechanism`) contains one of these texts.
     filters: Vec<String>,
 }
@@ -258,6 +318,7 @@ fn main() -> ExitCode {
         None => run(cli.run, None),
         Some(Command::Run(a)) => run(a, None),
         Some(Command::Qualify(q)) => qualify(q),
+        Some(Command::Bench(b)) => bench(b),
         Some(Command::List(a)) => list(a),
         Some(Command::Validate { files }) => validate(&files),
         Some(Command::Schema { of }) => schema(of),
@@ -425,10 +486,105 @@ fn parse_lease(s: &str) -> Result<std::time::Duration, String> {
     Ok(d)
 }
 
-fn qualify(q: QualifyArgs) -> Result<ExitCode, Error> {
-    if q.repeat == 0 {
-        return Err(Error::usage("--repeat must be at least 1", None));
+/// The mechanisms to benchmark: the given ones (flock, posix, ofd only).
+fn bench_mechanisms(given: &[Mech]) -> Result<Vec<Mechanism>, Error> {
+    if given.is_empty() {
+        return Ok(lockcheck::bench::MECHANISMS.to_vec());
     }
+    given
+        .iter()
+        .map(|m| Mechanism::from(*m))
+        .map(|m| {
+            if lockcheck::bench::MECHANISMS.contains(&m) {
+                Ok(m)
+            } else {
+                Err(Error::usage(
+                    format!("{m} is not benchmarked"),
+                    Some("benchmarks cover flock, posix and ofd"),
+                ))
+            }
+        })
+        .collect()
+}
+
+fn bench(b: BenchArgs) -> Result<ExitCode, Error> {
+    let opts = b.bench.options()?;
+    let mechanisms = bench_mechanisms(&b.mechanisms)?;
+    let a = RunArgs {
+        targets: b.targets,
+        scenarios: None,
+        apps: None,
+        mechanisms: Vec::new(),
+        provision: b.provision,
+        out: PathBuf::from("reports"),
+        junit: None,
+        format: b.format,
+        fail_on: FailOn::Any,
+        jobs: None,
+        quiet: false,
+        hosts: Vec::new(),
+        remote_exe: None,
+        faults: Vec::new(),
+        lease: lockcheck::plan::DEFAULT_LEASE,
+        repeat: None,
+        bench: true,
+        bench_settings: b.bench,
+        filters: Vec::new(),
+    };
+    let session = open_session(&a)?;
+    for n in &session.notes {
+        eprintln!("note: {n}");
+    }
+    let mut all = Vec::new();
+    let mut text = String::new();
+    for (i, t) in session.targets.iter().enumerate() {
+        eprintln!(
+            "benchmarking {} ({}, {})",
+            t.label,
+            t.identity.fs_type,
+            t.root.display()
+        );
+        let r = session.bench(i, &mechanisms, &opts);
+        text.push_str(&format!(
+            "\n{} ({}, {})\n{}",
+            t.label,
+            t.identity.fs_type,
+            t.root.display(),
+            lockcheck::bench::markdown(&r)
+        ));
+        all.push(serde_json::json!({
+            "target": t.label,
+            "fs_type": t.identity.fs_type,
+            "dir": t.root,
+            "benchmarks": r,
+        }));
+    }
+    let problems = session.close();
+    if a.format == RunFormat::Json {
+        let doc = serde_json::json!({
+            "schema_version": report::SCHEMA_VERSION,
+            "targets": all,
+        });
+        let out = serde_json::to_string_pretty(&doc)
+            .map_err(|e| Error::usage(format!("cannot render the figures: {e}"), None))?;
+        if !emit(&format!("{out}\n")) {
+            return Err(Error::io(
+                "writing the figures to stdout",
+                std::io::Error::other("the output was closed before the end"),
+            ));
+        }
+        eprint!("{text}");
+    } else {
+        emit(&text);
+    }
+    for p in &problems {
+        eprintln!("warning: cleanup: {p}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn qualify(q: QualifyArgs) -> Result<ExitCode, Error> {
+    let repeat = q.run.repeat.unwrap_or(3);
     // The bundle holds everything: options that write elsewhere do not apply.
     if q.run.format != RunFormat::Text
         || q.run.junit.is_some()
@@ -469,7 +625,7 @@ fn qualify(q: QualifyArgs) -> Result<ExitCode, Error> {
             ))
         }
     }
-    run(q.run, Some((q.repeat, q.bundle)))
+    run(q.run, Some((repeat, q.bundle)))
 }
 
 /// Where results will be written must be usable before anything runs.
@@ -529,25 +685,9 @@ fn check_outputs(a: &RunArgs, bundle: Option<&std::path::Path>) -> Result<(), Er
     Ok(())
 }
 
-fn run(a: RunArgs, qualify: Option<(usize, PathBuf)>) -> Result<ExitCode, Error> {
-    let started = Instant::now();
-    check_outputs(&a, qualify.as_ref().map(|(_, b)| b.as_path()))?;
-    let cat = catalog::load(a.scenarios.as_deref())?;
-    let apps = match (&a.apps, &a.scenarios) {
-        // A catalog of one's own may lack what the built-in profiles name:
-        // then the reports go without application verdicts, and say why here.
-        (None, Some(_)) => lockcheck::apps::load(None, &cat).unwrap_or_else(|_| {
-            eprintln!(
-                "note: no application verdicts: the profiles name scenarios this catalog lacks (give --apps DIR)"
-            );
-            lockcheck::apps::Apps::none()
-        }),
-        (dir, _) => lockcheck::apps::load(dir.as_deref(), &cat)?,
-    };
-    let mechanisms: Vec<Mechanism> = a.mechanisms.iter().map(|m| (*m).into()).collect();
-    if let Some(0) = a.jobs {
-        return Err(Error::usage("--jobs must be at least 1", None));
-    }
+/// Open the run's targets: the given ones (or the defaults), plus the
+/// filesystems `--provision` makes, with hosts and lab faults.
+fn open_session(a: &RunArgs) -> Result<Session, Error> {
     // Still single-threaded: the namespace covers every thread and actor.
     let namespace = target::enter_private_namespace();
     let (mut specs, tmpfs, mut notes) = if a.targets.is_empty() {
@@ -629,6 +769,35 @@ fn run(a: RunArgs, qualify: Option<(usize, PathBuf)>) -> Result<ExitCode, Error>
     let mut session =
         Session::open_with(&specs, namespace, tmpfs, notes, &hosts, &faults, a.lease)?;
     session.provisioned = provisioned;
+    Ok(session)
+}
+
+fn run(a: RunArgs, qualify: Option<(usize, PathBuf)>) -> Result<ExitCode, Error> {
+    let started = Instant::now();
+    if a.repeat == Some(0) {
+        return Err(Error::usage("--repeat must be at least 1", None));
+    }
+    check_outputs(&a, qualify.as_ref().map(|(_, b)| b.as_path()))?;
+    if a.bench {
+        a.bench_settings.options()?;
+    }
+    let cat = catalog::load(a.scenarios.as_deref())?;
+    let apps = match (&a.apps, &a.scenarios) {
+        // A catalog of one's own may lack what the built-in profiles name:
+        // then the reports go without application verdicts, and say why here.
+        (None, Some(_)) => lockcheck::apps::load(None, &cat).unwrap_or_else(|_| {
+            eprintln!(
+                "note: no application verdicts: the profiles name scenarios this catalog lacks (give --apps DIR)"
+            );
+            lockcheck::apps::Apps::none()
+        }),
+        (dir, _) => lockcheck::apps::load(dir.as_deref(), &cat)?,
+    };
+    let mechanisms: Vec<Mechanism> = a.mechanisms.iter().map(|m| (*m).into()).collect();
+    if let Some(0) = a.jobs {
+        return Err(Error::usage("--jobs must be at least 1", None));
+    }
+    let session = open_session(&a)?;
     let mut trials = session.plan(&cat, &mechanisms);
     if !a.filters.is_empty() {
         trials.retain(|t| a.filters.iter().any(|f| t.id.contains(f.as_str())));
@@ -676,8 +845,10 @@ fn run(a: RunArgs, qualify: Option<(usize, PathBuf)>) -> Result<ExitCode, Error>
             let _ = err.flush();
         }
     };
-    let repeats = qualify.as_ref().map_or(1, |(n, _)| *n);
+    let repeats = qualify.as_ref().map_or(a.repeat.unwrap_or(1), |(n, _)| *n);
     let mut passes: Vec<Vec<report::Report>> = Vec::new();
+    // `--repeat`: every run's outcomes, but only the last run's reports.
+    let mut tally = report::Tally::default();
     for k in 0..repeats {
         if repeats > 1 && !a.quiet {
             eprintln!("run {} of {repeats}", k + 1);
@@ -688,13 +859,30 @@ fn run(a: RunArgs, qualify: Option<(usize, PathBuf)>) -> Result<ExitCode, Error>
             eprint!("\r\x1b[K");
         }
         let wall_ms = began.elapsed().as_secs_f64() * 1000.0;
-        passes.push(
-            session
-                .reports(&cat, results, wall_ms)
-                .into_iter()
-                .map(|r| r.with_apps(&apps))
-                .collect(),
-        );
+        let pass: Vec<report::Report> = session
+            .reports(&cat, results, wall_ms)
+            .into_iter()
+            .map(|r| r.with_apps(&apps))
+            .collect();
+        if qualify.is_none() {
+            tally.add(&pass);
+            passes.clear();
+        }
+        passes.push(pass);
+    }
+    let mut any_flaky = false;
+    if qualify.is_none() && repeats > 1 {
+        for r in passes.iter_mut().flatten() {
+            let rep = tally.repeat_of(&r.target.label);
+            for f in &rep.flaky {
+                eprintln!("FLAKY {}: {}", f.id, f.describe());
+            }
+            any_flaky |= !rep.flaky.is_empty();
+            r.repeat = Some(rep);
+        }
+        if !any_flaky {
+            eprintln!("{repeats} runs: no trial changed its outcome");
+        }
     }
     let failed = |r: &report::Report| {
         let s = &r.summary;
@@ -706,6 +894,32 @@ fn run(a: RunArgs, qualify: Option<(usize, PathBuf)>) -> Result<ExitCode, Error>
                 FailOn::Error => false,
             }
     };
+    let benchmarks: Vec<(String, lockcheck::bench::Bench)> = if a.bench {
+        let opts = a.bench_settings.options()?;
+        session
+            .targets
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| passes.iter().flatten().any(|r| r.target.label == t.label))
+            .map(|(i, t)| {
+                if !a.quiet {
+                    eprintln!("benchmarking {}", t.label);
+                }
+                (
+                    t.label.clone(),
+                    session.bench(i, &lockcheck::bench::MECHANISMS, &opts),
+                )
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    for r in passes.iter_mut().flatten() {
+        r.benchmarks = benchmarks
+            .iter()
+            .find(|(l, _)| *l == r.target.label)
+            .map(|(_, b)| b.clone());
+    }
     if let Some((_, bundle)) = &qualify {
         let q = lockcheck::qualify::assess(&passes, &failed);
         let written = lockcheck::qualify::write_bundle(bundle, &passes, &q)?;
@@ -777,7 +991,7 @@ fn run(a: RunArgs, qualify: Option<(usize, PathBuf)>) -> Result<ExitCode, Error>
     for p in &problems {
         eprintln!("warning: cleanup: {p}");
     }
-    let ok = !reports.iter().any(failed);
+    let ok = !reports.iter().any(failed) && !any_flaky;
     Ok(if ok {
         ExitCode::SUCCESS
     } else {

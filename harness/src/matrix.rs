@@ -24,6 +24,8 @@ pub struct MReport {
     pub generated_at: String,
     #[serde(default)]
     pub catalog: Option<MCatalog>,
+    #[serde(default)]
+    pub benchmarks: Option<crate::bench::Bench>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -298,6 +300,15 @@ pub fn markdown(m: &Matrix) -> String {
         }
         let _ = writeln!(s);
     }
+    let latency = latency_rows(m);
+    if !latency.is_empty() {
+        let _ = writeln!(s, "### Lock latency\n\n{LATENCY_NOTE}\n");
+        head(&mut s, "measurement");
+        for (label, cells) in &latency {
+            let _ = writeln!(s, "| {} | {} |", md_escape(label), cells.join(" | "));
+        }
+        let _ = writeln!(s);
+    }
     let mut family: Option<Family> = None;
     for (f, scenario) in &m.rows {
         if family != Some(*f) {
@@ -330,6 +341,59 @@ pub fn markdown(m: &Matrix) -> String {
     );
     s
 }
+
+/// The lock latency rows (`lockcheck bench` figures in the reports): a
+/// label and one cell per target; none if no report has figures.
+pub fn latency_rows(m: &Matrix) -> Vec<(String, Vec<String>)> {
+    use crate::bench::{format_us, group, MechBench};
+    if m.targets.iter().all(|r| r.benchmarks.is_none()) {
+        return Vec::new();
+    }
+    let mut rows = Vec::new();
+    for mech in crate::bench::MECHANISMS {
+        let of = |r: &MReport| -> Option<MechBench> {
+            r.benchmarks
+                .as_ref()?
+                .results
+                .iter()
+                .find(|b| b.mechanism == mech)
+                .cloned()
+        };
+        let lat = |l: Option<&crate::bench::Latency>| {
+            l.map(|l| format!("{} (p99 {})", format_us(l.median_us), format_us(l.p99_us)))
+                .unwrap_or_default()
+        };
+        rows.push((
+            format!("{mech}: lock+unlock"),
+            m.targets
+                .iter()
+                .map(|r| lat(of(r).as_ref().and_then(|b| b.uncontended.as_ref())))
+                .collect(),
+        ));
+        rows.push((
+            format!("{mech}: hand-off to a waiter"),
+            m.targets
+                .iter()
+                .map(|r| lat(of(r).as_ref().and_then(|b| b.handoff.as_ref())))
+                .collect(),
+        ));
+        rows.push((
+            format!("{mech}: locks/s, processes contending"),
+            m.targets
+                .iter()
+                .map(|r| {
+                    of(r)
+                        .and_then(|b| b.throughput)
+                        .map(|t| format!("{} ({})", group(t.locks_per_s), t.processes))
+                        .unwrap_or_default()
+                })
+                .collect(),
+        ));
+    }
+    rows
+}
+
+const LATENCY_NOTE: &str = "Medians (p99) from `lockcheck run --bench` on each target, actors on the machine running lockcheck: lock+unlock by one process; from a holder's unlock to a blocked waiter's return; locks granted per second with N processes contending. Empty: not measured.";
 
 fn family_title(f: Family) -> String {
     let s = f.as_str().replace('-', " ");
@@ -481,6 +545,23 @@ pub fn html(m: &Matrix) -> String {
         }
         t.push_str("</tbody>\n");
     }
+    let latency = latency_rows(m);
+    if !latency.is_empty() {
+        let _ = writeln!(
+            t,
+            "<tbody class=\"group\"><tr><th class=\"family\" colspan=\"999\" title=\"{}\"><span>Lock latency (medians, p99 in brackets; hover for how)</span></th></tr>",
+            html_escape(&LATENCY_NOTE.replace('`', ""))
+        );
+        header(&mut t, "measurement");
+        for (label, cells) in &latency {
+            let _ = write!(t, "<tr><th class=\"row\">{}</th>", html_escape(label));
+            for c in cells {
+                let _ = write!(t, "<td class=\"figure\">{}</td>", html_escape(c));
+            }
+            t.push_str("</tr>\n");
+        }
+        t.push_str("</tbody>\n");
+    }
     let mut family: Option<Family> = None;
     for (f, scenario) in &m.rows {
         if family != Some(*f) {
@@ -580,6 +661,7 @@ const HTML_PAGE: &str = r##"<!DOCTYPE html>
   .v-pass, .v-safe { background: #dafbe1; }
   .v-skip, .v-not-checked { background: #f6f8fa; color: #57606a; }
   .v-incomplete { background: #fff1e5; }
+  td.figure { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; padding: 2px 6px; }
   .v-xfail, .v-info { background: #ddf4ff; }
   .v-divergent, .v-degraded { background: #fff8c5; }
   .v-unsafe { background: #ffebe9; color: #a40e26; font-weight: 700; }
@@ -704,6 +786,7 @@ mod tests {
             applications: vec![],
             generated_at: String::new(),
             catalog: None,
+            benchmarks: None,
             results: verdicts
                 .iter()
                 .map(|(s, m, v)| MResult {
@@ -774,6 +857,42 @@ mod tests {
             "only the page's own scripts"
         );
         assert!(page.contains("x{{DATA}}"), "labels are shown as text");
+    }
+
+    #[test]
+    fn latency_figures_line_up_by_target_and_say_nothing_when_missing() {
+        let mut fast = report("local", &[("x", "flock", "pass")]);
+        let slow = report("nfs", &[("x", "flock", "pass")]);
+        assert!(latency_rows(&Matrix::build(vec![slow.clone()]).expect("m")).is_empty());
+        fast.benchmarks = Some(crate::bench::Bench {
+            budget_ms: 200.0,
+            contenders: 4,
+            results: vec![crate::bench::MechBench {
+                mechanism: crate::scenario::Mechanism::Flock,
+                uncontended: crate::bench::Latency::of(&[700, 700, 900]),
+                handoff: None,
+                throughput: Some(crate::bench::Throughput {
+                    processes: 4,
+                    locks: 1000,
+                    seconds: 0.001,
+                    locks_per_s: 1_000_000.0,
+                }),
+                blocked_seen: None,
+                problems: vec!["hand-off: no".into()],
+            }],
+        });
+        let m = Matrix::build(vec![fast, slow]).expect("matrix");
+        let rows = latency_rows(&m);
+        assert_eq!(rows.len(), 9, "three rows per mechanism");
+        assert_eq!(rows[0].0, "flock: lock+unlock");
+        assert_eq!(
+            rows[0].1,
+            vec!["0.7 µs (p99 0.9 µs)".to_string(), String::new()]
+        );
+        assert_eq!(rows[1].1, vec![String::new(), String::new()]);
+        assert_eq!(rows[2].1[0], "1,000,000 (4)");
+        assert!(markdown(&m).contains("### Lock latency"));
+        assert!(html(&m).contains("<td class=\"figure\">0.7 µs (p99 0.9 µs)</td>"));
     }
 
     #[test]

@@ -318,6 +318,15 @@ pub fn describe_request(req: &Request) -> String {
             "{times} × [{}; pread({fd}, {offset}); pwrite({fd}, {offset}); unlock]",
             describe_request(lock)
         ),
+        Request::LockLoop {
+            lock,
+            unlock,
+            times,
+        } => format!(
+            "{times} × [{}; {}]",
+            describe_request(lock),
+            describe_request(unlock)
+        ),
         Request::LockFileCreate { path, pid: true } => format!(
             "open(\"{}\", O_CREAT|O_EXCL|O_WRONLY) + write(pid) (stale if kill(pid, 0) fails)",
             base(path)

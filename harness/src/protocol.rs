@@ -182,6 +182,13 @@ pub enum Request {
         socket: String,
         set_tid: Option<i32>,
     },
+    /// Benchmarks: `times` rounds of `lock` (must succeed, may wait) then
+    /// `unlock`; answers the nanoseconds each round took.
+    LockLoop {
+        lock: Box<Request>,
+        unlock: Box<Request>,
+        times: u32,
+    },
     /// Host agent: what the kernel shows of task `tid` (and /proc/locks), for
     /// deciding "blocked" on a host whose /proc the harness cannot read.
     ReadProc {
@@ -232,8 +239,15 @@ pub struct Reply {
     /// when a blocked call really completed, whenever the harness reads it.
     #[serde(default)]
     pub t_ns: u64,
+    /// CLOCK_MONOTONIC (ns) just before the call was made (0: not known).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub start_ns: u64,
     #[serde(flatten)]
     pub outcome: Outcome,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// CLOCK_MONOTONIC in nanoseconds: one clock for the harness and its actors.
@@ -271,6 +285,8 @@ pub enum Outcome {
     Spawned { pid: i32 },
     /// read-proc: the snapshot.
     Proc { snapshot: ProcSnapshot },
+    /// lock-loop: nanoseconds per round.
+    Samples { ns: Vec<u64> },
     /// The request could not be understood.
     BadRequest { message: String },
 }

@@ -308,6 +308,7 @@ mod tests {
             reference: String::new(),
             file: String::new(),
             duration_ms: 1.0,
+            in_calls_ms: 0.0,
             actors: vec![],
             steps: vec![],
             measurements: vec![],

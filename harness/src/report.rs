@@ -2,6 +2,7 @@
 //! shape); Markdown is for people. Both carry the evidence: for every trial
 //! the steps with the system calls made and what was observed.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -15,6 +16,118 @@ use crate::target::TargetIdentity;
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// Milliseconds, rounded to the microsecond.
+/// The runs of `--repeat N`, and what changed between them.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct Repeat {
+    pub runs: usize,
+    /// Trials (and application verdicts) whose outcome was not the same in every run.
+    pub flaky: Vec<FlakyTrial>,
+}
+
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct FlakyTrial {
+    pub id: String,
+    /// Each outcome seen, with the runs (from 1) that had it.
+    pub outcomes: Vec<OutcomeRuns>,
+}
+
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct OutcomeRuns {
+    pub outcome: String,
+    pub runs: Vec<usize>,
+}
+
+impl FlakyTrial {
+    /// `pass ×199; unsafe at step 4 ×1 (run 57)`
+    pub fn describe(&self) -> String {
+        self.outcomes
+            .iter()
+            .map(|o| {
+                let mut s = format!("{} ×{}", o.outcome, o.runs.len());
+                if o.runs.len() <= 5 {
+                    let runs: Vec<String> = o.runs.iter().map(|r| r.to_string()).collect();
+                    s.push_str(&format!(
+                        " (run{} {})",
+                        if o.runs.len() > 1 { "s" } else { "" },
+                        runs.join(", ")
+                    ));
+                }
+                s
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// Outcomes of every trial over repeated runs.
+#[derive(Debug, Default)]
+pub struct Tally {
+    runs: usize,
+    /// Per target label: per trial id, the outcome of each run.
+    seen: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+}
+
+impl Tally {
+    /// Count one run's reports.
+    pub fn add(&mut self, pass: &[Report]) {
+        self.runs += 1;
+        for r in pass {
+            let t = self.seen.entry(r.target.label.clone()).or_default();
+            for x in &r.results {
+                let o = match &x.failure {
+                    Some(f) => format!("{} at step {}", x.verdict, f.step),
+                    None => x.verdict.clone(),
+                };
+                t.entry(x.id.clone()).or_default().push(o);
+            }
+            for a in &r.applications {
+                t.entry(format!("{}::application {}", r.target.label, a.app))
+                    .or_default()
+                    .push(a.verdict.as_str().to_string());
+            }
+        }
+    }
+
+    /// What changed on one target.
+    pub fn repeat_of(&self, label: &str) -> Repeat {
+        let mut flaky = Vec::new();
+        for (id, outs) in self.seen.get(label).into_iter().flatten() {
+            let same = outs.len() == self.runs && outs.windows(2).all(|w| w[0] == w[1]);
+            if same {
+                continue;
+            }
+            let mut by: Vec<OutcomeRuns> = Vec::new();
+            for (k, o) in outs.iter().enumerate() {
+                match by.iter_mut().find(|b| b.outcome == *o) {
+                    Some(b) => b.runs.push(k + 1),
+                    None => by.push(OutcomeRuns {
+                        outcome: o.clone(),
+                        runs: vec![k + 1],
+                    }),
+                }
+            }
+            if outs.len() < self.runs {
+                by.push(OutcomeRuns {
+                    outcome: "not run".into(),
+                    runs: Vec::new(),
+                });
+            }
+            flaky.push(FlakyTrial {
+                id: id.clone(),
+                outcomes: by,
+            });
+        }
+        Repeat {
+            runs: self.runs,
+            flaky,
+        }
+    }
+}
+
+fn is_zero_ms(x: &f64) -> bool {
+    *x == 0.0
+}
+
 pub fn ms(d: std::time::Duration) -> f64 {
     (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
@@ -133,6 +246,11 @@ pub struct TrialResult {
     pub reference: String,
     pub file: String,
     pub duration_ms: f64,
+    /// Of `duration_ms`, the time some actor on this host was inside a
+    /// call the scenario asked for (locks, waits, writes); the rest is
+    /// lockcheck's own cost (starting actors, messages, observing, teardown).
+    #[serde(default, skip_serializing_if = "is_zero_ms")]
+    pub in_calls_ms: f64,
     pub actors: Vec<ActorRecord>,
     pub steps: Vec<StepRecord>,
     /// Times measured (fault to lock, how long a contender waited), even when it passes.
@@ -221,6 +339,12 @@ pub struct Report {
     /// degraded, unsafe, not checked), each with its reasons.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub applications: Vec<crate::apps::AppVerdict>,
+    /// Lock latency and throughput on the target (`--bench`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub benchmarks: Option<crate::bench::Bench>,
+    /// With `--repeat N`: how many runs, and the trials whose outcome changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<Repeat>,
     pub results: Vec<TrialResult>,
 }
 
@@ -245,6 +369,8 @@ impl Report {
             target,
             catalog,
             applications: Vec::new(),
+            benchmarks: None,
+            repeat: None,
             results,
         }
     }
@@ -680,6 +806,41 @@ pub fn markdown(r: &Report) -> String {
         let _ = writeln!(s);
     }
 
+    if let Some(rep) = &r.repeat {
+        let _ = writeln!(s, "## Repeated runs\n");
+        if rep.flaky.is_empty() {
+            let _ = writeln!(
+                s,
+                "The catalog ran {} times; no trial changed its outcome.\n",
+                rep.runs
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "The catalog ran {} times; these changed their outcome (flaky):\n",
+                rep.runs
+            );
+            for f in &rep.flaky {
+                let _ = writeln!(s, "- `{}`: {}", f.id, md_escape(&f.describe()));
+            }
+            let _ = writeln!(s);
+        }
+    }
+
+    if let Some(b) = &r.benchmarks {
+        let _ = writeln!(s, "## Lock latency\n");
+        let _ = writeln!(
+            s,
+            "Measured by `lockcheck bench` after the trials: lock+unlock by one process \
+             (no contention); hand-off from a holder's unlock to a waiting process's \
+             return; locks granted per second with {} processes contending. About {:.0} ms \
+             per measurement.\n",
+            b.contenders, b.budget_ms
+        );
+        s.push_str(&crate::bench::markdown(b));
+        let _ = writeln!(s);
+    }
+
     let skipped: Vec<&TrialResult> = r
         .results
         .iter()
@@ -803,6 +964,7 @@ mod tests {
             reference: "fcntl(2)".into(),
             file: format!("scenarios/{scenario}.yaml"),
             duration_ms: 1.5,
+            in_calls_ms: 0.0,
             actors: vec![],
             measurements: vec![],
             steps: vec![StepRecord {

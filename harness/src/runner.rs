@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::catalog::{Catalog, LoadedScenario};
 use crate::driver::{self, Driver, SecondMount, TrialEnv};
@@ -106,6 +106,7 @@ impl Session {
                 ));
             }
         }
+        raise_fd_limit();
         let pid_reuse = crate::target::pid_reuse_method();
         let mut targets = Vec::new();
         for s in specs {
@@ -241,20 +242,41 @@ impl Session {
 
     /// Run one trial.
     pub fn run_trial(&self, spec: &TrialSpec) -> TrialResult {
-        self.run_trial_with(spec, None)
+        self.run_trial_in(spec, None, None)
+    }
+
+    /// How long a trial is expected to take, roughly: the fixed windows it
+    /// watches a waiter for, then how many actors it starts.
+    fn cost(spec: &TrialSpec) -> (Duration, usize) {
+        match (&spec.skip, spec.scenario.plans.get(&spec.mechanism)) {
+            (None, Some(Applicability::Applies(p))) => (
+                p.steps
+                    .iter()
+                    .filter_map(|s| match s.op {
+                        crate::plan::Op::Await { hold } => hold,
+                        _ => None,
+                    })
+                    .sum(),
+                p.actors.len(),
+            ),
+            _ => (Duration::ZERO, 0),
+        }
     }
 
     /// Run one trial; `barrier` is shared with the trials of the same
-    /// scenario on the other targets, which inject their global faults together.
-    fn run_trial_with(
+    /// scenario on the other targets, which inject their global faults
+    /// together; `slots`: the job slot this trial holds, which it lends
+    /// while it only watches.
+    fn run_trial_in(
         &self,
         spec: &TrialSpec,
         barrier: Option<&crate::barrier::FaultBarrier>,
+        slots: Option<&crate::slots::JobSlots>,
     ) -> TrialResult {
         // A bug in the harness ends this trial as an error, not the run (a
         // worker that unwound would leave its target held and the run hung).
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.run_trial_inner(spec, barrier)
+            self.run_trial_inner(spec, barrier, slots)
         }))
         .unwrap_or_else(|panic| {
             let what = panic
@@ -287,6 +309,7 @@ impl Session {
             reference: s.reference.trim().to_string(),
             file: spec.scenario.file.clone(),
             duration_ms: 0.0,
+            in_calls_ms: 0.0,
             actors: Vec::new(),
             steps: Vec::new(),
             measurements: Vec::new(),
@@ -298,6 +321,7 @@ impl Session {
         &self,
         spec: &TrialSpec,
         barrier: Option<&crate::barrier::FaultBarrier>,
+        slots: Option<&crate::slots::JobSlots>,
     ) -> TrialResult {
         let s = &spec.scenario.scenario;
         let mut result = Self::base_result(spec);
@@ -354,6 +378,7 @@ impl Session {
             confined_faults: &target.confined_faults,
             barrier,
             lease: target.lease,
+            slots,
         };
         let outcome = Driver::new(plan, &env).run();
         drop(second);
@@ -414,6 +439,7 @@ impl Session {
             .collect();
         result.teardown_problems = teardown;
         result.measurements = outcome.measurements;
+        result.in_calls_ms = crate::report::ms(outcome.in_calls);
         result.duration_ms = crate::report::ms(started.elapsed());
         result
     }
@@ -455,8 +481,16 @@ impl Session {
             }
         };
         let run = |i: usize| record(i, self.run_trial(&trials[i]));
+        let run_shared = |i: usize, slots: &crate::slots::JobSlots| {
+            record(i, self.run_trial_in(&trials[i], None, Some(slots)))
+        };
+        // Longest first, so the trials that watch a waiter for a fixed
+        // window start early and lend their slots while the rest run.
+        let mut shared: Vec<usize> = shared.into();
+        shared.sort_by_key(|&i| std::cmp::Reverse(Self::cost(&trials[i])));
+        let job_slots = crate::slots::JobSlots::new(jobs);
         let sched = Mutex::new(Sched {
-            pending: shared,
+            pending: shared.into(),
             running: vec![0; self.targets.len()],
             held: vec![false; self.targets.len()],
         });
@@ -479,26 +513,35 @@ impl Session {
                     changed.notify_all();
                 });
             }
-            let workers = jobs.max(1).min(trials.len().max(1));
+            // A worker runs a trial while it holds a job slot; the extra
+            // workers start trials in the slots lent by trials that only
+            // watch or wait.
+            let workers = (jobs.max(1) * 4).max(jobs + 16).min(trials.len().max(1));
             for _ in 0..workers {
-                scope.spawn(|| {
+                scope.spawn(|| loop {
+                    job_slots.acquire();
                     let mut g = lock();
-                    loop {
+                    let picked = loop {
                         let next = g.pending.iter().position(|&i| !g.held[trials[i].target]);
                         if let Some(i) = next.and_then(|k| g.pending.remove(k)) {
-                            let t = trials[i].target;
-                            g.running[t] += 1;
-                            drop(g);
-                            run(i);
-                            g = lock();
-                            g.running[t] -= 1;
-                            changed.notify_all();
+                            break Some(i);
                         } else if g.pending.is_empty() {
-                            break;
-                        } else {
-                            g = changed.wait(g).unwrap_or_else(|e| e.into_inner());
+                            break None;
                         }
-                    }
+                        g = changed.wait(g).unwrap_or_else(|e| e.into_inner());
+                    };
+                    let Some(i) = picked else {
+                        drop(g);
+                        job_slots.release();
+                        break;
+                    };
+                    let t = trials[i].target;
+                    g.running[t] += 1;
+                    drop(g);
+                    run_shared(i, &job_slots);
+                    job_slots.release();
+                    lock().running[t] -= 1;
+                    changed.notify_all();
                 });
             }
         });
@@ -519,7 +562,7 @@ impl Session {
                 for &i in &group {
                     let (barrier, record) = (&barrier, &record);
                     scope.spawn(move || {
-                        let r = self.run_trial_with(&trials[i], Some(barrier));
+                        let r = self.run_trial_in(&trials[i], Some(barrier), None);
                         barrier.leave();
                         record(i, r);
                     });
@@ -587,6 +630,50 @@ impl Session {
             .collect()
     }
 
+    /// Measure lock latency on target `t` (`lockcheck bench`), one
+    /// mechanism after another, with nothing else running.
+    pub fn bench(
+        &self,
+        t: usize,
+        mechanisms: &[Mechanism],
+        opts: &crate::bench::BenchOptions,
+    ) -> crate::bench::Bench {
+        let target = &self.targets[t];
+        let mut results = Vec::new();
+        for &m in mechanisms {
+            let r = match target.trial_dir(&format!("bench.{m}")) {
+                Err(e) => crate::bench::MechBench {
+                    mechanism: m,
+                    uncontended: None,
+                    handoff: None,
+                    throughput: None,
+                    blocked_seen: None,
+                    problems: vec![format!("cannot create the benchmark directory: {e}")],
+                },
+                Ok(dir) => {
+                    let env = crate::bench::BenchEnv {
+                        exe: &self.exe,
+                        scratch: &dir,
+                        lock_lists: target.lock_lists(),
+                        locks_dev: target.identity.locks_dev.clone(),
+                        zygote: self.zygote.as_ref(),
+                    };
+                    let mut r = crate::bench::run_mechanism(&env, m, opts);
+                    if let Err(e) = std::fs::remove_dir_all(&dir) {
+                        r.problems.push(format!("removing {}: {e}", dir.display()));
+                    }
+                    r
+                }
+            };
+            results.push(r);
+        }
+        crate::bench::Bench {
+            budget_ms: crate::report::ms(opts.budget),
+            contenders: opts.contenders,
+            results,
+        }
+    }
+
     /// Remove scratch directories and unmount what lockcheck mounted.
     pub fn close(self) -> Vec<String> {
         let mut problems = Vec::new();
@@ -599,6 +686,33 @@ impl Session {
         drop(self.tmpfs);
         problems
     }
+}
+
+/// Raise this process's soft limit on open descriptors to its hard limit:
+/// every actor costs the harness a few descriptors (its channel, stderr,
+/// pidfd), and a few trials of 64 actors at once pass the usual soft limit
+/// of 1024. Returns the limit now in force.
+pub fn raise_fd_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                return want.rlim_cur;
+            }
+        }
+    }
+    lim.rlim_cur
 }
 
 /// Default number of parallel trials: the number of CPUs.

@@ -1,0 +1,508 @@
+//! `lockcheck bench`: what locking costs on a target, per mechanism.
+//!
+//! - **uncontended**: one process locks and unlocks, timed round by round
+//!   inside the actor (no pipe or harness in the measurement);
+//! - **hand-off**: a holder unlocks while another process waits in the
+//!   kernel (seen waiting in /proc first); the time from the holder entering
+//!   its unlock call to the waiter's lock call returning, both stamped by
+//!   the actors on CLOCK_MONOTONIC;
+//! - **throughput**: N processes lock and unlock as fast as they can, all on
+//!   the same file; locks granted per second of wall time.
+//!
+//! Each measurement stops at a time budget (at least a minimum number of
+//! rounds), so a slow target (NFS: a round trip per call) takes about as
+//! long as a fast one.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::driver::{Driver, HostEnv, TrialEnv};
+use crate::plan::{Applicability, LockKind};
+use crate::protocol::{Outcome, Reply, Request};
+use crate::scenario::Mechanism;
+
+/// The mechanisms benchmarked: the lock calls applications make.
+pub const MECHANISMS: [Mechanism; 3] = [Mechanism::Flock, Mechanism::Posix, Mechanism::Ofd];
+
+/// How much to measure.
+#[derive(Debug, Clone, Copy)]
+pub struct BenchOptions {
+    /// Time spent on each measurement (after the minimum rounds).
+    pub budget: Duration,
+    /// Processes contending in the throughput measurement.
+    pub contenders: u32,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions {
+            budget: Duration::from_millis(200),
+            contenders: 4,
+        }
+    }
+}
+
+/// The benchmarks of one target.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Bench {
+    /// Time budget per measurement, in milliseconds.
+    pub budget_ms: f64,
+    /// Processes in the throughput measurement.
+    pub contenders: u32,
+    pub results: Vec<MechBench>,
+}
+
+/// One mechanism's figures; a measurement that could not be made is
+/// missing, and `problems` says why.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct MechBench {
+    pub mechanism: Mechanism,
+    /// Lock + unlock by one process, no contention.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncontended: Option<Latency>,
+    /// From the holder entering its unlock call to the blocked waiter's
+    /// lock call returning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handoff: Option<Latency>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throughput: Option<Throughput>,
+    /// lockcheck's own blocked detection, measured during the hand-offs:
+    /// from the waiter entering its lock call to lockcheck deciding, from
+    /// /proc, that it waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked_seen: Option<Latency>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
+}
+
+impl MechBench {
+    fn of(
+        mechanism: Mechanism,
+        uncontended: Result<Latency, String>,
+        handoff: Result<(Latency, Option<Latency>), String>,
+        throughput: Result<Throughput, String>,
+    ) -> MechBench {
+        let mut problems = Vec::new();
+        let mut keep = |what: &str, e: Option<String>| {
+            if let Some(e) = e {
+                problems.push(format!("{what}: {e}"));
+            }
+        };
+        keep("uncontended", uncontended.as_ref().err().cloned());
+        keep("hand-off", handoff.as_ref().err().cloned());
+        keep("throughput", throughput.as_ref().err().cloned());
+        let (handoff, blocked_seen) = match handoff {
+            Ok((h, seen)) => (Some(h), seen),
+            Err(_) => (None, None),
+        };
+        MechBench {
+            mechanism,
+            uncontended: uncontended.ok(),
+            handoff,
+            throughput: throughput.ok(),
+            blocked_seen,
+            problems,
+        }
+    }
+}
+
+/// A latency distribution in microseconds.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Latency {
+    pub samples: usize,
+    pub median_us: f64,
+    pub p99_us: f64,
+    pub min_us: f64,
+    pub max_us: f64,
+}
+
+impl Latency {
+    /// From samples in nanoseconds (`None` if there are none).
+    pub fn of(ns: &[u64]) -> Option<Latency> {
+        if ns.is_empty() {
+            return None;
+        }
+        let mut v = ns.to_vec();
+        v.sort_unstable();
+        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
+        Some(Latency {
+            samples: v.len(),
+            median_us: round3(at(0.5)),
+            p99_us: round3(at(0.99)),
+            min_us: round3(v[0] as f64 / 1000.0),
+            max_us: round3(v[v.len() - 1] as f64 / 1000.0),
+        })
+    }
+}
+
+/// Locks granted per second with several processes contending.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Throughput {
+    pub processes: u32,
+    pub locks: u64,
+    pub seconds: f64,
+    pub locks_per_s: f64,
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// The generated scenario the benchmarks' actors come from: `n` actors
+/// that each open the same file.
+fn scenario(n: u32) -> Result<crate::catalog::LoadedScenario, String> {
+    let text = format!(
+        "name: bench\nsummary: lock latency\nreference: lockcheck bench\nfamily: blocking\n\
+         severity: info\nactors: ['p[1..{n}]']\nsteps:\n  - open: {{actors: all, path: bench, create: true}}\n"
+    );
+    crate::catalog::parse_scenario("<bench>", text.as_bytes(), None).map_err(|e| e.to_string())
+}
+
+/// Where a benchmark runs: the pieces of a trial environment.
+pub struct BenchEnv<'a> {
+    pub exe: &'a std::path::Path,
+    /// A fresh scratch directory of the target (removed by the caller).
+    pub scratch: &'a std::path::Path,
+    pub lock_lists: bool,
+    pub locks_dev: Option<String>,
+    pub zygote: Option<&'a crate::zygote::Zygote>,
+}
+
+/// Benchmark one mechanism on a target.
+pub fn run_mechanism(env: &BenchEnv<'_>, mech: Mechanism, opts: &BenchOptions) -> MechBench {
+    let n = opts.contenders.max(2);
+    let fail = |e: String| MechBench {
+        mechanism: mech,
+        uncontended: None,
+        handoff: None,
+        throughput: None,
+        blocked_seen: None,
+        problems: vec![e],
+    };
+    let loaded = match scenario(n) {
+        Ok(l) => l,
+        Err(e) => return fail(e),
+    };
+    let Some(Applicability::Applies(plan)) = loaded.plans.get(&mech) else {
+        return fail(format!("{mech} cannot be benchmarked"));
+    };
+    let hosts = [HostEnv::local(env.exe, env.scratch)];
+    let no_faults = Default::default();
+    let none_confined = Default::default();
+    let tenv = TrialEnv {
+        exe: env.exe,
+        scratch: env.scratch,
+        second_mount: None,
+        backing: None,
+        lock_lists: env.lock_lists,
+        locks_dev: env.locks_dev.clone(),
+        hosts: &hosts,
+        faults: &no_faults,
+        zygote: env.zygote,
+        confined_faults: &none_confined,
+        barrier: None,
+        lease: crate::plan::DEFAULT_LEASE,
+        slots: None,
+    };
+    let mut d = Driver::new(plan, &tenv);
+    let opened = d.start().and_then(|()| {
+        for step in &plan.steps {
+            let (_, record, ok) = d.step(step)?;
+            if !ok {
+                return Err(format!("cannot open the file: {}", record.observed));
+            }
+        }
+        Ok(())
+    });
+    let out = match opened {
+        Err(e) => fail(e),
+        Ok(()) => {
+            let mut b = Bencher {
+                d: &mut d,
+                mech,
+                opts,
+            };
+            let uncontended = b.uncontended();
+            let handoff = b.handoff();
+            let per_round = uncontended
+                .as_ref()
+                .map(|l| Duration::from_nanos((l.median_us * 1000.0) as u64))
+                .unwrap_or(Duration::from_millis(1));
+            let throughput = b.throughput(n, per_round);
+            MechBench::of(mech, uncontended, handoff, throughput)
+        }
+    };
+    d.finish();
+    out
+}
+
+/// The longest one call may take before the benchmark gives up.
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// Rounds measured at least, whatever the budget.
+const MIN_ROUNDS: u32 = 20;
+const MIN_HANDOFFS: u32 = 5;
+/// Rounds measured at most.
+const MAX_ROUNDS: u32 = 100_000;
+const MAX_HANDOFFS: u32 = 2_000;
+
+struct Bencher<'d, 'a> {
+    d: &'d mut Driver<'a>,
+    mech: Mechanism,
+    opts: &'d BenchOptions,
+}
+
+impl Bencher<'_, '_> {
+    fn fd(&self, i: usize) -> Result<(i32, u64), String> {
+        self.d
+            .descriptor(i, "bench")
+            .ok_or_else(|| "the benchmark file is not open".to_string())
+    }
+
+    fn lock(&self, i: usize, kind: LockKind, wait: bool) -> Result<Request, String> {
+        let (fd, _) = self.fd(i)?;
+        Ok(crate::mech::lock_request(self.mech, fd, "bench", kind, wait, 0, 0).0)
+    }
+
+    fn call(&mut self, i: usize, req: Request) -> Result<Reply, String> {
+        let seq = self.d.submit(i, req, CALL_TIMEOUT)?;
+        let r = self.d.reply(i, seq, CALL_TIMEOUT)?;
+        match &r.outcome {
+            Outcome::Failed { errno } => {
+                Err(format!("the call failed: {}", crate::errno::name(*errno)))
+            }
+            Outcome::BadRequest { message } => Err(message.clone()),
+            _ => Ok(r),
+        }
+    }
+
+    /// Lock-loop rounds in actor `i`: their times in ns.
+    fn rounds(&mut self, i: usize, times: u32, wait: bool) -> Result<(Vec<u64>, Reply), String> {
+        let req = Request::LockLoop {
+            lock: Box::new(self.lock(i, LockKind::Exclusive, wait)?),
+            unlock: Box::new(self.lock(i, LockKind::Unlock, false)?),
+            times,
+        };
+        let r = self.call(i, req)?;
+        match &r.outcome {
+            Outcome::Samples { ns } => Ok((ns.clone(), r.clone())),
+            other => Err(format!("unexpected answer {other:?}")),
+        }
+    }
+
+    fn uncontended(&mut self) -> Result<Latency, String> {
+        let began = Instant::now();
+        let (mut ns, _) = self.rounds(0, MIN_ROUNDS, false)?;
+        let per = began.elapsed() / MIN_ROUNDS;
+        let more = rounds_for(self.opts.budget, per, MAX_ROUNDS - MIN_ROUNDS);
+        if more > 0 {
+            ns.extend(self.rounds(0, more, false)?.0);
+        }
+        Latency::of(&ns).ok_or_else(|| "no samples".into())
+    }
+
+    fn handoff(&mut self) -> Result<(Latency, Option<Latency>), String> {
+        let (holder0, waiter0) = (0, 1);
+        self.call(holder0, self.lock(holder0, LockKind::Exclusive, false)?)?;
+        let began = Instant::now();
+        let mut samples = Vec::new();
+        let mut seen = Vec::new();
+        let (mut h, mut w) = (holder0, waiter0);
+        let result = (|| {
+            while samples.len() < MAX_HANDOFFS as usize
+                && (samples.len() < MIN_HANDOFFS as usize || began.elapsed() < self.opts.budget)
+            {
+                let (fd, ino) = self.fd(w)?;
+                let (req, sig) = crate::mech::lock_request(
+                    self.mech,
+                    fd,
+                    "bench",
+                    LockKind::Exclusive,
+                    true,
+                    0,
+                    0,
+                );
+                let sig = sig.ok_or("this lock call cannot wait")?;
+                let seq = self.d.submit(w, req, CALL_TIMEOUT)?;
+                if let Some(r) = self.d.until_blocked(w, seq, sig, Some(ino), CALL_TIMEOUT)? {
+                    return Err(format!(
+                        "the waiter was not made to wait: {:?} while another process held the lock",
+                        r.outcome
+                    ));
+                }
+                let seen_ns = crate::protocol::monotonic_ns();
+                let unlocked = self.call(h, self.lock(h, LockKind::Unlock, false)?)?;
+                let got = self.d.reply(w, seq, CALL_TIMEOUT)?;
+                if let Outcome::Failed { errno } = got.outcome {
+                    return Err(format!(
+                        "the waiter's lock failed: {}",
+                        crate::errno::name(errno)
+                    ));
+                }
+                if unlocked.start_ns == 0 || got.t_ns == 0 {
+                    return Err("the actors did not stamp their calls".into());
+                }
+                samples.push(got.t_ns.saturating_sub(unlocked.start_ns));
+                if got.start_ns > 0 {
+                    seen.push(seen_ns.saturating_sub(got.start_ns));
+                }
+                std::mem::swap(&mut h, &mut w);
+            }
+            Ok(())
+        })();
+        // Whoever holds the lock lets go (best effort: the actors end next).
+        if let Ok(req) = self.lock(h, LockKind::Unlock, false) {
+            let _ = self.call(h, req);
+        }
+        result?;
+        let h = Latency::of(&samples).ok_or("no samples")?;
+        Ok((h, Latency::of(&seen)))
+    }
+
+    fn throughput(&mut self, n: u32, per_round: Duration) -> Result<Throughput, String> {
+        // Each process gets rounds for the whole budget as if it ran alone;
+        // contention makes the run take longer, not shorter.
+        let times = (rounds_for(self.opts.budget, per_round, MAX_ROUNDS) / n).max(MIN_ROUNDS);
+        let mut seqs = Vec::new();
+        for i in 0..n as usize {
+            let req = Request::LockLoop {
+                lock: Box::new(self.lock(i, LockKind::Exclusive, true)?),
+                unlock: Box::new(self.lock(i, LockKind::Unlock, false)?),
+                times,
+            };
+            seqs.push((i, self.d.submit(i, req, CALL_TIMEOUT)?));
+        }
+        let (mut first, mut last) = (u64::MAX, 0u64);
+        for (i, seq) in seqs {
+            let r = self.d.reply(i, seq, CALL_TIMEOUT)?;
+            match r.outcome {
+                Outcome::Samples { .. } => {}
+                Outcome::Failed { errno } => {
+                    return Err(format!("a contender failed: {}", crate::errno::name(errno)))
+                }
+                other => return Err(format!("unexpected answer {other:?}")),
+            }
+            first = first.min(r.start_ns);
+            last = last.max(r.t_ns);
+        }
+        let seconds = last.saturating_sub(first) as f64 / 1e9;
+        if seconds <= 0.0 {
+            return Err("the contenders did not stamp their calls".into());
+        }
+        let locks = u64::from(times) * u64::from(n);
+        Ok(Throughput {
+            processes: n,
+            locks,
+            seconds: round3(seconds * 1000.0) / 1000.0,
+            locks_per_s: (locks as f64 / seconds).round(),
+        })
+    }
+}
+
+/// How many rounds of `per` fit in `budget` (at most `max`).
+fn rounds_for(budget: Duration, per: Duration, max: u32) -> u32 {
+    let per = per.as_nanos().max(1);
+    (budget.as_nanos() / per).min(u128::from(max)) as u32
+}
+
+/// The benchmarks as a Markdown section.
+pub fn markdown(b: &Bench) -> String {
+    let mut s = String::new();
+    s.push_str("| mechanism | lock+unlock median | p99 | hand-off median | p99 | throughput |\n");
+    s.push_str("|---|---:|---:|---:|---:|---:|\n");
+    for m in &b.results {
+        let lat = |l: &Option<Latency>| match l {
+            Some(l) => (format_us(l.median_us), format_us(l.p99_us)),
+            None => ("n/a".to_string(), "n/a".to_string()),
+        };
+        let (um, up) = lat(&m.uncontended);
+        let (hm, hp) = lat(&m.handoff);
+        let tp = match &m.throughput {
+            Some(t) => format!(
+                "{} locks/s ({} processes)",
+                group(t.locks_per_s),
+                t.processes
+            ),
+            None => "n/a".to_string(),
+        };
+        s.push_str(&format!(
+            "| {} | {um} | {up} | {hm} | {hp} | {tp} |\n",
+            m.mechanism
+        ));
+    }
+    for m in &b.results {
+        for p in &m.problems {
+            s.push_str(&format!("\n- {}: {}", m.mechanism, p.replace('|', "\\|")));
+        }
+    }
+    if b.results.iter().any(|m| !m.problems.is_empty()) {
+        s.push('\n');
+    }
+    s
+}
+
+/// Microseconds for people: `3.2 µs`, `410 µs`, `12.5 ms`.
+pub fn format_us(us: f64) -> String {
+    if us >= 10_000.0 {
+        format!("{:.1} ms", us / 1000.0)
+    } else if us >= 100.0 {
+        format!("{us:.0} µs")
+    } else {
+        format!("{us:.1} µs")
+    }
+}
+
+/// `1234567` as `1,234,567`.
+pub fn group(x: f64) -> String {
+    let n = x.round() as u64;
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (k, c) in digits.chars().enumerate() {
+        if k > 0 && (digits.len() - k) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_and_formats() {
+        let ns: Vec<u64> = (1..=100).map(|k| k * 1000).collect();
+        let l = Latency::of(&ns).expect("samples");
+        assert_eq!(l.samples, 100);
+        assert_eq!(l.median_us, 51.0);
+        assert_eq!(l.p99_us, 99.0);
+        assert_eq!(l.min_us, 1.0);
+        assert_eq!(l.max_us, 100.0);
+        assert!(Latency::of(&[]).is_none());
+        assert_eq!(format_us(3.24), "3.2 µs");
+        assert_eq!(format_us(410.4), "410 µs");
+        assert_eq!(format_us(12_500.0), "12.5 ms");
+        assert_eq!(group(1_234_567.0), "1,234,567");
+        assert_eq!(group(999.0), "999");
+        assert_eq!(
+            rounds_for(Duration::from_millis(100), Duration::from_micros(10), 5),
+            5
+        );
+        assert_eq!(
+            rounds_for(Duration::from_millis(1), Duration::from_micros(10), 1000),
+            100
+        );
+    }
+
+    #[test]
+    fn the_generated_scenario_plans_for_every_mechanism() {
+        let l = scenario(4).expect("scenario");
+        for m in MECHANISMS {
+            assert!(
+                matches!(l.plans.get(&m), Some(Applicability::Applies(_))),
+                "{m}"
+            );
+        }
+    }
+}

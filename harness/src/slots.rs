@@ -1,0 +1,142 @@
+//! Job slots: how many trials may use the CPU at once (`--jobs`).
+//!
+//! A trial holds a slot while it runs, except while it only watches a
+//! blocked call keep waiting for a fixed window (`await ... for: 250ms`):
+//! then it lends its slot to the next trial and takes one back when the
+//! window is over. Taking a slot back goes before starting a new trial, so a
+//! lent slot delays the lender by at most one trial's step.
+
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+#[derive(Debug)]
+struct State {
+    free: usize,
+    /// Trials waiting to take back a slot they lent (they go first).
+    returning: usize,
+}
+
+/// A counting semaphore with priority for returning lenders.
+#[derive(Debug)]
+pub struct JobSlots {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+impl JobSlots {
+    pub fn new(jobs: usize) -> JobSlots {
+        JobSlots {
+            state: Mutex::new(State {
+                free: jobs.max(1),
+                returning: 0,
+            }),
+            changed: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Take a slot to start a trial (waits while none is free or a lender
+    /// is waiting to take one back).
+    pub fn acquire(&self) {
+        let mut g = self.lock();
+        while g.free == 0 || g.returning > 0 {
+            g = self.changed.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+        g.free -= 1;
+    }
+
+    /// Give a slot back.
+    pub fn release(&self) {
+        self.lock().free += 1;
+        self.changed.notify_all();
+    }
+
+    /// Lend this trial's slot until the guard is dropped (or `back()` is
+    /// called, which says how long taking it back waited).
+    pub fn lend(&self) -> Lent<'_> {
+        self.release();
+        Lent { slots: Some(self) }
+    }
+
+    fn take_back(&self) -> Duration {
+        let began = Instant::now();
+        let mut g = self.lock();
+        g.returning += 1;
+        while g.free == 0 {
+            g = self.changed.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+        g.free -= 1;
+        g.returning -= 1;
+        drop(g);
+        self.changed.notify_all();
+        began.elapsed()
+    }
+}
+
+/// A slot lent by a trial that is only watching; dropping it takes the slot back.
+#[must_use]
+pub struct Lent<'a> {
+    slots: Option<&'a JobSlots>,
+}
+
+impl Lent<'_> {
+    /// Take the slot back now; returns how long that waited.
+    pub fn back(mut self) -> Duration {
+        self.slots
+            .take()
+            .map(JobSlots::take_back)
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        if let Some(s) = self.slots.take() {
+            s.take_back();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn never_more_running_than_slots_and_lenders_come_back_first() {
+        let slots = JobSlots::new(2);
+        let running = AtomicUsize::new(0);
+        let most = AtomicUsize::new(0);
+        let enter = || {
+            let n = running.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(n, Ordering::SeqCst);
+        };
+        let leave = || {
+            running.fetch_sub(1, Ordering::SeqCst);
+        };
+        std::thread::scope(|s| {
+            for k in 0..8 {
+                let (slots, enter, leave) = (&slots, &enter, &leave);
+                s.spawn(move || {
+                    slots.acquire();
+                    enter();
+                    if k % 2 == 0 {
+                        leave();
+                        let lent = slots.lend();
+                        std::thread::yield_now();
+                        let _ = lent.back();
+                        enter();
+                    }
+                    leave();
+                    slots.release();
+                });
+            }
+        });
+        assert_eq!(running.load(Ordering::SeqCst), 0);
+        assert!(most.load(Ordering::SeqCst) <= 2, "{most:?}");
+        assert_eq!(slots.lock().free, 2);
+    }
+}
