@@ -2223,6 +2223,7 @@ impl<'a> Driver<'a> {
             if found.is_some() {
                 break;
             }
+            std::thread::yield_now();
         }
         Ok(match found {
             Some(l) => Observed::Listed(l.raw.clone()),

@@ -518,8 +518,11 @@ impl Session {
             // watch or wait.
             let workers = (jobs.max(1) * 4).max(jobs + 16).min(trials.len().max(1));
             for _ in 0..workers {
+                // A worker never holds a slot while it waits for a trial it
+                // may start: a fault lane waits for the running trials of
+                // its target to end, and one of those may be waiting to take
+                // back the slot it lent.
                 scope.spawn(|| loop {
-                    job_slots.acquire();
                     let mut g = lock();
                     let picked = loop {
                         let next = g.pending.iter().position(|&i| !g.held[trials[i].target]);
@@ -530,14 +533,11 @@ impl Session {
                         }
                         g = changed.wait(g).unwrap_or_else(|e| e.into_inner());
                     };
-                    let Some(i) = picked else {
-                        drop(g);
-                        job_slots.release();
-                        break;
-                    };
+                    let Some(i) = picked else { break };
                     let t = trials[i].target;
                     g.running[t] += 1;
                     drop(g);
+                    job_slots.acquire();
                     run_shared(i, &job_slots);
                     job_slots.release();
                     lock().running[t] -= 1;
