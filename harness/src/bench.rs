@@ -229,16 +229,25 @@ pub fn run_mechanism(env: &BenchEnv<'_>, mech: Mechanism, opts: &BenchOptions) -
                 .as_ref()
                 .map(|l| Duration::from_nanos((l.median_us * 1000.0) as u64))
                 .unwrap_or(Duration::from_millis(1));
-            let throughput = b.throughput(n, per_round);
+            // After a failed hand-off a call may still be outstanding: the
+            // actors are not used again.
+            let throughput = match &handoff {
+                Ok(_) => b.throughput(n, per_round),
+                Err(_) => Err("not measured: the hand-off failed".to_string()),
+            };
             MechBench::of(mech, uncontended, handoff, throughput)
         }
     };
-    d.finish();
+    let mut out = out;
+    out.problems
+        .extend(d.finish().into_iter().map(|p| format!("teardown: {p}")));
     out
 }
 
 /// The longest one call may take before the benchmark gives up.
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a waiter may take to be seen waiting.
+const BLOCK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Rounds measured at least, whatever the budget.
 const MIN_ROUNDS: u32 = 20;
 const MIN_HANDOFFS: u32 = 5;
@@ -324,7 +333,10 @@ impl Bencher<'_, '_> {
                 );
                 let sig = sig.ok_or("this lock call cannot wait")?;
                 let seq = self.d.submit(w, req, CALL_TIMEOUT)?;
-                if let Some(r) = self.d.until_blocked(w, seq, sig, Some(ino), CALL_TIMEOUT)? {
+                if let Some(r) = self
+                    .d
+                    .until_blocked(w, seq, sig, Some(ino), BLOCK_TIMEOUT)?
+                {
                     return Err(format!(
                         "the waiter was not made to wait: {:?} while another process held the lock",
                         r.outcome

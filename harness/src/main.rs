@@ -580,7 +580,18 @@ fn bench(b: BenchArgs) -> Result<ExitCode, Error> {
     for p in &problems {
         eprintln!("warning: cleanup: {p}");
     }
-    Ok(ExitCode::SUCCESS)
+    // A figure that could not be measured fails the command.
+    let incomplete = all.iter().any(|t| {
+        t["benchmarks"]["results"]
+            .as_array()
+            .is_none_or(|rs| rs.iter().any(|r| r.get("problems").is_some()))
+    });
+    Ok(if incomplete {
+        eprintln!("lockcheck bench: some figures could not be measured (see above)");
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn qualify(q: QualifyArgs) -> Result<ExitCode, Error> {

@@ -503,7 +503,14 @@ impl BlockDetector {
         let since = *self.stable_since.get_or_insert_with(Instant::now);
         if self.stable >= CONFIRMED_READS {
             // A `->` line is a local wait, which sleeps in S (see above).
-            if let Some(line) = (state == 'S').then(|| self.evidence_line(view)).flatten() {
+            // OFD lines name no pid: the task must still be asleep after the
+            // line was read, or it may have been granted meanwhile and the
+            // line be another waiter's.
+            if let Some(line) = (state == 'S')
+                .then(|| self.evidence_line(view))
+                .flatten()
+                .filter(|_| view.state(self.tid) == Some('S'))
+            {
                 let call = self.call_text(view, state);
                 return Some(Evidence {
                     text: format!("task {call}; /proc/locks: `{}`", line.raw),

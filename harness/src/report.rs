@@ -15,7 +15,6 @@ use crate::target::TargetIdentity;
 /// Bumped when the JSON report changes shape.
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// Milliseconds, rounded to the microsecond.
 /// The runs of `--repeat N`, and what changed between them.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Repeat {
@@ -128,6 +127,7 @@ fn is_zero_ms(x: &f64) -> bool {
     *x == 0.0
 }
 
+/// Milliseconds, rounded to the microsecond.
 pub fn ms(d: std::time::Duration) -> f64 {
     (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }

@@ -1,10 +1,12 @@
 //! Job slots: how many trials may use the CPU at once (`--jobs`).
 //!
 //! A trial holds a slot while it runs, except while it only watches a
-//! blocked call keep waiting for a fixed window (`await ... for: 250ms`):
-//! then it lends its slot to the next trial and takes one back when the
-//! window is over. Taking a slot back goes before starting a new trial, so a
-//! lent slot delays the lender by at most one trial's step.
+//! blocked call keep waiting for a fixed window (`await ... for: 250ms`) or
+//! waits more than a few milliseconds for a reply: then it lends its slot to
+//! the next trial and takes one back when the wait is over. Taking a slot
+//! back goes before starting a new trial, but still waits until some running
+//! trial ends or lends; that only makes a watched window longer, and replies
+//! are timed by the actors' own clocks.
 
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
