@@ -41,6 +41,14 @@ enum Command {
     /// process, and throughput with several processes contending.
     /// `lockcheck run --bench` puts the same figures into the reports.
     Bench(BenchArgs),
+    /// Remove what a lockcheck that was killed (SIGKILL, a crash) left
+    /// behind: `.lockcheck-*` directories with lockcheck's marker whose
+    /// process is gone. Nothing else is touched. A run does this in its
+    /// targets by itself.
+    Clean {
+        /// Directories to look in (default: the current directory, TMPDIR and /dev/shm).
+        dirs: Vec<PathBuf>,
+    },
     /// List the scenarios of the catalog.
     List(ListArgs),
     /// Check scenario files without running them.
@@ -319,6 +327,7 @@ fn main() -> ExitCode {
         Some(Command::Run(a)) => run(a, None),
         Some(Command::Qualify(q)) => qualify(q),
         Some(Command::Bench(b)) => bench(b),
+        Some(Command::Clean { dirs }) => clean(dirs),
         Some(Command::List(a)) => list(a),
         Some(Command::Validate { files }) => validate(&files),
         Some(Command::Schema { of }) => schema(of),
@@ -484,6 +493,60 @@ fn parse_lease(s: &str) -> Result<std::time::Duration, String> {
         return Err("give a lease between 1s and 1h".into());
     }
     Ok(d)
+}
+
+fn clean(dirs: Vec<PathBuf>) -> Result<ExitCode, Error> {
+    let given = !dirs.is_empty();
+    let dirs = if given {
+        dirs
+    } else {
+        let mut d = vec![PathBuf::from("."), std::env::temp_dir()];
+        if std::path::Path::new("/dev/shm").is_dir() {
+            d.push(PathBuf::from("/dev/shm"));
+        }
+        d.dedup();
+        d
+    };
+    let mut text = String::new();
+    let mut removed = 0;
+    for d in &dirs {
+        let found = match lockcheck::target::clean_stale(d) {
+            Ok(f) => f,
+            Err(e) if given => {
+                return Err(Error::usage(
+                    format!("clean {}: {e}", d.display()),
+                    Some("give directories that exist (targets lockcheck ran on, TMPDIR)"),
+                ))
+            }
+            Err(_) => continue,
+        };
+        for c in found {
+            match c {
+                lockcheck::target::Cleaned::Removed(p) => {
+                    removed += 1;
+                    text.push_str(&format!(
+                        "removed {}
+",
+                        p.display()
+                    ));
+                }
+                lockcheck::target::Cleaned::Kept(p, why) => {
+                    text.push_str(&format!(
+                        "kept {}: {why}
+",
+                        p.display()
+                    ));
+                }
+            }
+        }
+    }
+    text.push_str(&format!(
+        "{removed} left-over director{} removed
+",
+        if removed == 1 { "y" } else { "ies" }
+    ));
+    emit(&text);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The mechanisms to benchmark: the given ones (flock, posix, ofd only).

@@ -109,8 +109,19 @@ impl Session {
         raise_fd_limit();
         let pid_reuse = crate::target::pid_reuse_method();
         let mut targets = Vec::new();
+        let mut notes = notes;
         for s in specs {
             let mut t = Target::open(s)?;
+            // What a lockcheck killed with SIGKILL left behind here goes now.
+            for c in crate::target::clean_stale(&t.root).unwrap_or_default() {
+                if let crate::target::Cleaned::Removed(p) = c {
+                    notes.push(format!(
+                        "{}: removed {}, left by a lockcheck that is gone",
+                        s.label,
+                        p.display()
+                    ));
+                }
+            }
             for (h, _) in &t.host_dirs {
                 if !hosts.iter().any(|d| d.name == *h) {
                     return Err(Error::usage(

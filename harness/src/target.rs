@@ -836,3 +836,74 @@ mod tests {
         assert!(refused(Path::new("/srv/data")).is_none());
     }
 }
+
+/// What `clean` did with one directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cleaned {
+    Removed(PathBuf),
+    /// Left alone, and why.
+    Kept(PathBuf, String),
+}
+
+/// The pid in a scratch marker (`{"pid": N, ...}`), if it has one.
+fn marker_pid(marker: &Path) -> Option<i32> {
+    let text = fs::read_to_string(marker).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v.get("pid")?.as_i64().and_then(|p| i32::try_from(p).ok())
+}
+
+/// Remove the scratch directories a lockcheck that is gone left in `dir`
+/// (after SIGKILL, or a crash): only entries named `.lockcheck-*` that are
+/// real directories (not symlinks) holding lockcheck's marker file, whose
+/// process no longer exists, and with nothing mounted inside. Anything else
+/// is left alone, with the reason.
+pub fn clean_stale(dir: &Path) -> std::io::Result<Vec<Cleaned>> {
+    let mut out = Vec::new();
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !name.starts_with(SCRATCH_PREFIX) || name == SCRATCH_MARKER {
+            continue;
+        }
+        let path = entry.path();
+        let keep = |why: &str| Cleaned::Kept(path.clone(), why.to_string());
+        let Ok(meta) = fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if !meta.file_type().is_dir() {
+            out.push(keep("not a directory (lockcheck makes directories)"));
+            continue;
+        }
+        let marker = path.join(SCRATCH_MARKER);
+        let is_marker = fs::symlink_metadata(&marker).is_ok_and(|m| m.file_type().is_file());
+        let pid = is_marker.then(|| marker_pid(&marker)).flatten();
+        let Some(pid) = pid else {
+            out.push(keep("no lockcheck marker in it: not made by lockcheck"));
+            continue;
+        };
+        if pid > 0 && Path::new(&format!("/proc/{pid}")).exists() {
+            out.push(Cleaned::Kept(
+                path.clone(),
+                format!("its lockcheck (pid {pid}) may still be running"),
+            ));
+            continue;
+        }
+        let shown = path.to_string_lossy().to_string();
+        if mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .any(|m| m == shown || m.starts_with(&format!("{shown}/")))
+        {
+            out.push(keep("something is mounted inside it"));
+            continue;
+        }
+        // remove_dir_all does not follow symlinks inside the directory.
+        match fs::remove_dir_all(&path) {
+            Ok(()) => out.push(Cleaned::Removed(path)),
+            Err(e) => out.push(keep(&format!("cannot remove it: {e}"))),
+        }
+    }
+    Ok(out)
+}

@@ -436,3 +436,77 @@ fn qualify_writes_a_bundle() {
     assert!(q["command"].as_str().is_some_and(|c| c.contains("qualify")));
     assert!(String::from_utf8_lossy(&o.stdout).contains("qualification: pass"));
 }
+
+#[test]
+fn clean_removes_only_what_a_gone_lockcheck_left() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outside = tempfile::tempdir().expect("tempdir");
+    std::fs::write(outside.path().join("precious"), "x").expect("write");
+    let mark = |d: &Path, pid: u32| {
+        std::fs::create_dir_all(d).expect("mkdir");
+        std::fs::write(
+            d.join(".lockcheck-scratch"),
+            format!("{{\"pid\": {pid}, \"lockcheck\": \"0.1.0\"}}\n"),
+        )
+        .expect("marker");
+    };
+    // Left by a lockcheck that is gone (a pid that cannot exist), with
+    // content and a symlink out of it that must not be followed.
+    let gone = dir.path().join(".lockcheck-gone1");
+    mark(&gone, 999_999_999);
+    std::fs::write(gone.join("data"), "x").expect("write");
+    std::os::unix::fs::symlink(outside.path(), gone.join("link")).expect("symlink");
+    // Still running (this test's own pid), not marked, a symlink, a file.
+    let live = dir.path().join(".lockcheck-live1");
+    mark(&live, std::process::id());
+    let unmarked = dir.path().join(".lockcheck-mine");
+    std::fs::create_dir(&unmarked).expect("mkdir");
+    let link = dir.path().join(".lockcheck-link");
+    std::os::unix::fs::symlink(&gone, &link).expect("symlink");
+    let other = dir.path().join("user-data");
+    mark(&other, 999_999_999);
+
+    let o = lockcheck(&["clean", dir.path().to_str().expect("utf8")]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    assert!(!gone.exists(), "{out}");
+    assert!(
+        outside.path().join("precious").exists(),
+        "followed a symlink"
+    );
+    for kept in [&live, &unmarked, &other] {
+        assert!(kept.exists(), "{} removed: {out}", kept.display());
+    }
+    assert!(std::fs::symlink_metadata(&link).is_ok(), "{out}");
+    assert!(out.contains("1 left-over directory removed"), "{out}");
+    assert!(out.contains("may still be running"), "{out}");
+
+    let o = lockcheck(&["clean", dir.path().join("missing").to_str().expect("utf8")]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
+#[test]
+fn a_run_removes_what_a_killed_lockcheck_left_in_its_target() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = tempfile::tempdir().expect("tempdir");
+    let stale = dir.path().join(".lockcheck-killed");
+    std::fs::create_dir(&stale).expect("mkdir");
+    std::fs::write(stale.join(".lockcheck-scratch"), "{\"pid\": 999999999}\n").expect("marker");
+    let o = lockcheck(&[
+        "run",
+        "--target",
+        &format!("t={}", dir.path().display()),
+        "--out",
+        out.path().to_str().expect("utf8"),
+        "t::exclusive-race-2::flock",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stale.exists());
+    assert!(
+        stderr(&o).contains("left by a lockcheck that is gone"),
+        "{}",
+        stderr(&o)
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path()).expect("ls").collect();
+    assert!(left.is_empty(), "{left:?}");
+}
