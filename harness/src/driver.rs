@@ -536,6 +536,9 @@ impl<'a> Driver<'a> {
     /// the host's launcher (`ip netns exec NS`, `ssh HOST`, ...), speaking
     /// the protocol over its stdin and stdout.
     fn launch(&self, host: usize, into: &mut ActorRt) -> Result<(), Infra> {
+        if let Some(sig) = crate::interrupt::interrupted() {
+            return Err(Infra(format!("lockcheck was interrupted (signal {sig})")));
+        }
         let h = self.env.hosts.get(host).ok_or_else(|| {
             Infra(format!(
                 "actor {} is placed on a host this target does not have",

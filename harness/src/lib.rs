@@ -18,6 +18,7 @@ pub mod driver;
 pub mod errno;
 pub mod error;
 pub mod fuzz;
+pub mod interrupt;
 pub mod judge;
 pub mod loc;
 pub mod matrix;

@@ -322,6 +322,7 @@ fn main() -> ExitCode {
         lockcheck::zygote::main();
     }
     let cli = Cli::parse();
+    lockcheck::interrupt::install();
     let result = match cli.command {
         None => run(cli.run, None),
         Some(Command::Run(a)) => run(a, None),
@@ -908,6 +909,11 @@ fn run(a: RunArgs, qualify: Option<(usize, PathBuf)>) -> Result<ExitCode, Error>
     }
     let progress = |n: usize, r: &TrialResult| {
         let mut err = std::io::stderr().lock();
+        // Once interrupted, trials end because their actors were killed:
+        // nothing to report.
+        if lockcheck::interrupt::interrupted().is_some() {
+            return;
+        }
         if matches!(r.status, Status::Fail | Status::Error) {
             if tty {
                 let _ = write!(err, "\r\x1b[K");
@@ -924,6 +930,9 @@ fn run(a: RunArgs, qualify: Option<(usize, PathBuf)>) -> Result<ExitCode, Error>
     // `--repeat`: every run's outcomes, but only the last run's reports.
     let mut tally = report::Tally::default();
     for k in 0..repeats {
+        if lockcheck::interrupt::interrupted().is_some() {
+            break;
+        }
         if repeats > 1 && !a.quiet {
             eprintln!("run {} of {repeats}", k + 1);
         }
@@ -943,6 +952,15 @@ fn run(a: RunArgs, qualify: Option<(usize, PathBuf)>) -> Result<ExitCode, Error>
             passes.clear();
         }
         passes.push(pass);
+    }
+    if let Some(sig) = lockcheck::interrupt::interrupted() {
+        // Reports of a run cut short would say less than they seem to.
+        let problems = session.close();
+        for p in &problems {
+            eprintln!("warning: cleanup: {p}");
+        }
+        eprintln!("lockcheck: interrupted; no reports written; scratch directories removed");
+        return Ok(ExitCode::from((128 + sig).clamp(0, 255) as u8));
     }
     let mut any_flaky = false;
     if qualify.is_none() && repeats > 1 {

@@ -518,6 +518,9 @@ impl Session {
                     }
                     drop(g);
                     for &i in lane {
+                        if crate::interrupt::interrupted().is_some() {
+                            break;
+                        }
                         run(i);
                     }
                     lock().held[t] = false;
@@ -536,6 +539,10 @@ impl Session {
                 scope.spawn(|| loop {
                     let mut g = lock();
                     let picked = loop {
+                        if crate::interrupt::interrupted().is_some() {
+                            g.pending.clear();
+                            changed.notify_all();
+                        }
                         let next = g.pending.iter().position(|&i| !g.held[trials[i].target]);
                         if let Some(i) = next.and_then(|k| g.pending.remove(k)) {
                             break Some(i);
@@ -568,6 +575,9 @@ impl Session {
             }
         }
         for (_, group) in groups {
+            if crate::interrupt::interrupted().is_some() {
+                break;
+            }
             let barrier = crate::barrier::FaultBarrier::new(group.len());
             std::thread::scope(|scope| {
                 for &i in &group {

@@ -685,10 +685,24 @@ impl PrivateTmpfs {
     pub fn create() -> std::result::Result<PrivateTmpfs, String> {
         use nix::mount::{mount, MsFlags};
         let dir = tempfile::Builder::new()
-            .prefix("lockcheck-tmpfs-")
+            .prefix(".lockcheck-tmpfs-")
             .tempdir()
             .map_err(|e| format!("creating a mount point: {e}"))?
             .keep();
+        // The marker lies under the mount: the host sees it, so `lockcheck
+        // clean` can tell the mount point is lockcheck's after a SIGKILL.
+        let marker = dir.join(SCRATCH_MARKER);
+        if let Err(e) = fs::write(
+            &marker,
+            format!(
+                "{{\"pid\": {}, \"lockcheck\": \"{}\"}}\n",
+                std::process::id(),
+                env!("CARGO_PKG_VERSION")
+            ),
+        ) {
+            let _ = fs::remove_dir(&dir);
+            return Err(format!("writing in {}: {e}", dir.display()));
+        }
         if let Err(e) = mount(
             Some("lockcheck"),
             &dir,
@@ -696,6 +710,7 @@ impl PrivateTmpfs {
             MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
             Some("size=256m,mode=0700"),
         ) {
+            let _ = fs::remove_file(&marker);
             let _ = fs::remove_dir(&dir);
             return Err(format!("mounting tmpfs: {e}"));
         }
@@ -706,6 +721,7 @@ impl PrivateTmpfs {
 impl Drop for PrivateTmpfs {
     fn drop(&mut self) {
         let _ = nix::mount::umount2(&self.dir, nix::mount::MntFlags::MNT_DETACH);
+        let _ = fs::remove_file(self.dir.join(SCRATCH_MARKER));
         let _ = fs::remove_dir(&self.dir);
     }
 }

@@ -216,6 +216,7 @@ impl Zygote {
             .stderr(Stdio::inherit())
             .process_group(0)
             .spawn()?;
+        crate::interrupt::set_zygote(child.id() as i32);
         let z = Zygote {
             inner: Mutex::new(Inner {
                 sock: mine,

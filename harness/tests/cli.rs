@@ -510,3 +510,118 @@ fn a_run_removes_what_a_killed_lockcheck_left_in_its_target() {
     let left: Vec<_> = std::fs::read_dir(dir.path()).expect("ls").collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// Processes whose working directory is below `dir` (actors run in their
+/// trial's directory, inside lockcheck's scratch directory there).
+fn processes_in(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Ok(cwd) = std::fs::read_link(e.path().join("cwd")) {
+            if cwd.starts_with(dir) && cwd != dir {
+                found.push(format!(
+                    "{} in {}",
+                    e.file_name().to_string_lossy(),
+                    cwd.display()
+                ));
+            }
+        }
+    }
+    found
+}
+
+/// Wait for `cond` (polling; the deadline turns a hang into a failure).
+fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::yield_now();
+    }
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .expect("ls")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Start the catalog on the default targets with `dir` as the local target
+/// and `tmp` as TMPDIR; returns once actors are running there.
+fn start_run(dir: &Path, tmp: &Path, out: &Path) -> std::process::Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_lockcheck"))
+        .args(["run", "-q", "--out"])
+        .arg(out)
+        .current_dir(dir)
+        .env("TMPDIR", tmp)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start lockcheck");
+    wait_for("actors in the target", 20, || !processes_in(dir).is_empty());
+    child
+}
+
+fn wait_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let mut status = None;
+    wait_for("lockcheck to end", 30, || {
+        status = child.try_wait().expect("wait");
+        status.is_some()
+    });
+    status.expect("status")
+}
+
+#[test]
+fn interrupted_runs_leave_no_process_mount_or_directory() {
+    use std::os::unix::process::ExitStatusExt;
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGKILL] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let out = tempfile::tempdir().expect("tempdir");
+        let mut child = start_run(dir.path(), tmp.path(), out.path());
+        // SAFETY: signalling the child this test started.
+        unsafe { libc::kill(child.id() as i32, sig) };
+        let status = wait_exit(&mut child);
+        wait_for("the actors to be gone", 20, || {
+            processes_in(dir.path()).is_empty()
+        });
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+        for d in [dir.path(), tmp.path()] {
+            assert!(
+                !mounts.contains(&d.display().to_string()),
+                "signal {sig}: a mount under {} is left",
+                d.display()
+            );
+        }
+        if sig == libc::SIGKILL {
+            assert_eq!(status.signal(), Some(sig));
+            // Nothing could clean up: `lockcheck clean` does it, and only that.
+            for d in [dir.path(), tmp.path()] {
+                let left = entries(d);
+                assert!(
+                    left.iter().all(|e| e.starts_with(".lockcheck-")),
+                    "{left:?}"
+                );
+                let o = lockcheck(&["clean", d.to_str().expect("utf8")]);
+                assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+            }
+        } else {
+            assert_eq!(status.code(), Some(128 + sig), "signal {sig}");
+            assert!(
+                entries(out.path()).is_empty(),
+                "no reports of a run cut short"
+            );
+        }
+        for d in [dir.path(), tmp.path()] {
+            assert!(
+                entries(d).is_empty(),
+                "signal {sig}: {:?} left in {}",
+                entries(d),
+                d.display()
+            );
+        }
+    }
+}
