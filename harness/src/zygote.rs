@@ -216,7 +216,7 @@ impl Zygote {
             .stderr(Stdio::inherit())
             .process_group(0)
             .spawn()?;
-        crate::interrupt::set_zygote(child.id() as i32);
+        let pid = child.id() as i32;
         let z = Zygote {
             inner: Mutex::new(Inner {
                 sock: mine,
@@ -225,7 +225,11 @@ impl Zygote {
             }),
         };
         match z.call(&ZRequest::Status { pid: 0 }, &[]) {
-            Ok(_) => Ok(z),
+            Ok(_) => {
+                // Only a zygote that answered is ours to kill on Ctrl-C.
+                crate::interrupt::set_zygote(pid);
+                Ok(z)
+            }
             Err(e) => Err(io::Error::other(format!("the zygote did not start: {e}"))),
         }
     }

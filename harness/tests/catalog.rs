@@ -46,6 +46,10 @@ fn main() -> ExitCode {
     if lockcheck::actor::is_actor_invocation() {
         lockcheck::actor::main();
     }
+    // The zygote is this binary too (it forks actors faster than exec).
+    if lockcheck::zygote::is_zygote_invocation() {
+        lockcheck::zygote::main();
+    }
     let mut args = Arguments::from_args();
     // nextest runs each test in its own process: one thread is enough there.
     if std::env::var_os("NEXTEST_EXECUTION_MODE").is_some_and(|m| m == "process-per-test") {

@@ -40,6 +40,18 @@ fn malformed() -> Vec<(&'static str, Vec<u8>, &'static str, &'static str)> {
         ("non-utf8", b"name: bad\nsummary: \xff\xfe\n".to_vec(), ":2:10:", "UTF-8"),
         ("duplicate-actor", b"name: bad\nsummary: s\nreference: r\nfamily: exclusion\nactors: [a, a]\nsteps:\n  - open: {actor: a, path: f}\n".to_vec(), ":5:", "twice"),
         ("missing-steps", b"name: bad\nsummary: s\nreference: r\nfamily: exclusion\nactors: [a]\n".to_vec(), ":", "steps"),
+        ("absolute-path", step("  - open: {actor: a, path: /etc/passwd}\n"), ":7:", "absolute"),
+        ("alias-bomb", {
+            let mut t = String::from("name: bad\nsummary: s\nreference: r\nfamily: exclusion\nactors: &a0 [a, a, a, a, a, a, a, a, a, a]\n");
+            t.push_str("steps: [");
+            for k in 1..=9 {
+                t.push_str(&format!("&a{k} [{}], ", vec![format!("*a{}", k - 1); 10].join(", ")));
+            }
+            t.push_str("*a9]\n");
+            t.into_bytes()
+        }, ":6:", ""),
+        ("deep-nesting", format!("name: {}{}\n", "[".repeat(20_000), "]".repeat(20_000)).into_bytes(), ":1:", ""),
+        ("very-large", format!("{HEAD}{}", "  - open: {actor: a, path: f}\n".repeat(100_000)).into_bytes(), ":", "at most"),
     ]
 }
 
@@ -49,7 +61,13 @@ fn validate_reports_file_line_column_and_exit_2() {
     for (name, content, at, word) in malformed() {
         let path = dir.path().join("bad.yaml");
         std::fs::write(&path, &content).expect("write");
+        let began = std::time::Instant::now();
         let o = lockcheck(&["validate", path.to_str().expect("utf8")]);
+        assert!(
+            began.elapsed() < std::time::Duration::from_secs(10),
+            "{name}: took {:?}",
+            began.elapsed()
+        );
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(2), "{name}: exit status\n{err}");
         assert!(!err.contains("panicked"), "{name}: panic\n{err}");
