@@ -643,3 +643,69 @@ fn interrupted_runs_leave_no_process_mount_or_directory() {
         }
     }
 }
+
+#[test]
+fn an_unprivileged_run_skips_what_needs_root_and_fails_nothing() {
+    use std::os::unix::fs::{chown, PermissionsExt};
+    use std::os::unix::process::CommandExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("not root: already unprivileged (the other tests cover this run)");
+        return;
+    }
+    const NOBODY: u32 = 65534;
+    let base = tempfile::tempdir().expect("tempdir");
+    let own = |p: &Path| {
+        chown(p, Some(NOBODY), Some(NOBODY)).expect("chown");
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    };
+    own(base.path());
+    // A copy of the binary the unprivileged user can surely reach.
+    let exe = base.path().join("lockcheck");
+    std::fs::copy(env!("CARGO_BIN_EXE_lockcheck"), &exe).expect("copy");
+    own(&exe);
+    let (dir, tmp, out) = (
+        base.path().join("t"),
+        base.path().join("tmp"),
+        base.path().join("out"),
+    );
+    for d in [&dir, &tmp, &out] {
+        std::fs::create_dir(d).expect("mkdir");
+        own(d);
+    }
+    let o = Command::new(&exe)
+        .args(["run", "-q", "--provision", "all", "--out"])
+        .arg(&out)
+        .current_dir(&dir)
+        .env("TMPDIR", &tmp)
+        .env("HOME", base.path())
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .expect("run as nobody");
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("not made here"),
+        "provisioning needs root and says so: {err}"
+    );
+    let text = std::fs::read_to_string(out.join("local.json")).expect("report");
+    let r: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(r["summary"]["fail"], 0, "{err}");
+    assert_eq!(r["summary"]["error"], 0, "{err}");
+    let skips: Vec<&str> = r["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter(|x| x["status"] == "skip")
+        .filter_map(|x| x["reason"].as_str())
+        .collect();
+    assert!(
+        skips
+            .iter()
+            .any(|s| s.contains("CAP_SYS_ADMIN") || s.contains("as root")),
+        "what needs privileges is skipped with the reason: {skips:?}"
+    );
+    assert!(entries(&dir).is_empty(), "{:?}", entries(&dir));
+    assert!(entries(&tmp).is_empty(), "{:?}", entries(&tmp));
+}
