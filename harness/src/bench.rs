@@ -333,13 +333,13 @@ impl Bencher<'_, '_> {
                 );
                 let sig = sig.ok_or("this lock call cannot wait")?;
                 let seq = self.d.submit(w, req, CALL_TIMEOUT)?;
-                if let Some(r) = self
+                if let Some(o) = self
                     .d
                     .until_blocked(w, seq, sig, Some(ino), BLOCK_TIMEOUT)?
                 {
                     return Err(format!(
-                        "the waiter was not made to wait: {:?} while another process held the lock",
-                        r.outcome
+                        "the waiter was not made to wait: {} while another process held the lock",
+                        crate::judge::describe_observed(&o)
                     ));
                 }
                 let seen_ns = crate::protocol::monotonic_ns();

@@ -497,7 +497,8 @@ impl<'a> Driver<'a> {
     }
 
     /// For benchmarks: wait until request `seq` of actor `i` is seen waiting
-    /// in the kernel (`None`), or its answer if it returns first.
+    /// in the kernel (`None`), or what happened instead (it returned, or the
+    /// actor died).
     pub fn until_blocked(
         &mut self,
         i: usize,
@@ -505,30 +506,19 @@ impl<'a> Driver<'a> {
         sig: WaitSignature,
         ino: Option<u64>,
         timeout: Duration,
-    ) -> Result<Option<Reply>, String> {
+    ) -> Result<Option<Observed>, String> {
         let deadline = Instant::now() + timeout;
-        let mut detector = self.detector(i, sig, ino);
-        let mut interval = Duration::from_micros(20);
-        loop {
-            if let Some(r) = self.recv_answer(i, seq, interval)? {
-                return Ok(Some(r));
-            }
-            if self
-                .probe(i, &mut detector)
-                .map_err(|Infra(e)| e)?
-                .is_some()
-            {
-                return Ok(None);
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(format!(
-                    "actor {} neither returned nor was seen waiting within {} ms",
-                    self.actors[i].name,
-                    timeout.as_millis()
-                ));
-            }
-            interval = (interval * 2).min(PROBE_MAX).min(deadline - now);
+        match self
+            .wait_call(i, seq, deadline, Some(sig), ino)
+            .map_err(|Infra(e)| e)?
+        {
+            Observed::Blocked(_) => Ok(None),
+            Observed::Hung { .. } => Err(format!(
+                "actor {} neither returned nor was seen waiting within {} ms",
+                self.actors[i].name,
+                timeout.as_millis()
+            )),
+            other => Ok(Some(other)),
         }
     }
 

@@ -496,6 +496,19 @@ fn parse_lease(s: &str) -> Result<std::time::Duration, String> {
     Ok(d)
 }
 
+/// Print `doc` as JSON on stdout; an output closed before the end is an error.
+fn emit_json(doc: &serde_json::Value, what: &str) -> Result<(), Error> {
+    let text = serde_json::to_string_pretty(doc)
+        .map_err(|e| Error::usage(format!("cannot render {what}: {e}"), None))?;
+    if !emit(&format!("{text}\n")) {
+        return Err(Error::io(
+            format!("writing {what} as JSON to stdout"),
+            std::io::Error::other("the output was closed before the end"),
+        ));
+    }
+    Ok(())
+}
+
 fn clean(dirs: Vec<PathBuf>) -> Result<ExitCode, Error> {
     let given = !dirs.is_empty();
     let dirs = if given {
@@ -629,14 +642,7 @@ fn bench(b: BenchArgs) -> Result<ExitCode, Error> {
             "schema_version": report::SCHEMA_VERSION,
             "targets": all,
         });
-        let out = serde_json::to_string_pretty(&doc)
-            .map_err(|e| Error::usage(format!("cannot render the figures: {e}"), None))?;
-        if !emit(&format!("{out}\n")) {
-            return Err(Error::io(
-                "writing the figures to stdout",
-                std::io::Error::other("the output was closed before the end"),
-            ));
-        }
+        emit_json(&doc, "the figures")?;
         eprint!("{text}");
     } else {
         emit(&text);
@@ -1057,14 +1063,7 @@ fn run(a: RunArgs, qualify: Option<(usize, PathBuf)>) -> Result<ExitCode, Error>
             "schema_version": report::SCHEMA_VERSION,
             "reports": reports,
         });
-        let text = serde_json::to_string_pretty(&doc)
-            .map_err(|e| Error::usage(format!("cannot render the reports: {e}"), None))?;
-        if !emit(&format!("{text}\n")) {
-            return Err(Error::io(
-                "writing the JSON reports to stdout",
-                std::io::Error::other("the output was closed before the end"),
-            ));
-        }
+        emit_json(&doc, "the reports")?;
     }
     let mut text = report::console_summary(&reports);
     if !a.quiet {

@@ -107,15 +107,8 @@ fn base_dir(prefix: &str, near: Option<&Path>) -> Result<PathBuf, String> {
         .unwrap_or_else(|| b.tempdir())
         .map(|d| d.keep())
         .map_err(|e| format!("creating a scratch directory: {e}"))?;
-    fs::write(
-        dir.join(crate::target::SCRATCH_MARKER),
-        format!(
-            "{{\"pid\": {}, \"lockcheck\": \"{}\"}}\n",
-            std::process::id(),
-            env!("CARGO_PKG_VERSION")
-        ),
-    )
-    .map_err(|e| format!("writing in {}: {e}", dir.display()))?;
+    crate::target::write_marker(&dir.join(crate::target::SCRATCH_MARKER))
+        .map_err(|e| format!("writing in {}: {e}", dir.display()))?;
     Ok(dir)
 }
 

@@ -500,14 +500,8 @@ impl Target {
             .as_deref()
             .unwrap_or(scratch.path())
             .join(SCRATCH_MARKER);
-        let mut f = fs::File::create(&marker)
+        let f = write_marker(&marker)
             .map_err(|e| err(format!("cannot write in the scratch directory: {e}"), None))?;
-        let _ = writeln!(
-            f,
-            "{{\"pid\": {}, \"lockcheck\": \"{}\"}}",
-            std::process::id(),
-            env!("CARGO_PKG_VERSION")
-        );
         let mut identity = identify(&spec.label, &root, &spec.provision);
         let ino = {
             use std::os::unix::fs::MetadataExt;
@@ -692,14 +686,7 @@ impl PrivateTmpfs {
         // The marker lies under the mount: the host sees it, so `lockcheck
         // clean` can tell the mount point is lockcheck's after a SIGKILL.
         let marker = dir.join(SCRATCH_MARKER);
-        if let Err(e) = fs::write(
-            &marker,
-            format!(
-                "{{\"pid\": {}, \"lockcheck\": \"{}\"}}\n",
-                std::process::id(),
-                env!("CARGO_PKG_VERSION")
-            ),
-        ) {
+        if let Err(e) = write_marker(&marker) {
             let _ = fs::remove_dir(&dir);
             return Err(format!("writing in {}: {e}", dir.display()));
         }
@@ -859,6 +846,19 @@ pub enum Cleaned {
     Removed(PathBuf),
     /// Left alone, and why.
     Kept(PathBuf, String),
+}
+
+/// Write lockcheck's marker file (`{"pid": N, "lockcheck": "VERSION"}`),
+/// which tells `clean_stale` whose directory this is.
+pub fn write_marker(path: &Path) -> std::io::Result<fs::File> {
+    let mut f = fs::File::create(path)?;
+    writeln!(
+        f,
+        "{{\"pid\": {}, \"lockcheck\": \"{}\"}}",
+        std::process::id(),
+        env!("CARGO_PKG_VERSION")
+    )?;
+    Ok(f)
 }
 
 /// The pid in a scratch marker (`{"pid": N, ...}`), if it has one.
