@@ -8,7 +8,10 @@
 //! control channel reaches end of file.
 
 use std::ffi::CString;
-use std::os::fd::{IntoRawFd, RawFd};
+use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
+
+use crate::beneath;
+use crate::protocol::Beneath;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixStream};
 
@@ -352,18 +355,10 @@ fn perform(req: &Request) -> Outcome {
     // the stated length, and a zero-initialised `struct flock`.
     unsafe {
         match req {
-            Request::Open { path, flags } => {
-                let Ok(c) = CString::new(path.as_bytes()) else {
-                    return Outcome::Failed {
-                        errno: libc::EINVAL,
-                    };
-                };
-                let fd = libc::open(c.as_ptr(), *flags, 0o644 as libc::c_uint);
-                if fd < 0 {
-                    return Outcome::Failed { errno: errno() };
-                }
-                opened(fd)
-            }
+            Request::Open { path, flags } => match beneath::open(path, *flags, 0o644) {
+                Ok(fd) => opened(fd.into_raw_fd()),
+                Err(r) => refused(r, path),
+            },
             Request::Close { fd } => ret(libc::close(*fd) as i64),
             Request::Dup { fd } => {
                 // dup(2) itself: the copy does not have close-on-exec.
@@ -454,17 +449,24 @@ fn perform(req: &Request) -> Outcome {
                 libc::sigemptyset(&mut sa.sa_mask);
                 ret(libc::sigaction(*signal, &sa, std::ptr::null_mut()) as i64)
             }
-            Request::Unlink { path } => with_path(path, |p| libc::unlink(p)),
-            Request::Mkdir { path } => with_path(path, |p| libc::mkdir(p, 0o755)),
-            Request::Rename { from, to } => {
-                let (Ok(f), Ok(t)) = (CString::new(from.as_bytes()), CString::new(to.as_bytes()))
-                else {
-                    return Outcome::Failed {
-                        errno: libc::EINVAL,
-                    };
-                };
-                ret(libc::rename(f.as_ptr(), t.as_ptr()) as i64)
-            }
+            Request::Unlink { path } => in_parent(path, |d, n| libc::unlinkat(d, n, 0)),
+            Request::Mkdir { path } => in_parent(path, |d, n| libc::mkdirat(d, n, 0o755)),
+            Request::Symlink { target, path } => match CString::new(target.as_bytes()) {
+                Ok(t) => in_parent(path, |d, n| libc::symlinkat(t.as_ptr(), d, n)),
+                Err(_) => Outcome::Failed {
+                    errno: libc::EINVAL,
+                },
+            },
+            Request::Rename { from, to } => match (beneath::parent(from), beneath::parent(to)) {
+                (Ok((fd, f)), Ok((td, t))) => {
+                    ret(
+                        libc::renameat(fd.as_raw_fd(), f.as_ptr(), td.as_raw_fd(), t.as_ptr())
+                            as i64,
+                    )
+                }
+                (Err(r), _) => refused(r, from),
+                (_, Err(r)) => refused(r, to),
+            },
             Request::Counter {
                 fd,
                 lock,
@@ -478,7 +480,7 @@ fn perform(req: &Request) -> Outcome {
                 times,
             } => lock_loop(lock, unlock, *times),
             Request::LockFileCreate { path, pid } => lock_file(path, *pid),
-            Request::LockFileRemove { path } => with_path(path, |p| libc::unlink(p)),
+            Request::LockFileRemove { path } => in_parent(path, |d, n| libc::unlinkat(d, n, 0)),
             Request::PidAlive { path } => pid_alive(path),
             Request::Spawn { socket, set_tid } => spawn_actor(socket, *set_tid),
             Request::ReadProc { tid } => Outcome::Proc {
@@ -498,11 +500,22 @@ fn perform(req: &Request) -> Outcome {
 
 extern "C" fn noop_handler(_: libc::c_int) {}
 
-fn with_path(path: &str, f: impl FnOnce(*const libc::c_char) -> libc::c_int) -> Outcome {
-    match CString::new(path.as_bytes()) {
-        Ok(c) => ret(f(c.as_ptr()) as i64),
-        Err(_) => Outcome::Failed {
-            errno: libc::EINVAL,
+/// A call on a name in the directory that holds `path` (resolved beneath
+/// its trial directory).
+fn in_parent(path: &Beneath, f: impl FnOnce(RawFd, *const libc::c_char) -> libc::c_int) -> Outcome {
+    match beneath::parent(path) {
+        Ok((dir, name)) => ret(f(dir.as_raw_fd(), name.as_ptr()) as i64),
+        Err(r) => refused(r, path),
+    }
+}
+
+/// A path that could not be used: its errno, or a refusal for one that
+/// leads out of the trial directory.
+fn refused(r: beneath::Refusal, path: &Beneath) -> Outcome {
+    match r {
+        beneath::Refusal::Errno(errno) => Outcome::Failed { errno },
+        beneath::Refusal::Escapes => Outcome::Refused {
+            message: r.message(path),
         },
     }
 }
@@ -521,7 +534,10 @@ fn lock_loop(lock: &Request, unlock: &Request, times: u32) -> Outcome {
     for _ in 0..times {
         let t0 = monotonic_ns();
         for req in [lock, unlock] {
-            if let f @ (Outcome::Failed { .. } | Outcome::BadRequest { .. }) = perform(req) {
+            if let f @ (Outcome::Failed { .. }
+            | Outcome::BadRequest { .. }
+            | Outcome::Refused { .. }) = perform(req)
+            {
                 return f;
             }
         }
@@ -533,7 +549,9 @@ fn lock_loop(lock: &Request, unlock: &Request, times: u32) -> Outcome {
 /// Read-increment-write under a lock, `times` times.
 fn counter(fd: RawFd, lock: &Request, unlock: &Request, times: u32, offset: u64) -> Outcome {
     for _ in 0..times {
-        if let f @ (Outcome::Failed { .. } | Outcome::BadRequest { .. }) = perform(lock) {
+        if let f @ (Outcome::Failed { .. } | Outcome::BadRequest { .. } | Outcome::Refused { .. }) =
+            perform(lock)
+        {
             return f;
         }
         let mut buf = [0u8; 32];
@@ -574,7 +592,9 @@ fn counter(fd: RawFd, lock: &Request, unlock: &Request, times: u32, offset: u64)
         if w < 0 {
             return Outcome::Failed { errno: errno() };
         }
-        if let f @ (Outcome::Failed { .. } | Outcome::BadRequest { .. }) = perform(unlock) {
+        if let f @ (Outcome::Failed { .. } | Outcome::BadRequest { .. } | Outcome::Refused { .. }) =
+            perform(unlock)
+        {
             return f;
         }
     }
@@ -586,17 +606,17 @@ fn counter(fd: RawFd, lock: &Request, unlock: &Request, times: u32, offset: u64)
 /// A lock file created exclusively. With `pid` (the daemon pid-file
 /// pattern), write our pid, and treat an existing file whose pid is gone as
 /// stale: remove it and try once more.
-fn lock_file(path: &str, pid: bool) -> Outcome {
-    let Ok(c) = CString::new(path.as_bytes()) else {
-        return Outcome::Failed {
-            errno: libc::EINVAL,
-        };
+fn lock_file(path: &Beneath, pid: bool) -> Outcome {
+    let (dir, name) = match beneath::parent(path) {
+        Ok(p) => p,
+        Err(r) => return refused(r, path),
     };
     for attempt in 0..2 {
-        // SAFETY: open/write/close/unlink with valid arguments.
+        // SAFETY: openat/write/close/unlinkat with valid arguments.
         unsafe {
-            let fd = libc::open(
-                c.as_ptr(),
+            let fd = libc::openat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
                 libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC,
                 0o644 as libc::c_uint,
             );
@@ -620,7 +640,7 @@ fn lock_file(path: &str, pid: bool) -> Outcome {
                     errno: libc::EEXIST,
                 };
             }
-            libc::unlink(c.as_ptr());
+            libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0);
         }
     }
     Outcome::Failed {
@@ -629,14 +649,20 @@ fn lock_file(path: &str, pid: bool) -> Outcome {
 }
 
 /// The stale check of the pid-file pattern: is the process named in the file alive?
-fn pid_alive(path: &str) -> Outcome {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) => {
-            return Outcome::Failed {
-                errno: e.raw_os_error().unwrap_or(libc::EIO),
+fn pid_alive(path: &Beneath) -> Outcome {
+    let text = match beneath::open(path, libc::O_RDONLY | libc::O_CLOEXEC, 0) {
+        Ok(fd) => {
+            let mut t = String::new();
+            match std::io::Read::read_to_string(&mut std::fs::File::from(fd), &mut t) {
+                Ok(_) => t,
+                Err(e) => {
+                    return Outcome::Failed {
+                        errno: e.raw_os_error().unwrap_or(libc::EIO),
+                    }
+                }
             }
         }
+        Err(r) => return refused(r, path),
     };
     let Ok(pid) = text.trim().parse::<i32>() else {
         return Outcome::Failed {

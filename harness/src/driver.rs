@@ -23,7 +23,7 @@ use crate::judge::{self, Actors, Observed};
 use crate::mech::{self, WaitSignature};
 use crate::observe::{self, describe_process, BlockDetector, Evidence, Pidfd};
 use crate::plan::{Expectation, LockKind, Op, PlannedStep, TrialPlan};
-use crate::protocol::{Envelope, HelloBody, Outcome, Reply, Request, ACTOR_ARG, VERSION};
+use crate::protocol::{Beneath, Envelope, HelloBody, Outcome, Reply, Request, ACTOR_ARG, VERSION};
 use crate::report::{Failure, Measurement, StepRecord};
 use crate::scenario::{Access, LockMode, Mechanism};
 
@@ -174,8 +174,8 @@ struct Pending {
 struct FdRt {
     n: i32,
     ino: u64,
-    /// The file's path (absolute).
-    path: String,
+    /// The file's path.
+    path: Beneath,
     cloexec: bool,
 }
 
@@ -717,8 +717,8 @@ impl<'a> Driver<'a> {
             .unwrap_or(self.env.scratch)
     }
 
-    fn path(&self, i: usize, rel: &str) -> String {
-        self.dir_of(i).join(rel).to_string_lossy().into_owned()
+    fn path(&self, i: usize, rel: &str) -> Beneath {
+        Beneath::new(self.dir_of(i), rel)
     }
 
     /// Send a signal to actor `i` (to its thread, for a thread actor).
@@ -853,17 +853,18 @@ impl<'a> Driver<'a> {
                         .ok_or_else(|| Infra(format!("no directory for `via: {v:?}`")))?,
                     None => self.dir_of(i),
                 };
-                let full = base.join(path);
-                // A lease break makes open wait: watch for that on the file's inode.
-                let ino = std::fs::metadata(&full).ok().map(|m| {
-                    use std::os::unix::fs::MetadataExt;
-                    m.ino()
-                });
+                let full = Beneath::new(base, path);
+                // A lease break makes open wait: watch for that on the file's
+                // inode (looked up beneath the trial directory too).
+                let ino = crate::beneath::open(&full, libc::O_PATH | libc::O_CLOEXEC, 0)
+                    .ok()
+                    .and_then(|fd| std::fs::File::from(fd).metadata().ok())
+                    .map(|m| {
+                        use std::os::unix::fs::MetadataExt;
+                        m.ino()
+                    });
                 (
-                    Request::Open {
-                        path: full.to_string_lossy().into_owned(),
-                        flags,
-                    },
+                    Request::Open { path: full, flags },
                     Some(mech::open_signature()),
                     ino,
                 )
@@ -948,6 +949,14 @@ impl<'a> Driver<'a> {
             ),
             Op::Mkdir { path } => (
                 Request::Mkdir {
+                    path: self.path(i, path),
+                },
+                None,
+                None,
+            ),
+            Op::Symlink { target, path } => (
+                Request::Symlink {
+                    target: target.clone(),
                     path: self.path(i, path),
                 },
                 None,
@@ -1555,6 +1564,9 @@ impl<'a> Driver<'a> {
         };
         match chan.recv_within::<FromActor>(wait) {
             Ok(Some(FromActor::Reply(r))) => {
+                if let Outcome::Refused { message } = &r.outcome {
+                    return Err(Infra(format!("refused: {message}")));
+                }
                 // Another kernel's clock says nothing here: the time it
                 // arrived is the best bound then.
                 let t = if r.t_ns > 0 && a.shared_clock {
@@ -1634,7 +1646,7 @@ impl<'a> Driver<'a> {
                 let base = via
                     .and_then(|v| self.via_dir(v))
                     .unwrap_or_else(|| self.dir_of(i));
-                let full = base.join(path).to_string_lossy().into_owned();
+                let full = Beneath::new(base, path);
                 let o = self.owner(i);
                 self.actors[o].fds.insert(
                     fd.clone(),

@@ -75,9 +75,10 @@ pub fn satisfies(exp: &Expectation, obs: &Observed, actors: &Actors<'_>) -> bool
         (E::OneOf(list), _) => list.iter().any(|e| satisfies(e, obs, actors)),
         (E::Blocks, Observed::Blocked(_)) => true,
         (E::Ok, Observed::Ended { .. }) => true,
-        (E::Ok, Observed::Returned(o)) => {
-            !matches!(o, Outcome::Failed { .. } | Outcome::BadRequest { .. })
-        }
+        (E::Ok, Observed::Returned(o)) => !matches!(
+            o,
+            Outcome::Failed { .. } | Outcome::BadRequest { .. } | Outcome::Refused { .. }
+        ),
         (E::Conflict(errnos), Observed::Returned(Outcome::Failed { errno })) => {
             errnos.contains(errno)
         }
@@ -273,6 +274,7 @@ pub fn describe_observed(obs: &Observed) -> String {
                 other => format!("lease type {other}"),
             },
             Outcome::BadRequest { message } => format!("the actor rejected the request: {message}"),
+            Outcome::Refused { message } => format!("refused: {message}"),
         },
         Observed::Blocked(e) => format!("blocked: {}", e.text),
         Observed::Hung { waited, process } => format!(

@@ -12,6 +12,7 @@ pub mod actor;
 pub mod apps;
 pub mod barrier;
 pub mod bench;
+pub mod beneath;
 pub mod catalog;
 pub mod channel;
 pub mod driver;

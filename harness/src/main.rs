@@ -314,6 +314,9 @@ enum ListFormat {
     Markdown,
 }
 
+/// How a refused path shows in a trial's reason (the driver's wording).
+const REFUSED: &str = "refused: `";
+
 fn main() -> ExitCode {
     if lockcheck::actor::is_actor_invocation() {
         lockcheck::actor::main();
@@ -1081,6 +1084,25 @@ fn run(a: RunArgs, qualify: Option<(usize, PathBuf)>) -> Result<ExitCode, Error>
     }
     for p in &problems {
         eprintln!("warning: cleanup: {p}");
+    }
+    // A path that led out of the trial directory (a symlink planted during
+    // the run) was refused: the run is not trustworthy, as bad input is not.
+    let refused: Vec<&report::TrialResult> = reports
+        .iter()
+        .flat_map(|r| &r.results)
+        .filter(|t| {
+            t.status == report::Status::Error
+                && t.reason.as_deref().is_some_and(|r| r.contains(REFUSED))
+        })
+        .collect();
+    if !refused.is_empty() {
+        let ids: Vec<&str> = refused.iter().map(|t| t.id.as_str()).collect();
+        eprintln!(
+            "lockcheck: {} trial(s) refused to follow a path out of the trial directory: {}\nhint: a scenario's symlink, or one planted in lockcheck's scratch directory during the run, points out of it; the reports name the step",
+            refused.len(),
+            ids.join(", ")
+        );
+        return Ok(ExitCode::from(2));
     }
     let ok = !reports.iter().any(failed) && !any_flaky;
     Ok(if ok {

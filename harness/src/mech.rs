@@ -3,7 +3,7 @@
 //! `/proc/PID/syscall` while it waits.
 
 use crate::plan::LockKind;
-use crate::protocol::{LockDesc, Request};
+use crate::protocol::{Beneath, LockDesc, Request};
 use crate::scenario::{LockMode, Mechanism};
 
 /// A call the kernel may make wait, as `/proc/PID/syscall` shows it:
@@ -33,25 +33,26 @@ impl WaitSignature {
         match (self.nr, self.args[1]) {
             (n, Some(op)) if n == libc::SYS_flock => format!("flock op {op}"),
             (n, Some(cmd)) if n == libc::SYS_fcntl => format!("fcntl {}", fcntl_cmd_name(cmd)),
-            (n, _) if n == libc::SYS_openat => "openat".to_string(),
+            (n, _) if n == libc::SYS_openat2 => "openat2".to_string(),
             (n, _) => format!("syscall {n}"),
         }
     }
 }
 
-/// A blocking open (a lease break makes open wait).
+/// A blocking open (a lease break makes open wait): actors open with
+/// openat2 beneath the trial directory's descriptor ([`crate::beneath`]).
 pub fn open_signature() -> WaitSignature {
     WaitSignature {
-        nr: libc::SYS_openat,
-        args: [Some(libc::AT_FDCWD), None],
+        nr: libc::SYS_openat2,
+        args: [None, None],
         confirm: Confirm::LeaseBreaking,
         fallback: false,
     }
 }
 
 /// The pid file a pidfile lock on `path` creates.
-pub fn pidfile_path(path: &str) -> String {
-    format!("{path}.lock")
+pub fn pidfile_path(path: &Beneath) -> Beneath {
+    path.with_rel(format!("{}.lock", path.rel))
 }
 
 /// The request for a lock/unlock step on descriptor `fd` (opened from `path`),
@@ -59,7 +60,7 @@ pub fn pidfile_path(path: &str) -> String {
 pub fn lock_request(
     mech: Mechanism,
     fd: i32,
-    path: &str,
+    path: &Beneath,
     kind: LockKind,
     wait: bool,
     start: i64,
@@ -210,8 +211,8 @@ fn flock_op_name(op: i32) -> String {
 }
 
 /// The last component of a path: scratch directories are long and say nothing.
-fn base(path: &str) -> String {
-    std::path::Path::new(path)
+fn base(path: &Beneath) -> String {
+    std::path::Path::new(&path.rel)
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
@@ -308,6 +309,9 @@ pub fn describe_request(req: &Request) -> String {
         Request::Unlink { path } => format!("unlink(\"{}\")", base(path)),
         Request::Rename { from, to } => format!("rename(\"{}\", \"{}\")", base(from), base(to)),
         Request::Mkdir { path } => format!("mkdir(\"{}\")", base(path)),
+        Request::Symlink { target, path } => {
+            format!("symlink(\"{target}\", \"{}\")", base(path))
+        }
         Request::Counter {
             fd,
             lock,
@@ -366,12 +370,16 @@ pub fn describe_lock(l: &LockDesc) -> String {
 mod tests {
     use super::*;
 
+    fn x_lock() -> Beneath {
+        Beneath::new(std::path::Path::new("/x"), "lock")
+    }
+
     #[test]
     fn maps_steps_to_calls() {
         let (r, s) = lock_request(
             Mechanism::Flock,
             3,
-            "/x/lock",
+            &x_lock(),
             LockKind::Exclusive,
             false,
             0,
@@ -385,7 +393,7 @@ mod tests {
             }
         );
         assert!(s.is_none());
-        let (r, s) = lock_request(Mechanism::Ofd, 4, "/x/lock", LockKind::Shared, true, 10, 5);
+        let (r, s) = lock_request(Mechanism::Ofd, 4, &x_lock(), LockKind::Shared, true, 10, 5);
         assert_eq!(
             r,
             Request::Fcntl {
@@ -412,7 +420,7 @@ mod tests {
         let (r, _) = lock_request(
             Mechanism::Flock,
             3,
-            "/x/lock",
+            &x_lock(),
             LockKind::Unlock,
             false,
             0,
@@ -422,7 +430,7 @@ mod tests {
         let (r, s) = lock_request(
             Mechanism::Pidfile,
             3,
-            "/x/lock",
+            &x_lock(),
             LockKind::Exclusive,
             false,
             0,
@@ -431,7 +439,7 @@ mod tests {
         assert_eq!(
             r,
             Request::LockFileCreate {
-                path: "/x/lock.lock".into(),
+                path: Beneath::new(std::path::Path::new("/x"), "lock.lock"),
                 pid: true
             }
         );
@@ -439,7 +447,7 @@ mod tests {
         let (r, _) = lock_request(
             Mechanism::Lease,
             3,
-            "/x/lock",
+            &x_lock(),
             LockKind::Shared,
             false,
             0,

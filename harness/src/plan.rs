@@ -271,6 +271,10 @@ pub enum Op {
         from: String,
         to: String,
     },
+    Symlink {
+        target: String,
+        path: String,
+    },
     Mkdir {
         path: String,
     },
@@ -443,6 +447,7 @@ impl Op {
             ),
             Op::Unlink { path } => format!("unlink {path}"),
             Op::Rename { from, to } => format!("rename {from} to {to}"),
+            Op::Symlink { target, path } => format!("make {path} a symlink to {target}"),
             Op::Mkdir { path } => format!("mkdir {path}"),
             Op::Listed {
                 fd,
@@ -1801,6 +1806,10 @@ impl<'a> Resolver<'a> {
                 to: self.check_path(&s.to)?,
             },
             Step::Mkdir(s) => Op::Mkdir {
+                path: self.check_path(&s.path)?,
+            },
+            Step::Symlink(s) => Op::Symlink {
+                target: s.target.value.clone(),
                 path: self.check_path(&s.path)?,
             },
             Step::Stop(_) => Op::Stop,

@@ -67,6 +67,39 @@ pub fn pid_namespace() -> u64 {
         .unwrap_or(0)
 }
 
+/// A path inside a trial directory: the actor resolves `rel` beneath `dir`
+/// ([`crate::beneath`]) and refuses one that leads out of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Beneath {
+    /// The trial directory (absolute, as the actor's host names it).
+    pub dir: String,
+    /// The scenario's path, relative to `dir`.
+    pub rel: String,
+}
+
+impl Beneath {
+    pub fn new(dir: &std::path::Path, rel: &str) -> Beneath {
+        Beneath {
+            dir: dir.to_string_lossy().into_owned(),
+            rel: rel.to_string(),
+        }
+    }
+
+    /// The same directory, another name in it.
+    pub fn with_rel(&self, rel: String) -> Beneath {
+        Beneath {
+            dir: self.dir.clone(),
+            rel,
+        }
+    }
+}
+
+impl std::fmt::Display for Beneath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.dir.trim_end_matches('/'), self.rel)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Envelope {
     pub seq: u64,
@@ -79,7 +112,7 @@ pub struct Envelope {
 pub enum Request {
     /// open(2) with these flags (O_CLOEXEC is added), mode 0644.
     Open {
-        path: String,
+        path: Beneath,
         flags: i32,
     },
     Close {
@@ -143,14 +176,19 @@ pub enum Request {
         restart: bool,
     },
     Unlink {
-        path: String,
+        path: Beneath,
     },
     Rename {
-        from: String,
-        to: String,
+        from: Beneath,
+        to: Beneath,
+    },
+    /// symlink(2): `path` (beneath its directory) made a link to `target`.
+    Symlink {
+        target: String,
+        path: Beneath,
     },
     Mkdir {
-        path: String,
+        path: Beneath,
     },
     /// `times` rounds of: `lock` (must succeed, may wait), pread the decimal
     /// counter at `offset`, pwrite it plus one, `unlock`.
@@ -165,16 +203,16 @@ pub enum Request {
     /// and if the file exists but kill(its pid, 0) says that process is gone,
     /// remove it and try once more (the daemon pid-file pattern).
     LockFileCreate {
-        path: String,
+        path: Beneath,
         pid: bool,
     },
     /// Remove a lock file.
     LockFileRemove {
-        path: String,
+        path: Beneath,
     },
     /// Read the pid in `path` and probe it with kill(pid, 0).
     PidAlive {
-        path: String,
+        path: Beneath,
     },
     /// Start a new actor process (clone3 + exec of this binary) that connects to
     /// this abstract socket; with `set_tid`, it must get exactly that pid.
@@ -289,4 +327,6 @@ pub enum Outcome {
     Samples { ns: Vec<u64> },
     /// The request could not be understood.
     BadRequest { message: String },
+    /// The path leads out of the trial directory: not followed.
+    Refused { message: String },
 }

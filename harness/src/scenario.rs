@@ -898,6 +898,17 @@ step_struct!(
 );
 
 step_struct!(
+    /// Create a symbolic link (symlink(2)) at `path`, relative to the scratch
+    /// directory, holding `target` as written: lockcheck itself never
+    /// follows one out of the trial directory (a later step through it is
+    /// refused).
+    SymlinkStep {
+        target: Located<String>,
+        path: Located<String>,
+    }
+);
+
+step_struct!(
     /// Create a directory (mkdir(2)), path relative to the scratch directory.
     MkdirStep {
         path: Located<String>,
@@ -1051,6 +1062,7 @@ pub enum Step {
     Unlink(UnlinkStep),
     Rename(RenameStep),
     Mkdir(MkdirStep),
+    Symlink(SymlinkStep),
     Signal(SignalStep),
     Handle(HandleStep),
     Exec(ExecStep),
@@ -1090,6 +1102,7 @@ impl Step {
             Step::Unlink(_) => "unlink",
             Step::Rename(_) => "rename",
             Step::Mkdir(_) => "mkdir",
+            Step::Symlink(_) => "symlink",
             Step::Signal(_) => "signal",
             Step::Handle(_) => "handle",
             Step::Exec(_) => "exec",
@@ -1125,6 +1138,7 @@ impl Step {
             Step::Unlink(s) => s.common(),
             Step::Rename(s) => s.common(),
             Step::Mkdir(s) => s.common(),
+            Step::Symlink(s) => s.common(),
             Step::Signal(s) => s.common(),
             Step::Handle(s) => s.common(),
             Step::Exec(s) => s.common(),

@@ -230,6 +230,113 @@ fn reports_follow_their_schema() {
 
 /// A catalog of one scenario whose only failure is a timeout (a counter
 /// step behind a held lock), and an empty target directory.
+/// A symlink made during the run that leads out of the trial directory is
+/// never followed: the step is refused (nothing outside is read, created
+/// or locked), its trial errors with the reason, the other trials run, and
+/// the exit status is 2. A symlink that stays inside is followed.
+#[test]
+fn a_symlink_out_of_the_trial_directory_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outside = dir.path().join("outside");
+    std::fs::create_dir(&outside).expect("mkdir");
+    std::fs::write(outside.join("secret"), "keep").expect("write");
+    let scenarios = dir.path().join("scenarios");
+    std::fs::create_dir(&scenarios).expect("mkdir");
+    let head = |name: &str| {
+        format!(
+            "name: {name}\nsummary: s\nreference: r\nfamily: exclusion\nseverity: unsafe\n\
+             mechanisms: [flock]\nnot-applicable: {{posix: n/a, ofd: n/a}}\nactors: [a, b]\nsteps:\n"
+        )
+    };
+    std::fs::write(
+        scenarios.join("inside.yaml"),
+        format!(
+            "{}  - open: {{actor: a, path: f, create: true}}\n\
+             \x20 - symlink: {{actor: a, target: f, path: link}}\n\
+             \x20 - open: {{actor: b, path: link}}\n\
+             \x20 - lock: {{actor: a, fd: f, mode: exclusive}}\n\
+             \x20 - lock: {{actor: b, fd: link, mode: exclusive, expect: conflict}}\n",
+            head("inside")
+        ),
+    )
+    .expect("write");
+    for (name, target, path, create) in [
+        (
+            "absolute",
+            outside.display().to_string(),
+            "out/secret",
+            false,
+        ),
+        (
+            "absolute-create",
+            outside.display().to_string(),
+            "out/new",
+            true,
+        ),
+        (
+            "relative",
+            "../../../..".to_string(),
+            "up/etc/passwd",
+            false,
+        ),
+    ] {
+        std::fs::write(
+            scenarios.join(format!("{name}.yaml")),
+            format!(
+                "{}  - symlink: {{actor: a, target: \"{target}\", path: {}}}\n\
+                 \x20 - open: {{actor: b, path: {path}, create: {create}, mode: read-write}}\n",
+                head(name),
+                path.split('/').next().unwrap_or_default(),
+            ),
+        )
+        .expect("write");
+    }
+    let t = dir.path().join("t");
+    std::fs::create_dir(&t).expect("mkdir");
+    let out = dir.path().join("out");
+    let o = lockcheck(&[
+        "run",
+        "--scenarios",
+        scenarios.to_str().expect("utf8"),
+        "--target",
+        &format!("t={}", t.display()),
+        "--out",
+        out.to_str().expect("utf8"),
+        "-q",
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("leads out of the trial directory"), "{err}");
+    assert!(err.contains("3 trial(s) refused"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(outside.join("secret")).expect("read"),
+        "keep"
+    );
+    assert!(!outside.join("new").exists(), "created outside");
+    assert_eq!(entries(&t), Vec::<String>::new(), "scratch left behind");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("t.json")).expect("json"))
+            .expect("parse");
+    let mut ran = 0;
+    for r in json["results"].as_array().expect("results") {
+        let id = r["id"].as_str().unwrap_or_default();
+        if r["mechanism"] != "flock" {
+            continue;
+        }
+        ran += 1;
+        if id.contains("::inside::") {
+            assert_eq!(r["status"], "pass", "{r}");
+        } else {
+            assert_eq!(r["status"], "error", "{r}");
+            let reason = r["reason"].as_str().unwrap_or_default();
+            assert!(reason.starts_with("step 2 "), "{reason}");
+            assert!(reason.contains("refused"), "{reason}");
+        }
+    }
+    assert_eq!(ran, 4);
+}
+
 fn slow_counter() -> (tempfile::TempDir, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
     let scenarios = dir.path().join("scenarios");

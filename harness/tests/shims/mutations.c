@@ -27,6 +27,7 @@
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <linux/openat2.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -72,12 +73,14 @@ typedef int (*flock_fn)(int, int);
 typedef int (*open_fn)(const char *, int, ...);
 typedef int (*openat_fn)(int, const char *, int, ...);
 typedef int (*close_fn)(int);
+typedef long (*syscall_fn)(long, ...);
 
 static fcntl_fn real_fcntl;
 static flock_fn real_flock;
 static open_fn real_open;
 static openat_fn real_openat;
 static close_fn real_close;
+static syscall_fn real_syscall;
 
 static void *next(const char *a, const char *b)
 {
@@ -87,6 +90,7 @@ static void *next(const char *a, const char *b)
 
 __attribute__((constructor)) static void init(void)
 {
+    real_syscall = (syscall_fn)next("syscall", "syscall");
     real_fcntl = (fcntl_fn)next("fcntl64", "fcntl");
     real_flock = (flock_fn)next("flock", "flock");
     real_open = (open_fn)next("open64", "open");
@@ -277,15 +281,47 @@ int flock(int fd, int op)
     return real_flock(fd, op);
 }
 
-static int mutate_flags(const char *path, int flags)
+static int mutate(int in_dir, int flags)
 {
-    if (mode == NONE || !path_in_dir(path))
+    if (mode == NONE || !in_dir)
         return flags;
     if (mode == OPEN_RDWR && !(flags & O_DIRECTORY))
         flags = (flags & ~O_ACCMODE) | O_RDWR;
     if (mode == EXCL_IGNORED)
         flags &= ~O_EXCL;
     return flags;
+}
+
+static int mutate_flags(const char *path, int flags)
+{
+    return mutate(path_in_dir(path), flags);
+}
+
+/* openat(2): a relative path is in the directory if its dirfd is. */
+static int at_in_dir(int dirfd, const char *path)
+{
+    if (!path || path[0] == '/' || dirfd == AT_FDCWD)
+        return path_in_dir(path);
+    return fd_in_dir(dirfd);
+}
+
+/* Actors open scenario paths with openat2(2) (through syscall(3): glibc has
+ * no wrapper), beneath a descriptor of the trial directory. */
+long syscall(long nr, ...)
+{
+    va_list ap;
+    va_start(ap, nr);
+    long a[6];
+    for (int i = 0; i < 6; i++)
+        a[i] = va_arg(ap, long);
+    va_end(ap);
+    if (!real_syscall)
+        real_syscall = (syscall_fn)next("syscall", "syscall");
+    if (nr == SYS_openat2 && mode != NONE && a[2]) {
+        struct open_how *how = (struct open_how *)a[2];
+        how->flags = (unsigned long long)(unsigned int)mutate(fd_in_dir((int)a[0]), (int)how->flags);
+    }
+    return real_syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
 }
 
 int open(const char *path, int flags, ...)
@@ -312,7 +348,7 @@ int openat(int dirfd, const char *path, int flags, ...)
     va_start(ap, flags);
     int m = va_arg(ap, int);
     va_end(ap);
-    return real_openat(dirfd, path, mutate_flags(path, flags), m);
+    return real_openat(dirfd, path, mutate(at_in_dir(dirfd, path), flags), m);
 }
 
 int openat64(int dirfd, const char *path, int flags, ...)
@@ -321,7 +357,7 @@ int openat64(int dirfd, const char *path, int flags, ...)
     va_start(ap, flags);
     int m = va_arg(ap, int);
     va_end(ap);
-    return real_openat(dirfd, path, mutate_flags(path, flags), m);
+    return real_openat(dirfd, path, mutate(at_in_dir(dirfd, path), flags), m);
 }
 
 int close(int fd)
