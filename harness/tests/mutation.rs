@@ -33,6 +33,8 @@ struct Run {
     stderr: String,
     failed: BTreeSet<String>,
     passed: BTreeSet<String>,
+    /// Every trial: its status and its whole record.
+    all: std::collections::BTreeMap<String, (String, serde_json::Value)>,
 }
 
 /// Run the catalog on a fresh target, optionally with a mutation preloaded.
@@ -67,12 +69,18 @@ fn run_catalog(shim: Option<(&Path, &str)>, mechanisms: &[&str], work: &Path, ta
     .expect("the report is JSON");
     let mut failed = BTreeSet::new();
     let mut passed = BTreeSet::new();
+    let mut all = std::collections::BTreeMap::new();
     for r in report["results"].as_array().expect("results") {
         let id = r["id"]
             .as_str()
             .expect("id")
             .trim_start_matches("m::")
             .to_string();
+        let status = r["status"].as_str().unwrap_or_default().to_string();
+        all.insert(id.clone(), (status, r.clone()));
+        if shim.is_some_and(|(_, m)| BROKEN_ACTORS.contains(&m)) {
+            continue;
+        }
         match r["status"].as_str() {
             Some("pass") => {
                 passed.insert(id);
@@ -84,11 +92,67 @@ fn run_catalog(shim: Option<(&Path, &str)>, mechanisms: &[&str], work: &Path, ta
             other => panic!("{id}: unexpected status {other:?}: {r}"),
         }
     }
+    assert_eq!(
+        std::fs::read_dir(&target).map(|d| d.count()).unwrap_or(0),
+        0,
+        "scratch left in the target"
+    );
     Run {
         code: o.status.code().unwrap_or(-1),
         stderr,
         failed,
         passed,
+        all,
+    }
+}
+
+/// Shim modes that break the actor itself rather than a lock call.
+const BROKEN_ACTORS: &[&str] = &["crash-on-unlock", "garble-on-unlock"];
+
+/// An actor that crashes (SIGSEGV in flock(LOCK_UN)) or sends a line that
+/// is not a message (after flock(LOCK_UN)) fails or errors its own trial,
+/// with the evidence, and nothing else: every other trial keeps the outcome
+/// it has without the shim, the run ends with exit 1, nothing is left.
+#[test]
+fn a_crashed_or_garbled_actor_fails_its_trial_only() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let control = run_catalog(None, &[], work.path(), "control");
+    assert_eq!(control.code, 0, "{}", control.stderr);
+    let shim = build_shim(work.path());
+    for (mode, status, evidence) in [
+        ("crash-on-unlock", "fail", "the actor died"),
+        (
+            "garble-on-unlock",
+            "error",
+            "the actor sent an unreadable message",
+        ),
+    ] {
+        let started = std::time::Instant::now();
+        let run = run_catalog(Some((&shim, mode)), &[], work.path(), mode);
+        let took = started.elapsed();
+        assert_eq!(run.code, 1, "{mode}: exit status\n{}", run.stderr);
+        assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+        let mut changed = 0;
+        for (id, (st, record)) in &run.all {
+            let (before, _) = &control.all[id];
+            if st == before {
+                continue;
+            }
+            changed += 1;
+            let text = record.to_string();
+            assert_eq!(st, status, "{mode}: {id} {before} -> {st}: {text}");
+            assert!(
+                text.contains(evidence),
+                "{mode}: {id} changed ({before} -> {st}) without its actor being broken: {text}"
+            );
+            assert!(
+                text.contains("flock"),
+                "{mode}: {id} has no flock call: {text}"
+            );
+        }
+        eprintln!("{mode}: {changed} trials broken, the rest unchanged, in {took:?}");
+        assert!(changed >= 10, "{mode}: only {changed} trials noticed");
+        assert_eq!(run.all.len(), control.all.len());
     }
 }
 
@@ -257,6 +321,7 @@ fn every_family_catches_its_mutation() {
         control.stderr
     );
     assert!(control.failed.is_empty());
+    assert!(control.all.values().all(|(s, _)| s != "error"));
     let shim = build_shim(work.path());
     let mut covered = BTreeSet::new();
     for case in CASES {

@@ -24,6 +24,12 @@
  *   lease-noop        F_SETLEASE succeeds without a lease
  *   setlkw-giveup     a waiting lock waits (really, in the kernel) for at most
  *                     100 ms, then gives up and reports success without the lock
+ *
+ * Broken actors (the harness must fail their trial only):
+ *   crash-on-unlock   flock(LOCK_UN) on a file under the directory crashes
+ *                     the actor (SIGSEGV)
+ *   garble-on-unlock  after flock(LOCK_UN) on a file under the directory,
+ *                     the actor's next message to the harness is garbage
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -35,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
@@ -55,13 +62,15 @@ enum mode {
     EXCL_IGNORED,
     LEASE_NOOP,
     SETLKW_GIVEUP,
+    CRASH_ON_UNLOCK,
+    GARBLE_ON_UNLOCK,
 };
 
 static const char *names[] = {
     "", "flock-noop", "setlkw-nowait", "setlk-noop", "ranges-whole-file",
     "open-rdwr", "edeadlk-eagain", "close-keeps-locks", "flock-as-posix",
     "ofd-as-posix", "getlk-pid-zero", "excl-ignored", "lease-noop",
-    "setlkw-giveup",
+    "setlkw-giveup", "crash-on-unlock", "garble-on-unlock",
 };
 
 static enum mode mode = NONE;
@@ -74,6 +83,7 @@ typedef int (*open_fn)(const char *, int, ...);
 typedef int (*openat_fn)(int, const char *, int, ...);
 typedef int (*close_fn)(int);
 typedef long (*syscall_fn)(long, ...);
+typedef ssize_t (*write_fn)(int, const void *, size_t);
 
 static fcntl_fn real_fcntl;
 static flock_fn real_flock;
@@ -81,6 +91,8 @@ static open_fn real_open;
 static openat_fn real_openat;
 static close_fn real_close;
 static syscall_fn real_syscall;
+static write_fn real_write;
+static int garble_next;
 
 static void *next(const char *a, const char *b)
 {
@@ -91,6 +103,7 @@ static void *next(const char *a, const char *b)
 __attribute__((constructor)) static void init(void)
 {
     real_syscall = (syscall_fn)next("syscall", "syscall");
+    real_write = (write_fn)next("write", "write");
     real_fcntl = (fcntl_fn)next("fcntl64", "fcntl");
     real_flock = (flock_fn)next("flock", "flock");
     real_open = (open_fn)next("open64", "open");
@@ -262,6 +275,13 @@ int flock(int fd, int op)
 {
     if (mode == NONE || !fd_in_dir(fd))
         return real_flock(fd, op);
+    if (mode == CRASH_ON_UNLOCK && (op & ~LOCK_NB) == LOCK_UN) {
+        /* The default action (Rust's stack-overflow handler would return). */
+        signal(SIGSEGV, SIG_DFL);
+        raise(SIGSEGV);
+    }
+    if (mode == GARBLE_ON_UNLOCK && (op & ~LOCK_NB) == LOCK_UN)
+        garble_next = 1;
     if (mode == FLOCK_NOOP)
         return 0;
     if (mode == SETLKW_GIVEUP && !(op & LOCK_NB) && (op & (LOCK_EX | LOCK_SH)))
@@ -365,4 +385,23 @@ int close(int fd)
     if (mode == CLOSE_KEEPS_LOCKS && fd > 2 && fd_in_dir(fd))
         return 0;
     return real_close(fd);
+}
+
+/* garble-on-unlock: the next line to the harness (a socket or a pipe, not
+ * stderr) is replaced by a line that is not JSON. */
+ssize_t write(int fd, const void *buf, size_t len)
+{
+    if (!real_write)
+        real_write = (write_fn)next("write", "write");
+    if (garble_next && fd != 2) {
+        struct stat st;
+        if (fstat(fd, &st) == 0 && (S_ISSOCK(st.st_mode) || S_ISFIFO(st.st_mode))) {
+            garble_next = 0;
+            static const char junk[] = "}{\x01 not a reply\n";
+            if (real_write(fd, junk, sizeof(junk) - 1) < 0)
+                return -1;
+            return (ssize_t)len;
+        }
+    }
+    return real_write(fd, buf, len);
 }
