@@ -554,46 +554,15 @@ fn counter(fd: RawFd, lock: &Request, unlock: &Request, times: u32, offset: u64)
         {
             return f;
         }
-        let mut buf = [0u8; 32];
-        // SAFETY: pread/pwrite with valid buffers of the given lengths.
-        let n = unsafe {
-            libc::pread(
-                fd,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                offset as libc::off_t,
-            )
-        };
-        if n < 0 {
-            return Outcome::Failed { errno: errno() };
-        }
-        let text = String::from_utf8_lossy(&buf[..n as usize]);
-        let digits = text.trim_matches(|c: char| c.is_whitespace() || c == '\0');
-        let value: u64 = if digits.is_empty() {
-            0
-        } else {
-            match digits.parse() {
-                Ok(v) => v,
-                // Not a counter any more: say so instead of starting over.
-                Err(_) => {
-                    return Outcome::Failed {
-                        errno: libc::EINVAL,
-                    }
-                }
-            }
-        };
-        let next = value.saturating_add(1).to_string();
-        // Give other processes the CPU between read and write: without
-        // working exclusion, updates are then lost reliably, not by luck.
-        // SAFETY: sched_yield has no preconditions.
-        unsafe { libc::sched_yield() };
-        let w =
-            unsafe { libc::pwrite(fd, next.as_ptr().cast(), next.len(), offset as libc::off_t) };
-        if w < 0 {
-            return Outcome::Failed { errno: errno() };
+        // A failed read or write (a full disk) still unlocks: the other
+        // actors must not wait for a lock nobody will release.
+        let body = increment(fd, offset);
+        let unlocked = perform(unlock);
+        if let Err(f) = body {
+            return f;
         }
         if let f @ (Outcome::Failed { .. } | Outcome::BadRequest { .. } | Outcome::Refused { .. }) =
-            perform(unlock)
+            unlocked
         {
             return f;
         }
@@ -601,6 +570,44 @@ fn counter(fd: RawFd, lock: &Request, unlock: &Request, times: u32, offset: u64)
     Outcome::Done {
         ret: i64::from(times),
     }
+}
+
+/// One round of the counter, under the lock: read the number, write it plus one.
+fn increment(fd: RawFd, offset: u64) -> Result<(), Outcome> {
+    let mut buf = [0u8; 32];
+    // SAFETY: pread/pwrite with valid buffers of the given lengths.
+    let n = unsafe {
+        libc::pread(
+            fd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            offset as libc::off_t,
+        )
+    };
+    if n < 0 {
+        return Err(Outcome::Failed { errno: errno() });
+    }
+    let text = String::from_utf8_lossy(&buf[..n as usize]);
+    let digits = text.trim_matches(|c: char| c.is_whitespace() || c == '\0');
+    let value: u64 = if digits.is_empty() {
+        0
+    } else {
+        // Not a counter any more: say so instead of starting over.
+        digits.parse().map_err(|_| Outcome::Failed {
+            errno: libc::EINVAL,
+        })?
+    };
+    let next = value.saturating_add(1).to_string();
+    // Give other processes the CPU between read and write: without
+    // working exclusion, updates are then lost reliably, not by luck.
+    // SAFETY: sched_yield has no preconditions.
+    unsafe { libc::sched_yield() };
+    // SAFETY: as above.
+    let w = unsafe { libc::pwrite(fd, next.as_ptr().cast(), next.len(), offset as libc::off_t) };
+    if w < 0 {
+        return Err(Outcome::Failed { errno: errno() });
+    }
+    Ok(())
 }
 
 /// A lock file created exclusively. With `pid` (the daemon pid-file

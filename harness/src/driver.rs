@@ -153,6 +153,20 @@ pub fn union_ns(spans: &mut [(u64, u64)]) -> u64 {
 #[derive(Debug)]
 struct Infra(String);
 
+/// What to do when the harness itself runs out of something.
+fn resource_hint(e: &std::io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::EMFILE) => {
+            " (hint: this process's open-file limit is reached: raise it with `ulimit -n`, or run fewer trials at once with --jobs)"
+        }
+        Some(libc::ENFILE) => " (hint: the system's open-file table is full)",
+        Some(libc::EAGAIN) | Some(libc::ENOMEM) => {
+            " (hint: the process limit or memory is exhausted: run fewer trials at once with --jobs)"
+        }
+        _ => "",
+    }
+}
+
 impl From<ChannelError> for Infra {
     fn from(e: ChannelError) -> Self {
         Infra(e.to_string())
@@ -286,7 +300,28 @@ enum FromActor {
 enum Stop {
     Fail(Failure),
     Skip(String),
+    /// Not a result about locking (the target or this machine ran out of
+    /// something): the trial errors with this reason.
+    Error(String),
 }
+
+/// Errnos that say a resource ran out or the filesystem went away, not how
+/// locking behaves: a step that did not expect one errors its trial instead
+/// of failing it (a full disk must not read as "unsafe").
+const EXHAUSTED: &[(i32, &str)] = &[
+    (libc::ENOSPC, "the target's filesystem is full"),
+    (libc::EDQUOT, "a disk quota is exhausted"),
+    (
+        libc::EMFILE,
+        "the actor's open-file limit is reached (ulimit -n)",
+    ),
+    (libc::ENFILE, "the system's open-file table is full"),
+    (libc::ENOMEM, "memory is exhausted"),
+    (
+        libc::ENOTCONN,
+        "the filesystem is gone (its FUSE daemon died, or it was unmounted)",
+    ),
+];
 
 pub struct Driver<'a> {
     plan: &'a TrialPlan,
@@ -384,6 +419,10 @@ impl<'a> Driver<'a> {
                                 }
                                 Some(Stop::Skip(why)) => {
                                     skip = Some(why);
+                                    break;
+                                }
+                                Some(Stop::Error(why)) => {
+                                    error = Some(why);
                                     break;
                                 }
                                 None => {}
@@ -578,9 +617,13 @@ impl<'a> Driver<'a> {
             .stderr(Stdio::piped())
             // Its own process group: a terminal's Ctrl-C reaches the harness, not actors.
             .process_group(0);
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| Infra(format!("starting an actor on host {}: {e}", h.name)))?;
+        let mut child = cmd.spawn().map_err(|e| {
+            Infra(format!(
+                "starting an actor on host {}: {e}{}",
+                h.name,
+                resource_hint(&e)
+            ))
+        })?;
         let (Some(stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
@@ -1315,6 +1358,20 @@ impl<'a> Driver<'a> {
             }
             _ => None,
         });
+        // Out of space, descriptors or memory: not a locking result.
+        let exhausted = observed.iter().zip(&calls).find_map(|(o, call)| match o {
+            Observed::Returned(Outcome::Failed { errno }) if verdict.is_err() => {
+                EXHAUSTED.iter().find(|(e, _)| e == errno).map(|(_, what)| {
+                    format!(
+                        "step {} (line {}): {call} returned {}: {what} — not a locking result",
+                        step.number,
+                        step.pos.line,
+                        crate::errno::name(*errno),
+                    )
+                })
+            }
+            _ => None,
+        });
         let record = StepRecord {
             step: step.number,
             line: step.pos.line,
@@ -1333,6 +1390,7 @@ impl<'a> Driver<'a> {
         };
         let stop = match (unsupported, verdict) {
             (Some(why), _) => Some(Stop::Skip(why)),
+            (None, Err(_)) if exhausted.is_some() => exhausted.map(Stop::Error),
             (None, Ok(())) => None,
             (None, Err(why)) => Some(Stop::Fail(Failure {
                 step: step.number,

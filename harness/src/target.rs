@@ -429,6 +429,17 @@ pub struct Target {
     counter: AtomicUsize,
 }
 
+/// A hint for a target that cannot take lockcheck's few small files.
+fn full_hint(e: &std::io::Error) -> Option<&'static str> {
+    match e.raw_os_error() {
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => Some(
+            "the filesystem (or your quota) is full: lockcheck needs a few KiB and a few dozen inodes",
+        ),
+        Some(libc::EROFS) => Some("the filesystem is mounted read-only"),
+        _ => None,
+    }
+}
+
 fn refused(path: &Path) -> Option<&'static str> {
     if path == Path::new("/") {
         return Some("the root directory");
@@ -490,7 +501,12 @@ impl Target {
         let scratch = tempfile::Builder::new()
             .prefix(SCRATCH_PREFIX)
             .tempdir_in(spec.lower.as_deref().unwrap_or(&root))
-            .map_err(|e| err(format!("cannot create a scratch directory: {e}"), None))?;
+            .map_err(|e| {
+                err(
+                    format!("cannot create a scratch directory: {e}"),
+                    full_hint(&e),
+                )
+            })?;
         let view = spec
             .lower
             .as_ref()
@@ -500,8 +516,12 @@ impl Target {
             .as_deref()
             .unwrap_or(scratch.path())
             .join(SCRATCH_MARKER);
-        let f = write_marker(&marker)
-            .map_err(|e| err(format!("cannot write in the scratch directory: {e}"), None))?;
+        let f = write_marker(&marker).map_err(|e| {
+            err(
+                format!("cannot write in the scratch directory: {e}"),
+                full_hint(&e),
+            )
+        })?;
         let mut identity = identify(&spec.label, &root, &spec.provision);
         let ino = {
             use std::os::unix::fs::MetadataExt;

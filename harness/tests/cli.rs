@@ -140,6 +140,7 @@ fn refused_targets_exit_2() {
         "x=/".to_string(),
         "x=/proc".to_string(),
         "x=/sys/kernel".to_string(),
+        "x=/dev".to_string(),
         "no-equals-sign".to_string(),
         "bad label=/tmp".to_string(),
     ];
@@ -160,6 +161,29 @@ fn refused_targets_exit_2() {
         !dir.path().join("out").exists(),
         "no report for a refused target"
     );
+    // A read-only filesystem (as root: a read-only tmpfs).
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let ro = dir.path().join("ro");
+        std::fs::create_dir(&ro).expect("mkdir");
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "ro", "tmpfs"])
+            .arg(&ro)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(mounted, "mount a read-only tmpfs");
+        let o = lockcheck(&[
+            "run",
+            "--target",
+            &format!("ro={}", ro.display()),
+            "--out",
+            dir.path().join("out").to_str().expect("utf8"),
+        ]);
+        let _ = Command::new("umount").arg(&ro).status();
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains("not writable"), "{err}");
+    }
 }
 
 #[test]
@@ -815,4 +839,255 @@ fn an_unprivileged_run_skips_what_needs_root_and_fails_nothing() {
     );
     assert!(entries(&dir).is_empty(), "{:?}", entries(&dir));
     assert!(entries(&tmp).is_empty(), "{:?}", entries(&tmp));
+}
+
+/// A FUSE daemon that dies mid-run: every trial after that errors with the
+/// reason (nothing fails, nothing hangs), the run ends, no actor is left,
+/// and `lockcheck clean` removes the scratch directory the dead mount kept
+/// (as root with bindfs; skipped otherwise).
+#[test]
+fn a_dead_fuse_daemon_errors_the_trials_and_the_run_ends() {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let bindfs = Command::new("bindfs").arg("--version").output();
+    if !root || bindfs.is_err() {
+        eprintln!("skipped: needs root and bindfs");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src");
+    let mnt = dir.path().join("mnt");
+    let scenarios = dir.path().join("scenarios");
+    for d in [&src, &mnt, &scenarios] {
+        std::fs::create_dir(d).expect("mkdir");
+    }
+    for s in [
+        "exclusive-blocks-until-release",
+        "close-dup-releases-posix",
+        "counter-4-actors",
+        "lock-directory",
+    ] {
+        std::fs::copy(
+            repo().join(format!("scenarios/{s}.yaml")),
+            scenarios.join(format!("{s}.yaml")),
+        )
+        .expect("copy");
+    }
+    let mut daemon = Command::new("bindfs")
+        .arg("-f")
+        .arg(&src)
+        .arg(&mnt)
+        .spawn()
+        .expect("bindfs");
+    let mounted = |p: &Path| {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some(&p.to_string_lossy()))
+    };
+    wait_for("the FUSE mount", 10, || mounted(&mnt));
+    let out = dir.path().join("out");
+    let mut run = Command::new(env!("CARGO_BIN_EXE_lockcheck"))
+        .args(["run", "--jobs", "1", "--repeat", "2", "-q", "--scenarios"])
+        .arg(&scenarios)
+        .arg("--target")
+        .arg(format!("fz={}", mnt.display()))
+        .arg("--out")
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("lockcheck");
+    // A trial directory shows in the source directory (the target is open,
+    // trials run): kill the daemon.
+    wait_for("a trial directory", 20, || {
+        entries(&src).iter().any(|s| {
+            std::fs::read_dir(src.join(s))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|e| e.file_name() != ".lockcheck-scratch")
+        })
+    });
+    daemon.kill().expect("kill bindfs");
+    let _ = daemon.wait();
+    let killed = std::time::Instant::now();
+    let status = wait_exit(&mut run);
+    let took = killed.elapsed();
+    let o = run.wait_with_output().expect("output");
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    let _ = Command::new("umount").arg("-l").arg(&mnt).status();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(took < std::time::Duration::from_secs(60), "{took:?}");
+    assert_eq!(processes_in(dir.path()), Vec::<String>::new());
+    // The second run began after the daemon died: each trial errored with
+    // the reason; none may read as a locking failure.
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("fz.json")).expect("report"))
+            .expect("parse");
+    let mut errors = 0;
+    for r in json["results"].as_array().expect("results") {
+        match r["status"].as_str() {
+            Some("skip") => {}
+            Some("error") => {
+                errors += 1;
+                let reason = r["reason"].as_str().unwrap_or_default();
+                assert!(
+                    reason.contains("not connected") || reason.contains("ENOTCONN"),
+                    "{}: {reason}",
+                    r["id"]
+                );
+            }
+            other => panic!("{}: {other:?} after the daemon died: {r}", r["id"]),
+        }
+    }
+    assert!(errors >= 8, "{errors} errors");
+    // What the dead mount kept is lockcheck's and is removed by clean.
+    assert_eq!(entries(&src).len(), 1, "{:?}", entries(&src));
+    let o = lockcheck(&["clean", src.to_str().expect("utf8")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(entries(&src), Vec::<String>::new());
+}
+
+/// The statuses of a run's trials, with the reasons of those that errored;
+/// panics on a failed trial (running out of something is not a finding).
+fn errors_only(report: &Path) -> (usize, Vec<String>) {
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report).expect("report")).expect("parse");
+    let mut passed = 0;
+    let mut reasons = Vec::new();
+    for r in json["results"].as_array().expect("results") {
+        match r["status"].as_str() {
+            Some("pass") => passed += 1,
+            Some("skip" | "xfail") => {}
+            Some("error") => reasons.push(r["reason"].as_str().unwrap_or_default().to_string()),
+            other => panic!("{}: {other:?}: {r}", r["id"]),
+        }
+    }
+    (passed, reasons)
+}
+
+/// A full disk: trials whose writes get ENOSPC error with that reason (never
+/// "fail" or "unsafe"), the others pass, the run ends quickly (a counter
+/// whose write failed still unlocks); a disk with no room at all is refused
+/// with exit 2 and a hint. As root (it mounts a small tmpfs).
+#[test]
+fn a_full_disk_errors_trials_and_never_fails_them() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to mount a small tmpfs");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t = dir.path().join("t");
+    std::fs::create_dir(&t).expect("mkdir");
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k,nr_inodes=1000", "tmpfs"])
+        .arg(&t)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "mount tmpfs");
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(t.clone());
+    // All but one page: lockcheck's marker takes it, data writes find none.
+    std::fs::write(t.join("filler"), vec![0u8; 63 * 4096]).expect("fill");
+    let out = dir.path().join("out");
+    let began = std::time::Instant::now();
+    let o = lockcheck(&[
+        "run",
+        "--scenarios",
+        repo().join("scenarios").to_str().expect("utf8"),
+        "--target",
+        &format!("full={}", t.display()),
+        "--out",
+        out.to_str().expect("utf8"),
+        "-q",
+    ]);
+    let took = began.elapsed();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(took < std::time::Duration::from_secs(30), "{took:?}");
+    let (passed, reasons) = errors_only(&out.join("full.json"));
+    assert!(passed > 100, "{passed} passed");
+    assert!(reasons.len() >= 10, "{reasons:?}");
+    for r in &reasons {
+        assert!(r.contains("ENOSPC") && r.contains("full"), "{r}");
+    }
+    assert_eq!(entries(&t), vec!["filler".to_string()]);
+    // No room at all: the target is refused before anything runs.
+    std::fs::write(t.join("last"), vec![0u8; 4096]).expect("fill");
+    let o = lockcheck(&[
+        "run",
+        "--target",
+        &format!("full={}", t.display()),
+        "--out",
+        out.to_str().expect("utf8"),
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("No space left") && err.contains("hint:"),
+        "{err}"
+    );
+    let mut left = entries(&t);
+    left.sort();
+    assert_eq!(left, vec!["filler".to_string(), "last".to_string()]);
+}
+
+/// Out of descriptors (a limit of 60 for lockcheck and its actors): the
+/// trials that cannot start or open error with the reason and a hint, none
+/// fails, the others pass, and nothing is left behind.
+#[test]
+fn running_out_of_descriptors_errors_trials_and_never_fails_them() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t = dir.path().join("t");
+    std::fs::create_dir(&t).expect("mkdir");
+    let out = dir.path().join("out");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lockcheck"));
+    // One trial at a time: then exactly the trials that need more
+    // descriptors than the limit leaves error (with two, whichever trial
+    // starts beside a large one may too).
+    cmd.args(["run", "-q", "--jobs", "1", "--scenarios"])
+        .arg(repo().join("scenarios"))
+        .arg("--target")
+        .arg(format!("t={}", t.display()))
+        .arg("--out")
+        .arg(&out);
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 60,
+                rlim_max: 60,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let o = cmd.output().expect("lockcheck");
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let (passed, reasons) = errors_only(&out.join("t.json"));
+    // How many start beside a large one depends on the load (a trial that
+    // waits lends its job slot): only that some pass is certain.
+    assert!(passed > 20, "{passed} passed");
+    assert!(!reasons.is_empty());
+    for r in &reasons {
+        assert!(
+            r.contains("Too many open files") || r.contains("EMFILE"),
+            "{r}"
+        );
+    }
+    assert!(err.contains("ulimit -n"), "no hint: {err}");
+    assert_eq!(entries(&t), Vec::<String>::new());
+    assert_eq!(processes_in(dir.path()), Vec::<String>::new());
 }
