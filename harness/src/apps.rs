@@ -452,6 +452,7 @@ mod tests {
             summary: String::new(),
             reference: String::new(),
             file: String::new(),
+            started_ms: 0.0,
             duration_ms: 0.0,
             in_calls_ms: 0.0,
             actors: vec![],

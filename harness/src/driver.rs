@@ -898,14 +898,15 @@ impl<'a> Driver<'a> {
                 };
                 let full = Beneath::new(base, path);
                 // A lease break makes open wait: watch for that on the file's
-                // inode (looked up beneath the trial directory too).
-                let ino = crate::beneath::open(&full, libc::O_PATH | libc::O_CLOEXEC, 0)
-                    .ok()
-                    .and_then(|fd| std::fs::File::from(fd).metadata().ok())
-                    .map(|m| {
-                        use std::os::unix::fs::MetadataExt;
-                        m.ino()
-                    });
+                // inode, known if an actor has it open (a lease needs one).
+                // The harness itself never touches the target here: a call
+                // on a server that stopped answering would not return.
+                let ino = self
+                    .actors
+                    .iter()
+                    .flat_map(|a| a.fds.values())
+                    .find(|f| f.path == full)
+                    .map(|f| f.ino);
                 (
                     Request::Open { path: full, flags },
                     Some(mech::open_signature()),

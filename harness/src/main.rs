@@ -254,6 +254,15 @@ struct RunArgs {
     /// reports too, and makes the exit status 1. The reports are the last run's.
     #[arg(long, value_name = "N")]
     repeat: Option<usize>,
+    /// Start the trials in a random order instead of longest first (to find
+    /// trials that depend on what ran before them); the seed is printed and
+    /// recorded in the reports. With --repeat, run K uses the seed plus K-1.
+    #[arg(long)]
+    shuffle: bool,
+    /// Shuffle with this seed: the same seed gives the same order (implies
+    /// --shuffle). Everything else lockcheck does is deterministic already.
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
     /// After the trials, measure lock latency on each target (as `lockcheck
     /// bench` does) and put the figures into its report.
     #[arg(long)]
@@ -312,6 +321,14 @@ enum RunFormat {
 enum ListFormat {
     Text,
     Markdown,
+}
+
+/// A seed for a random choice the user did not fix (short enough to type).
+fn random_seed() -> u64 {
+    let mut b = [0u8; 8];
+    // SAFETY: getrandom writes at most 8 bytes into b.
+    unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    u64::from_ne_bytes(b) % 1_000_000_000
 }
 
 /// How a refused path shows in a trial's reason (the driver's wording).
@@ -607,6 +624,8 @@ fn bench(b: BenchArgs) -> Result<ExitCode, Error> {
         faults: Vec::new(),
         lease: lockcheck::plan::DEFAULT_LEASE,
         repeat: None,
+        shuffle: false,
+        seed: None,
         bench: true,
         bench_settings: b.bench,
         filters: Vec::new(),
@@ -935,6 +954,14 @@ fn run(a: RunArgs, qualify: Option<(usize, PathBuf)>) -> Result<ExitCode, Error>
         }
     };
     let repeats = qualify.as_ref().map_or(a.repeat.unwrap_or(1), |(n, _)| *n);
+    let order_seed = match (a.seed, a.shuffle) {
+        (Some(s), _) => Some(s),
+        (None, true) => Some(random_seed()),
+        (None, false) => None,
+    };
+    if let Some(s) = order_seed {
+        eprintln!("trial order: shuffled with seed {s} (the same order again: --seed {s})");
+    }
     let mut passes: Vec<Vec<report::Report>> = Vec::new();
     // `--repeat`: every run's outcomes, but only the last run's reports.
     let mut tally = report::Tally::default();
@@ -946,7 +973,8 @@ fn run(a: RunArgs, qualify: Option<(usize, PathBuf)>) -> Result<ExitCode, Error>
             eprintln!("run {} of {repeats}", k + 1);
         }
         let began = Instant::now();
-        let results = session.run_all(&trials, jobs, &progress);
+        let seed = order_seed.map(|s| s.wrapping_add(k as u64));
+        let results = session.run_all(&trials, jobs, seed, &progress);
         if tty {
             eprint!("\r\x1b[K");
         }
@@ -955,6 +983,10 @@ fn run(a: RunArgs, qualify: Option<(usize, PathBuf)>) -> Result<ExitCode, Error>
             .reports(&cat, results, wall_ms)
             .into_iter()
             .map(|r| r.with_apps(&apps))
+            .map(|mut r| {
+                r.order_seed = seed;
+                r
+            })
             .collect();
         if qualify.is_none() {
             tally.add(&pass);
@@ -1130,12 +1162,7 @@ fn fuzz(a: FuzzArgs) -> Result<ExitCode, Error> {
     if a.program_len == 0 {
         return Err(Error::usage("--program-len must be at least 1", None));
     }
-    let seed = a.seed.unwrap_or_else(|| {
-        let mut b = [0u8; 8];
-        // SAFETY: getrandom writes at most 8 bytes into b.
-        unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
-        u64::from_ne_bytes(b) % 1_000_000_000
-    });
+    let seed = a.seed.unwrap_or_else(random_seed);
     let specs = [
         target::parse_target_arg(&a.reference)?,
         target::parse_target_arg(&a.target)?,

@@ -245,6 +245,10 @@ pub struct TrialResult {
     pub summary: String,
     pub reference: String,
     pub file: String,
+    /// When the trial started, in ms after its run began (trials that ran
+    /// at once overlap; with --shuffle this shows the order drawn).
+    #[serde(default)]
+    pub started_ms: f64,
     pub duration_ms: f64,
     /// Of `duration_ms`, the time some actor on this host was inside a
     /// call the scenario asked for (locks, waits, writes); the rest is
@@ -345,6 +349,10 @@ pub struct Report {
     /// With `--repeat N`: how many runs, and the trials whose outcome changed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repeat: Option<Repeat>,
+    /// With `--shuffle` or `--seed`: the seed of this run's trial order
+    /// (`lockcheck run --seed N` starts the trials in the same order again).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_seed: Option<u64>,
     pub results: Vec<TrialResult>,
 }
 
@@ -371,6 +379,7 @@ impl Report {
             applications: Vec::new(),
             benchmarks: None,
             repeat: None,
+            order_seed: None,
             results,
         }
     }
@@ -963,6 +972,7 @@ mod tests {
             summary: "why it matters".into(),
             reference: "fcntl(2)".into(),
             file: format!("scenarios/{scenario}.yaml"),
+            started_ms: 0.0,
             duration_ms: 1.5,
             in_calls_ms: 0.0,
             actors: vec![],

@@ -319,6 +319,7 @@ impl Session {
             summary: s.summary.trim().to_string(),
             reference: s.reference.trim().to_string(),
             file: spec.scenario.file.clone(),
+            started_ms: 0.0,
             duration_ms: 0.0,
             in_calls_ms: 0.0,
             actors: Vec::new(),
@@ -345,6 +346,12 @@ impl Session {
             }
         };
         let target = &self.targets[spec.target];
+        if let Some(why) = target.stalled() {
+            result.status = Status::Error;
+            result.reason = Some(format!("not run: the target stopped answering ({why})"));
+            result.verdict = TrialResult::verdict_for(Status::Error, s.severity);
+            return result;
+        }
         let started = Instant::now();
         let dir = match target.trial_dir(&format!("{}.{}", s.name.value, spec.mechanism)) {
             Ok(d) => d,
@@ -363,7 +370,7 @@ impl Session {
             match made {
                 Ok(m) => Some(m),
                 Err(why) => {
-                    let _ = std::fs::remove_dir_all(&dir);
+                    let _ = target.remove_trial_dir(&dir);
                     result.reason = Some(format!(
                         "needs a second mount of the target's filesystem; {why}"
                     ));
@@ -394,7 +401,7 @@ impl Session {
         let outcome = Driver::new(plan, &env).run();
         drop(second);
         let mut teardown = outcome.teardown;
-        if let Err(e) = std::fs::remove_dir_all(&dir) {
+        if let Err(e) = target.remove_trial_dir(&dir) {
             teardown.push(format!("removing {}: {e}", dir.display()));
         }
         result.status = match outcome.status {
@@ -440,6 +447,15 @@ impl Session {
         {
             result.severity = crate::scenario::Severity::Divergent;
         }
+        // The target stopped answering while this trial ran: a step that
+        // failed meanwhile (a call that never returned) says nothing about
+        // locking. The failure stays in the record as evidence.
+        if let (Status::Fail, Some(why)) = (result.status, target.stalled()) {
+            result.status = Status::Error;
+            result.reason = Some(format!(
+                "the target stopped answering during this trial ({why}); its failing step is evidence of that, not a locking result"
+            ));
+        }
         result.verdict = TrialResult::verdict_for(result.status, result.severity);
         result.failure = outcome.failure;
         result.steps = outcome.steps;
@@ -466,12 +482,18 @@ impl Session {
     /// lab-fault trial runs last, with nothing else running but the same
     /// scenario's trials on the other targets: they run together and inject
     /// each such fault once for all (one server restart for every mount).
+    ///
+    /// With `shuffle`, trials start in an order drawn from that seed (to
+    /// show trials that depend on what ran before them) instead of longest
+    /// first; the same seed gives the same order.
     pub fn run_all(
         &self,
         trials: &[TrialSpec],
         jobs: usize,
+        shuffle: Option<u64>,
         progress: &(dyn Fn(usize, &TrialResult) + Sync),
     ) -> Vec<TrialResult> {
+        let t0 = Instant::now();
         let done = AtomicUsize::new(0);
         let slots: Mutex<Vec<Option<TrialResult>>> = Mutex::new(vec![None; trials.len()]);
         let mut alone = Vec::new();
@@ -484,21 +506,42 @@ impl Session {
                 FaultScope::Everything => alone.push(i),
             }
         }
-        let record = |i: usize, r: TrialResult| {
+        let record = |i: usize, mut r: TrialResult, began: Instant| {
+            r.started_ms = crate::report::ms(began.duration_since(t0));
             let n = done.fetch_add(1, Ordering::Relaxed) + 1;
             progress(n, &r);
             if let Ok(mut s) = slots.lock() {
                 s[i] = Some(r);
             }
         };
-        let run = |i: usize| record(i, self.run_trial(&trials[i]));
+        let run = |i: usize| {
+            let began = Instant::now();
+            record(i, self.run_trial(&trials[i]), began)
+        };
         let run_shared = |i: usize, slots: &crate::slots::JobSlots| {
-            record(i, self.run_trial_in(&trials[i], None, Some(slots)))
+            let began = Instant::now();
+            record(i, self.run_trial_in(&trials[i], None, Some(slots)), began)
         };
         // Longest first, so the trials that watch a waiter for a fixed
         // window start early and lend their slots while the rest run.
         let mut shared: Vec<usize> = shared.into();
-        shared.sort_by_key(|&i| std::cmp::Reverse(Self::cost(&trials[i])));
+        match shuffle {
+            Some(seed) => {
+                use rand::seq::SliceRandom;
+                use rand::SeedableRng;
+                let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(seed);
+                // From one order (by id, whatever order the catalog was
+                // read in) to the same shuffled order.
+                for list in std::iter::once(&mut shared)
+                    .chain(lanes.iter_mut())
+                    .chain(std::iter::once(&mut alone))
+                {
+                    list.sort_by(|&a, &b| trials[a].id.cmp(&trials[b].id));
+                    list.shuffle(&mut rng);
+                }
+            }
+            None => shared.sort_by_key(|&i| std::cmp::Reverse(Self::cost(&trials[i]))),
+        }
         let job_slots = crate::slots::JobSlots::new(jobs);
         let sched = Mutex::new(Sched {
             pending: shared.into(),
@@ -554,8 +597,10 @@ impl Session {
                     let Some(i) = picked else { break };
                     let t = trials[i].target;
                     g.running[t] += 1;
+                    // Taken in the queue's order, under its lock.
+                    let ticket = job_slots.ticket();
                     drop(g);
-                    job_slots.acquire();
+                    job_slots.acquire(ticket);
                     run_shared(i, &job_slots);
                     job_slots.release();
                     lock().running[t] -= 1;
@@ -583,9 +628,10 @@ impl Session {
                 for &i in &group {
                     let (barrier, record) = (&barrier, &record);
                     scope.spawn(move || {
+                        let began = Instant::now();
                         let r = self.run_trial_in(&trials[i], Some(barrier), None);
                         barrier.leave();
-                        record(i, r);
+                        record(i, r, began);
                     });
                 }
             });
@@ -680,7 +726,7 @@ impl Session {
                         zygote: self.zygote.as_ref(),
                     };
                     let mut r = crate::bench::run_mechanism(&env, m, opts);
-                    if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    if let Err(e) = target.remove_trial_dir(&dir) {
                         r.problems.push(format!("removing {}: {e}", dir.display()));
                     }
                     r

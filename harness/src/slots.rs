@@ -16,7 +16,14 @@ struct State {
     free: usize,
     /// Trials waiting to take back a slot they lent (they go first).
     returning: usize,
+    /// New trials start in the order of their tickets.
+    next_ticket: u64,
+    serving: u64,
 }
+
+/// A place in the queue for a slot ([`JobSlots::ticket`]).
+#[derive(Debug)]
+pub struct Ticket(u64);
 
 /// A counting semaphore with priority for returning lenders.
 #[derive(Debug)]
@@ -31,6 +38,8 @@ impl JobSlots {
             state: Mutex::new(State {
                 free: jobs.max(1),
                 returning: 0,
+                next_ticket: 0,
+                serving: 0,
             }),
             changed: Condvar::new(),
         }
@@ -40,14 +49,26 @@ impl JobSlots {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Take a slot to start a trial (waits while none is free or a lender
-    /// is waiting to take one back).
-    pub fn acquire(&self) {
+    /// A place in the queue: trials start in the order they took tickets
+    /// (so a fixed trial order, `--seed`, is the order trials start in).
+    pub fn ticket(&self) -> Ticket {
         let mut g = self.lock();
-        while g.free == 0 || g.returning > 0 {
+        g.next_ticket += 1;
+        Ticket(g.next_ticket - 1)
+    }
+
+    /// Take a slot to start a trial, in ticket order (waits while none is
+    /// free, a lender is waiting to take one back, or an earlier ticket
+    /// has not been served).
+    pub fn acquire(&self, ticket: Ticket) {
+        let mut g = self.lock();
+        while g.free == 0 || g.returning > 0 || g.serving != ticket.0 {
             g = self.changed.wait(g).unwrap_or_else(|e| e.into_inner());
         }
         g.free -= 1;
+        g.serving += 1;
+        drop(g);
+        self.changed.notify_all();
     }
 
     /// Give a slot back.
@@ -123,7 +144,8 @@ mod tests {
             for k in 0..8 {
                 let (slots, enter, leave) = (&slots, &enter, &leave);
                 s.spawn(move || {
-                    slots.acquire();
+                    let t = slots.ticket();
+                    slots.acquire(t);
                     enter();
                     if k % 2 == 0 {
                         leave();
@@ -140,5 +162,27 @@ mod tests {
         assert_eq!(running.load(Ordering::SeqCst), 0);
         assert!(most.load(Ordering::SeqCst) <= 2, "{most:?}");
         assert_eq!(slots.lock().free, 2);
+    }
+
+    #[test]
+    fn trials_start_in_ticket_order() {
+        let slots = JobSlots::new(1);
+        let order = Mutex::new(Vec::new());
+        let tickets: Vec<Ticket> = (0..6).map(|_| slots.ticket()).collect();
+        std::thread::scope(|s| {
+            // Threads reach acquire in reverse order; tickets decide.
+            for (k, t) in tickets.into_iter().enumerate().rev() {
+                let (slots, order) = (&slots, &order);
+                s.spawn(move || {
+                    slots.acquire(t);
+                    order.lock().unwrap_or_else(|e| e.into_inner()).push(k);
+                    slots.release();
+                });
+            }
+        });
+        assert_eq!(
+            *order.lock().unwrap_or_else(|e| e.into_inner()),
+            vec![0, 1, 2, 3, 4, 5]
+        );
     }
 }

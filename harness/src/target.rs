@@ -420,6 +420,9 @@ pub struct Target {
     pub host_dirs: Vec<(String, PathBuf)>,
     /// Where the scratch directory was made (the lower layer of an overlay).
     scratch: tempfile::TempDir,
+    /// Set when one of the harness's own filesystem calls on the target
+    /// did not return within [`FS_TIMEOUT`]: what did not return.
+    stalled: std::sync::OnceLock<String>,
     /// The scratch directory through the overlay, when it was made below it.
     view: Option<PathBuf>,
     /// The scratch directory in the lower layer (overlay targets).
@@ -427,6 +430,27 @@ pub struct Target {
     /// The storage behind the target, as its root there (FUSE targets).
     backing: Option<PathBuf>,
     counter: AtomicUsize,
+}
+
+/// How long one filesystem call of the harness's own on a target (making
+/// or removing a directory, a first look) may take before the target counts
+/// as not answering: far beyond any healthy filesystem, NFS included.
+pub const FS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// `f` on a thread of its own, waited for at most [`FS_TIMEOUT`]: `None` if
+/// it did not return (the thread is left behind, asleep in the kernel; a
+/// hung NFS call sleeps killably, so the process can still exit).
+fn bounded<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("lockcheck-fs".into())
+        .spawn(move || {
+            let _ = tx.send(f());
+        });
+    match spawned {
+        Ok(_) => rx.recv_timeout(FS_TIMEOUT).ok(),
+        Err(_) => None,
+    }
 }
 
 /// A hint for a target that cannot take lockcheck's few small files.
@@ -464,7 +488,22 @@ impl Target {
             message,
             hint: hint.map(str::to_string),
         };
-        let meta = fs::metadata(&spec.dir).map_err(|e| {
+        // A server that does not answer must not hang the run here: the
+        // first look at the directory is bounded.
+        let probe = spec.dir.clone();
+        let meta = match bounded(move || fs::metadata(&probe)) {
+            Some(m) => m,
+            None => {
+                return Err(err(
+                    format!(
+                        "no answer: looking at it did not return within {} s",
+                        FS_TIMEOUT.as_secs()
+                    ),
+                    Some("its filesystem does not answer (an NFS server down?)"),
+                ))
+            }
+        };
+        let meta = meta.map_err(|e| {
             err(
                 format!("cannot use it: {e}"),
                 Some("give an existing directory you can write to"),
@@ -542,6 +581,7 @@ impl Target {
             view,
             backing: spec.backing.clone(),
             scratch,
+            stalled: std::sync::OnceLock::new(),
             counter: AtomicUsize::new(0),
         })
     }
@@ -582,7 +622,7 @@ impl Target {
     }
 
     /// A fresh, empty directory for one trial.
-    pub fn trial_dir(&self, name: &str) -> std::io::Result<PathBuf> {
+    pub fn trial_dir(&self, name: &str) -> std::result::Result<PathBuf, String> {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let safe: String = name
             .chars()
@@ -596,22 +636,76 @@ impl Target {
             .collect();
         let leaf = format!("{safe}.{n}");
         let dir = self.scratch().join(&leaf);
-        match &self.lower_scratch {
+        let lower = self.lower_scratch.as_ref().map(|l| l.join(&leaf));
+        let made = dir.clone();
+        self.fs_call("making the trial directory", move || match lower {
             // Made in the lower layer, with a file that is there before the
             // trial starts; the overlay shows both.
-            Some(lower) => {
-                let l = lower.join(&leaf);
+            Some(l) => {
                 fs::create_dir(&l)?;
-                fs::write(l.join(LOWER_FILE), "from the lower layer\n")?;
+                fs::write(l.join(LOWER_FILE), "from the lower layer\n")
             }
-            None => fs::create_dir(&dir)?,
-        }
+            None => fs::create_dir(&made),
+        })?;
         Ok(dir)
     }
 
-    /// Remove the scratch directory now, reporting a failure.
+    /// Remove a trial directory (bounded like every filesystem call the
+    /// harness makes on the target).
+    pub fn remove_trial_dir(&self, dir: &Path) -> std::result::Result<(), String> {
+        let d = dir.to_path_buf();
+        self.fs_call("removing the trial directory", move || {
+            fs::remove_dir_all(&d)
+        })
+    }
+
+    /// What did not return, if the target stopped answering.
+    pub fn stalled(&self) -> Option<&str> {
+        self.stalled.get().map(String::as_str)
+    }
+
+    /// `f`, a filesystem call of the harness's own on the target, waited for
+    /// at most [`FS_TIMEOUT`]; after one has not returned, none is tried.
+    fn fs_call<T: Send + 'static>(
+        &self,
+        what: &str,
+        f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+    ) -> std::result::Result<T, String> {
+        if let Some(earlier) = self.stalled() {
+            return Err(format!(
+                "not tried: the target stopped answering ({earlier})"
+            ));
+        }
+        match bounded(f) {
+            Some(r) => r.map_err(|e| e.to_string()),
+            None => {
+                let msg = format!("{what} did not return within {} s", FS_TIMEOUT.as_secs());
+                let _ = self.stalled.set(msg.clone());
+                Err(format!(
+                    "the target stopped answering: {msg} (an NFS server down?)"
+                ))
+            }
+        }
+    }
+
+    /// Remove the scratch directory now, reporting a failure. A target that
+    /// stopped answering keeps it (`lockcheck clean` removes it later).
     pub fn close(self) -> std::io::Result<()> {
-        self.scratch.close()
+        if let Some(why) = self.stalled.get() {
+            let kept = self.scratch.keep();
+            return Err(std::io::Error::other(format!(
+                "not removed, the target stopped answering ({why}); `lockcheck clean {}` removes it later",
+                kept.parent().unwrap_or(&kept).display()
+            )));
+        }
+        let scratch = self.scratch;
+        match bounded(move || scratch.close()) {
+            Some(r) => r,
+            None => Err(std::io::Error::other(format!(
+                "did not return within {} s: the filesystem does not answer",
+                FS_TIMEOUT.as_secs()
+            ))),
+        }
     }
 }
 

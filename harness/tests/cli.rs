@@ -1091,3 +1091,167 @@ fn running_out_of_descriptors_errors_trials_and_never_fails_them() {
     assert_eq!(entries(&t), Vec::<String>::new());
     assert_eq!(processes_in(dir.path()), Vec::<String>::new());
 }
+
+/// `--seed` fixes the order the trials start in (recorded in the reports
+/// with each trial's start); another seed gives another order.
+#[test]
+fn the_same_seed_starts_the_trials_in_the_same_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t = dir.path().join("t");
+    std::fs::create_dir(&t).expect("mkdir");
+    let order = |seed: &str, tag: &str| -> Vec<String> {
+        let out = dir.path().join(tag);
+        let o = lockcheck(&[
+            "run",
+            "--scenarios",
+            repo().join("scenarios").to_str().expect("utf8"),
+            "--target",
+            &format!("t={}", t.display()),
+            "--out",
+            out.to_str().expect("utf8"),
+            "--jobs",
+            "1",
+            "--seed",
+            seed,
+            "-q",
+            "close",
+            "exclusive",
+        ]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(0), "{err}");
+        assert!(err.contains(&format!("--seed {seed}")), "{err}");
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("t.json")).expect("report"))
+                .expect("parse");
+        assert_eq!(json["order_seed"].as_u64(), seed.parse().ok());
+        let mut ran: Vec<(f64, String)> = json["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .filter(|r| r["status"] != "skip")
+            .map(|r| {
+                (
+                    r["started_ms"].as_f64().expect("started_ms"),
+                    r["id"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        ran.sort_by(|a, b| a.0.total_cmp(&b.0));
+        ran.into_iter().map(|(_, id)| id).collect()
+    };
+    let a = order("7", "a");
+    assert!(a.len() >= 20, "{a:?}");
+    assert_eq!(a, order("7", "b"));
+    assert_ne!(a, order("8", "c"));
+}
+
+/// A filesystem that stops answering (its FUSE daemon stopped with
+/// SIGSTOP: every call on it sleeps, as on a hard NFS mount whose server is
+/// gone): the run still ends by itself, with exit 1 and its reports; the
+/// trial under way and the rest error with the reason, none fails, and no
+/// actor is left (as root with bindfs; skipped otherwise).
+#[test]
+fn a_filesystem_that_stops_answering_does_not_hang_the_run() {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root || Command::new("bindfs").arg("--version").output().is_err() {
+        eprintln!("skipped: needs root and bindfs");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (src, mnt, scenarios) = (
+        dir.path().join("src"),
+        dir.path().join("mnt"),
+        dir.path().join("scenarios"),
+    );
+    for d in [&src, &mnt, &scenarios] {
+        std::fs::create_dir(d).expect("mkdir");
+    }
+    for s in ["exclusive-blocks-until-release", "close-dup-releases-posix"] {
+        std::fs::copy(
+            repo().join(format!("scenarios/{s}.yaml")),
+            scenarios.join(format!("{s}.yaml")),
+        )
+        .expect("copy");
+    }
+    std::fs::write(
+        scenarios.join("hold.yaml"),
+        "name: hold\nsummary: s\nreference: r\nfamily: blocking\nmechanisms: [posix]\n\
+         not-applicable: {flock: n/a, ofd: n/a}\nactors: [holder, waiter]\nsteps:\n\
+         \x20 - open: {actors: all, path: f, create: true}\n\
+         \x20 - lock: {actor: holder, mode: exclusive}\n\
+         \x20 - lock: {actor: waiter, mode: exclusive, wait: true, expect: blocks}\n\
+         \x20 - await: {actor: waiter, expect: blocks, for: 2s}\n\
+         \x20 - open: {actor: holder, path: g, create: true}\n",
+    )
+    .expect("write");
+    let mut daemon = Command::new("bindfs")
+        .arg("-f")
+        .arg(&src)
+        .arg(&mnt)
+        .spawn()
+        .expect("bindfs");
+    let mounted = |p: &Path| {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some(&p.to_string_lossy()))
+    };
+    wait_for("the FUSE mount", 10, || mounted(&mnt));
+    let out = dir.path().join("out");
+    let mut run = Command::new(env!("CARGO_BIN_EXE_lockcheck"))
+        .args(["run", "--jobs", "1", "-q", "--scenarios"])
+        .arg(&scenarios)
+        .arg("--target")
+        .arg(format!("fz={}", mnt.display()))
+        .arg("--out")
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("lockcheck");
+    // The longest trial first: the hold window; stop the daemon in it.
+    wait_for("a trial directory", 20, || {
+        entries(&src).iter().any(|s| {
+            std::fs::read_dir(src.join(s))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|e| e.file_name() != ".lockcheck-scratch")
+        })
+    });
+    let pid = i32::try_from(daemon.id()).expect("pid");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let stopped = std::time::Instant::now();
+    let mut status = None;
+    let deadline = stopped + std::time::Duration::from_secs(120);
+    while status.is_none() && std::time::Instant::now() < deadline {
+        status = run.try_wait().expect("wait");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let took = stopped.elapsed();
+    if status.is_none() {
+        let _ = run.kill();
+    }
+    let o = run.wait_with_output().expect("output");
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let _ = Command::new("umount").arg("-l").arg(&mnt).status();
+    let status = status.unwrap_or_else(|| panic!("lockcheck still running after {took:?}\n{err}"));
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains("lockcheck clean"), "{err}");
+    let (_, reasons) = errors_only(&out.join("fz.json"));
+    assert!(reasons.len() >= 6, "{reasons:?}");
+    for r in &reasons {
+        assert!(r.contains("stopped answering"), "{r}");
+    }
+    wait_for("the actors to end", 10, || {
+        processes_in(dir.path()).is_empty()
+    });
+    eprintln!("ended {took:?} after the filesystem stopped answering");
+}
