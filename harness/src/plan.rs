@@ -515,6 +515,40 @@ pub enum Expectation {
     },
 }
 
+impl Expectation {
+    /// Whether some errno (other than a conflict) satisfies it.
+    fn allows_an_errno(&self) -> bool {
+        match self {
+            Expectation::Errno { .. } | Expectation::Any => true,
+            Expectation::OneOf(list) => list.iter().any(Expectation::allows_an_errno),
+            _ => false,
+        }
+    }
+}
+
+/// Why a record-lock range (`l_start`, `l_len` from SEEK_SET) is refused by
+/// every kernel, and with what: POSIX fcntl() gives EINVAL for a range that
+/// starts (or, with a negative length, reaches) before byte 0, and
+/// EOVERFLOW for one whose last byte is past the largest offset.
+fn impossible_range(start: i64, len: i64) -> Option<(String, &'static str)> {
+    if start < 0 {
+        return Some((format!("it starts at {start}, before byte 0"), "EINVAL"));
+    }
+    if len < 0 && start.checked_add(len).is_none_or(|first| first < 0) {
+        return Some((
+            format!("with length {len} it reaches before byte 0"),
+            "EINVAL",
+        ));
+    }
+    if len > 0 && start.checked_add(len - 1).is_none() {
+        return Some((
+            format!("its last byte, {start} + {len} - 1, is past the largest offset"),
+            "EOVERFLOW",
+        ));
+    }
+    None
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum PidExpect {
     Actor(usize),
@@ -1954,6 +1988,24 @@ impl<'a> Resolver<'a> {
 
         if blocks_on_open && actors.len() > 1 {
             return Err(self.err(epos, "a blocking `open` has one actor"));
+        }
+        // A byte range no lock can have, expected to work: the scenario
+        // is wrong, not the target.
+        if let Op::Lock {
+            mech, start, len, ..
+        }
+        | Op::Test {
+            mech, start, len, ..
+        } = &op
+        {
+            if let (true, Some((why, errno))) = (mech.has_ranges(), impossible_range(*start, *len))
+            {
+                if !expect.allows_an_errno() {
+                    return Err(self
+                        .err(epos, format!("no lock can cover this range: {why}, so the call fails with {errno}"))
+                        .with_hint(format!("expect `{errno}` (see scenarios/range-negative-start-einval.yaml), or fix the range")));
+                }
+            }
         }
         self.apply(number, pos, &actors, &op, &expect);
         Ok(PlannedStep {

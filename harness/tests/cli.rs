@@ -25,6 +25,14 @@ const HEAD: &str =
 /// (file content, the line:column the message must point at, a word the message must contain)
 fn malformed() -> Vec<(&'static str, Vec<u8>, &'static str, &'static str)> {
     let step = |s: &str| format!("{HEAD}{s}").into_bytes();
+    // Record locks only (flock has no ranges), a file open: the step is line 10.
+    let ranged = |s: &str| {
+        format!(
+            "name: bad\nsummary: s\nreference: r\nfamily: exclusion\nmechanisms: [posix, ofd]\n\
+             not-applicable: {{flock: n/a}}\nactors: [a, b]\nsteps:\n  - open: {{actor: a, path: f}}\n{s}"
+        )
+        .into_bytes()
+    };
     vec![
         ("not-yaml", b"name: [unclosed\n".to_vec(), ":1:", ""),
         ("tab", step("\t- open: {actor: a, path: f}\n"), ":7:", "tab"),
@@ -41,6 +49,9 @@ fn malformed() -> Vec<(&'static str, Vec<u8>, &'static str, &'static str)> {
         ("duplicate-actor", b"name: bad\nsummary: s\nreference: r\nfamily: exclusion\nactors: [a, a]\nsteps:\n  - open: {actor: a, path: f}\n".to_vec(), ":5:", "twice"),
         ("missing-steps", b"name: bad\nsummary: s\nreference: r\nfamily: exclusion\nactors: [a]\n".to_vec(), ":", "steps"),
         ("absolute-path", step("  - open: {actor: a, path: /etc/passwd}\n"), ":7:", "absolute"),
+        ("negative-start", ranged("  - lock: {actor: a, mode: shared, start: -1, len: 10}\n"), ":10:", "EINVAL"),
+        ("negative-len-before-0", ranged("  - lock: {actor: a, mode: shared, start: 2, len: -5}\n"), ":10:", "EINVAL"),
+        ("range-past-max", ranged("  - lock: {actor: a, mode: shared, start: 9223372036854775807, len: 2}\n"), ":10:", "EOVERFLOW"),
         ("alias-bomb", {
             let mut t = String::from("name: bad\nsummary: s\nreference: r\nfamily: exclusion\nactors: &a0 [a, a, a, a, a, a, a, a, a, a]\n");
             t.push_str("steps: [");
