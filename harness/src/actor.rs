@@ -57,7 +57,8 @@ impl Io {
                 line.pop();
                 return Some(line);
             }
-            if self.buf.len() > MAX_LINE {
+            // No newline yet: with one, the line would pass MAX_LINE.
+            if self.buf.len() >= MAX_LINE {
                 die(4, "request line too long");
             }
             let mut chunk = [0u8; 8192];

@@ -29,6 +29,9 @@ pub struct Channel {
     rfd: OwnedFd,
     wfd: OwnedFd,
     buf: Vec<u8>,
+    /// How much of `buf` is known to hold no newline (a long line read in
+    /// pieces is scanned once, not once per piece).
+    scanned: usize,
 }
 
 fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
@@ -59,6 +62,7 @@ impl Channel {
             rfd,
             wfd,
             buf: Vec::new(),
+            scanned: 0,
         })
     }
 
@@ -100,23 +104,40 @@ impl Channel {
 
     /// Take a complete line out of the buffer, if there is one.
     fn take_line(&mut self) -> Option<Vec<u8>> {
-        let nl = self.buf.iter().position(|&b| b == b'\n')?;
+        let Some(nl) = self.buf[self.scanned..].iter().position(|&b| b == b'\n') else {
+            self.scanned = self.buf.len();
+            return None;
+        };
+        let nl = self.scanned + nl;
+        self.scanned = 0;
         let rest = self.buf.split_off(nl + 1);
         let mut line = std::mem::replace(&mut self.buf, rest);
         line.pop();
         Some(line)
     }
 
-    /// Read what is available without waiting; `Closed` at end of file.
+    /// Whether `buf` holds a newline at or after `from`.
+    fn has_line_after(&self, from: usize) -> bool {
+        self.buf[from.min(self.buf.len())..].contains(&b'\n')
+    }
+
+    /// Read without waiting until a line is complete or nothing more is
+    /// there; `Closed` at end of file. Called when `buf` holds no complete
+    /// line, so `buf` is the start of one line: longer than `MAX_LINE` with
+    /// its newline is `TooLong`.
     fn fill(&mut self) -> Result<(), ChannelError> {
         let mut chunk = [0u8; 8192];
         loop {
             match nix::unistd::read(self.rfd.as_fd(), &mut chunk) {
                 Ok(0) => return Err(ChannelError::Closed),
                 Ok(n) => {
+                    let had = self.buf.len();
                     self.buf.extend_from_slice(&chunk[..n]);
-                    if self.buf.len() > MAX_LINE {
-                        return Err(ChannelError::TooLong);
+                    match chunk[..n].iter().position(|&b| b == b'\n') {
+                        Some(nl) if had + nl < MAX_LINE => return Ok(()),
+                        Some(_) => return Err(ChannelError::TooLong),
+                        None if self.buf.len() >= MAX_LINE => return Err(ChannelError::TooLong),
+                        None => {}
                     }
                 }
                 Err(nix::errno::Errno::EAGAIN) => return Ok(()),
@@ -141,12 +162,14 @@ impl Channel {
                     }
                 });
             }
+            let more = self.buf.len();
             match self.fill() {
                 Ok(()) => {}
-                Err(ChannelError::Closed) if self.buf.contains(&b'\n') => continue,
+                // Lines read before the end are still delivered.
+                Err(ChannelError::Closed) if self.has_line_after(self.scanned) => continue,
                 Err(e) => return Err(e),
             }
-            if self.buf.contains(&b'\n') {
+            if self.buf.len() > more && self.has_line_after(more) {
                 continue;
             }
             let now = Instant::now();
@@ -163,5 +186,75 @@ impl Channel {
         deadline: Instant,
     ) -> Result<Option<T>, ChannelError> {
         self.recv_within(deadline.saturating_duration_since(Instant::now()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A channel reading what a thread writes (then closes).
+    fn reading(data: Vec<u8>) -> (Channel, std::thread::JoinHandle<()>) {
+        let (r, w) = nix::unistd::pipe().expect("pipe");
+        let (_r2, w2) = nix::unistd::pipe().expect("pipe");
+        let writer = std::thread::spawn(move || {
+            let mut f = std::fs::File::from(w);
+            let _ = f.write_all(&data);
+        });
+        (Channel::new(r, w2).expect("channel"), writer)
+    }
+
+    fn recv_all(c: &mut Channel) -> Vec<Result<serde_json::Value, String>> {
+        let mut got = Vec::new();
+        loop {
+            match c.recv_within::<serde_json::Value>(Duration::from_secs(10)) {
+                Ok(Some(v)) => got.push(Ok(v)),
+                Ok(None) => panic!("nothing within 10 s"),
+                Err(ChannelError::Closed) => return got,
+                Err(e) => {
+                    got.push(Err(e.to_string()));
+                    return got;
+                }
+            }
+        }
+    }
+
+    /// A JSON string line of exactly `n` bytes with its newline.
+    fn line_of(n: usize) -> Vec<u8> {
+        let mut l = vec![b'"'];
+        l.resize(n - 2, b'x');
+        l.extend_from_slice(b"\"\n");
+        l
+    }
+
+    #[test]
+    fn the_line_limit_counts_the_newline_and_only_one_line() {
+        let (mut c, w) = reading(line_of(MAX_LINE));
+        let got = recv_all(&mut c);
+        w.join().expect("writer");
+        assert_eq!(got.len(), 1);
+        assert!(got[0].is_ok(), "a line of MAX_LINE bytes is accepted");
+
+        let (mut c, w) = reading(line_of(MAX_LINE + 1));
+        let got = recv_all(&mut c);
+        drop(c);
+        w.join().expect("writer");
+        assert!(
+            matches!(&got[..], [Err(e)] if e.contains("longer")),
+            "{got:?}"
+        );
+
+        // Many short lines, together longer than MAX_LINE: all delivered.
+        let mut many = Vec::new();
+        while many.len() <= MAX_LINE {
+            many.extend_from_slice(b"{\"n\": 1}\n");
+        }
+        let n = many.len() / 9;
+        let (mut c, w) = reading(many);
+        let got = recv_all(&mut c);
+        w.join().expect("writer");
+        assert_eq!(got.len(), n);
+        assert!(got.iter().all(Result::is_ok));
     }
 }

@@ -23,7 +23,9 @@ use crate::judge::{self, Actors, Observed};
 use crate::mech::{self, WaitSignature};
 use crate::observe::{self, describe_process, BlockDetector, Evidence, Pidfd};
 use crate::plan::{Expectation, LockKind, Op, PlannedStep, TrialPlan};
-use crate::protocol::{Beneath, Envelope, HelloBody, Outcome, Reply, Request, ACTOR_ARG, VERSION};
+use crate::protocol::{
+    Beneath, Envelope, FromActor, HelloBody, Outcome, Reply, Request, ACTOR_ARG, VERSION,
+};
 use crate::report::{Failure, Measurement, StepRecord};
 use crate::scenario::{Access, LockMode, Mechanism};
 
@@ -286,14 +288,6 @@ enum NewActor {
     Thread,
     /// A fresh process; with a pid, forced to that pid.
     Spawn(Option<i32>),
-}
-
-/// A message from an actor: a greeting (after start or exec) or a reply.
-#[derive(serde::Deserialize)]
-#[serde(untagged)]
-enum FromActor {
-    Hello { hello: HelloBody },
-    Reply(Reply),
 }
 
 /// The trial stops early: a failure was judged, or the target cannot do something.

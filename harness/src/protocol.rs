@@ -15,8 +15,16 @@ pub const VERSION: u32 = 1;
 /// The first argument that turns the binary into an actor.
 pub const ACTOR_ARG: &str = "__lockcheck_actor";
 
-/// The longest line either side accepts.
+/// The longest line either side accepts, its newline included.
 pub const MAX_LINE: usize = 4 << 20;
+
+/// A message from an actor: a greeting (after start or exec) or a reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum FromActor {
+    Hello { hello: HelloBody },
+    Reply(Reply),
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Hello {

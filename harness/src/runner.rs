@@ -450,11 +450,18 @@ impl Session {
         // The target stopped answering while this trial ran: a step that
         // failed meanwhile (a call that never returned) says nothing about
         // locking. The failure stays in the record as evidence.
-        if let (Status::Fail, Some(why)) = (result.status, target.stalled()) {
+        if let (Status::Fail | Status::Error, Some(why)) = (result.status, target.stalled()) {
+            let what = match (result.status, result.reason.take()) {
+                (Status::Error, Some(r)) if r.contains("stopped answering") => Some(r),
+                (Status::Error, Some(r)) => Some(format!(
+                    "the target stopped answering during this trial ({why}): {r}"
+                )),
+                _ => Some(format!(
+                    "the target stopped answering during this trial ({why}); its failing step is evidence of that, not a locking result"
+                )),
+            };
             result.status = Status::Error;
-            result.reason = Some(format!(
-                "the target stopped answering during this trial ({why}); its failing step is evidence of that, not a locking result"
-            ));
+            result.reason = what;
         }
         result.verdict = TrialResult::verdict_for(result.status, result.severity);
         result.failure = outcome.failure;
