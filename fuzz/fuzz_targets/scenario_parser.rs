@@ -21,7 +21,6 @@
 use libfuzzer_sys::fuzz_target;
 use lockcheck::catalog::{parse_scenario, MAX_FILE_BYTES};
 use lockcheck::error::ScenarioError;
-use lockcheck::plan::Applicability;
 
 const FILE: &str = "fuzz.yaml";
 
@@ -62,18 +61,10 @@ fn check_error(e: &ScenarioError, data: &[u8]) {
 
 fn summary(s: &lockcheck::catalog::LoadedScenario) -> String {
     // What `lockcheck validate` prints for an accepted file, plus the plans.
-    let mechs: Vec<String> = s
-        .plans
-        .iter()
-        .map(|(m, a)| match a {
-            Applicability::Applies(p) => format!("{m} ({} steps)", p.steps.len()),
-            Applicability::NotApplicable(_) => format!("{m} n/a"),
-        })
-        .collect();
     format!(
         "{}: {}\n{:?}\n{:?}",
         s.name(),
-        mechs.join(", "),
+        s.plans_summary(),
         s.scenario,
         s.plans
     )

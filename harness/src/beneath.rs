@@ -218,8 +218,9 @@ mod tests {
         Beneath::new(dir, rel)
     }
 
-    #[test]
-    fn inside_paths_open_and_escapes_are_refused() {
+    /// A directory `outside` with a file `secret`, and a trial directory
+    /// with `sub/f`, `out` -> outside, `in` -> sub/f.
+    fn tree() -> (tempfile::TempDir, tempfile::TempDir) {
         let outside = tempfile::tempdir().expect("tempdir");
         std::fs::write(outside.path().join("secret"), "x").expect("write");
         let t = tempfile::tempdir().expect("tempdir");
@@ -228,6 +229,13 @@ mod tests {
         std::fs::write(d.join("sub/f"), "y").expect("write");
         symlink(outside.path(), d.join("out")).expect("symlink");
         symlink("sub/f", d.join("in")).expect("symlink");
+        (outside, t)
+    }
+
+    #[test]
+    fn inside_paths_open_and_escapes_are_refused() {
+        let (outside, t) = tree();
+        let d = t.path();
         symlink(outside.path().join("secret"), d.join("sub/abs")).expect("symlink");
 
         assert!(open(&at(d, "sub/f"), libc::O_RDONLY, 0).is_ok());
@@ -271,14 +279,8 @@ mod tests {
 
     #[test]
     fn the_fallback_walk_refuses_every_symlink() {
-        let outside = tempfile::tempdir().expect("tempdir");
-        std::fs::write(outside.path().join("secret"), "x").expect("write");
-        let t = tempfile::tempdir().expect("tempdir");
+        let (_outside, t) = tree();
         let d = t.path();
-        std::fs::create_dir(d.join("sub")).expect("mkdir");
-        std::fs::write(d.join("sub/f"), "y").expect("write");
-        symlink(outside.path(), d.join("out")).expect("symlink");
-        symlink("sub/f", d.join("in")).expect("symlink");
         let dir = open_dir(&d.to_string_lossy()).expect("dir");
         let fd = dir.as_raw_fd();
         assert!(walk_nofollow(fd, "sub/f", libc::O_RDONLY, 0).is_ok());

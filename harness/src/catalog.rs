@@ -30,6 +30,18 @@ impl LoadedScenario {
     pub fn name(&self) -> &str {
         &self.scenario.name
     }
+
+    /// Per mechanism: how many steps it runs, or `n/a` (what `validate` prints).
+    pub fn plans_summary(&self) -> String {
+        self.plans
+            .iter()
+            .map(|(m, a)| match a {
+                Applicability::Applies(p) => format!("{m} ({} steps)", p.steps.len()),
+                Applicability::NotApplicable(_) => format!("{m} n/a"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 pub struct Catalog {

@@ -439,19 +439,11 @@ fn validate(args: &[PathBuf]) -> Result<ExitCode, Error> {
     for f in &files {
         match catalog::load_file(f) {
             Ok(s) => {
-                let mechs: Vec<String> = s
-                    .plans
-                    .iter()
-                    .map(|(m, a)| match a {
-                        Applicability::Applies(p) => format!("{m} ({} steps)", p.steps.len()),
-                        Applicability::NotApplicable(_) => format!("{m} n/a"),
-                    })
-                    .collect();
                 emit(&format!(
                     "ok: {} — {}: {}\n",
                     f.display(),
                     s.name(),
-                    mechs.join(", ")
+                    s.plans_summary()
                 ));
             }
             Err(e) => errors.push(e),

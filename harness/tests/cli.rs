@@ -11,6 +11,26 @@ fn lockcheck(args: &[&str]) -> Output {
         .expect("running lockcheck")
 }
 
+/// `lockcheck run` of the repository's catalog on one target.
+fn run_catalog(target: &str, out: &Path, extra: &[&str]) -> Output {
+    run_scenarios(&repo().join("scenarios"), target, out, extra)
+}
+
+/// `lockcheck run` of the scenarios in a directory on one target.
+fn run_scenarios(scenarios: &Path, target: &str, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "run",
+        "--scenarios",
+        scenarios.to_str().expect("utf8"),
+        "--target",
+        target,
+        "--out",
+        out.to_str().expect("utf8"),
+    ];
+    args.extend_from_slice(extra);
+    lockcheck(&args)
+}
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -329,16 +349,7 @@ fn a_symlink_out_of_the_trial_directory_is_refused() {
     let t = dir.path().join("t");
     std::fs::create_dir(&t).expect("mkdir");
     let out = dir.path().join("out");
-    let o = lockcheck(&[
-        "run",
-        "--scenarios",
-        scenarios.to_str().expect("utf8"),
-        "--target",
-        &format!("t={}", t.display()),
-        "--out",
-        out.to_str().expect("utf8"),
-        "-q",
-    ]);
+    let o = run_scenarios(&scenarios, &format!("t={}", t.display()), &out, &["-q"]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("leads out of the trial directory"), "{err}");
@@ -436,18 +447,11 @@ fn a_run_leaves_nothing_in_the_target_and_writes_both_reports() {
     let target = dir.path().join("t");
     std::fs::create_dir(&target).expect("mkdir");
     let out = dir.path().join("out");
-    let o = lockcheck(&[
-        "run",
-        "--scenarios",
-        repo().join("scenarios").to_str().expect("utf8"),
-        "--target",
+    let o = run_catalog(
         &format!("disk={}", target.display()),
-        "--out",
-        out.to_str().expect("utf8"),
-        "--mechanism",
-        "posix",
-        "exclusive",
-    ]);
+        &out,
+        &["--mechanism", "posix", "exclusive"],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(
         std::fs::read_dir(&target).expect("ls").count(),
@@ -531,15 +535,7 @@ fn scenarios_readme_lists_every_scenario() {
 fn a_timeout_is_a_failure_but_not_unsafe() {
     let (dir, scenarios, target) = slow_counter();
     let out = dir.path().join("out");
-    let o = lockcheck(&[
-        "run",
-        "--scenarios",
-        scenarios.to_str().expect("utf8"),
-        "--target",
-        &format!("disk={}", target.display()),
-        "--out",
-        out.to_str().expect("utf8"),
-    ]);
+    let o = run_scenarios(&scenarios, &format!("disk={}", target.display()), &out, &[]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("disk.json")).expect("json"))
@@ -858,68 +854,18 @@ fn an_unprivileged_run_skips_what_needs_root_and_fails_nothing() {
 /// (as root with bindfs; skipped otherwise).
 #[test]
 fn a_dead_fuse_daemon_errors_the_trials_and_the_run_ends() {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    let bindfs = Command::new("bindfs").arg("--version").output();
-    if !root || bindfs.is_err() {
-        eprintln!("skipped: needs root and bindfs");
-        return;
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let src = dir.path().join("src");
-    let mnt = dir.path().join("mnt");
-    let scenarios = dir.path().join("scenarios");
-    for d in [&src, &mnt, &scenarios] {
-        std::fs::create_dir(d).expect("mkdir");
-    }
-    for s in [
+    let Some(lab) = FuseLab::new(&[
         "exclusive-blocks-until-release",
         "close-dup-releases-posix",
         "counter-4-actors",
         "lock-directory",
-    ] {
-        std::fs::copy(
-            repo().join(format!("scenarios/{s}.yaml")),
-            scenarios.join(format!("{s}.yaml")),
-        )
-        .expect("copy");
-    }
-    let mut daemon = Command::new("bindfs")
-        .arg("-f")
-        .arg(&src)
-        .arg(&mnt)
-        .spawn()
-        .expect("bindfs");
-    let mounted = |p: &Path| {
-        std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap_or_default()
-            .lines()
-            .any(|l| l.split(' ').nth(4) == Some(&p.to_string_lossy()))
+    ]) else {
+        return;
     };
-    wait_for("the FUSE mount", 10, || mounted(&mnt));
+    let (dir, src, mnt, mut daemon) = (&lab.dir, &lab.src, &lab.mnt, lab.start());
     let out = dir.path().join("out");
-    let mut run = Command::new(env!("CARGO_BIN_EXE_lockcheck"))
-        .args(["run", "--jobs", "1", "--repeat", "2", "-q", "--scenarios"])
-        .arg(&scenarios)
-        .arg("--target")
-        .arg(format!("fz={}", mnt.display()))
-        .arg("--out")
-        .arg(&out)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("lockcheck");
-    // A trial directory shows in the source directory (the target is open,
-    // trials run): kill the daemon.
-    wait_for("a trial directory", 20, || {
-        entries(&src).iter().any(|s| {
-            std::fs::read_dir(src.join(s))
-                .into_iter()
-                .flatten()
-                .flatten()
-                .any(|e| e.file_name() != ".lockcheck-scratch")
-        })
-    });
+    let mut run = lab.run(&["--repeat", "2"]);
+    lab.wait_for_a_trial();
     daemon.kill().expect("kill bindfs");
     let _ = daemon.wait();
     let killed = std::time::Instant::now();
@@ -927,7 +873,7 @@ fn a_dead_fuse_daemon_errors_the_trials_and_the_run_ends() {
     let took = killed.elapsed();
     let o = run.wait_with_output().expect("output");
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    let _ = Command::new("umount").arg("-l").arg(&mnt).status();
+    let _ = Command::new("umount").arg("-l").arg(mnt).status();
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     assert!(took < std::time::Duration::from_secs(60), "{took:?}");
@@ -955,10 +901,10 @@ fn a_dead_fuse_daemon_errors_the_trials_and_the_run_ends() {
     }
     assert!(errors >= 8, "{errors} errors");
     // What the dead mount kept is lockcheck's and is removed by clean.
-    assert_eq!(entries(&src).len(), 1, "{:?}", entries(&src));
+    assert_eq!(entries(src).len(), 1, "{:?}", entries(src));
     let o = lockcheck(&["clean", src.to_str().expect("utf8")]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert_eq!(entries(&src), Vec::<String>::new());
+    assert_eq!(entries(src), Vec::<String>::new());
 }
 
 /// The statuses of a run's trials, with the reasons of those that errored;
@@ -1010,16 +956,7 @@ fn a_full_disk_errors_trials_and_never_fails_them() {
     std::fs::write(t.join("filler"), vec![0u8; 63 * 4096]).expect("fill");
     let out = dir.path().join("out");
     let began = std::time::Instant::now();
-    let o = lockcheck(&[
-        "run",
-        "--scenarios",
-        repo().join("scenarios").to_str().expect("utf8"),
-        "--target",
-        &format!("full={}", t.display()),
-        "--out",
-        out.to_str().expect("utf8"),
-        "-q",
-    ]);
+    let o = run_catalog(&format!("full={}", t.display()), &out, &["-q"]);
     let took = began.elapsed();
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(took < std::time::Duration::from_secs(30), "{took:?}");
@@ -1112,22 +1049,11 @@ fn the_same_seed_starts_the_trials_in_the_same_order() {
     std::fs::create_dir(&t).expect("mkdir");
     let order = |seed: &str, tag: &str| -> Vec<String> {
         let out = dir.path().join(tag);
-        let o = lockcheck(&[
-            "run",
-            "--scenarios",
-            repo().join("scenarios").to_str().expect("utf8"),
-            "--target",
+        let o = run_catalog(
             &format!("t={}", t.display()),
-            "--out",
-            out.to_str().expect("utf8"),
-            "--jobs",
-            "1",
-            "--seed",
-            seed,
-            "-q",
-            "close",
-            "exclusive",
-        ]);
+            &out,
+            &["--jobs", "1", "--seed", seed, "-q", "close", "exclusive"],
+        );
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(0), "{err}");
         assert!(err.contains(&format!("--seed {seed}")), "{err}");
@@ -1163,30 +1089,12 @@ fn the_same_seed_starts_the_trials_in_the_same_order() {
 /// actor is left (as root with bindfs; skipped otherwise).
 #[test]
 fn a_filesystem_that_stops_answering_does_not_hang_the_run() {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root || Command::new("bindfs").arg("--version").output().is_err() {
-        eprintln!("skipped: needs root and bindfs");
+    let Some(lab) = FuseLab::new(&["exclusive-blocks-until-release", "close-dup-releases-posix"])
+    else {
         return;
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (src, mnt, scenarios) = (
-        dir.path().join("src"),
-        dir.path().join("mnt"),
-        dir.path().join("scenarios"),
-    );
-    for d in [&src, &mnt, &scenarios] {
-        std::fs::create_dir(d).expect("mkdir");
-    }
-    for s in ["exclusive-blocks-until-release", "close-dup-releases-posix"] {
-        std::fs::copy(
-            repo().join(format!("scenarios/{s}.yaml")),
-            scenarios.join(format!("{s}.yaml")),
-        )
-        .expect("copy");
-    }
+    };
     std::fs::write(
-        scenarios.join("hold.yaml"),
+        lab.scenarios.join("hold.yaml"),
         "name: hold\nsummary: s\nreference: r\nfamily: blocking\nmechanisms: [posix]\n\
          not-applicable: {flock: n/a, ofd: n/a}\nactors: [holder, waiter]\nsteps:\n\
          \x20 - open: {actors: all, path: f, create: true}\n\
@@ -1196,41 +1104,11 @@ fn a_filesystem_that_stops_answering_does_not_hang_the_run() {
          \x20 - open: {actor: holder, path: g, create: true}\n",
     )
     .expect("write");
-    let mut daemon = Command::new("bindfs")
-        .arg("-f")
-        .arg(&src)
-        .arg(&mnt)
-        .spawn()
-        .expect("bindfs");
-    let mounted = |p: &Path| {
-        std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap_or_default()
-            .lines()
-            .any(|l| l.split(' ').nth(4) == Some(&p.to_string_lossy()))
-    };
-    wait_for("the FUSE mount", 10, || mounted(&mnt));
+    let (dir, mnt, mut daemon) = (&lab.dir, &lab.mnt, lab.start());
     let out = dir.path().join("out");
-    let mut run = Command::new(env!("CARGO_BIN_EXE_lockcheck"))
-        .args(["run", "--jobs", "1", "-q", "--scenarios"])
-        .arg(&scenarios)
-        .arg("--target")
-        .arg(format!("fz={}", mnt.display()))
-        .arg("--out")
-        .arg(&out)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("lockcheck");
+    let mut run = lab.run(&[]);
     // The longest trial first: the hold window; stop the daemon in it.
-    wait_for("a trial directory", 20, || {
-        entries(&src).iter().any(|s| {
-            std::fs::read_dir(src.join(s))
-                .into_iter()
-                .flatten()
-                .flatten()
-                .any(|e| e.file_name() != ".lockcheck-scratch")
-        })
-    });
+    lab.wait_for_a_trial();
     let pid = i32::try_from(daemon.id()).expect("pid");
     // SAFETY: signalling our own child.
     unsafe { libc::kill(pid, libc::SIGSTOP) };
@@ -1251,7 +1129,7 @@ fn a_filesystem_that_stops_answering_does_not_hang_the_run() {
     unsafe { libc::kill(pid, libc::SIGCONT) };
     let _ = daemon.kill();
     let _ = daemon.wait();
-    let _ = Command::new("umount").arg("-l").arg(&mnt).status();
+    let _ = Command::new("umount").arg("-l").arg(mnt).status();
     let status = status.unwrap_or_else(|| panic!("lockcheck still running after {took:?}\n{err}"));
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(!err.contains("panicked"), "{err}");
@@ -1265,4 +1143,95 @@ fn a_filesystem_that_stops_answering_does_not_hang_the_run() {
         processes_in(dir.path()).is_empty()
     });
     eprintln!("ended {took:?} after the filesystem stopped answering");
+}
+
+/// A FUSE passthrough (bindfs) of a source directory, and scenarios copied
+/// from the catalog, for runs whose storage misbehaves. `None` (the test is
+/// skipped) without root or bindfs.
+struct FuseLab {
+    dir: tempfile::TempDir,
+    src: PathBuf,
+    mnt: PathBuf,
+    scenarios: PathBuf,
+}
+
+impl FuseLab {
+    fn new(from_catalog: &[&str]) -> Option<FuseLab> {
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        if !root || Command::new("bindfs").arg("--version").output().is_err() {
+            eprintln!("skipped: needs root and bindfs");
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (src, mnt, scenarios) = (
+            dir.path().join("src"),
+            dir.path().join("mnt"),
+            dir.path().join("scenarios"),
+        );
+        for d in [&src, &mnt, &scenarios] {
+            std::fs::create_dir(d).expect("mkdir");
+        }
+        for s in from_catalog {
+            std::fs::copy(
+                repo().join(format!("scenarios/{s}.yaml")),
+                scenarios.join(format!("{s}.yaml")),
+            )
+            .expect("copy");
+        }
+        Some(FuseLab {
+            dir,
+            src,
+            mnt,
+            scenarios,
+        })
+    }
+
+    /// Mount: the daemon runs in the foreground, as our child.
+    fn start(&self) -> std::process::Child {
+        let daemon = Command::new("bindfs")
+            .arg("-f")
+            .arg(&self.src)
+            .arg(&self.mnt)
+            .spawn()
+            .expect("bindfs");
+        let mnt = self.mnt.to_string_lossy().into_owned();
+        wait_for("the FUSE mount", 10, || {
+            std::fs::read_to_string("/proc/self/mountinfo")
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.split(' ').nth(4) == Some(mnt.as_str()))
+        });
+        daemon
+    }
+
+    /// lockcheck on the mount, one trial at a time, output captured.
+    fn run(&self, extra: &[&str]) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_lockcheck"))
+            .args(["run", "--jobs", "1", "-q", "--scenarios"])
+            .arg(&self.scenarios)
+            .arg("--target")
+            .arg(format!("fz={}", self.mnt.display()))
+            .arg("--out")
+            .arg(self.dir.path().join("out"))
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("lockcheck")
+    }
+
+    /// Until a trial directory shows in the source directory (the target
+    /// is open and trials run).
+    fn wait_for_a_trial(&self) {
+        wait_for("a trial directory", 20, || {
+            entries(&self.src).iter().any(|s| {
+                std::fs::read_dir(self.src.join(s))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .any(|e| e.file_name() != ".lockcheck-scratch")
+            })
+        });
+    }
 }
