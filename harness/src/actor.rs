@@ -131,8 +131,20 @@ pub fn main() -> ! {
             }
         }
     }
+    // Enter the trial directory here, not in the harness before exec: on a
+    // server that stopped answering the chdir sleeps, and only this actor
+    // (which the harness times out and kills) may sleep with it.
+    if let Some(dir) = std::env::var_os(CWD_ENV) {
+        std::env::remove_var(CWD_ENV);
+        if let Err(e) = std::env::set_current_dir(&dir) {
+            die(95, &format!("cannot enter {}: {e}", dir.to_string_lossy()));
+        }
+    }
     become_actor(parent)
 }
+
+/// The directory an exec'd actor enters first (set by the harness).
+pub const CWD_ENV: &str = "LOCKCHECK_ACTOR_CWD";
 
 /// Serve as an actor on stdin/stdout until the channel closes; never
 /// returns. `parent` (when not 0) is the process whose death must end this
@@ -643,10 +655,14 @@ fn lock_file(path: &Beneath, pid: bool) -> Outcome {
             if e != libc::EEXIST || !pid || attempt > 0 {
                 return Outcome::Failed { errno: e };
             }
-            if !matches!(pid_alive(path), Outcome::Failed { errno } if errno == libc::ESRCH) {
-                return Outcome::Failed {
-                    errno: libc::EEXIST,
-                };
+            match pid_alive(path) {
+                Outcome::Failed { errno } if errno == libc::ESRCH => {}
+                r @ Outcome::Refused { .. } => return r,
+                _ => {
+                    return Outcome::Failed {
+                        errno: libc::EEXIST,
+                    }
+                }
             }
             libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0);
         }

@@ -80,24 +80,31 @@ fn openat2_beneath(dirfd: RawFd, rel: &CStr, flags: i32, mode: u32) -> Option<Re
         how.mode = u64::from(mode);
     }
     how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
-    // SAFETY: valid descriptor number (the kernel checks it), a valid C
-    // string and a live open_how of the stated size.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dirfd,
-            rel.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    if r >= 0 {
-        return Some(Ok(r as RawFd));
+    // With RESOLVE_BENEATH, a `..` that races a rename or mount anywhere
+    // gives EAGAIN: try again (not for O_NONBLOCK, whose EAGAIN is a lease
+    // break's answer).
+    for _ in 0..8 {
+        // SAFETY: valid descriptor number (the kernel checks it), a valid C
+        // string and a live open_how of the stated size.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dirfd,
+                rel.as_ptr(),
+                &how as *const libc::open_how,
+                std::mem::size_of::<libc::open_how>(),
+            )
+        };
+        if r >= 0 {
+            return Some(Ok(r as RawFd));
+        }
+        match errno() {
+            libc::ENOSYS | libc::EPERM => return None,
+            libc::EAGAIN if flags & libc::O_NONBLOCK == 0 => continue,
+            e => return Some(Err(e)),
+        }
     }
-    match errno() {
-        libc::ENOSYS | libc::EPERM => None,
-        e => Some(Err(e)),
-    }
+    Some(Err(libc::EAGAIN))
 }
 
 /// The fallback: one component at a time, no symlink followed, no `..`.
@@ -109,8 +116,22 @@ fn walk_nofollow(dirfd: RawFd, rel: &str, flags: i32, mode: u32) -> Result<RawFd
     if rel.starts_with('/') || parts.contains(&"..") {
         return Err(Refusal::Escapes);
     }
+    // `.` (or only slashes and dots): the directory itself.
     let Some((last, dirs)) = parts.split_last() else {
-        return Err(Refusal::Errno(libc::ENOENT));
+        let c = cstring(".")?;
+        // SAFETY: valid descriptor and C string.
+        let fd = unsafe { libc::openat(dirfd, c.as_ptr(), flags, mode) };
+        return if fd < 0 {
+            Err(Refusal::Errno(errno()))
+        } else {
+            Ok(fd)
+        };
+    };
+    // A trailing slash stays: it asks for a directory.
+    let last = if rel.ends_with('/') {
+        format!("{last}/")
+    } else {
+        last.to_string()
     };
     let mut held: Option<OwnedFd> = None;
     for d in dirs {
@@ -135,7 +156,7 @@ fn walk_nofollow(dirfd: RawFd, rel: &str, flags: i32, mode: u32) -> Result<RawFd
         // SAFETY: just opened, owned here.
         held = Some(unsafe { OwnedFd::from_raw_fd(fd) });
     }
-    let c = cstring(last)?;
+    let c = cstring(&last)?;
     let at = held.as_ref().map_or(dirfd, |f| f.as_raw_fd());
     // SAFETY: valid descriptor and C string.
     let fd = unsafe { libc::openat(at, c.as_ptr(), flags | libc::O_NOFOLLOW, mode) };
@@ -192,8 +213,13 @@ pub fn parent(p: &Beneath) -> Result<(OwnedFd, CString), Refusal> {
         Some((d, n)) => (d, n),
         None => ("", rel),
     };
-    if name.is_empty() || name == "." || name == ".." || rel.starts_with('/') {
+    // `..` (or an absolute path) leads out; `.` names the directory itself,
+    // which the *at calls refuse on their own (EEXIST, EBUSY, ...).
+    if name == ".." || rel.starts_with('/') {
         return Err(Refusal::Escapes);
+    }
+    if name.is_empty() {
+        return Err(Refusal::Errno(libc::ENOENT));
     }
     let top = open_dir(&p.dir)?;
     let dir = if dir_part.is_empty() {
@@ -240,8 +266,13 @@ mod tests {
 
         assert!(open(&at(d, "sub/f"), libc::O_RDONLY, 0).is_ok());
         assert!(open(&at(d, "./sub//f"), libc::O_RDONLY, 0).is_ok());
-        // A symlink that stays inside is followed (openat2 present here).
-        assert!(open(&at(d, "in"), libc::O_RDONLY, 0).is_ok());
+        // A symlink that stays inside is followed (where openat2 exists:
+        // the fallback follows none).
+        let dot = cstring(".").expect("c");
+        let top = open_dir(&d.to_string_lossy()).expect("dir");
+        if openat2_beneath(top.as_raw_fd(), &dot, libc::O_PATH, 0).is_some() {
+            assert!(open(&at(d, "in"), libc::O_RDONLY, 0).is_ok());
+        }
         for rel in [
             "out/secret",
             "sub/abs",
@@ -294,6 +325,13 @@ mod tests {
         assert_eq!(
             walk_nofollow(fd, "nope/f", libc::O_RDONLY, 0).err(),
             Some(Refusal::Errno(libc::ENOENT))
+        );
+        // The directory itself; a trailing slash asks for a directory.
+        assert!(walk_nofollow(fd, ".", libc::O_RDONLY | libc::O_DIRECTORY, 0).is_ok());
+        assert!(walk_nofollow(fd, "sub/", libc::O_RDONLY, 0).is_ok());
+        assert_eq!(
+            walk_nofollow(fd, "sub/f/", libc::O_RDONLY, 0).err(),
+            Some(Refusal::Errno(libc::ENOTDIR))
         );
     }
 }

@@ -592,9 +592,11 @@ impl<'a> Driver<'a> {
         let mut cmd = match &h.launcher {
             None => {
                 let mut c = Command::new(self.env.exe);
+                // Not current_dir: spawn would wait for the child's chdir,
+                // which sleeps on a server that stopped answering.
                 c.arg(ACTOR_ARG)
                     .arg(std::process::id().to_string())
-                    .current_dir(&h.dir);
+                    .env(crate::actor::CWD_ENV, &h.dir);
                 c
             }
             Some(prefix) => {
@@ -1353,20 +1355,32 @@ impl<'a> Driver<'a> {
             }
             _ => None,
         });
-        // Out of space, descriptors or memory: not a locking result.
-        let exhausted = observed.iter().zip(&calls).find_map(|(o, call)| match o {
-            Observed::Returned(Outcome::Failed { errno }) if verdict.is_err() => {
-                EXHAUSTED.iter().find(|(e, _)| e == errno).map(|(_, what)| {
-                    format!(
-                        "step {} (line {}): {call} returned {}: {what} — not a locking result",
-                        step.number,
-                        step.pos.line,
-                        crate::errno::name(*errno),
-                    )
-                })
-            }
-            _ => None,
-        });
+        // Out of space, descriptors or memory: not a locking result — if
+        // the step would pass whatever those calls had returned (otherwise
+        // the others' results are a failure in their own right).
+        let ran_out = |o: &Observed| {
+            matches!(o, Observed::Returned(Outcome::Failed { errno })
+                if EXHAUSTED.iter().any(|(e, _)| e == errno))
+        };
+        let exhausted = observed
+            .iter()
+            .zip(&calls)
+            .find_map(|(o, call)| match o {
+                Observed::Returned(Outcome::Failed { errno }) => {
+                    EXHAUSTED.iter().find(|(e, _)| e == errno).map(|(_, what)| {
+                        format!(
+                            "step {} (line {}): {call} returned {}: {what} — not a locking result",
+                            step.number,
+                            step.pos.line,
+                            crate::errno::name(*errno),
+                        )
+                    })
+                }
+                _ => None,
+            })
+            .filter(|_| {
+                verdict.is_err() && judge::passes_without(&step.expect, observed, &who, ran_out)
+            });
         let record = StepRecord {
             step: step.number,
             line: step.pos.line,

@@ -168,6 +168,33 @@ pub fn judge(exp: &Expectation, obs: &[Observed], actors: &Actors<'_>) -> Result
     }
 }
 
+/// Whether the step would pass if each observation `unknown` picks had been
+/// whatever the expectation wanted: a call that ran out of space or
+/// descriptors says nothing, but the others still must fit (two winners of
+/// an exclusive race fail the step whatever a third actor saw).
+pub fn passes_without(
+    exp: &Expectation,
+    obs: &[Observed],
+    actors: &Actors<'_>,
+    unknown: impl Fn(&Observed) -> bool,
+) -> bool {
+    let known: Vec<&Observed> = obs.iter().filter(|o| !unknown(o)).collect();
+    let skipped = obs.len() - known.len();
+    if let Expectation::Winners { count, others } = exp {
+        let winners = known
+            .iter()
+            .filter(|o| satisfies(&Expectation::Ok, o, actors))
+            .count();
+        let others_ok = known
+            .iter()
+            .filter(|o| !satisfies(&Expectation::Ok, o, actors))
+            .all(|o| satisfies(others, o, actors));
+        let count = *count as usize;
+        return others_ok && winners <= count && winners + skipped >= count;
+    }
+    known.iter().all(|o| satisfies(exp, o, actors))
+}
+
 fn pid_text(pid: &PidExpect, actors: &Actors<'_>) -> String {
     match pid {
         PidExpect::Any => String::new(),
@@ -317,6 +344,51 @@ mod tests {
 
     fn ret(o: Outcome) -> Observed {
         Observed::Returned(o)
+    }
+
+    #[test]
+    fn running_out_excuses_only_what_it_could_have_hidden() {
+        let (n, p) = actors();
+        let a = Actors {
+            names: &n,
+            pids: &p,
+        };
+        let race = Expectation::Winners {
+            count: 1,
+            others: Box::new(Expectation::Conflict(vec![libc::EAGAIN])),
+        };
+        let ok = || ret(Outcome::Done { ret: 0 });
+        let busy = || {
+            ret(Outcome::Failed {
+                errno: libc::EAGAIN,
+            })
+        };
+        let out = || {
+            ret(Outcome::Failed {
+                errno: libc::EMFILE,
+            })
+        };
+        let ran_out = |o: &Observed| matches!(o, Observed::Returned(Outcome::Failed { errno }) if *errno == libc::EMFILE);
+        // Two winners: unsafe whatever the third saw.
+        assert!(!passes_without(&race, &[ok(), ok(), out()], &a, ran_out));
+        // One winner, or none where the missing one may have won: unknown.
+        assert!(passes_without(&race, &[ok(), busy(), out()], &a, ran_out));
+        assert!(passes_without(&race, &[busy(), busy(), out()], &a, ran_out));
+        // Nothing ran out: the step stands as judged.
+        assert!(!passes_without(&race, &[busy(), busy()], &a, ran_out));
+        // Every actor must succeed: only the one that ran out is excused.
+        assert!(passes_without(
+            &Expectation::Ok,
+            &[ok(), out()],
+            &a,
+            ran_out
+        ));
+        assert!(!passes_without(
+            &Expectation::Ok,
+            &[busy(), out()],
+            &a,
+            ran_out
+        ));
     }
 
     #[test]

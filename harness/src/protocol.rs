@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Bumped when a message changes shape.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// The first argument that turns the binary into an actor.
 pub const ACTOR_ARG: &str = "__lockcheck_actor";

@@ -364,7 +364,12 @@ impl Session {
         };
         let second = if plan.needs_second_mount {
             let made = match &self.namespace {
-                Ok(()) => SecondMount::create(&dir),
+                Ok(()) => {
+                    let d = dir.clone();
+                    target.fs_call("making a second mount", move || {
+                        SecondMount::create(&d).map_err(std::io::Error::other)
+                    })
+                }
                 Err(why) => Err(format!("lockcheck has no private mount namespace ({why})")),
             };
             match made {
@@ -399,7 +404,13 @@ impl Session {
             slots,
         };
         let outcome = Driver::new(plan, &env).run();
-        drop(second);
+        if let Some(m) = second {
+            // Unmounted and removed on a thread of its own, bounded.
+            let _ = target.fs_call("removing the second mount", move || {
+                drop(m);
+                Ok(())
+            });
+        }
         let mut teardown = outcome.teardown;
         if let Err(e) = target.remove_trial_dir(&dir) {
             teardown.push(format!("removing {}: {e}", dir.display()));
@@ -448,20 +459,29 @@ impl Session {
             result.severity = crate::scenario::Severity::Divergent;
         }
         // The target stopped answering while this trial ran: a step that
-        // failed meanwhile (a call that never returned) says nothing about
-        // locking. The failure stays in the record as evidence.
-        if let (Status::Fail | Status::Error, Some(why)) = (result.status, target.stalled()) {
-            let what = match (result.status, result.reason.take()) {
-                (Status::Error, Some(r)) if r.contains("stopped answering") => Some(r),
-                (Status::Error, Some(r)) => Some(format!(
-                    "the target stopped answering during this trial ({why}): {r}"
-                )),
-                _ => Some(format!(
-                    "the target stopped answering during this trial ({why}); its failing step is evidence of that, not a locking result"
-                )),
-            };
-            result.status = Status::Error;
-            result.reason = what;
+        // failed only by not completing in time says nothing about locking
+        // (its record stays as evidence). A failure built from answers the
+        // target gave (two winners, a lost update) stands.
+        if let Some(why) = target.stalled() {
+            let only_timed_out = outcome.failure.as_ref().is_some_and(|f| f.timed_out);
+            match (result.status, result.reason.take()) {
+                (Status::Error, Some(r)) if r.contains("stopped answering") => {
+                    result.reason = Some(r)
+                }
+                (Status::Error, r) => {
+                    result.reason = Some(format!(
+                        "the target stopped answering during this trial ({why}): {}",
+                        r.unwrap_or_default()
+                    ))
+                }
+                (Status::Fail, _) if only_timed_out => {
+                    result.status = Status::Error;
+                    result.reason = Some(format!(
+                        "the target stopped answering during this trial ({why}); its step that did not complete is evidence of that, not a locking result"
+                    ));
+                }
+                (_, r) => result.reason = r,
+            }
         }
         result.verdict = TrialResult::verdict_for(result.status, result.severity);
         result.failure = outcome.failure;

@@ -481,29 +481,33 @@ fn refused(path: &Path) -> Option<&'static str> {
 
 impl Target {
     /// Check the directory and create the run's scratch directory in it.
+    ///
+    /// A server that does not answer must not hang the run here: all of it
+    /// (looking at the directory, making the scratch directory and its
+    /// marker, identifying the filesystem) is bounded by [`FS_TIMEOUT`].
     pub fn open(spec: &TargetSpec) -> Result<Target> {
+        let s = spec.clone();
+        bounded(move || Target::open_now(&s)).unwrap_or_else(|| {
+            Err(Error::Target {
+                label: spec.label.clone(),
+                path: spec.dir.clone(),
+                message: format!(
+                    "no answer: opening it did not finish within {} s",
+                    FS_TIMEOUT.as_secs()
+                ),
+                hint: Some("its filesystem does not answer (an NFS server down?)".into()),
+            })
+        })
+    }
+
+    fn open_now(spec: &TargetSpec) -> Result<Target> {
         let err = |message: String, hint: Option<&str>| Error::Target {
             label: spec.label.clone(),
             path: spec.dir.clone(),
             message,
             hint: hint.map(str::to_string),
         };
-        // A server that does not answer must not hang the run here: the
-        // first look at the directory is bounded.
-        let probe = spec.dir.clone();
-        let meta = match bounded(move || fs::metadata(&probe)) {
-            Some(m) => m,
-            None => {
-                return Err(err(
-                    format!(
-                        "no answer: looking at it did not return within {} s",
-                        FS_TIMEOUT.as_secs()
-                    ),
-                    Some("its filesystem does not answer (an NFS server down?)"),
-                ))
-            }
-        };
-        let meta = meta.map_err(|e| {
+        let meta = fs::metadata(&spec.dir).map_err(|e| {
             err(
                 format!("cannot use it: {e}"),
                 Some("give an existing directory you can write to"),
@@ -666,7 +670,7 @@ impl Target {
 
     /// `f`, a filesystem call of the harness's own on the target, waited for
     /// at most [`FS_TIMEOUT`]; after one has not returned, none is tried.
-    fn fs_call<T: Send + 'static>(
+    pub fn fs_call<T: Send + 'static>(
         &self,
         what: &str,
         f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
