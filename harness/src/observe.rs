@@ -257,6 +257,13 @@ const LOCK_WAIT_SITES: &[&str] = &[
 /// system call entry) when the task is in the call `nr`; `None` when it
 /// sleeps elsewhere (for example in an RPC to the server, which is not yet
 /// a lock wait).
+/// Whether a task in system call `nr` is in the call `want` describes: an
+/// open is openat2 (beneath the trial directory), or openat where the
+/// kernel has no openat2 and actors walk the path instead.
+fn same_call(want: i64, nr: i64) -> bool {
+    nr == want || (want == libc::SYS_openat2 && nr == libc::SYS_openat)
+}
+
 pub fn stack_lock_wait(stack: &str, nr: i64) -> Option<String> {
     let frames: Vec<&str> = stack_frames(stack).collect();
     let site = frames.iter().find(|f| !SLEEP_FRAMES.contains(f))?;
@@ -446,7 +453,7 @@ impl BlockDetector {
         } else {
             match view.syscall(self.tid) {
                 Ok(SyscallState::InSyscall { nr, args }) => {
-                    let exact = nr == self.sig.nr
+                    let exact = same_call(self.sig.nr, nr)
                         && self.sig.args[0].is_none_or(|a| a == low32(args[0]))
                         && self.sig.args[1].is_none_or(|a| a == low32(args[1]));
                     // A different lock wait on the same descriptor is still a
@@ -656,6 +663,14 @@ pub fn describe_process(pid: i32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_open_is_openat2_or_the_fallback_openat() {
+        assert!(same_call(libc::SYS_openat2, libc::SYS_openat2));
+        assert!(same_call(libc::SYS_openat2, libc::SYS_openat));
+        assert!(!same_call(libc::SYS_flock, libc::SYS_fcntl));
+        assert!(!same_call(libc::SYS_openat, libc::SYS_openat2));
+    }
 
     #[test]
     fn reads_lock_waits_off_kernel_stacks() {
