@@ -9,15 +9,13 @@
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
-
-use crate::beneath;
-use crate::protocol::Beneath;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixStream};
 
+use crate::beneath;
 use crate::protocol::{
-    monotonic_ns, Envelope, Hello, HelloBody, LockDesc, Outcome, Reply, Request, ACTOR_ARG,
-    MAX_LINE,
+    monotonic_ns, Beneath, Envelope, Hello, HelloBody, LockDesc, Outcome, Reply, Request,
+    ACTOR_ARG, MAX_LINE,
 };
 
 /// Whether this process was started as an actor.
@@ -533,6 +531,14 @@ fn refused(r: beneath::Refusal, path: &Beneath) -> Outcome {
     }
 }
 
+/// `perform`, with a failure as the error.
+fn perform_ok(req: &Request) -> Result<(), Outcome> {
+    match perform(req) {
+        f if f.is_failure() => Err(f),
+        _ => Ok(()),
+    }
+}
+
 /// The most rounds a lock loop makes (its answer is one number per round).
 const MAX_LOOP: u32 = 200_000;
 
@@ -547,10 +553,7 @@ fn lock_loop(lock: &Request, unlock: &Request, times: u32) -> Outcome {
     for _ in 0..times {
         let t0 = monotonic_ns();
         for req in [lock, unlock] {
-            if let f @ (Outcome::Failed { .. }
-            | Outcome::BadRequest { .. }
-            | Outcome::Refused { .. }) = perform(req)
-            {
+            if let Err(f) = perform_ok(req) {
                 return f;
             }
         }
@@ -562,21 +565,14 @@ fn lock_loop(lock: &Request, unlock: &Request, times: u32) -> Outcome {
 /// Read-increment-write under a lock, `times` times.
 fn counter(fd: RawFd, lock: &Request, unlock: &Request, times: u32, offset: u64) -> Outcome {
     for _ in 0..times {
-        if let f @ (Outcome::Failed { .. } | Outcome::BadRequest { .. } | Outcome::Refused { .. }) =
-            perform(lock)
-        {
+        if let Err(f) = perform_ok(lock) {
             return f;
         }
         // A failed read or write (a full disk) still unlocks: the other
         // actors must not wait for a lock nobody will release.
         let body = increment(fd, offset);
-        let unlocked = perform(unlock);
-        if let Err(f) = body {
-            return f;
-        }
-        if let f @ (Outcome::Failed { .. } | Outcome::BadRequest { .. } | Outcome::Refused { .. }) =
-            unlocked
-        {
+        let unlocked = perform_ok(unlock);
+        if let Err(f) = body.and(unlocked) {
             return f;
         }
     }

@@ -25,12 +25,15 @@ pub enum Refusal {
     Escapes,
 }
 
+/// The words a refusal's message has (a trial's reason quotes it).
+pub const LEADS_OUT: &str = "leads out of the trial directory";
+
 impl Refusal {
     /// What an actor tells the harness.
     pub fn message(self, p: &Beneath) -> String {
         match self {
             Refusal::Escapes => format!(
-                "`{}` leads out of the trial directory {} (a `..`, or a symlink that points out of it — planted during the run?); lockcheck never follows a path out of its scratch directory",
+                "`{}` {LEADS_OUT} {} (a `..`, or a symlink that points out of it — planted during the run?); lockcheck never follows a path out of its scratch directory",
                 p.rel, p.dir
             ),
             Refusal::Errno(e) => format!("`{}`: errno {e}", p.rel),

@@ -116,16 +116,11 @@ impl Channel {
         Some(line)
     }
 
-    /// Whether `buf` holds a newline at or after `from`.
-    fn has_line_after(&self, from: usize) -> bool {
-        self.buf[from.min(self.buf.len())..].contains(&b'\n')
-    }
-
-    /// Read without waiting until a line is complete or nothing more is
-    /// there; `Closed` at end of file. Called when `buf` holds no complete
-    /// line, so `buf` is the start of one line: longer than `MAX_LINE` with
-    /// its newline is `TooLong`.
-    fn fill(&mut self) -> Result<(), ChannelError> {
+    /// Read without waiting until a line is complete (`true`) or nothing
+    /// more is there (`false`); `Closed` at end of file. Called when `buf`
+    /// holds no complete line, so `buf` is the start of one line: longer
+    /// than `MAX_LINE` with its newline is `TooLong`.
+    fn fill(&mut self) -> Result<bool, ChannelError> {
         let mut chunk = [0u8; 8192];
         loop {
             match nix::unistd::read(self.rfd.as_fd(), &mut chunk) {
@@ -134,13 +129,13 @@ impl Channel {
                     let had = self.buf.len();
                     self.buf.extend_from_slice(&chunk[..n]);
                     match chunk[..n].iter().position(|&b| b == b'\n') {
-                        Some(nl) if had + nl < MAX_LINE => return Ok(()),
+                        Some(nl) if had + nl < MAX_LINE => return Ok(true),
                         Some(_) => return Err(ChannelError::TooLong),
                         None if self.buf.len() >= MAX_LINE => return Err(ChannelError::TooLong),
                         None => {}
                     }
                 }
-                Err(nix::errno::Errno::EAGAIN) => return Ok(()),
+                Err(nix::errno::Errno::EAGAIN) => return Ok(false),
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(io::Error::from(e).into()),
             }
@@ -162,14 +157,9 @@ impl Channel {
                     }
                 });
             }
-            let more = self.buf.len();
-            match self.fill() {
-                Ok(()) => {}
-                // Lines read before the end are still delivered.
-                Err(ChannelError::Closed) if self.has_line_after(self.scanned) => continue,
-                Err(e) => return Err(e),
-            }
-            if self.buf.len() > more && self.has_line_after(more) {
+            // A line completed: take it. (`Closed` comes only when no line
+            // did: every complete line before the end is delivered.)
+            if self.fill()? {
                 continue;
             }
             let now = Instant::now();

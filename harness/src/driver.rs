@@ -760,6 +760,15 @@ impl<'a> Driver<'a> {
         Beneath::new(self.dir_of(i), rel)
     }
 
+    /// The path an `open` step names: in actor `i`'s trial directory, or
+    /// through another view of it (`via`); `None` if this target has none.
+    fn open_path(&self, i: usize, rel: &str, via: Option<crate::scenario::Via>) -> Option<Beneath> {
+        match via {
+            Some(v) => self.via_dir(v).map(|d| Beneath::new(d, rel)),
+            None => Some(self.path(i, rel)),
+        }
+    }
+
     /// Send a signal to actor `i` (to its thread, for a thread actor).
     fn send_signal(&mut self, i: usize, signal: Signal) -> Result<(), String> {
         let a = &self.actors[i];
@@ -886,13 +895,10 @@ impl<'a> Driver<'a> {
                         flags |= flag;
                     }
                 }
-                let base: &Path = match via {
-                    Some(v) => self
-                        .via_dir(*v)
-                        .ok_or_else(|| Infra(format!("no directory for `via: {v:?}`")))?,
-                    None => self.dir_of(i),
-                };
-                let full = Beneath::new(base, path);
+                let full = self.open_path(i, path, *via).ok_or_else(|| {
+                    let v = via.map(|v| format!("{v:?}")).unwrap_or_default();
+                    Infra(format!("no directory for `via: {v}`"))
+                })?;
                 // A lease break makes open wait: watch for that on the file's
                 // inode, known if an actor has it open (a lease needs one).
                 // The harness itself never touches the target here: a call
@@ -1358,28 +1364,28 @@ impl<'a> Driver<'a> {
         // Out of space, descriptors or memory: not a locking result — if
         // the step would pass whatever those calls had returned (otherwise
         // the others' results are a failure in their own right).
-        let ran_out = |o: &Observed| {
-            matches!(o, Observed::Returned(Outcome::Failed { errno })
-                if EXHAUSTED.iter().any(|(e, _)| e == errno))
+        let ran_out = |o: &Observed| match o {
+            Observed::Returned(Outcome::Failed { errno }) => {
+                EXHAUSTED.iter().find(|(e, _)| e == errno)
+            }
+            _ => None,
         };
         let exhausted = observed
             .iter()
             .zip(&calls)
-            .find_map(|(o, call)| match o {
-                Observed::Returned(Outcome::Failed { errno }) => {
-                    EXHAUSTED.iter().find(|(e, _)| e == errno).map(|(_, what)| {
-                        format!(
-                            "step {} (line {}): {call} returned {}: {what} — not a locking result",
-                            step.number,
-                            step.pos.line,
-                            crate::errno::name(*errno),
-                        )
-                    })
-                }
-                _ => None,
+            .find_map(|(o, call)| {
+                ran_out(o).map(|(errno, what)| {
+                    format!(
+                        "step {} (line {}): {call} returned {}: {what} — not a locking result",
+                        step.number,
+                        step.pos.line,
+                        crate::errno::name(*errno),
+                    )
+                })
             })
             .filter(|_| {
-                verdict.is_err() && judge::passes_without(&step.expect, observed, &who, ran_out)
+                verdict.is_err()
+                    && judge::passes_without(&step.expect, observed, &who, |o| ran_out(o).is_some())
             });
         let record = StepRecord {
             step: step.number,
@@ -1710,10 +1716,9 @@ impl<'a> Driver<'a> {
                 },
                 Outcome::Opened { fd: n, ino, .. },
             ) => {
-                let base = via
-                    .and_then(|v| self.via_dir(v))
-                    .unwrap_or_else(|| self.dir_of(i));
-                let full = Beneath::new(base, path);
+                let full = self
+                    .open_path(i, path, *via)
+                    .unwrap_or_else(|| self.path(i, path));
                 let o = self.owner(i);
                 self.actors[o].fds.insert(
                     fd.clone(),

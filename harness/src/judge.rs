@@ -75,10 +75,7 @@ pub fn satisfies(exp: &Expectation, obs: &Observed, actors: &Actors<'_>) -> bool
         (E::OneOf(list), _) => list.iter().any(|e| satisfies(e, obs, actors)),
         (E::Blocks, Observed::Blocked(_)) => true,
         (E::Ok, Observed::Ended { .. }) => true,
-        (E::Ok, Observed::Returned(o)) => !matches!(
-            o,
-            Outcome::Failed { .. } | Outcome::BadRequest { .. } | Outcome::Refused { .. }
-        ),
+        (E::Ok, Observed::Returned(o)) => !o.is_failure(),
         (E::Conflict(errnos), Observed::Returned(Outcome::Failed { errno })) => {
             errnos.contains(errno)
         }
@@ -134,14 +131,7 @@ pub fn only_owner_differs(exp: &Expectation, obs: &[Observed], actors: &Actors<'
 /// Judge a step's observations (one per actor). `Err` explains the mismatch.
 pub fn judge(exp: &Expectation, obs: &[Observed], actors: &Actors<'_>) -> Result<(), String> {
     if let Expectation::Winners { count, others } = exp {
-        let winners = obs
-            .iter()
-            .filter(|o| satisfies(&Expectation::Ok, o, actors))
-            .count();
-        let others_ok = obs
-            .iter()
-            .filter(|o| !satisfies(&Expectation::Ok, o, actors))
-            .all(|o| satisfies(others, o, actors));
+        let (winners, others_ok) = race(others, obs.iter(), actors);
         if winners == *count as usize && others_ok {
             return Ok(());
         }
@@ -168,6 +158,21 @@ pub fn judge(exp: &Expectation, obs: &[Observed], actors: &Actors<'_>) -> Result
     }
 }
 
+/// A race's observations: how many succeeded, and whether all the others
+/// observed what `others` expects.
+fn race<'o>(
+    others: &Expectation,
+    obs: impl Iterator<Item = &'o Observed> + Clone,
+    actors: &Actors<'_>,
+) -> (usize, bool) {
+    let won = |o: &&Observed| satisfies(&Expectation::Ok, o, actors);
+    let winners = obs.clone().filter(won).count();
+    let others_ok = obs
+        .filter(|o| !won(o))
+        .all(|o| satisfies(others, o, actors));
+    (winners, others_ok)
+}
+
 /// Whether the step would pass if each observation `unknown` picks had been
 /// whatever the expectation wanted: a call that ran out of space or
 /// descriptors says nothing, but the others still must fit (two winners of
@@ -181,14 +186,7 @@ pub fn passes_without(
     let known: Vec<&Observed> = obs.iter().filter(|o| !unknown(o)).collect();
     let skipped = obs.len() - known.len();
     if let Expectation::Winners { count, others } = exp {
-        let winners = known
-            .iter()
-            .filter(|o| satisfies(&Expectation::Ok, o, actors))
-            .count();
-        let others_ok = known
-            .iter()
-            .filter(|o| !satisfies(&Expectation::Ok, o, actors))
-            .all(|o| satisfies(others, o, actors));
+        let (winners, others_ok) = race(others, known.iter().copied(), actors);
         let count = *count as usize;
         return others_ok && winners <= count && winners + skipped >= count;
     }

@@ -331,9 +331,6 @@ fn random_seed() -> u64 {
     u64::from_ne_bytes(b) % 1_000_000_000
 }
 
-/// How a refused path shows in a trial's reason (the driver's wording).
-const REFUSED: &str = "refused: `";
-
 fn main() -> ExitCode {
     if lockcheck::actor::is_actor_invocation() {
         lockcheck::actor::main();
@@ -1116,7 +1113,9 @@ fn run(a: RunArgs, qualify: Option<(usize, PathBuf)>) -> Result<ExitCode, Error>
         .flat_map(|r| &r.results)
         .filter(|t| {
             t.status == report::Status::Error
-                && t.reason.as_deref().is_some_and(|r| r.contains(REFUSED))
+                && t.reason
+                    .as_deref()
+                    .is_some_and(|r| r.contains(lockcheck::beneath::LEADS_OUT))
         })
         .collect();
     if !refused.is_empty() {

@@ -18,6 +18,17 @@ pub const ACTOR_ARG: &str = "__lockcheck_actor";
 /// The longest line either side accepts, its newline included.
 pub const MAX_LINE: usize = 4 << 20;
 
+impl Outcome {
+    /// The call did not do what was asked: it failed, was refused, or was
+    /// not understood.
+    pub fn is_failure(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Failed { .. } | Outcome::BadRequest { .. } | Outcome::Refused { .. }
+        )
+    }
+}
+
 /// A message from an actor: a greeting (after start or exec) or a reply.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]

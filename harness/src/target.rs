@@ -675,21 +675,7 @@ impl Target {
         what: &str,
         f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
     ) -> std::result::Result<T, String> {
-        if let Some(earlier) = self.stalled() {
-            return Err(format!(
-                "not tried: the target stopped answering ({earlier})"
-            ));
-        }
-        match bounded(f) {
-            Some(r) => r.map_err(|e| e.to_string()),
-            None => {
-                let msg = format!("{what} did not return within {} s", FS_TIMEOUT.as_secs());
-                let _ = self.stalled.set(msg.clone());
-                Err(format!(
-                    "the target stopped answering: {msg} (an NFS server down?)"
-                ))
-            }
-        }
+        fs_call_in(&self.stalled, what, f)
     }
 
     /// Remove the scratch directory now, reporting a failure. A target that
@@ -703,12 +689,33 @@ impl Target {
             )));
         }
         let scratch = self.scratch;
-        match bounded(move || scratch.close()) {
-            Some(r) => r,
-            None => Err(std::io::Error::other(format!(
-                "did not return within {} s: the filesystem does not answer",
-                FS_TIMEOUT.as_secs()
-            ))),
+        fs_call_in(&self.stalled, "removing the scratch directory", move || {
+            scratch.close()
+        })
+        .map_err(std::io::Error::other)
+    }
+}
+
+/// [`Target::fs_call`], with the target's record of a call that did not
+/// return (set here when one does not).
+fn fs_call_in<T: Send + 'static>(
+    stalled: &std::sync::OnceLock<String>,
+    what: &str,
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::result::Result<T, String> {
+    if let Some(earlier) = stalled.get() {
+        return Err(format!(
+            "not tried: the target stopped answering ({earlier})"
+        ));
+    }
+    match bounded(f) {
+        Some(r) => r.map_err(|e| e.to_string()),
+        None => {
+            let msg = format!("{what} did not return within {} s", FS_TIMEOUT.as_secs());
+            let _ = stalled.set(msg.clone());
+            Err(format!(
+                "the target stopped answering: {msg} (an NFS server down?)"
+            ))
         }
     }
 }
