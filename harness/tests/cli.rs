@@ -11,6 +11,25 @@ fn lockcheck(args: &[&str]) -> Output {
         .expect("running lockcheck")
 }
 
+/// A tmpfs mounted (as root) with these options, unmounted when dropped.
+struct Mounted(PathBuf);
+
+fn mount_tmpfs(at: &Path, options: &str) -> Mounted {
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+        .arg(at)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "mount a tmpfs ({options}) on {}", at.display());
+    Mounted(at.to_path_buf())
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
 /// `lockcheck run` of the repository's catalog on one target.
 fn run_catalog(target: &str, out: &Path, extra: &[&str]) -> Output {
     run_scenarios(&repo().join("scenarios"), target, out, extra)
@@ -197,12 +216,7 @@ fn refused_targets_exit_2() {
     if unsafe { libc::geteuid() } == 0 {
         let ro = dir.path().join("ro");
         std::fs::create_dir(&ro).expect("mkdir");
-        let mounted = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "ro", "tmpfs"])
-            .arg(&ro)
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(mounted, "mount a read-only tmpfs");
+        let mounted = mount_tmpfs(&ro, "ro");
         let o = lockcheck(&[
             "run",
             "--target",
@@ -210,7 +224,7 @@ fn refused_targets_exit_2() {
             "--out",
             dir.path().join("out").to_str().expect("utf8"),
         ]);
-        let _ = Command::new("umount").arg(&ro).status();
+        drop(mounted);
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(2), "{err}");
         assert!(err.contains("not writable"), "{err}");
@@ -941,19 +955,7 @@ fn a_full_disk_errors_trials_and_never_fails_them() {
     let dir = tempfile::tempdir().expect("tempdir");
     let t = dir.path().join("t");
     std::fs::create_dir(&t).expect("mkdir");
-    let ok = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=256k,nr_inodes=1000", "tmpfs"])
-        .arg(&t)
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "mount tmpfs");
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
-    let _guard = Unmount(t.clone());
+    let _mounted = mount_tmpfs(&t, "size=256k,nr_inodes=1000");
     // All but one page: lockcheck's marker takes it, data writes find none.
     std::fs::write(t.join("filler"), vec![0u8; 63 * 4096]).expect("fill");
     let out = dir.path().join("out");
