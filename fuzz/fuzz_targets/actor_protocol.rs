@@ -41,8 +41,8 @@ use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use lockcheck::channel::{Channel, ChannelError};
-use lockcheck::protocol::{Envelope, FromActor, Hello, Reply, Request, MAX_LINE};
+use lockcheck::actor::channel::{Channel, ChannelError};
+use lockcheck::actor::protocol::{Envelope, FromActor, Hello, Reply, Request, MAX_LINE};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 

@@ -19,8 +19,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use lockcheck::catalog::{parse_scenario, MAX_FILE_BYTES};
-use lockcheck::error::ScenarioError;
+use lockcheck::plan::catalog::{parse_scenario, MAX_FILE_BYTES};
+use lockcheck::spec::error::ScenarioError;
 
 const FILE: &str = "fuzz.yaml";
 
@@ -59,7 +59,7 @@ fn check_error(e: &ScenarioError, data: &[u8]) {
     }
 }
 
-fn summary(s: &lockcheck::catalog::LoadedScenario) -> String {
+fn summary(s: &lockcheck::plan::catalog::LoadedScenario) -> String {
     // What `lockcheck validate` prints for an accepted file, plus the plans.
     format!(
         "{}: {}\n{:?}\n{:?}",

@@ -7,12 +7,12 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use lockcheck::catalog;
-use lockcheck::plan::Applicability;
-use lockcheck::report::{self, Status, TrialResult};
-use lockcheck::runner::{self, Session};
-use lockcheck::scenario::Mechanism;
-use lockcheck::target;
+use lockcheck::engine::runner::{self, Session};
+use lockcheck::plan::catalog;
+use lockcheck::plan::resolve::Applicability;
+use lockcheck::record::report::{self, Status, TrialResult};
+use lockcheck::spec::scenario::Mechanism;
+use lockcheck::target::targets as target;
 use lockcheck::Error;
 
 /// Tells, for any mounted directory, whether its file locking really works — with evidence.
@@ -165,7 +165,7 @@ struct BenchSettings {
 }
 
 impl BenchSettings {
-    fn options(&self) -> Result<lockcheck::bench::BenchOptions, Error> {
+    fn options(&self) -> Result<lockcheck::engine::bench::BenchOptions, Error> {
         if !(2..=64).contains(&self.contenders) {
             return Err(Error::usage("--contenders must be between 2 and 64", None));
         }
@@ -175,7 +175,7 @@ impl BenchSettings {
                 Some("such as 200ms (the default) or 2s"),
             ));
         }
-        Ok(lockcheck::bench::BenchOptions {
+        Ok(lockcheck::engine::bench::BenchOptions {
             budget: self.bench_budget,
             contenders: self.contenders,
         })
@@ -332,14 +332,14 @@ fn random_seed() -> u64 {
 }
 
 fn main() -> ExitCode {
-    if lockcheck::actor::is_actor_invocation() {
-        lockcheck::actor::main();
+    if lockcheck::actor::process::is_actor_invocation() {
+        lockcheck::actor::process::main();
     }
-    if lockcheck::zygote::is_zygote_invocation() {
-        lockcheck::zygote::main();
+    if lockcheck::actor::zygote::is_zygote_invocation() {
+        lockcheck::actor::zygote::main();
     }
     let cli = Cli::parse();
-    lockcheck::interrupt::install();
+    lockcheck::actor::interrupt::install();
     let result = match cli.command {
         None => run(cli.run, None),
         Some(Command::Run(a)) => run(a, None),
@@ -370,7 +370,7 @@ fn matrix(
     readme: Option<&std::path::Path>,
     html: Option<&std::path::Path>,
 ) -> Result<ExitCode, Error> {
-    use lockcheck::matrix;
+    use lockcheck::render::matrix;
     let reports = paths
         .iter()
         .map(|p| matrix::read_report(p))
@@ -401,9 +401,9 @@ fn matrix(
 
 fn schema(of: SchemaOf) -> Result<ExitCode, Error> {
     let schema = match of {
-        SchemaOf::Scenario => lockcheck::scenario::json_schema(),
+        SchemaOf::Scenario => lockcheck::spec::scenario::json_schema(),
         SchemaOf::Report => report::json_schema(),
-        SchemaOf::App => lockcheck::apps::json_schema(),
+        SchemaOf::App => lockcheck::verdict::apps::json_schema(),
     };
     let s = serde_json::to_string_pretty(&schema)
         .map_err(|e| Error::usage(format!("cannot render the schema: {e}"), None))?;
@@ -533,7 +533,7 @@ fn clean(dirs: Vec<PathBuf>) -> Result<ExitCode, Error> {
     let mut text = String::new();
     let mut removed = 0;
     for d in &dirs {
-        let found = match lockcheck::target::clean_stale(d) {
+        let found = match lockcheck::target::targets::clean_stale(d) {
             Ok(f) => f,
             Err(e) if given => {
                 return Err(Error::usage(
@@ -545,7 +545,7 @@ fn clean(dirs: Vec<PathBuf>) -> Result<ExitCode, Error> {
         };
         for c in found {
             match c {
-                lockcheck::target::Cleaned::Removed(p) => {
+                lockcheck::target::targets::Cleaned::Removed(p) => {
                     removed += 1;
                     text.push_str(&format!(
                         "removed {}
@@ -553,7 +553,7 @@ fn clean(dirs: Vec<PathBuf>) -> Result<ExitCode, Error> {
                         p.display()
                     ));
                 }
-                lockcheck::target::Cleaned::Kept(p, why) => {
+                lockcheck::target::targets::Cleaned::Kept(p, why) => {
                     text.push_str(&format!(
                         "kept {}: {why}
 ",
@@ -575,13 +575,13 @@ fn clean(dirs: Vec<PathBuf>) -> Result<ExitCode, Error> {
 /// The mechanisms to benchmark: the given ones (flock, posix, ofd only).
 fn bench_mechanisms(given: &[Mech]) -> Result<Vec<Mechanism>, Error> {
     if given.is_empty() {
-        return Ok(lockcheck::bench::MECHANISMS.to_vec());
+        return Ok(lockcheck::engine::bench::MECHANISMS.to_vec());
     }
     given
         .iter()
         .map(|m| Mechanism::from(*m))
         .map(|m| {
-            if lockcheck::bench::MECHANISMS.contains(&m) {
+            if lockcheck::engine::bench::MECHANISMS.contains(&m) {
                 Ok(m)
             } else {
                 Err(Error::usage(
@@ -611,7 +611,7 @@ fn bench(b: BenchArgs) -> Result<ExitCode, Error> {
         hosts: Vec::new(),
         remote_exe: None,
         faults: Vec::new(),
-        lease: lockcheck::plan::DEFAULT_LEASE,
+        lease: lockcheck::plan::resolve::DEFAULT_LEASE,
         repeat: None,
         shuffle: false,
         seed: None,
@@ -638,7 +638,7 @@ fn bench(b: BenchArgs) -> Result<ExitCode, Error> {
             t.label,
             t.identity.fs_type,
             t.root.display(),
-            lockcheck::bench::markdown(&r)
+            lockcheck::engine::bench::markdown(&r)
         ));
         all.push(serde_json::json!({
             "target": t.label,
@@ -798,7 +798,7 @@ fn open_session(a: &RunArgs) -> Result<Session, Error> {
     let mut kinds = Vec::new();
     let mut named = std::collections::BTreeSet::new();
     for p in &a.provision {
-        match lockcheck::provision::Kind::parse(p) {
+        match lockcheck::target::provision::Kind::parse(p) {
             Some(k) => {
                 if p != "all" {
                     named.extend(k.iter().copied());
@@ -840,7 +840,7 @@ fn open_session(a: &RunArgs) -> Result<Session, Error> {
         .map(|s| s.dir.clone());
     let mut provisioned = Vec::new();
     for k in kinds {
-        match lockcheck::provision::provision(k, &namespace, local_dir.as_deref()) {
+        match lockcheck::target::provision::provision(k, &namespace, local_dir.as_deref()) {
             Ok(p) => {
                 specs.push(p.spec.clone());
                 provisioned.push(p);
@@ -877,13 +877,13 @@ fn run(a: RunArgs, qualify: Option<(usize, PathBuf)>) -> Result<ExitCode, Error>
     let apps = match (&a.apps, &a.scenarios) {
         // A catalog of one's own may lack what the built-in profiles name:
         // then the reports go without application verdicts, and say why here.
-        (None, Some(_)) => lockcheck::apps::load(None, &cat).unwrap_or_else(|_| {
+        (None, Some(_)) => lockcheck::verdict::apps::load(None, &cat).unwrap_or_else(|_| {
             eprintln!(
                 "note: no application verdicts: the profiles name scenarios this catalog lacks (give --apps DIR)"
             );
-            lockcheck::apps::Apps::none()
+            lockcheck::verdict::apps::Apps::none()
         }),
-        (dir, _) => lockcheck::apps::load(dir.as_deref(), &cat)?,
+        (dir, _) => lockcheck::verdict::apps::load(dir.as_deref(), &cat)?,
     };
     let mechanisms: Vec<Mechanism> = a.mechanisms.iter().map(|m| (*m).into()).collect();
     if let Some(0) = a.jobs {
@@ -928,7 +928,7 @@ fn run(a: RunArgs, qualify: Option<(usize, PathBuf)>) -> Result<ExitCode, Error>
         let mut err = std::io::stderr().lock();
         // Once interrupted, trials end because their actors were killed:
         // nothing to report.
-        if lockcheck::interrupt::interrupted().is_some() {
+        if lockcheck::actor::interrupt::interrupted().is_some() {
             return;
         }
         if matches!(r.status, Status::Fail | Status::Error) {
@@ -955,7 +955,7 @@ fn run(a: RunArgs, qualify: Option<(usize, PathBuf)>) -> Result<ExitCode, Error>
     // `--repeat`: every run's outcomes, but only the last run's reports.
     let mut tally = report::Tally::default();
     for k in 0..repeats {
-        if lockcheck::interrupt::interrupted().is_some() {
+        if lockcheck::actor::interrupt::interrupted().is_some() {
             break;
         }
         if repeats > 1 && !a.quiet {
@@ -983,7 +983,7 @@ fn run(a: RunArgs, qualify: Option<(usize, PathBuf)>) -> Result<ExitCode, Error>
         }
         passes.push(pass);
     }
-    if let Some(sig) = lockcheck::interrupt::interrupted() {
+    if let Some(sig) = lockcheck::actor::interrupt::interrupted() {
         // Reports of a run cut short would say less than they seem to.
         let problems = session.close();
         for p in &problems {
@@ -1016,7 +1016,7 @@ fn run(a: RunArgs, qualify: Option<(usize, PathBuf)>) -> Result<ExitCode, Error>
                 FailOn::Error => false,
             }
     };
-    let benchmarks: Vec<(String, lockcheck::bench::Bench)> = if a.bench {
+    let benchmarks: Vec<(String, lockcheck::engine::bench::Bench)> = if a.bench {
         let opts = a.bench_settings.options()?;
         session
             .targets
@@ -1029,7 +1029,7 @@ fn run(a: RunArgs, qualify: Option<(usize, PathBuf)>) -> Result<ExitCode, Error>
                 }
                 (
                     t.label.clone(),
-                    session.bench(i, &lockcheck::bench::MECHANISMS, &opts),
+                    session.bench(i, &lockcheck::engine::bench::MECHANISMS, &opts),
                 )
             })
             .collect()
@@ -1043,8 +1043,8 @@ fn run(a: RunArgs, qualify: Option<(usize, PathBuf)>) -> Result<ExitCode, Error>
             .map(|(_, b)| b.clone());
     }
     if let Some((_, bundle)) = &qualify {
-        let q = lockcheck::qualify::assess(&passes, &failed);
-        let written = lockcheck::qualify::write_bundle(bundle, &passes, &q)?;
+        let q = lockcheck::tools::qualify::assess(&passes, &failed);
+        let written = lockcheck::tools::qualify::write_bundle(bundle, &passes, &q)?;
         let problems = session.close();
         let mut text = report::console_summary(passes.first().map(Vec::as_slice).unwrap_or(&[]));
         for t in &q.targets {
@@ -1055,9 +1055,9 @@ fn run(a: RunArgs, qualify: Option<(usize, PathBuf)>) -> Result<ExitCode, Error>
         text.push_str(&format!(
             "qualification: {} ({} runs); bundle: {} ({} files)\n",
             match q.verdict {
-                lockcheck::qualify::Verdict::Pass => "pass",
-                lockcheck::qualify::Verdict::Flaky => "flaky",
-                lockcheck::qualify::Verdict::Fail => "fail",
+                lockcheck::tools::qualify::Verdict::Pass => "pass",
+                lockcheck::tools::qualify::Verdict::Flaky => "flaky",
+                lockcheck::tools::qualify::Verdict::Fail => "fail",
             },
             repeats,
             bundle.display(),
@@ -1067,7 +1067,7 @@ fn run(a: RunArgs, qualify: Option<(usize, PathBuf)>) -> Result<ExitCode, Error>
         for p in &problems {
             eprintln!("warning: cleanup: {p}");
         }
-        return Ok(if q.verdict == lockcheck::qualify::Verdict::Pass {
+        return Ok(if q.verdict == lockcheck::tools::qualify::Verdict::Pass {
             ExitCode::SUCCESS
         } else {
             ExitCode::from(1)
@@ -1115,7 +1115,7 @@ fn run(a: RunArgs, qualify: Option<(usize, PathBuf)>) -> Result<ExitCode, Error>
             t.status == report::Status::Error
                 && t.reason
                     .as_deref()
-                    .is_some_and(|r| r.contains(lockcheck::beneath::LEADS_OUT))
+                    .is_some_and(|r| r.contains(lockcheck::actor::beneath::LEADS_OUT))
         })
         .collect();
     if !refused.is_empty() {
@@ -1170,7 +1170,7 @@ fn fuzz(a: FuzzArgs) -> Result<ExitCode, Error> {
         a.actors,
         mechanisms.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ")
     );
-    let config = lockcheck::fuzz::FuzzConfig {
+    let config = lockcheck::tools::fuzz::FuzzConfig {
         seed,
         ops: a.ops,
         actors: a.actors,
@@ -1186,7 +1186,7 @@ fn fuzz(a: FuzzArgs) -> Result<ExitCode, Error> {
             eprint!("\r\x1b[K{ops} operations in {programs} programs");
         }
     };
-    let result = lockcheck::fuzz::run(
+    let result = lockcheck::tools::fuzz::run(
         &config,
         &session.targets[0],
         &session.targets[1],

@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
-use lockcheck::report::{Status, TrialResult};
-use lockcheck::runner::Session;
-use lockcheck::target::{self, TargetSpec};
+use lockcheck::engine::runner::Session;
+use lockcheck::record::report::{Status, TrialResult};
+use lockcheck::target::targets::{self as target, TargetSpec};
 
 fn explain(r: &TrialResult) -> String {
     let mut s = format!("{} ({})\n", r.verdict.to_uppercase(), r.file);
@@ -43,12 +43,12 @@ fn explain(r: &TrialResult) -> String {
 }
 
 fn main() -> ExitCode {
-    if lockcheck::actor::is_actor_invocation() {
-        lockcheck::actor::main();
+    if lockcheck::actor::process::is_actor_invocation() {
+        lockcheck::actor::process::main();
     }
     // The zygote is this binary too (it forks actors faster than exec).
-    if lockcheck::zygote::is_zygote_invocation() {
-        lockcheck::zygote::main();
+    if lockcheck::actor::zygote::is_zygote_invocation() {
+        lockcheck::actor::zygote::main();
     }
     let mut args = Arguments::from_args();
     // nextest runs each test in its own process: one thread is enough there.
@@ -56,7 +56,7 @@ fn main() -> ExitCode {
         args.test_threads = Some(1);
     }
     let scenarios = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
-    let catalog = match lockcheck::catalog::load(Some(&scenarios)) {
+    let catalog = match lockcheck::plan::catalog::load(Some(&scenarios)) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");

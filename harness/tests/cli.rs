@@ -494,7 +494,7 @@ fn a_run_leaves_nothing_in_the_target_and_writes_both_reports() {
 
 #[test]
 fn committed_reports_match_the_catalog() {
-    let catalog = lockcheck::catalog::load_dir(&repo().join("scenarios")).expect("catalog");
+    let catalog = lockcheck::plan::catalog::load_dir(&repo().join("scenarios")).expect("catalog");
     let mut seen = 0;
     for e in std::fs::read_dir(repo().join("reports")).expect("reports/") {
         let p = e.expect("entry").path();
@@ -532,8 +532,8 @@ fn committed_reports_match_the_catalog() {
 #[test]
 fn scenarios_readme_lists_every_scenario() {
     let readme = std::fs::read_to_string(repo().join("scenarios/README.md")).expect("README");
-    let catalog = lockcheck::catalog::load_dir(&repo().join("scenarios")).expect("catalog");
-    let table = lockcheck::catalog::markdown_table(&catalog);
+    let catalog = lockcheck::plan::catalog::load_dir(&repo().join("scenarios")).expect("catalog");
+    let table = lockcheck::plan::catalog::markdown_table(&catalog);
     assert!(
         readme.contains(&table),
         "the catalog in scenarios/README.md is out of date; replace it with the output of: lockcheck list --format markdown --scenarios scenarios"

@@ -361,7 +361,7 @@ fn every_family_catches_its_mutation() {
         covered.extend(case.families.iter().copied());
     }
     // Every family of the catalog has a mutation it catches.
-    let catalog = lockcheck::catalog::load_dir(&repo().join("scenarios")).expect("catalog");
+    let catalog = lockcheck::plan::catalog::load_dir(&repo().join("scenarios")).expect("catalog");
     for s in &catalog.scenarios {
         let fam = s.scenario.family.value.as_str();
         assert!(covered.contains(fam), "family {fam} has no mutation test");

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::error::{Error, Result};
-use crate::report::Report;
+use crate::record::report::Report;
+use crate::spec::error::{Error, Result};
 
 /// The overall outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -45,9 +45,9 @@ pub struct TargetQualification {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
     /// Per repeat: pass, fail, skip, error, xfail counts and failures by severity.
-    pub repeats: Vec<crate::report::Summary>,
+    pub repeats: Vec<crate::record::report::Summary>,
     pub flaky: Vec<Flaky>,
-    pub applications: Vec<crate::apps::AppVerdict>,
+    pub applications: Vec<crate::verdict::apps::AppVerdict>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -63,7 +63,7 @@ pub struct Qualification {
     pub targets: Vec<TargetQualification>,
 }
 
-fn outcome(r: &crate::report::TrialResult) -> String {
+fn outcome(r: &crate::record::report::TrialResult) -> String {
     r.verdict.clone()
 }
 
@@ -256,7 +256,7 @@ pub fn write_bundle(dir: &Path, passes: &[Vec<Report>], q: &Qualification) -> Re
     let mut columns = Vec::new();
     for (k, pass) in passes.iter().enumerate() {
         for r in pass {
-            let mut m: crate::matrix::MReport = serde_json::from_value(
+            let mut m: crate::render::matrix::MReport = serde_json::from_value(
                 serde_json::to_value(r).map_err(|e| Error::usage(e.to_string(), None))?,
             )
             .map_err(|e| Error::usage(e.to_string(), None))?;
@@ -265,8 +265,8 @@ pub fn write_bundle(dir: &Path, passes: &[Vec<Report>], q: &Qualification) -> Re
         }
     }
     let html = dir.join("matrix.html");
-    let m = crate::matrix::Matrix::build(columns)?;
-    std::fs::write(&html, crate::matrix::html(&m))
+    let m = crate::render::matrix::Matrix::build(columns)?;
+    std::fs::write(&html, crate::render::matrix::html(&m))
         .map_err(|e| Error::io(format!("writing {}", html.display()), e))?;
     written.push(html);
     let all: Vec<Report> = passes
@@ -280,7 +280,7 @@ pub fn write_bundle(dir: &Path, passes: &[Vec<Report>], q: &Qualification) -> Re
             })
         })
         .collect();
-    written.push(crate::report::write_junit(
+    written.push(crate::record::report::write_junit(
         &all,
         &dir.join("qualification.junit.xml"),
     )?);
@@ -290,8 +290,8 @@ pub fn write_bundle(dir: &Path, passes: &[Vec<Report>], q: &Qualification) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{CatalogInfo, Status, TrialResult};
-    use crate::scenario::{Family, Mechanism, Severity};
+    use crate::record::report::{CatalogInfo, Status, TrialResult};
+    use crate::spec::scenario::{Family, Mechanism, Severity};
 
     fn trial(id: &str, status: Status) -> TrialResult {
         TrialResult {
@@ -319,7 +319,7 @@ mod tests {
 
     fn report(results: Vec<TrialResult>) -> Report {
         Report::new(
-            crate::target::identify("t", Path::new("/tmp"), "test"),
+            crate::target::targets::identify("t", Path::new("/tmp"), "test"),
             CatalogInfo {
                 source: "s".into(),
                 scenarios: 2,
@@ -359,9 +359,9 @@ mod tests {
         assert_eq!(assess(&broken, &failed).verdict, Verdict::Fail);
         // The same trials, but an application's verdict changed (a
         // recovery time crossed its limit): flaky too.
-        let app = |v: crate::apps::AppStatus| {
+        let app = |v: crate::verdict::apps::AppStatus| {
             let mut r = report(vec![trial("a", Status::Pass)]);
-            r.applications = vec![crate::apps::AppVerdict {
+            r.applications = vec![crate::verdict::apps::AppVerdict {
                 app: "prometheus".into(),
                 title: "Prometheus".into(),
                 verdict: v,
@@ -375,8 +375,8 @@ mod tests {
         };
         let q2 = assess(
             &[
-                app(crate::apps::AppStatus::Safe),
-                app(crate::apps::AppStatus::Degraded),
+                app(crate::verdict::apps::AppStatus::Safe),
+                app(crate::verdict::apps::AppStatus::Degraded),
             ],
             &failed,
         );

@@ -87,7 +87,7 @@ pub fn pid_namespace() -> u64 {
 }
 
 /// A path inside a trial directory: the actor resolves `rel` beneath `dir`
-/// ([`crate::beneath`]) and refuses one that leads out of it.
+/// ([`crate::actor::beneath`]) and refuses one that leads out of it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Beneath {
     /// The trial directory (absolute, as the actor's host names it).

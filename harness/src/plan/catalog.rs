@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use serde_saphyr::{Budget, MessageFormatter};
 
-use crate::error::{Error, Result, ScenarioError};
-use crate::loc::Pos;
-use crate::plan::{resolve_all, Applicability};
-use crate::scenario::{Mechanism, Scenario};
+use crate::plan::resolve::{resolve_all, Applicability};
+use crate::spec::error::{Error, Result, ScenarioError};
+use crate::spec::loc::Pos;
+use crate::spec::scenario::{Mechanism, Scenario};
 
 /// Scenario files larger than this are refused.
 pub const MAX_FILE_BYTES: usize = 1 << 20;
@@ -301,7 +301,7 @@ pub fn markdown_table(cat: &Catalog) -> String {
     scenarios.sort_by(|x, y| {
         (x.scenario.family.value, x.name()).cmp(&(y.scenario.family.value, y.name()))
     });
-    let mut families: Vec<crate::scenario::Family> =
+    let mut families: Vec<crate::spec::scenario::Family> =
         scenarios.iter().map(|s| s.scenario.family.value).collect();
     families.dedup();
     let mut out = format!(

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::error::{Error, Result};
-use crate::scenario::{Family, Mechanism, Severity};
-use crate::target::TargetIdentity;
+use crate::spec::error::{Error, Result};
+use crate::spec::scenario::{Family, Mechanism, Severity};
+use crate::target::targets::TargetIdentity;
 
 /// Bumped when the JSON report changes shape.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -342,10 +342,10 @@ pub struct Report {
     /// What the results mean for the applications of `apps/` (safe,
     /// degraded, unsafe, not checked), each with its reasons.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub applications: Vec<crate::apps::AppVerdict>,
+    pub applications: Vec<crate::verdict::apps::AppVerdict>,
     /// Lock latency and throughput on the target (`--bench`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub benchmarks: Option<crate::bench::Bench>,
+    pub benchmarks: Option<crate::engine::bench::Bench>,
     /// With `--repeat N`: how many runs, and the trials whose outcome changed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repeat: Option<Repeat>,
@@ -385,8 +385,8 @@ impl Report {
     }
 
     /// With the verdicts of these application profiles.
-    pub fn with_apps(mut self, apps: &crate::apps::Apps) -> Self {
-        self.applications = crate::apps::verdicts(apps, &self.results);
+    pub fn with_apps(mut self, apps: &crate::verdict::apps::Apps) -> Self {
+        self.applications = crate::verdict::apps::verdicts(apps, &self.results);
         self
     }
 
@@ -580,13 +580,13 @@ pub fn markdown(r: &Report) -> String {
                     .map(|u| u.split(": ").next().unwrap_or(u))
                     .collect();
                 cell.push_str(&format!(" — not checked here: {}", names.join(", ")));
-                if a.verdict == crate::apps::AppStatus::NotChecked {
+                if a.verdict == crate::verdict::apps::AppStatus::NotChecked {
                     cell = format!("not checked here: {}", a.unchecked.join("; "));
                 }
             }
             let verdict = match a.verdict {
-                crate::apps::AppStatus::Unsafe => "**UNSAFE**".to_string(),
-                crate::apps::AppStatus::Degraded => "**degraded**".to_string(),
+                crate::verdict::apps::AppStatus::Unsafe => "**UNSAFE**".to_string(),
+                crate::verdict::apps::AppStatus::Degraded => "**degraded**".to_string(),
                 v => v.as_str().to_string(),
             };
             let _ = writeln!(s, "| {} | {verdict} | {} |", a.title, md_escape(&cell));
@@ -846,7 +846,7 @@ pub fn markdown(r: &Report) -> String {
              per measurement.\n",
             b.contenders, b.budget_ms
         );
-        s.push_str(&crate::bench::markdown(b));
+        s.push_str(&crate::engine::bench::markdown(b));
         let _ = writeln!(s);
     }
 
@@ -913,11 +913,11 @@ pub fn console_summary(reports: &[Report]) -> String {
     for r in reports.iter().filter(|r| !r.applications.is_empty()) {
         let mut parts = Vec::new();
         for status in [
-            crate::apps::AppStatus::Unsafe,
-            crate::apps::AppStatus::Degraded,
-            crate::apps::AppStatus::Incomplete,
-            crate::apps::AppStatus::Safe,
-            crate::apps::AppStatus::NotChecked,
+            crate::verdict::apps::AppStatus::Unsafe,
+            crate::verdict::apps::AppStatus::Degraded,
+            crate::verdict::apps::AppStatus::Incomplete,
+            crate::verdict::apps::AppStatus::Safe,
+            crate::verdict::apps::AppStatus::NotChecked,
         ] {
             let names: Vec<&str> = r
                 .applications
@@ -944,7 +944,7 @@ mod tests {
     use super::*;
 
     fn identity() -> TargetIdentity {
-        crate::target::identify("t", Path::new("/tmp"), "test")
+        crate::target::targets::identify("t", Path::new("/tmp"), "test")
     }
 
     fn result(scenario: &str, mech: Mechanism, status: Status, severity: Severity) -> TrialResult {

@@ -13,7 +13,7 @@
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use crate::protocol::Beneath;
+use crate::actor::protocol::Beneath;
 
 /// Why a path could not be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::spec::error::{Error, Result};
 
 /// Marker file that identifies a scratch directory as lockcheck's own.
 pub const SCRATCH_MARKER: &str = ".lockcheck-scratch";
@@ -54,7 +54,7 @@ pub fn parse_host_arg(s: &str) -> Result<HostDef> {
         ));
     };
     check_label(name)?;
-    if name == crate::plan::DEFAULT_HOST {
+    if name == crate::plan::resolve::DEFAULT_HOST {
         return Err(Error::usage(
             format!("--host {name}: `{name}` is this host"),
             Some("name other hosts b, c, ..."),
@@ -76,8 +76,8 @@ pub fn parse_host_arg(s: &str) -> Result<HostDef> {
 }
 
 /// Parse `KIND=COMMAND` for a lab fault (`{host}` in the command is replaced).
-pub fn parse_fault_arg(s: &str) -> Result<(crate::plan::LabFault, String)> {
-    use crate::plan::LabFault;
+pub fn parse_fault_arg(s: &str) -> Result<(crate::plan::resolve::LabFault, String)> {
+    use crate::plan::resolve::LabFault;
     let hint = Some("kinds: disconnect, reconnect, crash, restart-server; for example --fault crash='lab-fault crash {host}'");
     let Some((kind, cmd)) = s.split_once('=') else {
         return Err(Error::usage(
@@ -110,8 +110,8 @@ pub fn parse_fault_arg(s: &str) -> Result<(crate::plan::LabFault, String)> {
 /// back for every way of cutting a host off.
 pub fn parse_fault_args(
     args: &[String],
-) -> Result<std::collections::BTreeMap<crate::plan::LabFault, String>> {
-    use crate::plan::LabFault;
+) -> Result<std::collections::BTreeMap<crate::plan::resolve::LabFault, String>> {
+    use crate::plan::resolve::LabFault;
     let mut out = std::collections::BTreeMap::new();
     for a in args {
         let (kind, cmd) = parse_fault_arg(a)?;
@@ -408,10 +408,10 @@ pub struct Target {
     /// Hosts actors can be placed on.
     pub hosts: Vec<String>,
     /// Lab faults this target can inject, with their commands (none, except in a lab).
-    pub lab_faults: std::collections::BTreeMap<crate::plan::LabFault, String>,
+    pub lab_faults: std::collections::BTreeMap<crate::plan::resolve::LabFault, String>,
     /// Lab faults whose command names this target (`{target}`): they touch
     /// only this target's hosts, so they may run while other targets' trials do.
-    pub confined_faults: std::collections::BTreeSet<crate::plan::LabFault>,
+    pub confined_faults: std::collections::BTreeSet<crate::plan::resolve::LabFault>,
     /// The lease bounds in leases are reckoned with (`--lease`).
     pub lease: std::time::Duration,
     /// The other hosts (launchers) and this directory as each names it.
@@ -570,15 +570,15 @@ impl Target {
             use std::os::unix::fs::MetadataExt;
             f.metadata().map(|m| m.ino()).unwrap_or(0)
         };
-        identity.locks_dev = crate::observe::locks_device(&f, ino);
+        identity.locks_dev = crate::actor::observe::locks_device(&f, ino);
         Ok(Target {
             label: spec.label.clone(),
             root,
             identity,
-            hosts: vec![crate::plan::DEFAULT_HOST.to_string()],
+            hosts: vec![crate::plan::resolve::DEFAULT_HOST.to_string()],
             lab_faults: Default::default(),
             confined_faults: Default::default(),
-            lease: crate::plan::DEFAULT_LEASE,
+            lease: crate::plan::resolve::DEFAULT_LEASE,
             remote_hosts: Vec::new(),
             host_dirs: spec.host_dirs.clone(),
             lower_scratch: view.is_some().then(|| scratch.path().to_path_buf()),
@@ -611,11 +611,11 @@ impl Target {
     }
 
     /// The hosts of a trial in directory `dir` (this host first), as the driver needs them.
-    pub fn host_envs(&self, exe: &Path, dir: &Path) -> Vec<crate::driver::HostEnv> {
-        let mut out = vec![crate::driver::HostEnv::local(exe, dir)];
+    pub fn host_envs(&self, exe: &Path, dir: &Path) -> Vec<crate::engine::driver::HostEnv> {
+        let mut out = vec![crate::engine::driver::HostEnv::local(exe, dir)];
         let rel = dir.strip_prefix(&self.root).unwrap_or(dir);
         for (h, root) in &self.remote_hosts {
-            out.push(crate::driver::HostEnv {
+            out.push(crate::engine::driver::HostEnv {
                 name: h.name.clone(),
                 launcher: Some(h.launcher.clone()),
                 exe: h.exe.clone().unwrap_or_else(|| exe.to_path_buf()),
@@ -767,9 +767,9 @@ pub fn identify(label: &str, root: &Path, provision: &str) -> TargetIdentity {
         lockcheck_version: env!("CARGO_PKG_VERSION").to_string(),
         pid_reuse: String::new(),
         locks_dev: None,
-        hosts: vec![crate::plan::DEFAULT_HOST.to_string()],
+        hosts: vec![crate::plan::resolve::DEFAULT_HOST.to_string()],
         lab_faults: Vec::new(),
-        lease_s: crate::plan::DEFAULT_LEASE.as_secs_f64(),
+        lease_s: crate::plan::resolve::DEFAULT_LEASE.as_secs_f64(),
     }
 }
 

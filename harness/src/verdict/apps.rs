@@ -10,12 +10,12 @@ use std::path::Path;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::Catalog;
-use crate::error::{Error, Result, ScenarioError};
-use crate::loc::{Located, Pos};
-use crate::plan::Applicability;
-use crate::report::{Status, TrialResult};
-use crate::scenario::{Dur, Mechanism, Severity};
+use crate::plan::catalog::Catalog;
+use crate::plan::resolve::Applicability;
+use crate::record::report::{Status, TrialResult};
+use crate::spec::error::{Error, Result, ScenarioError};
+use crate::spec::loc::{Located, Pos};
+use crate::spec::scenario::{Dur, Mechanism, Severity};
 
 /// One application profile file.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -132,7 +132,7 @@ pub fn parse_profile(
     expected_name: Option<&str>,
     catalog: &Catalog,
 ) -> std::result::Result<AppProfile, ScenarioError> {
-    let p: AppProfile = crate::catalog::from_yaml(file, text)?;
+    let p: AppProfile = crate::plan::catalog::from_yaml(file, text)?;
     if let Some(n) = expected_name {
         if n != p.name.value {
             return Err(profile_error(
@@ -416,7 +416,7 @@ mod tests {
     use super::*;
 
     fn catalog() -> Catalog {
-        crate::catalog::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios"))
+        crate::plan::catalog::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios"))
             .expect("catalog")
     }
 
@@ -435,7 +435,7 @@ mod tests {
 
     #[test]
     fn an_error_or_a_trial_left_out_is_never_safe() {
-        use crate::report::TrialResult;
+        use crate::record::report::TrialResult;
         let c = catalog();
         let text = "name: x\ntitle: X\nsummary: s\nreference: r\nneeds:\n  - {scenario: exclusive-race-2, mechanism: flock, why: w}\n  - {scenario: killed-holder-releases, mechanism: flock, why: w}\n";
         let p = parse_profile("x.yaml", text, Some("x"), &c).expect("valid");
@@ -443,7 +443,7 @@ mod tests {
             id: format!("t::{s}::flock"),
             scenario: s.into(),
             mechanism: Mechanism::Flock,
-            family: crate::scenario::Family::Exclusion,
+            family: crate::spec::scenario::Family::Exclusion,
             severity: Severity::Unsafe,
             status: st,
             verdict: TrialResult::verdict_for(st, Severity::Unsafe),

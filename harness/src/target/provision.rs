@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::target::TargetSpec;
+use crate::target::targets::TargetSpec;
 
 /// What can be provisioned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -107,7 +107,7 @@ fn base_dir(prefix: &str, near: Option<&Path>) -> Result<PathBuf, String> {
         .unwrap_or_else(|| b.tempdir())
         .map(|d| d.keep())
         .map_err(|e| format!("creating a scratch directory: {e}"))?;
-    crate::target::write_marker(&dir.join(crate::target::SCRATCH_MARKER))
+    crate::target::targets::write_marker(&dir.join(crate::target::targets::SCRATCH_MARKER))
         .map_err(|e| format!("writing in {}: {e}", dir.display()))?;
     Ok(dir)
 }
@@ -117,7 +117,7 @@ fn wait_mounted(dir: &Path, fs_type: &str, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_millis(1);
     loop {
-        if let Some(m) = crate::target::find_mount(dir) {
+        if let Some(m) = crate::target::targets::find_mount(dir) {
             if Path::new(&m.mount_point) == dir && m.fs_type.starts_with(fs_type) {
                 return true;
             }

@@ -227,7 +227,7 @@ impl Zygote {
         match z.call(&ZRequest::Status { pid: 0 }, &[]) {
             Ok(_) => {
                 // Only a zygote that answered is ours to kill on Ctrl-C.
-                crate::interrupt::set_zygote(pid);
+                crate::actor::interrupt::set_zygote(pid);
                 Ok(z)
             }
             Err(e) => Err(io::Error::other(format!("the zygote did not start: {e}"))),
@@ -243,7 +243,8 @@ impl Zygote {
         let sock = inner.sock.as_raw_fd();
         send_msg(sock, &data, fds)?;
         loop {
-            let readable = crate::channel::wait_readable(inner.sock.as_fd(), ANSWER_TIMEOUT)?;
+            let readable =
+                crate::actor::channel::wait_readable(inner.sock.as_fd(), ANSWER_TIMEOUT)?;
             if !readable {
                 // Stuck (stopped, or a fork that does not return): give up
                 // on it for good; actors are then started by exec.
@@ -511,7 +512,7 @@ pub fn main() -> ! {
                                 libc::_exit(95);
                             }
                         }
-                        crate::actor::become_actor(me)
+                        crate::actor::process::become_actor(me)
                     }
                     pid => {
                         drop(chan);

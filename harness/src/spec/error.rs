@@ -4,7 +4,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::loc::Pos;
+use crate::spec::loc::Pos;
 
 /// A problem in a scenario file, located at `file:line:column`.
 #[derive(Debug, Clone, thiserror::Error)]

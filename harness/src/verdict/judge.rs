@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use crate::errno;
-use crate::mech::describe_lock;
-use crate::observe::Evidence;
-use crate::plan::{Expectation, PidExpect};
-use crate::protocol::{LockDesc, Outcome};
-use crate::scenario::LockMode;
+use crate::actor::observe::Evidence;
+use crate::actor::protocol::{LockDesc, Outcome};
+use crate::plan::mech::describe_lock;
+use crate::plan::resolve::{Expectation, PidExpect};
+use crate::spec::errno;
+use crate::spec::scenario::LockMode;
 
 /// What happened when a step ran, for one actor.
 #[derive(Debug, Clone, PartialEq)]
@@ -334,7 +334,7 @@ pub fn describe_observed(obs: &Observed) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::LeaseMode;
+    use crate::spec::scenario::LeaseMode;
 
     fn actors() -> (Vec<String>, Vec<Option<i32>>) {
         (vec!["a".into(), "b".into()], vec![Some(100), Some(200)])

@@ -19,13 +19,15 @@ use std::time::{Duration, Instant};
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 
-use crate::driver::{Driver, HostEnv, TrialEnv};
-use crate::judge::Observed;
-use crate::loc::Pos;
-use crate::plan::{ActorPlan, Expectation, LockKind, Op, PlannedStep, TrialPlan, DEFAULT_HOST};
-use crate::protocol::Outcome;
-use crate::scenario::{Access, LockMode, Mechanism};
-use crate::target::Target;
+use crate::actor::protocol::Outcome;
+use crate::engine::driver::{Driver, HostEnv, TrialEnv};
+use crate::plan::resolve::{
+    ActorPlan, Expectation, LockKind, Op, PlannedStep, TrialPlan, DEFAULT_HOST,
+};
+use crate::spec::loc::Pos;
+use crate::spec::scenario::{Access, LockMode, Mechanism};
+use crate::target::targets::Target;
+use crate::verdict::judge::Observed;
 
 /// The files programs work on.
 const FILES: [&str; 2] = ["a", "b"];
@@ -365,7 +367,7 @@ fn normalize(obs: &Observed, pids: &[Option<i32>], names: &[String]) -> String {
             Outcome::Failed { errno } if *errno == libc::EAGAIN || *errno == libc::EACCES => {
                 "conflict".into()
             }
-            Outcome::Failed { errno } => crate::errno::name(*errno),
+            Outcome::Failed { errno } => crate::spec::errno::name(*errno),
             Outcome::Lock { lock } => {
                 if i32::from(lock.l_type) == libc::F_UNLCK {
                     return "unlocked".into();
@@ -377,7 +379,7 @@ fn normalize(obs: &Observed, pids: &[Option<i32>], names: &[String]) -> String {
                     .unwrap_or_else(|| lock.pid.to_string());
                 format!(
                     "holder {} {} {} {}",
-                    crate::mech::l_type_name(lock.l_type),
+                    crate::plan::mech::l_type_name(lock.l_type),
                     lock.start,
                     lock.len,
                     who
@@ -523,7 +525,7 @@ struct Lockstep {
 struct Side<'a> {
     target: &'a Target,
     exe: &'a Path,
-    zygote: Option<&'a crate::zygote::Zygote>,
+    zygote: Option<&'a crate::actor::zygote::Zygote>,
 }
 
 /// Where operations come from: a fixed list (replay), or the generator.
@@ -567,7 +569,7 @@ fn lockstep(
         zygote: reference.zygote,
         confined_faults: &none_confined,
         barrier: None,
-        lease: crate::plan::DEFAULT_LEASE,
+        lease: crate::plan::resolve::DEFAULT_LEASE,
         slots: None,
     };
     let tgt_env = TrialEnv {
@@ -582,7 +584,7 @@ fn lockstep(
         zygote: target.zygote,
         confined_faults: &none_confined,
         barrier: None,
-        lease: crate::plan::DEFAULT_LEASE,
+        lease: crate::plan::resolve::DEFAULT_LEASE,
         slots: None,
     };
     let mut r = Driver::new(&plan, &ref_env);
@@ -825,10 +827,10 @@ fn expect_yaml(
             if matches!(op.kind, FKind::Lock { .. } | FKind::Await) {
                 "conflict".to_string()
             } else {
-                crate::errno::name(e)
+                crate::spec::errno::name(e)
             }
         } else {
-            crate::errno::name(e)
+            crate::spec::errno::name(e)
         }
     };
     match obs {
@@ -1046,7 +1048,7 @@ pub fn run(
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     // Actors are forked by a zygote when one can be started (faster), or
     // started by exec.
-    let zygote = crate::zygote::Zygote::start(exe).ok();
+    let zygote = crate::actor::zygote::Zygote::start(exe).ok();
     let rs = Side {
         target: reference,
         exe,
@@ -1150,7 +1152,7 @@ mod tests {
                     // Pretend every call returned ok (waits block half of the time).
                     let obs = match op.kind {
                         FKind::Lock { wait: true, .. } if rng.random_bool(0.5) => {
-                            Observed::Blocked(crate::observe::Evidence {
+                            Observed::Blocked(crate::actor::observe::Evidence {
                                 text: String::new(),
                             })
                         }

@@ -12,8 +12,8 @@ use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixStream};
 
-use crate::beneath;
-use crate::protocol::{
+use crate::actor::beneath;
+use crate::actor::protocol::{
     monotonic_ns, Beneath, Envelope, Hello, HelloBody, LockDesc, Outcome, Reply, Request,
     ACTOR_ARG, MAX_LINE,
 };
@@ -706,19 +706,19 @@ fn pid_alive(path: &Beneath) -> Outcome {
 }
 
 /// What the kernel shows of a task on this host.
-fn read_proc(tid: i32) -> crate::protocol::ProcSnapshot {
-    crate::protocol::ProcSnapshot {
-        state: crate::observe::read_state(tid).ok(),
+fn read_proc(tid: i32) -> crate::actor::protocol::ProcSnapshot {
+    crate::actor::protocol::ProcSnapshot {
+        state: crate::actor::observe::read_state(tid).ok(),
         syscall: std::fs::read_to_string(format!("/proc/{tid}/syscall")).ok(),
-        wchan: crate::observe::read_wchan(tid),
+        wchan: crate::actor::observe::read_wchan(tid),
         locks: std::fs::read_to_string("/proc/locks").unwrap_or_default(),
-        stack: crate::observe::read_stack(tid),
+        stack: crate::actor::observe::read_stack(tid),
     }
 }
 
 /// Wait (bounded) for a process on this host to end.
 fn wait_gone(pid: i32, timeout_ms: u64) -> Outcome {
-    match crate::observe::Pidfd::open(pid) {
+    match crate::actor::observe::Pidfd::open(pid) {
         Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Outcome::Done { ret: 1 },
         Err(e) => Outcome::Failed {
             errno: e.raw_os_error().unwrap_or(libc::EIO),

@@ -7,13 +7,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::catalog::{Catalog, LoadedScenario};
-use crate::driver::{self, Driver, SecondMount, TrialEnv};
-use crate::error::{Error, Result};
-use crate::plan::{Applicability, Need};
-use crate::report::{ActorRecord, CatalogInfo, Report, Status, TrialResult};
-use crate::scenario::Mechanism;
-use crate::target::{PrivateTmpfs, Target, TargetSpec};
+use crate::engine::driver::{self, Driver, SecondMount, TrialEnv};
+use crate::plan::catalog::{Catalog, LoadedScenario};
+use crate::plan::resolve::{Applicability, Need};
+use crate::record::report::{ActorRecord, CatalogInfo, Report, Status, TrialResult};
+use crate::spec::error::{Error, Result};
+use crate::spec::scenario::Mechanism;
+use crate::target::targets::{PrivateTmpfs, Target, TargetSpec};
 
 /// One trial to run (or to report as skipped).
 #[derive(Clone)]
@@ -59,11 +59,11 @@ pub struct Session {
     pub pid_reuse: std::result::Result<String, String>,
     tmpfs: Option<PrivateTmpfs>,
     /// Filesystems lockcheck made for this run (taken down at the end).
-    pub provisioned: Vec<crate::provision::Provisioned>,
+    pub provisioned: Vec<crate::target::provision::Provisioned>,
     /// Forks local actors (started here, on the thread that opens the
     /// session, which outlives the trials). `LOCKCHECK_ZYGOTE=0` turns it
     /// off: every actor is then started by exec.
-    zygote: Option<crate::zygote::Zygote>,
+    zygote: Option<crate::actor::zygote::Zygote>,
 }
 
 impl Session {
@@ -81,7 +81,7 @@ impl Session {
             notes,
             &[],
             &Default::default(),
-            crate::plan::DEFAULT_LEASE,
+            crate::plan::resolve::DEFAULT_LEASE,
         )
     }
 
@@ -91,8 +91,8 @@ impl Session {
         namespace: std::result::Result<(), String>,
         tmpfs: Option<PrivateTmpfs>,
         notes: Vec<String>,
-        hosts: &[crate::target::HostDef],
-        faults: &std::collections::BTreeMap<crate::plan::LabFault, String>,
+        hosts: &[crate::target::targets::HostDef],
+        faults: &std::collections::BTreeMap<crate::plan::resolve::LabFault, String>,
         lease: std::time::Duration,
     ) -> Result<Session> {
         let exe = std::env::current_exe()
@@ -107,14 +107,14 @@ impl Session {
             }
         }
         raise_fd_limit();
-        let pid_reuse = crate::target::pid_reuse_method();
+        let pid_reuse = crate::target::targets::pid_reuse_method();
         let mut targets = Vec::new();
         let mut notes = notes;
         for s in specs {
             let mut t = Target::open(s)?;
             // What a lockcheck killed with SIGKILL left behind here goes now.
-            for c in crate::target::clean_stale(&t.root).unwrap_or_default() {
-                if let crate::target::Cleaned::Removed(p) = c {
+            for c in crate::target::targets::clean_stale(&t.root).unwrap_or_default() {
+                if let crate::target::targets::Cleaned::Removed(p) = c {
                     notes.push(format!(
                         "{}: removed {}, left by a lockcheck that is gone",
                         s.label,
@@ -168,7 +168,7 @@ impl Session {
         let zygote = if std::env::var_os("LOCKCHECK_ZYGOTE").is_some_and(|v| v == "0") {
             None
         } else {
-            crate::zygote::Zygote::start(&exe).ok()
+            crate::actor::zygote::Zygote::start(&exe).ok()
         };
         Ok(Session {
             targets,
@@ -226,7 +226,7 @@ impl Session {
     }
 
     /// Why a target cannot provide what a plan needs, if it cannot.
-    fn missing_need(&self, t: &Target, p: &crate::plan::TrialPlan) -> Option<String> {
+    fn missing_need(&self, t: &Target, p: &crate::plan::resolve::TrialPlan) -> Option<String> {
         p.needs.iter().find_map(|need| match need {
             Need::PidReuse => self
                 .pid_reuse
@@ -264,7 +264,7 @@ impl Session {
                 p.steps
                     .iter()
                     .filter_map(|s| match s.op {
-                        crate::plan::Op::Await { hold } => hold,
+                        crate::plan::resolve::Op::Await { hold } => hold,
                         _ => None,
                     })
                     .sum(),
@@ -281,8 +281,8 @@ impl Session {
     fn run_trial_in(
         &self,
         spec: &TrialSpec,
-        barrier: Option<&crate::barrier::FaultBarrier>,
-        slots: Option<&crate::slots::JobSlots>,
+        barrier: Option<&crate::engine::barrier::FaultBarrier>,
+        slots: Option<&crate::engine::slots::JobSlots>,
     ) -> TrialResult {
         // A bug in the harness ends this trial as an error, not the run (a
         // worker that unwound would leave its target held and the run hung).
@@ -332,8 +332,8 @@ impl Session {
     fn run_trial_inner(
         &self,
         spec: &TrialSpec,
-        barrier: Option<&crate::barrier::FaultBarrier>,
-        slots: Option<&crate::slots::JobSlots>,
+        barrier: Option<&crate::engine::barrier::FaultBarrier>,
+        slots: Option<&crate::engine::slots::JobSlots>,
     ) -> TrialResult {
         let s = &spec.scenario.scenario;
         let mut result = Self::base_result(spec);
@@ -450,13 +450,13 @@ impl Session {
         // locks, for one), or an F_GETLK that found the right lock but named
         // another owner, shows neither: such failures are divergent.
         if result.status == Status::Fail
-            && result.severity == crate::scenario::Severity::Unsafe
+            && result.severity == crate::spec::scenario::Severity::Unsafe
             && outcome
                 .failure
                 .as_ref()
                 .is_some_and(|f| f.timed_out || f.owner_only)
         {
-            result.severity = crate::scenario::Severity::Divergent;
+            result.severity = crate::spec::scenario::Severity::Divergent;
         }
         // The target stopped answering while this trial ran: a step that
         // failed only by not completing in time says nothing about locking
@@ -493,8 +493,8 @@ impl Session {
             .collect();
         result.teardown_problems = teardown;
         result.measurements = outcome.measurements;
-        result.in_calls_ms = crate::report::ms(outcome.in_calls);
-        result.duration_ms = crate::report::ms(started.elapsed());
+        result.in_calls_ms = crate::record::report::ms(outcome.in_calls);
+        result.duration_ms = crate::record::report::ms(started.elapsed());
         result
     }
 
@@ -534,7 +534,7 @@ impl Session {
             }
         }
         let record = |i: usize, mut r: TrialResult, began: Instant| {
-            r.started_ms = crate::report::ms(began.duration_since(t0));
+            r.started_ms = crate::record::report::ms(began.duration_since(t0));
             let n = done.fetch_add(1, Ordering::Relaxed) + 1;
             progress(n, &r);
             if let Ok(mut s) = slots.lock() {
@@ -545,7 +545,7 @@ impl Session {
             let began = Instant::now();
             record(i, self.run_trial(&trials[i]), began)
         };
-        let run_shared = |i: usize, slots: &crate::slots::JobSlots| {
+        let run_shared = |i: usize, slots: &crate::engine::slots::JobSlots| {
             let began = Instant::now();
             record(i, self.run_trial_in(&trials[i], None, Some(slots)), began)
         };
@@ -569,7 +569,7 @@ impl Session {
             }
             None => shared.sort_by_key(|&i| std::cmp::Reverse(Self::cost(&trials[i]))),
         }
-        let job_slots = crate::slots::JobSlots::new(jobs);
+        let job_slots = crate::engine::slots::JobSlots::new(jobs);
         let sched = Mutex::new(Sched {
             pending: shared.into(),
             running: vec![0; self.targets.len()],
@@ -588,7 +588,7 @@ impl Session {
                     }
                     drop(g);
                     for &i in lane {
-                        if crate::interrupt::interrupted().is_some() {
+                        if crate::actor::interrupt::interrupted().is_some() {
                             break;
                         }
                         run(i);
@@ -609,7 +609,7 @@ impl Session {
                 scope.spawn(|| loop {
                     let mut g = lock();
                     let picked = loop {
-                        if crate::interrupt::interrupted().is_some() {
+                        if crate::actor::interrupt::interrupted().is_some() {
                             g.pending.clear();
                             changed.notify_all();
                         }
@@ -647,10 +647,10 @@ impl Session {
             }
         }
         for (_, group) in groups {
-            if crate::interrupt::interrupted().is_some() {
+            if crate::actor::interrupt::interrupted().is_some() {
                 break;
             }
-            let barrier = crate::barrier::FaultBarrier::new(group.len());
+            let barrier = crate::engine::barrier::FaultBarrier::new(group.len());
             std::thread::scope(|scope| {
                 for &i in &group {
                     let (barrier, record) = (&barrier, &record);
@@ -682,7 +682,7 @@ impl Session {
         let confined = &self.targets[spec.target].confined_faults;
         let mut scope = FaultScope::None;
         for n in &p.needs {
-            if let crate::plan::Need::Lab(f) = n {
+            if let crate::plan::resolve::Need::Lab(f) = n {
                 if !confined.contains(f) {
                     return FaultScope::Everything;
                 }
@@ -730,13 +730,13 @@ impl Session {
         &self,
         t: usize,
         mechanisms: &[Mechanism],
-        opts: &crate::bench::BenchOptions,
-    ) -> crate::bench::Bench {
+        opts: &crate::engine::bench::BenchOptions,
+    ) -> crate::engine::bench::Bench {
         let target = &self.targets[t];
         let mut results = Vec::new();
         for &m in mechanisms {
             let r = match target.trial_dir(&format!("bench.{m}")) {
-                Err(e) => crate::bench::MechBench {
+                Err(e) => crate::engine::bench::MechBench {
                     mechanism: m,
                     uncontended: None,
                     handoff: None,
@@ -745,14 +745,14 @@ impl Session {
                     problems: vec![format!("cannot create the benchmark directory: {e}")],
                 },
                 Ok(dir) => {
-                    let env = crate::bench::BenchEnv {
+                    let env = crate::engine::bench::BenchEnv {
                         exe: &self.exe,
                         scratch: &dir,
                         lock_lists: target.lock_lists(),
                         locks_dev: target.identity.locks_dev.clone(),
                         zygote: self.zygote.as_ref(),
                     };
-                    let mut r = crate::bench::run_mechanism(&env, m, opts);
+                    let mut r = crate::engine::bench::run_mechanism(&env, m, opts);
                     if let Err(e) = target.remove_trial_dir(&dir) {
                         r.problems.push(format!("removing {}: {e}", dir.display()));
                     }
@@ -761,8 +761,8 @@ impl Session {
             };
             results.push(r);
         }
-        crate::bench::Bench {
-            budget_ms: crate::report::ms(opts.budget),
+        crate::engine::bench::Bench {
+            budget_ms: crate::record::report::ms(opts.budget),
             contenders: opts.contenders,
             results,
         }

@@ -16,7 +16,7 @@ use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
-use crate::loc::Located;
+use crate::spec::loc::Located;
 
 /// A lock mechanism a scenario can run with.
 #[derive(
@@ -1283,7 +1283,7 @@ impl<'de> Deserialize<'de> for Expect {
                     "blocks" => Ok(Expect::Blocks),
                     "unlocked" => Ok(Expect::Unlocked),
                     "any" => Ok(Expect::Any),
-                    _ => match crate::errno::by_name(v) {
+                    _ => match crate::spec::errno::by_name(v) {
                         Some(n) => Ok(Expect::Errno(n, v.to_string())),
                         None => Err(E::custom(format!(
                             "unknown expectation `{v}`; expected ok, conflict, blocks, unlocked, any, or an errno name such as EBADF"
@@ -1372,7 +1372,7 @@ impl JsonSchema for Expect {
     fn json_schema(generator: &mut SchemaGenerator) -> Schema {
         let holder = generator.subschema_for::<HolderSpec>();
         let me = generator.subschema_for::<Expect>();
-        let errnos = crate::errno::known_names();
+        let errnos = crate::spec::errno::known_names();
         json_schema!({
             "description": "What a step must observe.",
             "anyOf": [

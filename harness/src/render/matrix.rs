@@ -11,8 +11,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
-use crate::scenario::Family;
+use crate::spec::error::{Error, Result};
+use crate::spec::scenario::Family;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct MReport {
@@ -25,7 +25,7 @@ pub struct MReport {
     #[serde(default)]
     pub catalog: Option<MCatalog>,
     #[serde(default)]
-    pub benchmarks: Option<crate::bench::Bench>,
+    pub benchmarks: Option<crate::engine::bench::Bench>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -345,12 +345,12 @@ pub fn markdown(m: &Matrix) -> String {
 /// The lock latency rows (`lockcheck bench` figures in the reports): a
 /// label and one cell per target; none if no report has figures.
 pub fn latency_rows(m: &Matrix) -> Vec<(String, Vec<String>)> {
-    use crate::bench::{format_us, group, MechBench};
+    use crate::engine::bench::{format_us, group, MechBench};
     if m.targets.iter().all(|r| r.benchmarks.is_none()) {
         return Vec::new();
     }
     let mut rows = Vec::new();
-    for mech in crate::bench::MECHANISMS {
+    for mech in crate::engine::bench::MECHANISMS {
         let of = |r: &MReport| -> Option<MechBench> {
             r.benchmarks
                 .as_ref()?
@@ -359,7 +359,7 @@ pub fn latency_rows(m: &Matrix) -> Vec<(String, Vec<String>)> {
                 .find(|b| b.mechanism == mech)
                 .cloned()
         };
-        let lat = |l: Option<&crate::bench::Latency>| {
+        let lat = |l: Option<&crate::engine::bench::Latency>| {
             l.map(|l| format!("{} (p99 {})", format_us(l.median_us), format_us(l.p99_us)))
                 .unwrap_or_default()
         };
@@ -864,14 +864,14 @@ mod tests {
         let mut fast = report("local", &[("x", "flock", "pass")]);
         let slow = report("nfs", &[("x", "flock", "pass")]);
         assert!(latency_rows(&Matrix::build(vec![slow.clone()]).expect("m")).is_empty());
-        fast.benchmarks = Some(crate::bench::Bench {
+        fast.benchmarks = Some(crate::engine::bench::Bench {
             budget_ms: 200.0,
             contenders: 4,
-            results: vec![crate::bench::MechBench {
-                mechanism: crate::scenario::Mechanism::Flock,
-                uncontended: crate::bench::Latency::of(&[700, 700, 900]),
+            results: vec![crate::engine::bench::MechBench {
+                mechanism: crate::spec::scenario::Mechanism::Flock,
+                uncontended: crate::engine::bench::Latency::of(&[700, 700, 900]),
                 handoff: None,
-                throughput: Some(crate::bench::Throughput {
+                throughput: Some(crate::engine::bench::Throughput {
                     processes: 4,
                     locks: 1000,
                     seconds: 0.001,

@@ -2,9 +2,9 @@
 //! test" becomes a system call, and what that call looks like from
 //! `/proc/PID/syscall` while it waits.
 
-use crate::plan::LockKind;
-use crate::protocol::{Beneath, LockDesc, Request};
-use crate::scenario::{LockMode, Mechanism};
+use crate::actor::protocol::{Beneath, LockDesc, Request};
+use crate::plan::resolve::LockKind;
+use crate::spec::scenario::{LockMode, Mechanism};
 
 /// A call the kernel may make wait, as `/proc/PID/syscall` shows it:
 /// the syscall number and its first two (int) arguments where known, and
@@ -40,7 +40,7 @@ impl WaitSignature {
 }
 
 /// A blocking open (a lease break makes open wait): actors open with
-/// openat2 beneath the trial directory's descriptor ([`crate::beneath`]).
+/// openat2 beneath the trial directory's descriptor ([`crate::actor::beneath`]).
 pub fn open_signature() -> WaitSignature {
     WaitSignature {
         nr: libc::SYS_openat2,

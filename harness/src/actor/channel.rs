@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::protocol::MAX_LINE;
+use crate::actor::protocol::MAX_LINE;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelError {

@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::error::ScenarioError;
-use crate::loc::{Located, Pos};
-use crate::scenario::{
+use crate::spec::error::ScenarioError;
+use crate::spec::loc::{Located, Pos};
+use crate::spec::scenario::{
     Access, ActorSet, Common, Expect, LeaseMode, LockMode, Mechanism, PidSpec, Scenario, Step, Via,
 };
 
@@ -960,22 +960,25 @@ impl<'a> Resolver<'a> {
     /// here and with the target's at run time.
     fn check_bound(
         &self,
-        b: &Located<crate::scenario::Bound>,
+        b: &Located<crate::spec::scenario::Bound>,
         leases: &mut Option<f64>,
     ) -> Result<Duration, ScenarioError> {
         match b.value {
-            crate::scenario::Bound::Fixed(d) => self.check_timeout(&Located {
-                value: crate::scenario::Dur(d),
+            crate::spec::scenario::Bound::Fixed(d) => self.check_timeout(&Located {
+                value: crate::spec::scenario::Dur(d),
                 pos: b.pos,
             }),
-            crate::scenario::Bound::Leases(n) => {
+            crate::spec::scenario::Bound::Leases(n) => {
                 *leases = Some(n);
                 Ok(DEFAULT_LEASE.mul_f64(n))
             }
         }
     }
 
-    fn check_timeout(&self, t: &Located<crate::scenario::Dur>) -> Result<Duration, ScenarioError> {
+    fn check_timeout(
+        &self,
+        t: &Located<crate::spec::scenario::Dur>,
+    ) -> Result<Duration, ScenarioError> {
         if t.value.0.is_zero() || t.value.0 > MAX_TIMEOUT {
             return Err(self
                 .err(
@@ -996,7 +999,7 @@ impl<'a> Resolver<'a> {
         }
         for r in &self.scn.requires {
             match r {
-                crate::scenario::Requirement::LowerFile => {
+                crate::spec::scenario::Requirement::LowerFile => {
                     self.needs.insert(Need::LowerFile);
                 }
             }
@@ -1499,7 +1502,7 @@ impl<'a> Resolver<'a> {
         }
         let mut unsupported = Vec::new();
         for u in c.unsupported {
-            unsupported.push(crate::errno::by_name(&u.value).ok_or_else(|| {
+            unsupported.push(crate::spec::errno::by_name(&u.value).ok_or_else(|| {
                 self.err(u.pos, format!("`{}` is not an errno name", u.value))
                     .with_hint("write errno names such as EINVAL or ENOLCK")
             })?);
@@ -2027,7 +2030,7 @@ impl<'a> Resolver<'a> {
         &mut self,
         number: usize,
         step: &Located<Step>,
-        s: &crate::scenario::LabFaultStep,
+        s: &crate::spec::scenario::LabFaultStep,
         timeout: Duration,
     ) -> Result<PlannedStep, ScenarioError> {
         let fault = match &step.value {

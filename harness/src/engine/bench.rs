@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::driver::{Driver, HostEnv, TrialEnv};
-use crate::plan::{Applicability, LockKind};
-use crate::protocol::{Outcome, Reply, Request};
-use crate::scenario::Mechanism;
+use crate::actor::protocol::{Outcome, Reply, Request};
+use crate::engine::driver::{Driver, HostEnv, TrialEnv};
+use crate::plan::resolve::{Applicability, LockKind};
+use crate::spec::scenario::Mechanism;
 
 /// The mechanisms benchmarked: the lock calls applications make.
 pub const MECHANISMS: [Mechanism; 3] = [Mechanism::Flock, Mechanism::Posix, Mechanism::Ofd];
@@ -151,12 +151,13 @@ fn round3(x: f64) -> f64 {
 
 /// The generated scenario the benchmarks' actors come from: `n` actors
 /// that each open the same file.
-fn scenario(n: u32) -> Result<crate::catalog::LoadedScenario, String> {
+fn scenario(n: u32) -> Result<crate::plan::catalog::LoadedScenario, String> {
     let text = format!(
         "name: bench\nsummary: lock latency\nreference: lockcheck bench\nfamily: blocking\n\
          severity: info\nactors: ['p[1..{n}]']\nsteps:\n  - open: {{actors: all, path: bench, create: true}}\n"
     );
-    crate::catalog::parse_scenario("<bench>", text.as_bytes(), None).map_err(|e| e.to_string())
+    crate::plan::catalog::parse_scenario("<bench>", text.as_bytes(), None)
+        .map_err(|e| e.to_string())
 }
 
 /// Where a benchmark runs: the pieces of a trial environment.
@@ -166,7 +167,7 @@ pub struct BenchEnv<'a> {
     pub scratch: &'a std::path::Path,
     pub lock_lists: bool,
     pub locks_dev: Option<String>,
-    pub zygote: Option<&'a crate::zygote::Zygote>,
+    pub zygote: Option<&'a crate::actor::zygote::Zygote>,
 }
 
 /// Benchmark one mechanism on a target.
@@ -202,7 +203,7 @@ pub fn run_mechanism(env: &BenchEnv<'_>, mech: Mechanism, opts: &BenchOptions) -
         zygote: env.zygote,
         confined_faults: &none_confined,
         barrier: None,
-        lease: crate::plan::DEFAULT_LEASE,
+        lease: crate::plan::resolve::DEFAULT_LEASE,
         slots: None,
     };
     let mut d = Driver::new(plan, &tenv);
@@ -270,16 +271,17 @@ impl Bencher<'_, '_> {
 
     fn lock(&self, i: usize, kind: LockKind, wait: bool) -> Result<Request, String> {
         let (fd, _) = self.fd(i)?;
-        Ok(crate::mech::lock_request(self.mech, fd, &bench_file(), kind, wait, 0, 0).0)
+        Ok(crate::plan::mech::lock_request(self.mech, fd, &bench_file(), kind, wait, 0, 0).0)
     }
 
     fn call(&mut self, i: usize, req: Request) -> Result<Reply, String> {
         let seq = self.d.submit(i, req, CALL_TIMEOUT)?;
         let r = self.d.reply(i, seq, CALL_TIMEOUT)?;
         match &r.outcome {
-            Outcome::Failed { errno } => {
-                Err(format!("the call failed: {}", crate::errno::name(*errno)))
-            }
+            Outcome::Failed { errno } => Err(format!(
+                "the call failed: {}",
+                crate::spec::errno::name(*errno)
+            )),
             Outcome::BadRequest { message } => Err(message.clone()),
             _ => Ok(r),
         }
@@ -322,7 +324,7 @@ impl Bencher<'_, '_> {
                 && (samples.len() < MIN_HANDOFFS as usize || began.elapsed() < self.opts.budget)
             {
                 let (fd, ino) = self.fd(w)?;
-                let (req, sig) = crate::mech::lock_request(
+                let (req, sig) = crate::plan::mech::lock_request(
                     self.mech,
                     fd,
                     &bench_file(),
@@ -339,16 +341,16 @@ impl Bencher<'_, '_> {
                 {
                     return Err(format!(
                         "the waiter was not made to wait: {} while another process held the lock",
-                        crate::judge::describe_observed(&o)
+                        crate::verdict::judge::describe_observed(&o)
                     ));
                 }
-                let seen_ns = crate::protocol::monotonic_ns();
+                let seen_ns = crate::actor::protocol::monotonic_ns();
                 let unlocked = self.call(h, self.lock(h, LockKind::Unlock, false)?)?;
                 let got = self.d.reply(w, seq, CALL_TIMEOUT)?;
                 if let Outcome::Failed { errno } = got.outcome {
                     return Err(format!(
                         "the waiter's lock failed: {}",
-                        crate::errno::name(errno)
+                        crate::spec::errno::name(errno)
                     ));
                 }
                 if unlocked.start_ns == 0 || got.t_ns == 0 {
@@ -390,7 +392,10 @@ impl Bencher<'_, '_> {
             match r.outcome {
                 Outcome::Samples { .. } => {}
                 Outcome::Failed { errno } => {
-                    return Err(format!("a contender failed: {}", crate::errno::name(errno)))
+                    return Err(format!(
+                        "a contender failed: {}",
+                        crate::spec::errno::name(errno)
+                    ))
                 }
                 other => return Err(format!("unexpected answer {other:?}")),
             }
@@ -480,8 +485,8 @@ pub fn group(x: f64) -> String {
 
 /// The benchmark's file, for a lock request (a lock-file mechanism would
 /// need its directory; the benchmarks measure kernel locks only).
-fn bench_file() -> crate::protocol::Beneath {
-    crate::protocol::Beneath::new(std::path::Path::new(""), "bench")
+fn bench_file() -> crate::actor::protocol::Beneath {
+    crate::actor::protocol::Beneath::new(std::path::Path::new(""), "bench")
 }
 
 #[cfg(test)]

@@ -18,16 +18,16 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::channel::{wait_readable, Channel, ChannelError};
-use crate::judge::{self, Actors, Observed};
-use crate::mech::{self, WaitSignature};
-use crate::observe::{self, describe_process, BlockDetector, Evidence, Pidfd};
-use crate::plan::{Expectation, LockKind, Op, PlannedStep, TrialPlan};
-use crate::protocol::{
+use crate::actor::channel::{wait_readable, Channel, ChannelError};
+use crate::actor::observe::{self, describe_process, BlockDetector, Evidence, Pidfd};
+use crate::actor::protocol::{
     Beneath, Envelope, FromActor, HelloBody, Outcome, Reply, Request, ACTOR_ARG, VERSION,
 };
-use crate::report::{Failure, Measurement, StepRecord};
-use crate::scenario::{Access, LockMode, Mechanism};
+use crate::plan::mech::{self, WaitSignature};
+use crate::plan::resolve::{Expectation, LockKind, Op, PlannedStep, TrialPlan};
+use crate::record::report::{Failure, Measurement, StepRecord};
+use crate::spec::scenario::{Access, LockMode, Mechanism};
+use crate::verdict::judge::{self, Actors, Observed};
 
 /// How long an actor may take to start and say hello.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -64,19 +64,19 @@ pub struct TrialEnv<'a> {
     /// The hosts actors can run on; the first is this one.
     pub hosts: &'a [HostEnv],
     /// Lab faults the target can inject: the shell command for each.
-    pub faults: &'a std::collections::BTreeMap<crate::plan::LabFault, String>,
+    pub faults: &'a std::collections::BTreeMap<crate::plan::resolve::LabFault, String>,
     /// The run's zygote, which forks local actors faster than exec starts them.
-    pub zygote: Option<&'a crate::zygote::Zygote>,
+    pub zygote: Option<&'a crate::actor::zygote::Zygote>,
     /// Lab faults whose command touches only this target's hosts.
-    pub confined_faults: &'a std::collections::BTreeSet<crate::plan::LabFault>,
+    pub confined_faults: &'a std::collections::BTreeSet<crate::plan::resolve::LabFault>,
     /// Shared with the trials of the same scenario on other targets: the
     /// faults that touch every target are injected once for all of them.
-    pub barrier: Option<&'a crate::barrier::FaultBarrier>,
+    pub barrier: Option<&'a crate::engine::barrier::FaultBarrier>,
     /// The target's lease: bounds written in leases are reckoned with it.
     pub lease: Duration,
     /// The job slot the trial holds: lent to another trial while this one
     /// only watches a waiter for a fixed window or waits for a reply.
-    pub slots: Option<&'a crate::slots::JobSlots>,
+    pub slots: Option<&'a crate::engine::slots::JobSlots>,
 }
 
 /// A host actors can run on, as one trial sees it.
@@ -95,7 +95,7 @@ impl HostEnv {
     /// This host, with the trial directory `dir`.
     pub fn local(exe: &Path, dir: &Path) -> HostEnv {
         HostEnv {
-            name: crate::plan::DEFAULT_HOST.to_string(),
+            name: crate::plan::resolve::DEFAULT_HOST.to_string(),
             launcher: None,
             exe: exe.to_path_buf(),
             dir: dir.to_path_buf(),
@@ -225,7 +225,7 @@ struct ActorRt {
     exit: Option<String>,
     /// The reply to its pending call, found already waiting before step N
     /// began: the call returned before that step.
-    early: Option<(crate::protocol::Reply, usize)>,
+    early: Option<(crate::actor::protocol::Reply, usize)>,
 }
 
 /// When a step ran, on the monotonic clock actors stamp their replies with.
@@ -382,7 +382,7 @@ impl<'a> Driver<'a> {
             measurements: Vec::new(),
             step_times: Vec::new(),
             step_reply_ns: 0,
-            send_deadline: now + crate::plan::DEFAULT_TIMEOUT,
+            send_deadline: now + crate::plan::resolve::DEFAULT_TIMEOUT,
             torn_down: false,
             agents: (0..env.hosts.len().max(1)).map(|_| None).collect(),
             me: HelloBody::here(std::process::id() as i32, 0),
@@ -559,7 +559,7 @@ impl<'a> Driver<'a> {
     /// the host's launcher (`ip netns exec NS`, `ssh HOST`, ...), speaking
     /// the protocol over its stdin and stdout.
     fn launch(&self, host: usize, into: &mut ActorRt) -> Result<(), Infra> {
-        if let Some(sig) = crate::interrupt::interrupted() {
+        if let Some(sig) = crate::actor::interrupt::interrupted() {
             return Err(Infra(format!("lockcheck was interrupted (signal {sig})")));
         }
         let h = self.env.hosts.get(host).ok_or_else(|| {
@@ -596,7 +596,7 @@ impl<'a> Driver<'a> {
                 // which sleeps on a server that stopped answering.
                 c.arg(ACTOR_ARG)
                     .arg(std::process::id().to_string())
-                    .env(crate::actor::CWD_ENV, &h.dir);
+                    .env(crate::actor::process::CWD_ENV, &h.dir);
                 c
             }
             Some(prefix) => {
@@ -762,7 +762,12 @@ impl<'a> Driver<'a> {
 
     /// The path an `open` step names: in actor `i`'s trial directory, or
     /// through another view of it (`via`); `None` if this target has none.
-    fn open_path(&self, i: usize, rel: &str, via: Option<crate::scenario::Via>) -> Option<Beneath> {
+    fn open_path(
+        &self,
+        i: usize,
+        rel: &str,
+        via: Option<crate::spec::scenario::Via>,
+    ) -> Option<Beneath> {
         match via {
             Some(v) => self.via_dir(v).map(|d| Beneath::new(d, rel)),
             None => Some(self.path(i, rel)),
@@ -783,7 +788,7 @@ impl<'a> Driver<'a> {
             };
             return match self.agent_call(host, req, Duration::from_secs(5)) {
                 Ok(Outcome::Done { .. }) => Ok(()),
-                Ok(Outcome::Failed { errno }) => Err(crate::errno::name(errno)),
+                Ok(Outcome::Failed { errno }) => Err(crate::spec::errno::name(errno)),
                 Ok(other) => Err(format!("{other:?}")),
                 Err(Infra(e)) => Err(e),
             };
@@ -822,10 +827,10 @@ impl<'a> Driver<'a> {
     }
 
     /// The trial directory reached another way (`via:`).
-    fn via_dir(&self, via: crate::scenario::Via) -> Option<&'a Path> {
+    fn via_dir(&self, via: crate::spec::scenario::Via) -> Option<&'a Path> {
         match via {
-            crate::scenario::Via::SecondMount => self.env.second_mount,
-            crate::scenario::Via::BackingStore => self.env.backing,
+            crate::spec::scenario::Via::SecondMount => self.env.second_mount,
+            crate::spec::scenario::Via::BackingStore => self.env.backing,
         }
     }
 
@@ -1066,7 +1071,7 @@ impl<'a> Driver<'a> {
     ) -> Result<(StepRecord, Option<Stop>, Vec<Observed>), Infra> {
         self.collect_early_replies(step.number)?;
         let start = Instant::now();
-        let start_ns = crate::protocol::monotonic_ns();
+        let start_ns = crate::actor::protocol::monotonic_ns();
         self.step_reply_ns = 0;
         let step_timeout = step.timeout_for(self.env.lease);
         self.send_deadline = start + step_timeout;
@@ -1238,7 +1243,7 @@ impl<'a> Driver<'a> {
         };
         let end = Instant::now();
         self.last_step_end = end;
-        let end_ns = crate::protocol::monotonic_ns();
+        let end_ns = crate::actor::protocol::monotonic_ns();
         let step_time = StepTime {
             number: step.number,
             start_ns,
@@ -1277,7 +1282,7 @@ impl<'a> Driver<'a> {
             }
             _ => None,
         };
-        let bound_ms = Some(crate::report::ms(step.timeout_for(self.env.lease)));
+        let bound_ms = Some(crate::record::report::ms(step.timeout_for(self.env.lease)));
         // How long after the last fault a waiting call was granted.
         let after_fault = match (granted_ns, &self.last_fault) {
             (Some(done), Some((at, n, what))) => {
@@ -1297,7 +1302,7 @@ impl<'a> Driver<'a> {
             self.measurements.push(Measurement {
                 step: step.number,
                 what: "blocked call completed after the previous step".into(),
-                ms: crate::report::ms(l),
+                ms: crate::record::report::ms(l),
                 bound_ms,
             });
         }
@@ -1305,7 +1310,7 @@ impl<'a> Driver<'a> {
             self.measurements.push(Measurement {
                 step: step.number,
                 what: "contender kept waiting (its timeout)".into(),
-                ms: crate::report::ms(d),
+                ms: crate::record::report::ms(d),
                 bound_ms: None,
             });
         }
@@ -1354,7 +1359,7 @@ impl<'a> Driver<'a> {
             {
                 Some(format!(
                     "not supported here: {call} returned {} (step {}, line {})",
-                    crate::errno::name(*errno),
+                    crate::spec::errno::name(*errno),
                     step.number,
                     step.pos.line
                 ))
@@ -1379,7 +1384,7 @@ impl<'a> Driver<'a> {
                         "step {} (line {}): {call} returned {}: {what} — not a locking result",
                         step.number,
                         step.pos.line,
-                        crate::errno::name(*errno),
+                        crate::spec::errno::name(*errno),
                     )
                 })
             })
@@ -1397,9 +1402,9 @@ impl<'a> Driver<'a> {
             expected: expected.clone(),
             observed: observed_joined.clone(),
             passed: verdict.is_ok(),
-            start_ms: crate::report::ms(start.duration_since(self.t0)),
-            elapsed_ms: crate::report::ms(end.duration_since(start)),
-            completed_after_ms: latency.map(crate::report::ms),
+            start_ms: crate::record::report::ms(start.duration_since(self.t0)),
+            elapsed_ms: crate::record::report::ms(end.duration_since(start)),
+            completed_after_ms: latency.map(crate::record::report::ms),
             after_fault_ms: None,
             fault_step: None,
         };
@@ -1461,7 +1466,7 @@ impl<'a> Driver<'a> {
     /// snapshot its host's agent takes.
     fn probe(&mut self, i: usize, d: &mut BlockDetector) -> Result<Option<Evidence>, Infra> {
         if self.actors[i].local_view {
-            return Ok(d.probe(&mut crate::observe::LocalProc));
+            return Ok(d.probe(&mut crate::actor::observe::LocalProc));
         }
         let a = &self.actors[i];
         let tid = a.tid.or(a.pid).unwrap_or(0);
@@ -1622,7 +1627,7 @@ impl<'a> Driver<'a> {
     /// While a wait for a reply goes on past `LEND_AFTER`, the trial's job
     /// slot goes to another trial (`lent` takes it back when dropped: when
     /// the wait ends).
-    fn lend_if_idle(&self, began: Instant, lent: &mut Option<crate::slots::Lent<'a>>) {
+    fn lend_if_idle(&self, began: Instant, lent: &mut Option<crate::engine::slots::Lent<'a>>) {
         if lent.is_none() && began.elapsed() >= LEND_AFTER {
             *lent = self.env.slots.map(|s| s.lend());
         }
@@ -1645,7 +1650,7 @@ impl<'a> Driver<'a> {
                 let t = if r.t_ns > 0 && a.shared_clock {
                     r.t_ns
                 } else {
-                    crate::protocol::monotonic_ns()
+                    crate::actor::protocol::monotonic_ns()
                 };
                 a.last_reply_ns = t;
                 if a.shared_clock && r.start_ns > 0 && r.t_ns >= r.start_ns {
@@ -1811,7 +1816,7 @@ impl<'a> Driver<'a> {
             let seq = p.seq;
             // SAFETY: the descriptor is owned by the channel, alive for this call.
             let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(chan.raw_read_fd()) };
-            if !crate::channel::wait_readable(fd, Duration::ZERO).unwrap_or(false) {
+            if !crate::actor::channel::wait_readable(fd, Duration::ZERO).unwrap_or(false) {
                 continue;
             }
             if let Some(Ok(reply)) = self.recv(i, Duration::ZERO)? {
@@ -2090,7 +2095,7 @@ impl<'a> Driver<'a> {
     /// the host's actors are gone (their locks are not released by them).
     fn lab_fault(
         &mut self,
-        fault: crate::plan::LabFault,
+        fault: crate::plan::resolve::LabFault,
         host: Option<&str>,
         deadline: Instant,
     ) -> Result<(String, Observed), Infra> {
@@ -2104,8 +2109,10 @@ impl<'a> Driver<'a> {
         // command does next (it may finish after its deadline): teardown
         // reconnects it.
         self.lab_faulted = true;
-        if let (Some(h), crate::plan::LabFault::Disconnect | crate::plan::LabFault::Crash) =
-            (host, fault)
+        if let (
+            Some(h),
+            crate::plan::resolve::LabFault::Disconnect | crate::plan::resolve::LabFault::Crash,
+        ) = (host, fault)
         {
             self.severed.insert(h.to_string());
         }
@@ -2136,10 +2143,10 @@ impl<'a> Driver<'a> {
             }
             Err(e) => return Err(Infra(e)),
         }
-        if let (Some(h), crate::plan::LabFault::Reconnect) = (host, fault) {
+        if let (Some(h), crate::plan::resolve::LabFault::Reconnect) = (host, fault) {
             self.severed.remove(h);
         }
-        if let (crate::plan::LabFault::Crash, Some(h)) = (fault, host) {
+        if let (crate::plan::resolve::LabFault::Crash, Some(h)) = (fault, host) {
             let on: Vec<usize> = (0..self.actors.len())
                 .filter(|&i| {
                     self.actors[i].alive
@@ -2238,7 +2245,7 @@ impl<'a> Driver<'a> {
         let tid = self.actors[i].pid.unwrap_or(0);
         match self.agent_call(host, Request::ReadProc { tid }, Duration::from_secs(5))? {
             Outcome::Proc { mut snapshot } => {
-                use crate::observe::ProcView;
+                use crate::actor::observe::ProcView;
                 Ok((snapshot.locks(), None))
             }
             other => Err(Infra(format!("the agent answered {other:?}"))),
@@ -2430,7 +2437,11 @@ impl<'a> Driver<'a> {
         // Never through the fault barrier: this host is this trial's own.
         for h in std::mem::take(&mut self.severed) {
             let deadline = Instant::now() + Duration::from_secs(60);
-            let Some(cmd) = self.env.faults.get(&crate::plan::LabFault::Reconnect) else {
+            let Some(cmd) = self
+                .env
+                .faults
+                .get(&crate::plan::resolve::LabFault::Reconnect)
+            else {
                 problems.push(format!("host {h} was left cut off: no reconnect command"));
                 continue;
             };
@@ -2687,7 +2698,7 @@ fn only_timed_out(step: &PlannedStep, observed: &[Observed], who: &judge::Actors
 
 /// Run a lab fault's shell command until it ends or the deadline passes:
 /// `Ok(true)` it succeeded, `Ok(false)` it did not finish (it is killed).
-fn run_fault_command(cmd: &str, deadline: Instant) -> crate::barrier::FaultResult {
+fn run_fault_command(cmd: &str, deadline: Instant) -> crate::engine::barrier::FaultResult {
     // Its output goes to a file: a pipe nobody reads could stall it.
     let errors = tempfile::tempfile().map_err(|e| format!("running `{cmd}`: {e}"))?;
     let mut child = Command::new("sh")

@@ -21,7 +21,7 @@ use std::io;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use crate::mech::{Confirm, WaitSignature};
+use crate::plan::mech::{Confirm, WaitSignature};
 
 /// A process's current system call, from `/proc/PID/syscall`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,7 +169,7 @@ impl Pidfd {
     /// Wait up to `timeout` for the process to end; true once it has.
     /// By then the kernel has closed its descriptors and dropped its locks.
     pub fn wait_exit(&self, timeout: Duration) -> io::Result<bool> {
-        crate::channel::wait_readable(self.0.as_fd(), timeout)
+        crate::actor::channel::wait_readable(self.0.as_fd(), timeout)
     }
 }
 
@@ -306,7 +306,7 @@ impl ProcView for LocalProc {
 }
 
 /// A snapshot taken by an agent on another host.
-impl ProcView for crate::protocol::ProcSnapshot {
+impl ProcView for crate::actor::protocol::ProcSnapshot {
     fn state(&mut self, _: i32) -> Option<char> {
         self.state
     }
@@ -364,7 +364,7 @@ fn lock_wait_name(nr: i64, args: [u64; 6]) -> Option<String> {
     {
         Some(format!("flock op {arg1}"))
     } else if nr == libc::SYS_fcntl && (arg1 == libc::F_SETLKW || arg1 == libc::F_OFD_SETLKW) {
-        Some(format!("fcntl {}", crate::mech::fcntl_cmd_name(arg1)))
+        Some(format!("fcntl {}", crate::plan::mech::fcntl_cmd_name(arg1)))
     } else {
         None
     }
@@ -699,11 +699,11 @@ mod tests {
         let sig = WaitSignature {
             nr: libc::SYS_fcntl,
             args: [Some(3), Some(libc::F_OFD_SETLKW)],
-            confirm: crate::mech::Confirm::Waiter("OFDLCK"),
+            confirm: crate::plan::mech::Confirm::Waiter("OFDLCK"),
             fallback: true,
         };
         let snap = |state| {
-            crate::protocol::ProcSnapshot {
+            crate::actor::protocol::ProcSnapshot {
             state: Some(state),
             syscall: Some(format!("72 0x3 0x{:x} 0x7ffd0 0x0 0x0 0x0 0x7ffc 0x7f00", libc::F_OFD_SETLKW)),
             wchan: None,

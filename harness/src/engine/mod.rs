@@ -1,0 +1,11 @@
+//! The engine: driving one trial through its actor processes ([`driver`]),
+//! running many trials over job slots ([`runner`], [`slots`], [`barrier`]),
+//! and measuring lock latency ([`bench`]).
+//!
+//! May use: every layer below: [`crate::spec`] to [`crate::verdict`].
+
+pub mod barrier;
+pub mod bench;
+pub mod driver;
+pub mod runner;
+pub mod slots;
