@@ -5,7 +5,9 @@
 //!
 //! Each folder is one layer. A layer may use the layers listed above it and
 //! never one below it: the table is the order, from the bottom of the
-//! pipeline (the scenario language) to its top (whole tools).
+//! pipeline (the scenario language) to its top (whole tools). The test
+//! `layers` (harness/tests/layers.rs) reads this table and every
+//! `crate::…` path in `src/`, and fails on an edge that goes the wrong way.
 //!
 //! | layer | what it holds |
 //! |---|---|

@@ -575,13 +575,13 @@ fn clean(dirs: Vec<PathBuf>) -> Result<ExitCode, Error> {
 /// The mechanisms to benchmark: the given ones (flock, posix, ofd only).
 fn bench_mechanisms(given: &[Mech]) -> Result<Vec<Mechanism>, Error> {
     if given.is_empty() {
-        return Ok(lockcheck::engine::bench::MECHANISMS.to_vec());
+        return Ok(lockcheck::record::bench::MECHANISMS.to_vec());
     }
     given
         .iter()
         .map(|m| Mechanism::from(*m))
         .map(|m| {
-            if lockcheck::engine::bench::MECHANISMS.contains(&m) {
+            if lockcheck::record::bench::MECHANISMS.contains(&m) {
                 Ok(m)
             } else {
                 Err(Error::usage(
@@ -638,7 +638,7 @@ fn bench(b: BenchArgs) -> Result<ExitCode, Error> {
             t.label,
             t.identity.fs_type,
             t.root.display(),
-            lockcheck::engine::bench::markdown(&r)
+            lockcheck::render::bench::markdown(&r)
         ));
         all.push(serde_json::json!({
             "target": t.label,
@@ -1016,7 +1016,7 @@ fn run(a: RunArgs, qualify: Option<(usize, PathBuf)>) -> Result<ExitCode, Error>
                 FailOn::Error => false,
             }
     };
-    let benchmarks: Vec<(String, lockcheck::engine::bench::Bench)> = if a.bench {
+    let benchmarks: Vec<(String, lockcheck::record::bench::Bench)> = if a.bench {
         let opts = a.bench_settings.options()?;
         session
             .targets
@@ -1029,7 +1029,7 @@ fn run(a: RunArgs, qualify: Option<(usize, PathBuf)>) -> Result<ExitCode, Error>
                 }
                 (
                     t.label.clone(),
-                    session.bench(i, &lockcheck::engine::bench::MECHANISMS, &opts),
+                    session.bench(i, &lockcheck::record::bench::MECHANISMS, &opts),
                 )
             })
             .collect()
@@ -1046,7 +1046,9 @@ fn run(a: RunArgs, qualify: Option<(usize, PathBuf)>) -> Result<ExitCode, Error>
         let q = lockcheck::tools::qualify::assess(&passes, &failed);
         let written = lockcheck::tools::qualify::write_bundle(bundle, &passes, &q)?;
         let problems = session.close();
-        let mut text = report::console_summary(passes.first().map(Vec::as_slice).unwrap_or(&[]));
+        let mut text = lockcheck::render::report::console_summary(
+            passes.first().map(Vec::as_slice).unwrap_or(&[]),
+        );
         for t in &q.targets {
             for f in &t.flaky {
                 text.push_str(&format!("flaky: {} ({})\n", f.id, f.outcomes.join(" -> ")));
@@ -1079,7 +1081,7 @@ fn run(a: RunArgs, qualify: Option<(usize, PathBuf)>) -> Result<ExitCode, Error>
         written.extend(r.write(&a.out)?);
     }
     if let Some(path) = &a.junit {
-        written.push(report::write_junit(&reports, path)?);
+        written.push(lockcheck::render::report::write_junit(&reports, path)?);
     }
     let problems = session.close();
     if a.format == RunFormat::Json {
@@ -1089,7 +1091,7 @@ fn run(a: RunArgs, qualify: Option<(usize, PathBuf)>) -> Result<ExitCode, Error>
         });
         emit_json(&doc, "the reports")?;
     }
-    let mut text = report::console_summary(&reports);
+    let mut text = lockcheck::render::report::console_summary(&reports);
     if !a.quiet {
         let paths: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
         text.push_str(&format!(

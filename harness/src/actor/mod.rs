@@ -12,4 +12,5 @@ pub mod interrupt;
 pub mod observe;
 pub mod process;
 pub mod protocol;
+pub mod signature;
 pub mod zygote;

@@ -21,7 +21,7 @@ use std::io;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use crate::plan::mech::{Confirm, WaitSignature};
+use crate::actor::signature::{Confirm, WaitSignature};
 
 /// A process's current system call, from `/proc/PID/syscall`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -364,7 +364,10 @@ fn lock_wait_name(nr: i64, args: [u64; 6]) -> Option<String> {
     {
         Some(format!("flock op {arg1}"))
     } else if nr == libc::SYS_fcntl && (arg1 == libc::F_SETLKW || arg1 == libc::F_OFD_SETLKW) {
-        Some(format!("fcntl {}", crate::plan::mech::fcntl_cmd_name(arg1)))
+        Some(format!(
+            "fcntl {}",
+            crate::actor::signature::fcntl_cmd_name(arg1)
+        ))
     } else {
         None
     }
@@ -699,7 +702,7 @@ mod tests {
         let sig = WaitSignature {
             nr: libc::SYS_fcntl,
             args: [Some(3), Some(libc::F_OFD_SETLKW)],
-            confirm: crate::plan::mech::Confirm::Waiter("OFDLCK"),
+            confirm: crate::actor::signature::Confirm::Waiter("OFDLCK"),
             fallback: true,
         };
         let snap = |state| {

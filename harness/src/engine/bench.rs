@@ -15,15 +15,12 @@
 
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 use crate::actor::protocol::{Outcome, Reply, Request};
-use crate::engine::driver::{Driver, HostEnv, TrialEnv};
+use crate::engine::driver::{Driver, TrialEnv};
 use crate::plan::resolve::{Applicability, LockKind};
+use crate::record::bench::{round3, Latency, MechBench, Throughput};
 use crate::spec::scenario::Mechanism;
-
-/// The mechanisms benchmarked: the lock calls applications make.
-pub const MECHANISMS: [Mechanism; 3] = [Mechanism::Flock, Mechanism::Posix, Mechanism::Ofd];
+use crate::target::targets::HostEnv;
 
 /// How much to measure.
 #[derive(Debug, Clone, Copy)]
@@ -41,112 +38,6 @@ impl Default for BenchOptions {
             contenders: 4,
         }
     }
-}
-
-/// The benchmarks of one target.
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct Bench {
-    /// Time budget per measurement, in milliseconds.
-    pub budget_ms: f64,
-    /// Processes in the throughput measurement.
-    pub contenders: u32,
-    pub results: Vec<MechBench>,
-}
-
-/// One mechanism's figures; a measurement that could not be made is
-/// missing, and `problems` says why.
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct MechBench {
-    pub mechanism: Mechanism,
-    /// Lock + unlock by one process, no contention.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub uncontended: Option<Latency>,
-    /// From the holder entering its unlock call to the blocked waiter's
-    /// lock call returning.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub handoff: Option<Latency>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub throughput: Option<Throughput>,
-    /// lockcheck's own blocked detection, measured during the hand-offs:
-    /// from the waiter entering its lock call to lockcheck deciding, from
-    /// /proc, that it waits.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub blocked_seen: Option<Latency>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub problems: Vec<String>,
-}
-
-impl MechBench {
-    fn of(
-        mechanism: Mechanism,
-        uncontended: Result<Latency, String>,
-        handoff: Result<(Latency, Option<Latency>), String>,
-        throughput: Result<Throughput, String>,
-    ) -> MechBench {
-        let mut problems = Vec::new();
-        let mut keep = |what: &str, e: Option<String>| {
-            if let Some(e) = e {
-                problems.push(format!("{what}: {e}"));
-            }
-        };
-        keep("uncontended", uncontended.as_ref().err().cloned());
-        keep("hand-off", handoff.as_ref().err().cloned());
-        keep("throughput", throughput.as_ref().err().cloned());
-        let (handoff, blocked_seen) = match handoff {
-            Ok((h, seen)) => (Some(h), seen),
-            Err(_) => (None, None),
-        };
-        MechBench {
-            mechanism,
-            uncontended: uncontended.ok(),
-            handoff,
-            throughput: throughput.ok(),
-            blocked_seen,
-            problems,
-        }
-    }
-}
-
-/// A latency distribution in microseconds.
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct Latency {
-    pub samples: usize,
-    pub median_us: f64,
-    pub p99_us: f64,
-    pub min_us: f64,
-    pub max_us: f64,
-}
-
-impl Latency {
-    /// From samples in nanoseconds (`None` if there are none).
-    pub fn of(ns: &[u64]) -> Option<Latency> {
-        if ns.is_empty() {
-            return None;
-        }
-        let mut v = ns.to_vec();
-        v.sort_unstable();
-        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
-        Some(Latency {
-            samples: v.len(),
-            median_us: round3(at(0.5)),
-            p99_us: round3(at(0.99)),
-            min_us: round3(v[0] as f64 / 1000.0),
-            max_us: round3(v[v.len() - 1] as f64 / 1000.0),
-        })
-    }
-}
-
-/// Locks granted per second with several processes contending.
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct Throughput {
-    pub processes: u32,
-    pub locks: u64,
-    pub seconds: f64,
-    pub locks_per_s: f64,
-}
-
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
 }
 
 /// The generated scenario the benchmarks' actors come from: `n` actors
@@ -422,67 +313,6 @@ fn rounds_for(budget: Duration, per: Duration, max: u32) -> u32 {
     (budget.as_nanos() / per).min(u128::from(max)) as u32
 }
 
-/// The benchmarks as a Markdown section.
-pub fn markdown(b: &Bench) -> String {
-    let mut s = String::new();
-    s.push_str("| mechanism | lock+unlock median | p99 | hand-off median | p99 | throughput |\n");
-    s.push_str("|---|---:|---:|---:|---:|---:|\n");
-    for m in &b.results {
-        let lat = |l: &Option<Latency>| match l {
-            Some(l) => (format_us(l.median_us), format_us(l.p99_us)),
-            None => ("n/a".to_string(), "n/a".to_string()),
-        };
-        let (um, up) = lat(&m.uncontended);
-        let (hm, hp) = lat(&m.handoff);
-        let tp = match &m.throughput {
-            Some(t) => format!(
-                "{} locks/s ({} processes)",
-                group(t.locks_per_s),
-                t.processes
-            ),
-            None => "n/a".to_string(),
-        };
-        s.push_str(&format!(
-            "| {} | {um} | {up} | {hm} | {hp} | {tp} |\n",
-            m.mechanism
-        ));
-    }
-    for m in &b.results {
-        for p in &m.problems {
-            s.push_str(&format!("\n- {}: {}", m.mechanism, p.replace('|', "\\|")));
-        }
-    }
-    if b.results.iter().any(|m| !m.problems.is_empty()) {
-        s.push('\n');
-    }
-    s
-}
-
-/// Microseconds for people: `3.2 µs`, `410 µs`, `12.5 ms`.
-pub fn format_us(us: f64) -> String {
-    if us >= 10_000.0 {
-        format!("{:.1} ms", us / 1000.0)
-    } else if us >= 100.0 {
-        format!("{us:.0} µs")
-    } else {
-        format!("{us:.1} µs")
-    }
-}
-
-/// `1234567` as `1,234,567`.
-pub fn group(x: f64) -> String {
-    let n = x.round() as u64;
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (k, c) in digits.chars().enumerate() {
-        if k > 0 && (digits.len() - k) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// The benchmark's file, for a lock request (a lock-file mechanism would
 /// need its directory; the benchmarks measure kernel locks only).
 fn bench_file() -> crate::actor::protocol::Beneath {
@@ -492,22 +322,10 @@ fn bench_file() -> crate::actor::protocol::Beneath {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::bench::MECHANISMS;
 
     #[test]
-    fn percentiles_and_formats() {
-        let ns: Vec<u64> = (1..=100).map(|k| k * 1000).collect();
-        let l = Latency::of(&ns).expect("samples");
-        assert_eq!(l.samples, 100);
-        assert_eq!(l.median_us, 51.0);
-        assert_eq!(l.p99_us, 99.0);
-        assert_eq!(l.min_us, 1.0);
-        assert_eq!(l.max_us, 100.0);
-        assert!(Latency::of(&[]).is_none());
-        assert_eq!(format_us(3.24), "3.2 µs");
-        assert_eq!(format_us(410.4), "410 µs");
-        assert_eq!(format_us(12_500.0), "12.5 ms");
-        assert_eq!(group(1_234_567.0), "1,234,567");
-        assert_eq!(group(999.0), "999");
+    fn rounds_fit_the_budget() {
         assert_eq!(
             rounds_for(Duration::from_millis(100), Duration::from_micros(10), 5),
             5

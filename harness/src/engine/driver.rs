@@ -23,10 +23,12 @@ use crate::actor::observe::{self, describe_process, BlockDetector, Evidence, Pid
 use crate::actor::protocol::{
     Beneath, Envelope, FromActor, HelloBody, Outcome, Reply, Request, ACTOR_ARG, VERSION,
 };
-use crate::plan::mech::{self, WaitSignature};
+use crate::actor::signature::{self, WaitSignature};
+use crate::plan::mech;
 use crate::plan::resolve::{Expectation, LockKind, Op, PlannedStep, TrialPlan};
 use crate::record::report::{Failure, Measurement, StepRecord};
 use crate::spec::scenario::{Access, LockMode, Mechanism};
+use crate::target::targets::HostEnv;
 use crate::verdict::judge::{self, Actors, Observed};
 
 /// How long an actor may take to start and say hello.
@@ -77,30 +79,6 @@ pub struct TrialEnv<'a> {
     /// The job slot the trial holds: lent to another trial while this one
     /// only watches a waiter for a fixed window or waits for a reply.
     pub slots: Option<&'a crate::engine::slots::JobSlots>,
-}
-
-/// A host actors can run on, as one trial sees it.
-#[derive(Debug, Clone)]
-pub struct HostEnv {
-    pub name: String,
-    /// The command prefix that starts a process there (`None`: this host).
-    pub launcher: Option<Vec<String>>,
-    /// The lockcheck binary as that host names it.
-    pub exe: PathBuf,
-    /// The trial's directory as that host names it.
-    pub dir: PathBuf,
-}
-
-impl HostEnv {
-    /// This host, with the trial directory `dir`.
-    pub fn local(exe: &Path, dir: &Path) -> HostEnv {
-        HostEnv {
-            name: crate::plan::resolve::DEFAULT_HOST.to_string(),
-            launcher: None,
-            exe: exe.to_path_buf(),
-            dir: dir.to_path_buf(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -916,7 +894,7 @@ impl<'a> Driver<'a> {
                     .map(|f| f.ino);
                 (
                     Request::Open { path: full, flags },
-                    Some(mech::open_signature()),
+                    Some(signature::open_signature()),
                     ino,
                 )
             }

@@ -731,12 +731,12 @@ impl Session {
         t: usize,
         mechanisms: &[Mechanism],
         opts: &crate::engine::bench::BenchOptions,
-    ) -> crate::engine::bench::Bench {
+    ) -> crate::record::bench::Bench {
         let target = &self.targets[t];
         let mut results = Vec::new();
         for &m in mechanisms {
             let r = match target.trial_dir(&format!("bench.{m}")) {
-                Err(e) => crate::engine::bench::MechBench {
+                Err(e) => crate::record::bench::MechBench {
                     mechanism: m,
                     uncontended: None,
                     handoff: None,
@@ -761,7 +761,7 @@ impl Session {
             };
             results.push(r);
         }
-        crate::engine::bench::Bench {
+        crate::record::bench::Bench {
             budget_ms: crate::record::report::ms(opts.budget),
             contenders: opts.contenders,
             results,

@@ -25,7 +25,7 @@ pub struct MReport {
     #[serde(default)]
     pub catalog: Option<MCatalog>,
     #[serde(default)]
-    pub benchmarks: Option<crate::engine::bench::Bench>,
+    pub benchmarks: Option<crate::record::bench::Bench>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -345,12 +345,13 @@ pub fn markdown(m: &Matrix) -> String {
 /// The lock latency rows (`lockcheck bench` figures in the reports): a
 /// label and one cell per target; none if no report has figures.
 pub fn latency_rows(m: &Matrix) -> Vec<(String, Vec<String>)> {
-    use crate::engine::bench::{format_us, group, MechBench};
+    use crate::record::bench::MechBench;
+    use crate::render::bench::{format_us, group};
     if m.targets.iter().all(|r| r.benchmarks.is_none()) {
         return Vec::new();
     }
     let mut rows = Vec::new();
-    for mech in crate::engine::bench::MECHANISMS {
+    for mech in crate::record::bench::MECHANISMS {
         let of = |r: &MReport| -> Option<MechBench> {
             r.benchmarks
                 .as_ref()?
@@ -359,7 +360,7 @@ pub fn latency_rows(m: &Matrix) -> Vec<(String, Vec<String>)> {
                 .find(|b| b.mechanism == mech)
                 .cloned()
         };
-        let lat = |l: Option<&crate::engine::bench::Latency>| {
+        let lat = |l: Option<&crate::record::bench::Latency>| {
             l.map(|l| format!("{} (p99 {})", format_us(l.median_us), format_us(l.p99_us)))
                 .unwrap_or_default()
         };
@@ -864,14 +865,14 @@ mod tests {
         let mut fast = report("local", &[("x", "flock", "pass")]);
         let slow = report("nfs", &[("x", "flock", "pass")]);
         assert!(latency_rows(&Matrix::build(vec![slow.clone()]).expect("m")).is_empty());
-        fast.benchmarks = Some(crate::engine::bench::Bench {
+        fast.benchmarks = Some(crate::record::bench::Bench {
             budget_ms: 200.0,
             contenders: 4,
-            results: vec![crate::engine::bench::MechBench {
+            results: vec![crate::record::bench::MechBench {
                 mechanism: crate::spec::scenario::Mechanism::Flock,
-                uncontended: crate::engine::bench::Latency::of(&[700, 700, 900]),
+                uncontended: crate::record::bench::Latency::of(&[700, 700, 900]),
                 handoff: None,
-                throughput: Some(crate::engine::bench::Throughput {
+                throughput: Some(crate::record::bench::Throughput {
                     processes: 4,
                     locks: 1000,
                     seconds: 0.001,

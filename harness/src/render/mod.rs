@@ -1,6 +1,9 @@
-//! Rendering for people: the compatibility matrix across targets
-//! ([`matrix`]).
+//! Rendering for people and CI systems: a report as Markdown, JUnit XML and
+//! console text, and writing its files ([`report`]); lock latency figures
+//! ([`bench`]); the compatibility matrix across targets ([`matrix`]).
 //!
 //! May use: every layer below: [`crate::spec`] to [`crate::engine`].
 
+pub mod bench;
 pub mod matrix;
+pub mod report;

@@ -34,6 +34,30 @@ pub struct TargetSpec {
     pub backing: Option<PathBuf>,
 }
 
+/// A host actors can run on, as one trial sees it.
+#[derive(Debug, Clone)]
+pub struct HostEnv {
+    pub name: String,
+    /// The command prefix that starts a process there (`None`: this host).
+    pub launcher: Option<Vec<String>>,
+    /// The lockcheck binary as that host names it.
+    pub exe: PathBuf,
+    /// The trial's directory as that host names it.
+    pub dir: PathBuf,
+}
+
+impl HostEnv {
+    /// This host, with the trial directory `dir`.
+    pub fn local(exe: &Path, dir: &Path) -> HostEnv {
+        HostEnv {
+            name: crate::plan::resolve::DEFAULT_HOST.to_string(),
+            launcher: None,
+            exe: exe.to_path_buf(),
+            dir: dir.to_path_buf(),
+        }
+    }
+}
+
 /// Another host actors can run on: started through a command prefix.
 #[derive(Debug, Clone)]
 pub struct HostDef {
@@ -611,11 +635,11 @@ impl Target {
     }
 
     /// The hosts of a trial in directory `dir` (this host first), as the driver needs them.
-    pub fn host_envs(&self, exe: &Path, dir: &Path) -> Vec<crate::engine::driver::HostEnv> {
-        let mut out = vec![crate::engine::driver::HostEnv::local(exe, dir)];
+    pub fn host_envs(&self, exe: &Path, dir: &Path) -> Vec<HostEnv> {
+        let mut out = vec![HostEnv::local(exe, dir)];
         let rel = dir.strip_prefix(&self.root).unwrap_or(dir);
         for (h, root) in &self.remote_hosts {
-            out.push(crate::engine::driver::HostEnv {
+            out.push(HostEnv {
                 name: h.name.clone(),
                 launcher: Some(h.launcher.clone()),
                 exe: h.exe.clone().unwrap_or_else(|| exe.to_path_buf()),

@@ -20,12 +20,13 @@ use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 
 use crate::actor::protocol::Outcome;
-use crate::engine::driver::{Driver, HostEnv, TrialEnv};
+use crate::engine::driver::{Driver, TrialEnv};
 use crate::plan::resolve::{
     ActorPlan, Expectation, LockKind, Op, PlannedStep, TrialPlan, DEFAULT_HOST,
 };
 use crate::spec::loc::Pos;
 use crate::spec::scenario::{Access, LockMode, Mechanism};
+use crate::target::targets::HostEnv;
 use crate::target::targets::Target;
 use crate::verdict::judge::Observed;
 

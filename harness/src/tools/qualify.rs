@@ -47,7 +47,7 @@ pub struct TargetQualification {
     /// Per repeat: pass, fail, skip, error, xfail counts and failures by severity.
     pub repeats: Vec<crate::record::report::Summary>,
     pub flaky: Vec<Flaky>,
-    pub applications: Vec<crate::verdict::apps::AppVerdict>,
+    pub applications: Vec<crate::record::apps::AppVerdict>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -280,7 +280,7 @@ pub fn write_bundle(dir: &Path, passes: &[Vec<Report>], q: &Qualification) -> Re
             })
         })
         .collect();
-    written.push(crate::record::report::write_junit(
+    written.push(crate::render::report::write_junit(
         &all,
         &dir.join("qualification.junit.xml"),
     )?);
@@ -359,9 +359,9 @@ mod tests {
         assert_eq!(assess(&broken, &failed).verdict, Verdict::Fail);
         // The same trials, but an application's verdict changed (a
         // recovery time crossed its limit): flaky too.
-        let app = |v: crate::verdict::apps::AppStatus| {
+        let app = |v: crate::record::apps::AppStatus| {
             let mut r = report(vec![trial("a", Status::Pass)]);
-            r.applications = vec![crate::verdict::apps::AppVerdict {
+            r.applications = vec![crate::record::apps::AppVerdict {
                 app: "prometheus".into(),
                 title: "Prometheus".into(),
                 verdict: v,
@@ -375,8 +375,8 @@ mod tests {
         };
         let q2 = assess(
             &[
-                app(crate::verdict::apps::AppStatus::Safe),
-                app(crate::verdict::apps::AppStatus::Degraded),
+                app(crate::record::apps::AppStatus::Safe),
+                app(crate::record::apps::AppStatus::Degraded),
             ],
             &failed,
         );

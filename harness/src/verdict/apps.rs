@@ -8,10 +8,11 @@
 use std::path::Path;
 
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::plan::catalog::Catalog;
 use crate::plan::resolve::Applicability;
+use crate::record::apps::{AppStatus, AppVerdict};
 use crate::record::report::{Status, TrialResult};
 use crate::spec::error::{Error, Result, ScenarioError};
 use crate::spec::loc::{Located, Pos};
@@ -75,49 +76,6 @@ impl Apps {
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/embedded_apps.rs"));
-}
-
-/// What a report's results mean for one application.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum AppStatus {
-    Safe,
-    /// What ran passed, but a trial it relies on errored or was not run
-    /// (left out by a filter): not enough to call it safe.
-    Incomplete,
-    Degraded,
-    Unsafe,
-    /// None of the trials it needs ran here.
-    NotChecked,
-}
-
-impl AppStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AppStatus::Safe => "safe",
-            AppStatus::Incomplete => "incomplete",
-            AppStatus::Degraded => "degraded",
-            AppStatus::Unsafe => "unsafe",
-            AppStatus::NotChecked => "not checked",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct AppVerdict {
-    pub app: String,
-    pub title: String,
-    pub verdict: AppStatus,
-    /// Why: each failing or degrading trial, and measured recoveries.
-    pub reasons: Vec<String>,
-    /// Trials it relies on that did not run here, each with the reason
-    /// (`cross-client-exclusion::flock: needs another client ...`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub unchecked: Vec<String>,
-    /// Trials it needs that ran here, of all it needs.
-    pub checked: usize,
-    pub needed: usize,
-    pub reference: String,
 }
 
 fn profile_error(file: &str, pos: Pos, msg: impl Into<String>) -> ScenarioError {
@@ -409,6 +367,14 @@ pub fn json_schema() -> schemars::Schema {
     settings
         .into_generator()
         .into_root_schema_for::<AppProfile>()
+}
+
+impl crate::record::report::Report {
+    /// With the verdicts of these application profiles.
+    pub fn with_apps(mut self, apps: &Apps) -> Self {
+        self.applications = verdicts(apps, &self.results);
+        self
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,48 @@
+//! What a report's results mean for the applications of `apps/`: the data
+//! a report carries. The verdicts are reached in [`crate::verdict::apps`].
+
+use schemars::JsonSchema;
+use serde::Serialize;
+
+/// What a report's results mean for one application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum AppStatus {
+    Safe,
+    /// What ran passed, but a trial it relies on errored or was not run
+    /// (left out by a filter): not enough to call it safe.
+    Incomplete,
+    Degraded,
+    Unsafe,
+    /// None of the trials it needs ran here.
+    NotChecked,
+}
+
+impl AppStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppStatus::Safe => "safe",
+            AppStatus::Incomplete => "incomplete",
+            AppStatus::Degraded => "degraded",
+            AppStatus::Unsafe => "unsafe",
+            AppStatus::NotChecked => "not checked",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct AppVerdict {
+    pub app: String,
+    pub title: String,
+    pub verdict: AppStatus,
+    /// Why: each failing or degrading trial, and measured recoveries.
+    pub reasons: Vec<String>,
+    /// Trials it relies on that did not run here, each with the reason
+    /// (`cross-client-exclusion::flock: needs another client ...`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unchecked: Vec<String>,
+    /// Trials it needs that ran here, of all it needs.
+    pub checked: usize,
+    pub needed: usize,
+    pub reference: String,
+}
