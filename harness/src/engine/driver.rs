@@ -26,7 +26,7 @@ use crate::actor::protocol::{
 use crate::actor::signature::{self, WaitSignature};
 use crate::plan::mech;
 use crate::plan::resolve::{Expectation, LockKind, Op, PlannedStep, TrialPlan};
-use crate::record::report::{Failure, Measurement, StepRecord};
+use crate::record::report::{Failure, Measurement, Status, StepRecord};
 use crate::spec::scenario::{Access, LockMode, Mechanism};
 use crate::target::targets::HostEnv;
 use crate::verdict::judge::{self, Actors, Observed};
@@ -79,15 +79,6 @@ pub struct TrialEnv<'a> {
     /// The job slot the trial holds: lent to another trial while this one
     /// only watches a waiter for a fixed window or waits for a reply.
     pub slots: Option<&'a crate::engine::slots::JobSlots>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Pass,
-    Fail,
-    Error,
-    /// The target does not support something the scenario needs.
-    Skip,
 }
 
 /// The result of driving one trial.

@@ -7,13 +7,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::engine::driver::{self, Driver, SecondMount, TrialEnv};
+use crate::engine::driver::{Driver, SecondMount, TrialEnv};
 use crate::plan::catalog::{Catalog, LoadedScenario};
 use crate::plan::resolve::{Applicability, Need};
 use crate::record::report::{ActorRecord, CatalogInfo, Report, Status, TrialResult};
 use crate::spec::error::{Error, Result};
 use crate::spec::scenario::Mechanism;
 use crate::target::targets::{PrivateTmpfs, Target, TargetSpec};
+use crate::verdict::classify::{classify, Seen};
 
 /// One trial to run (or to report as skipped).
 #[derive(Clone)]
@@ -415,74 +416,29 @@ impl Session {
         if let Err(e) = target.remove_trial_dir(&dir) {
             teardown.push(format!("removing {}: {e}", dir.display()));
         }
-        result.status = match outcome.status {
-            driver::Status::Pass if !teardown.is_empty() => {
-                result.reason = Some(format!("teardown: {}", teardown.join("; ")));
-                Status::Error
-            }
-            driver::Status::Pass => Status::Pass,
-            // A known failure of the mechanism excuses only a failure of
-            // one of its own lock operations, never anything else.
-            driver::Status::Fail => match (
-                s.known_failures.get(&spec.mechanism),
-                outcome
-                    .failure
-                    .as_ref()
-                    .and_then(|f| plan.steps.iter().find(|st| st.number == f.step)),
-            ) {
-                (Some(why), Some(step)) if step.uses_mechanism(spec.mechanism) => {
-                    result.reason = Some(why.trim().to_string());
-                    Status::Xfail
-                }
-                _ => Status::Fail,
-            },
-            driver::Status::Skip => {
-                result.reason = outcome.reason;
-                Status::Skip
-            }
-            driver::Status::Error => {
-                result.reason = outcome.reason;
-                Status::Error
-            }
-        };
-        // Unsafe means exclusion or data was seen lost. A step that only
-        // did not complete in time (NFSv4.0 clients poll for contended
-        // locks, for one), or an F_GETLK that found the right lock but named
-        // another owner, shows neither: such failures are divergent.
-        if result.status == Status::Fail
-            && result.severity == crate::spec::scenario::Severity::Unsafe
-            && outcome
+        // A known failure of the mechanism excuses only a failure of one of
+        // its own lock operations, never anything else.
+        let known_failure = s.known_failures.get(&spec.mechanism).filter(|_| {
+            outcome
                 .failure
                 .as_ref()
-                .is_some_and(|f| f.timed_out || f.owner_only)
-        {
-            result.severity = crate::spec::scenario::Severity::Divergent;
-        }
-        // The target stopped answering while this trial ran: a step that
-        // failed only by not completing in time says nothing about locking
-        // (its record stays as evidence). A failure built from answers the
-        // target gave (two winners, a lost update) stands.
-        if let Some(why) = target.stalled() {
-            let only_timed_out = outcome.failure.as_ref().is_some_and(|f| f.timed_out);
-            match (result.status, result.reason.take()) {
-                (Status::Error, Some(r)) if r.contains("stopped answering") => {
-                    result.reason = Some(r)
-                }
-                (Status::Error, r) => {
-                    result.reason = Some(format!(
-                        "the target stopped answering during this trial ({why}): {}",
-                        r.unwrap_or_default()
-                    ))
-                }
-                (Status::Fail, _) if only_timed_out => {
-                    result.status = Status::Error;
-                    result.reason = Some(format!(
-                        "the target stopped answering during this trial ({why}); its step that did not complete is evidence of that, not a locking result"
-                    ));
-                }
-                (_, r) => result.reason = r,
-            }
-        }
+                .and_then(|f| plan.steps.iter().find(|st| st.number == f.step))
+                .is_some_and(|step| step.uses_mechanism(spec.mechanism))
+        });
+        let c = classify(
+            &Seen {
+                status: outcome.status,
+                reason: outcome.reason.as_deref(),
+                failure: outcome.failure.as_ref(),
+                teardown: &teardown,
+                known_failure: known_failure.map(String::as_str),
+                stalled: target.stalled(),
+            },
+            result.severity,
+        );
+        result.status = c.status;
+        result.reason = c.reason;
+        result.severity = c.severity;
         result.verdict = TrialResult::verdict_for(result.status, result.severity);
         result.failure = outcome.failure;
         result.steps = outcome.steps;

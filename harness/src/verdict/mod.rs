@@ -1,7 +1,9 @@
 //! Verdicts: whether what was observed satisfies what a step expects
-//! ([`judge`]), and what the results mean for real applications ([`apps`]).
+//! ([`judge`]), how a trial that ran is classified ([`classify`]), and what
+//! the results mean for real applications ([`apps`]).
 //!
 //! May use: every layer below: [`crate::spec`] to [`crate::record`].
 
 pub mod apps;
+pub mod classify;
 pub mod judge;
