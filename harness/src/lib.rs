@@ -29,7 +29,8 @@
 //! [`verdict::judge`] compares each step with its expectation; the results are
 //! [`record`]s, written as JSON and rendered by [`render`].
 //!
-//! The command-line interface is the binary's (`src/main.rs`), not the
+//! The command-line interface is the binary's (`src/main.rs`, `src/cli/`: one file
+//! per subcommand), not the
 //! library's.
 
 pub mod actor;

@@ -7,5 +7,7 @@
 pub mod barrier;
 pub mod bench;
 pub mod driver;
+pub mod passes;
 pub mod runner;
+pub mod session;
 pub mod slots;

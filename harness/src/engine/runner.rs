@@ -47,6 +47,23 @@ struct Sched {
     held: Vec<bool>,
 }
 
+/// Where a run tells how it goes: the command line prints it, a test may
+/// ignore it. Called from the run's worker threads.
+pub trait Progress: Sync {
+    /// A run of the trials begins: the `k`-th (from 1) of `of`.
+    fn run_started(&self, _k: usize, _of: usize) {}
+    /// The `done`-th trial of the current run finished with `result`.
+    fn trial_done(&self, done: usize, result: &TrialResult);
+    /// The current run's trials are all done.
+    fn run_ended(&self) {}
+}
+
+impl<F: Fn(usize, &TrialResult) + Sync> Progress for F {
+    fn trial_done(&self, done: usize, result: &TrialResult) {
+        self(done, result)
+    }
+}
+
 /// The open targets of a run, and what they need to be cleaned up.
 pub struct Session {
     pub targets: Vec<Target>,
@@ -474,7 +491,7 @@ impl Session {
         trials: &[TrialSpec],
         jobs: usize,
         shuffle: Option<u64>,
-        progress: &(dyn Fn(usize, &TrialResult) + Sync),
+        progress: &dyn Progress,
     ) -> Vec<TrialResult> {
         let t0 = Instant::now();
         let done = AtomicUsize::new(0);
@@ -492,7 +509,7 @@ impl Session {
         let record = |i: usize, mut r: TrialResult, began: Instant| {
             r.started_ms = crate::record::report::ms(began.duration_since(t0));
             let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-            progress(n, &r);
+            progress.trial_done(n, &r);
             if let Ok(mut s) = slots.lock() {
                 s[i] = Some(r);
             }

@@ -1,9 +1,11 @@
 //! Verdicts: whether what was observed satisfies what a step expects
 //! ([`judge`]), how a trial that ran is classified ([`classify`]), and what
-//! the results mean for real applications ([`apps`]).
+//! the results mean for real applications ([`apps`]), and which results fail
+//! a run ([`policy`]).
 //!
 //! May use: every layer below: [`crate::spec`] to [`crate::record`].
 
 pub mod apps;
 pub mod classify;
 pub mod judge;
+pub mod policy;
