@@ -29,9 +29,8 @@
 //! [`verdict::judge`] compares each step with its expectation; the results are
 //! [`record`]s, written as JSON and rendered by [`render`].
 //!
-//! The command-line interface is the binary's (`src/main.rs`, `src/cli/`: one file
-//! per subcommand), not the
-//! library's.
+//! The command-line interface is the binary's, not the library's:
+//! `src/main.rs` and `src/cli/`, one file per subcommand.
 
 pub mod actor;
 pub mod engine;
