@@ -17,7 +17,9 @@ use nix::sys::signal::Signal;
 use crate::spec::error::ScenarioError;
 use crate::spec::loc::{Located, Pos};
 use crate::spec::scenario::{
-    Access, ActorSet, Common, Expect, LeaseMode, LockMode, Mechanism, PidSpec, Scenario, Step, Via,
+    Access, ActorSet, AwaitStep, Common, CounterStep, DupStep, Expect, HandleStep, KillStep,
+    LeaseMode, ListedStep, LockMode, LockStep, Mechanism, OpenStep, PidSpec, ReadStep, Scenario,
+    SignalStep, SpawnStep, Step, TestStep, UnlockStep, Via, WriteStep,
 };
 
 /// The step timeout when neither the step nor the scenario sets one.
@@ -1443,6 +1445,51 @@ impl<'a> Resolver<'a> {
             return self.lab_step(number, step, s, timeout);
         }
         let actors = self.actors_of(&c, pos)?;
+        self.check_actors(step, &actors, pos)?;
+        let unsupported = self.unsupported_errnos(&c)?;
+        let op = self.lower(step, &c, &actors, pos)?;
+        let mut leases = None;
+        let timeout = self.step_timeout(step, &c, timeout, &mut leases)?;
+        let patient = matches!(&step.value, Step::Lock(s) if s.within.is_some());
+        let conflict = match &op {
+            Op::Lock { mech, .. } => mech.conflict_errnos().to_vec(),
+            _ => self.mech.conflict_errnos().to_vec(),
+        };
+        let (expect, epos) = self.step_expectation(&c, &op, op_name, pos, &conflict)?;
+        self.check_fits(&expect, &op, actors.len(), epos)?;
+        self.check_unsupported(&c, &unsupported, &expect, &op, &actors, &conflict)?;
+        let blocks_on_open =
+            matches!(op, Op::Open { .. }) && expect.leaves_pending() != Some(false);
+
+        if blocks_on_open && actors.len() > 1 {
+            return Err(self.err(epos, "a blocking `open` has one actor"));
+        }
+        self.check_range(&op, &expect, epos)?;
+        self.apply(number, pos, &actors, &op, &expect);
+        Ok(PlannedStep {
+            number,
+            pos,
+            actors,
+            op,
+            expect,
+            timeout,
+            note: c.note.map(str::to_string),
+            unsupported,
+            patient,
+            leases,
+        })
+    }
+
+    /// Whether each actor of the step can take part: alive, not stopped
+    /// (unless the step continues, signals or kills it), a whole process
+    /// where the step addresses one.
+    fn check_actors(
+        &self,
+        step: &Located<Step>,
+        actors: &[usize],
+        pos: Pos,
+    ) -> Result<(), ScenarioError> {
+        let op_name = step.op_name();
         let allow_pending = matches!(
             step.value,
             Step::Await(_)
@@ -1452,7 +1499,7 @@ impl<'a> Resolver<'a> {
                 | Step::Stop(_)
                 | Step::Continue(_)
         );
-        for &i in &actors {
+        for &i in actors {
             self.check_usable(i, pos, op_name, allow_pending)?;
             if self.state[i].stopped
                 && !matches!(
@@ -1500,6 +1547,11 @@ impl<'a> Resolver<'a> {
                     .with_hint("address the actor the thread was started in"));
             }
         }
+        Ok(())
+    }
+
+    /// The errno names of the step's `unsupported`.
+    fn unsupported_errnos(&self, c: &Common<'_>) -> Result<Vec<i32>, ScenarioError> {
         let mut unsupported = Vec::new();
         for u in c.unsupported {
             unsupported.push(crate::spec::errno::by_name(&u.value).ok_or_else(|| {
@@ -1507,399 +1559,501 @@ impl<'a> Resolver<'a> {
                     .with_hint("write errno names such as EINVAL or ENOLCK")
             })?);
         }
-        let single = |what: &str| -> Result<usize, ScenarioError> {
-            match actors.as_slice() {
-                [one] => Ok(*one),
-                _ => Err(self.err(pos, format!("a {what} step has one actor"))),
-            }
-        };
-        let op = match &step.value {
-            Step::Open(o) => {
-                let path = self.check_path(&o.path)?;
-                let fd = o
-                    .as_name
-                    .as_ref()
-                    .map(|n| n.value.clone())
-                    .unwrap_or_else(|| path.clone());
-                let name_pos = o.as_name.as_ref().map(|n| n.pos).unwrap_or(o.path.pos);
-                check_fd_name(&fd).map_err(|m| self.err(name_pos, m))?;
-                for &i in &actors {
-                    if self.state[self.owner(i)].fds.contains_key(&fd) {
-                        return Err(self
-                            .err(
-                                name_pos,
-                                format!(
-                                    "actor `{}` already has a descriptor named `{fd}`",
-                                    self.actors[i].name
-                                ),
-                            )
-                            .with_hint("give this one another name with `as:`"));
-                    }
-                }
-                if o.excl && !o.create {
-                    return Err(self.err(
-                        pos,
-                        "`excl` needs `create` (O_EXCL only means something with O_CREAT)",
-                    ));
-                }
-                match o.via.as_ref().map(|v| v.value) {
-                    Some(Via::SecondMount) => self.second_mount = true,
-                    Some(Via::BackingStore) => {
-                        self.needs.insert(Need::BackingStore);
-                    }
-                    None => {}
-                }
-                Op::Open {
-                    path,
-                    access: o.mode,
-                    create: o.create,
-                    excl: o.excl,
-                    trunc: o.trunc,
-                    directory: o.directory,
-                    cloexec: o.cloexec,
-                    via: o.via.as_ref().map(|v| v.value),
-                    fd,
-                }
-            }
-            Step::Close(s) => Op::Close {
-                fd: self.fd_for_all(&actors, s.fd.as_ref(), pos)?,
-            },
-            Step::Dup(s) => {
-                let fd = self.fd_for_all(&actors, s.fd.as_ref(), pos)?;
-                check_fd_name(&s.as_name).map_err(|m| self.err(s.as_name.pos, m))?;
-                for &i in &actors {
-                    if self.state[self.owner(i)].fds.contains_key(&s.as_name.value) {
-                        return Err(self.err(
-                            s.as_name.pos,
-                            format!(
-                                "actor `{}` already has a descriptor named `{}`",
-                                self.actors[i].name, s.as_name.value
-                            ),
-                        ));
-                    }
-                }
-                Op::Dup {
-                    fd,
-                    new: s.as_name.value.clone(),
-                }
-            }
-            Step::Lock(s) => {
-                let mech = self.mech_of(s.mechanism.as_ref());
-                let (start, len) =
-                    self.range(mech, s.start.as_ref(), s.len.as_ref(), s.mechanism.as_ref())?;
-                self.check_capability(
-                    mech,
-                    s.mechanism.as_ref(),
-                    pos,
-                    "waiting locks",
-                    !s.wait || mech.can_wait(),
-                )?;
-                self.check_capability(
-                    mech,
-                    s.mechanism.as_ref(),
-                    s.mode.pos,
-                    "shared locks",
-                    s.mode.value == LockMode::Exclusive || mech.has_shared(),
-                )?;
-                Op::Lock {
-                    fd: self.fd_for_all(&actors, s.fd.as_ref(), pos)?,
-                    mech,
-                    kind: s.mode.value.into(),
-                    wait: s.wait,
-                    start,
-                    len,
-                }
-            }
-            Step::Unlock(s) => {
-                let mech = self.mech_of(s.mechanism.as_ref());
-                let (start, len) =
-                    self.range(mech, s.start.as_ref(), s.len.as_ref(), s.mechanism.as_ref())?;
-                Op::Lock {
-                    fd: self.fd_for_all(&actors, s.fd.as_ref(), pos)?,
-                    mech,
-                    kind: LockKind::Unlock,
-                    wait: false,
-                    start,
-                    len,
-                }
-            }
-            Step::Test(s) => {
-                let mech = self.mech_of(s.mechanism.as_ref());
-                self.check_capability(
-                    mech,
-                    s.mechanism.as_ref(),
-                    pos,
-                    "way to test for a lock (no F_GETLK)",
-                    mech.has_test(),
-                )?;
-                let (start, len) =
-                    self.range(mech, s.start.as_ref(), s.len.as_ref(), s.mechanism.as_ref())?;
-                Op::Test {
-                    fd: self.fd_for_all(&actors, s.fd.as_ref(), pos)?,
-                    mech,
-                    mode: s
-                        .mode
-                        .as_ref()
-                        .map(|m| m.value)
-                        .unwrap_or(LockMode::Exclusive),
-                    start,
-                    len,
-                }
-            }
-            Step::Listed(s) => {
-                let mech = self.mech_of(s.mechanism.as_ref());
-                self.check_capability(
-                    mech,
-                    s.mechanism.as_ref(),
-                    pos,
-                    "entry in /proc/locks",
-                    mech != Mechanism::Pidfile,
-                )?;
-                let (start, len) =
-                    self.range(mech, s.start.as_ref(), s.len.as_ref(), s.mechanism.as_ref())?;
-                Op::Listed {
-                    fd: self.fd_for_all(&actors, s.fd.as_ref(), pos)?,
-                    mech,
-                    mode: s
-                        .mode
-                        .as_ref()
-                        .map(|m| m.value)
-                        .unwrap_or(LockMode::Exclusive),
-                    start,
-                    len,
-                }
-            }
-            Step::Counter(s) => {
-                let mech = self.mech;
-                self.check_capability(mech, None, pos, "waiting locks", mech.can_wait())?;
-                if s.times.value == 0 || s.times.value > MAX_COUNTER {
-                    return Err(self.err(
-                        s.times.pos,
-                        format!("`times` must be between 1 and {MAX_COUNTER}"),
-                    ));
-                }
-                Op::Counter {
-                    fd: self.fd_for_all(&actors, s.fd.as_ref(), pos)?,
-                    mech,
-                    times: s.times.value,
-                    offset: s.offset.as_ref().map(|o| o.value).unwrap_or(0),
-                }
-            }
-            Step::Write(s) => {
-                if s.data.len() > MAX_DATA {
-                    return Err(self.err(pos, format!("`data` is longer than {MAX_DATA} bytes")));
-                }
-                Op::Write {
-                    fd: self.fd_for_all(&actors, s.fd.as_ref(), pos)?,
-                    data: s.data.clone(),
-                    offset: s.offset.as_ref().map(|o| o.value),
-                    sync: s.sync,
-                }
-            }
-            Step::Read(s) => {
-                if s.len.value > MAX_DATA as u64 {
-                    return Err(self.err(s.len.pos, format!("`len` is larger than {MAX_DATA}")));
-                }
-                Op::Read {
-                    fd: self.fd_for_all(&actors, s.fd.as_ref(), pos)?,
-                    len: s.len.value,
-                    offset: s.offset.as_ref().map(|o| o.value),
-                }
-            }
-            Step::Fork(s) => {
-                single("fork")?;
-                let child = self.index[&s.as_name.value];
-                if !matches!(self.state[child].life, Life::Unborn) {
-                    return Err(self.err(
-                        s.as_name.pos,
-                        format!("actor `{}` already exists", s.as_name.value),
-                    ));
-                }
-                Op::Fork { child }
-            }
-            Step::Thread(s) => {
-                single("thread")?;
-                let child = self.index[&s.as_name.value];
-                if !matches!(self.state[child].life, Life::Unborn) {
-                    return Err(self.err(
-                        s.as_name.pos,
-                        format!("actor `{}` already exists", s.as_name.value),
-                    ));
-                }
-                Op::Thread { child }
-            }
-            Step::Exit(s) => Op::Exit { code: s.code },
-            Step::Exec(_) => Op::Exec,
-            Step::Await(s) => {
-                if let Some(f) = &s.for_ {
-                    let blocks = matches!(c.expect.map(|e| &e.value), Some(Expect::Blocks));
-                    if !blocks {
-                        return Err(self
-                            .err(f.pos, "`for` needs `expect: blocks`")
-                            .with_hint("`for` checks that the call keeps waiting that long; to bound how long it may take to complete, use `within`"));
-                    }
-                }
-                for &i in &actors {
-                    if self.state[i].pending.is_none() {
-                        return Err(self
-                            .err(
-                                pos,
-                                format!(
-                                    "actor `{}` has no blocked call to await",
-                                    self.actors[i].name
-                                ),
-                            )
-                            .with_hint("`await` follows a call whose expectation is `blocks`"));
-                    }
-                }
-                if let (Some(w), Some(t)) = (&s.within, c.timeout) {
-                    return Err(self
-                        .err(w.pos, "give either `within` or `timeout`, not both")
-                        .with_hint(format!(
-                            "`within` is the bound for the call to complete (timeout was at {})",
-                            t.pos
-                        )));
-                }
-                Op::Await {
-                    hold: match &s.for_ {
-                        Some(f) => Some(self.check_timeout(f)?),
-                        None => None,
-                    },
-                }
-            }
-            Step::Kill(s) => {
-                let signal = match &s.signal {
-                    None => Signal::SIGKILL,
-                    Some(l) => parse_signal(&l.value).map_err(|m| self.err(l.pos, m))?,
-                };
-                let at = s.signal.as_ref().map(|l| l.pos).unwrap_or(pos);
-                for &i in &actors {
-                    if self.state[i].stopped && signal != Signal::SIGKILL {
-                        return Err(self
-                            .err(
-                                at,
-                                format!(
-                                    "actor `{}` is stopped: {} would wait until it continues",
-                                    self.actors[i].name,
-                                    signal.as_str()
-                                ),
-                            )
-                            .with_hint("kill a stopped actor with KILL, or `continue` it first"));
-                    }
-                    if !is_fatal_by_default(signal) || self.state[i].handled.contains(&signal) {
-                        return Err(self
-                            .err(at, format!("{} does not end actor `{}`", signal.as_str(), self.actors[i].name))
-                            .with_hint("`kill` sends a signal that ends the process, such as KILL or TERM; use a `signal` step for the others"));
-                    }
-                }
-                Op::Signal {
-                    signal,
-                    fatal: true,
-                }
-            }
-            Step::Signal(s) => {
-                let signal =
-                    parse_signal(&s.signal.value).map_err(|m| self.err(s.signal.pos, m))?;
-                for &i in &actors {
-                    let st = &self.state[i];
-                    if is_fatal_by_default(signal) && !st.handled.contains(&signal) {
-                        return Err(self
-                            .err(
-                                s.signal.pos,
-                                format!(
-                                    "{} would end actor `{}`: it has no handler for it",
-                                    signal.as_str(),
-                                    self.actors[i].name
-                                ),
-                            )
-                            .with_hint(
-                                "add a `handle` step first, or use `kill` to end the actor",
-                            ));
-                    }
-                }
-                Op::Signal {
-                    signal,
-                    fatal: false,
-                }
-            }
-            Step::Handle(s) => {
-                let signal =
-                    parse_signal(&s.signal.value).map_err(|m| self.err(s.signal.pos, m))?;
-                if !handleable(signal) {
-                    return Err(self
-                        .err(s.signal.pos, format!("{} cannot be handled by an actor", signal.as_str()))
-                        .with_hint("SIGKILL and SIGSTOP cannot be caught; SIGPIPE and SIGIO are the actor's own"));
-                }
-                Op::Handle {
-                    signal,
-                    restart: s.restart,
-                }
-            }
-            Step::Unlink(s) => Op::Unlink {
+        Ok(unsupported)
+    }
+
+    /// The step's operation, checked against the state of its actors: the
+    /// lowering of a scenario step, one method per kind of step.
+    fn lower(
+        &mut self,
+        step: &Located<Step>,
+        c: &Common<'_>,
+        actors: &[usize],
+        pos: Pos,
+    ) -> Result<Op, ScenarioError> {
+        match &step.value {
+            Step::Open(o) => self.lower_open(o, actors, pos),
+            Step::Close(s) => Ok(Op::Close {
+                fd: self.fd_for_all(actors, s.fd.as_ref(), pos)?,
+            }),
+            Step::Dup(s) => self.lower_dup(s, actors, pos),
+            Step::Lock(s) => self.lower_lock(s, actors, pos),
+            Step::Unlock(s) => self.lower_unlock(s, actors, pos),
+            Step::Test(s) => self.lower_test(s, actors, pos),
+            Step::Listed(s) => self.lower_listed(s, actors, pos),
+            Step::Counter(s) => self.lower_counter(s, actors, pos),
+            Step::Write(s) => self.lower_write(s, actors, pos),
+            Step::Read(s) => self.lower_read(s, actors, pos),
+            Step::Fork(s) => Ok(Op::Fork {
+                child: self.new_child(actors, &s.as_name, "fork", pos)?,
+            }),
+            Step::Thread(s) => Ok(Op::Thread {
+                child: self.new_child(actors, &s.as_name, "thread", pos)?,
+            }),
+            Step::Exit(s) => Ok(Op::Exit { code: s.code }),
+            Step::Exec(_) => Ok(Op::Exec),
+            Step::Await(s) => self.lower_await(s, c, actors, pos),
+            Step::Kill(s) => self.lower_kill(s, actors, pos),
+            Step::Signal(s) => self.lower_signal(s, actors),
+            Step::Handle(s) => self.lower_handle(s),
+            Step::Unlink(s) => Ok(Op::Unlink {
                 path: self.check_path(&s.path)?,
-            },
-            Step::Rename(s) => Op::Rename {
+            }),
+            Step::Rename(s) => Ok(Op::Rename {
                 from: self.check_path(&s.from)?,
                 to: self.check_path(&s.to)?,
-            },
-            Step::Mkdir(s) => Op::Mkdir {
+            }),
+            Step::Mkdir(s) => Ok(Op::Mkdir {
                 path: self.check_path(&s.path)?,
-            },
-            Step::Symlink(s) => Op::Symlink {
+            }),
+            Step::Symlink(s) => Ok(Op::Symlink {
                 target: s.target.value.clone(),
                 path: self.check_path(&s.path)?,
-            },
-            Step::Stop(_) => Op::Stop,
-            Step::Continue(_) => Op::Continue,
-            Step::CloseAll(_) => Op::CloseAll,
-            Step::PidAlive(s) => Op::PidAlive {
+            }),
+            Step::Stop(_) => Ok(Op::Stop),
+            Step::Continue(_) => Ok(Op::Continue),
+            Step::CloseAll(_) => Ok(Op::CloseAll),
+            Step::PidAlive(s) => Ok(Op::PidAlive {
                 path: self.check_path(&s.path)?,
-            },
-            Step::Spawn(s) => {
-                single("spawn")?;
-                let child = self.index[&s.as_name.value];
-                if !matches!(self.state[child].life, Life::Unborn) {
-                    return Err(self.err(
-                        s.as_name.pos,
-                        format!("actor `{}` already exists", s.as_name.value),
-                    ));
-                }
-                let pid_of = match &s.pid_of {
-                    None => None,
-                    Some(d) => {
-                        let dead = *self.index.get(&d.value).ok_or_else(|| {
-                            self.err(d.pos, format!("unknown actor `{}`", d.value))
-                        })?;
-                        if !matches!(self.state[dead].life, Life::Dead { .. }) {
-                            return Err(self
-                                .err(
-                                    d.pos,
-                                    format!(
-                                        "actor `{}` is not dead here; its PID is not free",
-                                        d.value
-                                    ),
-                                )
-                                .with_hint("kill or exit that actor in an earlier step"));
-                        }
-                        if self.actors[dead].thread_of.is_some() {
-                            return Err(
-                                self.err(d.pos, "a thread's id is not a process id to reuse")
-                            );
-                        }
-                        self.needs.insert(Need::PidReuse);
-                        Some(dead)
-                    }
-                };
-                Op::Spawn { child, pid_of }
-            }
+            }),
+            Step::Spawn(s) => self.lower_spawn(s, actors, pos),
             Step::Disconnect(_) | Step::Reconnect(_) | Step::Crash(_) | Step::RestartServer(_) => {
-                return Err(self.err(pos, "internal: lab faults are planned separately"));
+                Err(self.err(pos, "internal: lab faults are planned separately"))
+            }
+        }
+    }
+
+    /// An `open` step: the descriptor's name must be new to each actor.
+    fn lower_open(
+        &mut self,
+        o: &OpenStep,
+        actors: &[usize],
+        pos: Pos,
+    ) -> Result<Op, ScenarioError> {
+        let path = self.check_path(&o.path)?;
+        let fd = o
+            .as_name
+            .as_ref()
+            .map(|n| n.value.clone())
+            .unwrap_or_else(|| path.clone());
+        let name_pos = o.as_name.as_ref().map(|n| n.pos).unwrap_or(o.path.pos);
+        check_fd_name(&fd).map_err(|m| self.err(name_pos, m))?;
+        for &i in actors {
+            if self.state[self.owner(i)].fds.contains_key(&fd) {
+                return Err(self
+                    .err(
+                        name_pos,
+                        format!(
+                            "actor `{}` already has a descriptor named `{fd}`",
+                            self.actors[i].name
+                        ),
+                    )
+                    .with_hint("give this one another name with `as:`"));
+            }
+        }
+        if o.excl && !o.create {
+            return Err(self.err(
+                pos,
+                "`excl` needs `create` (O_EXCL only means something with O_CREAT)",
+            ));
+        }
+        match o.via.as_ref().map(|v| v.value) {
+            Some(Via::SecondMount) => self.second_mount = true,
+            Some(Via::BackingStore) => {
+                self.needs.insert(Need::BackingStore);
+            }
+            None => {}
+        }
+        Ok(Op::Open {
+            path,
+            access: o.mode,
+            create: o.create,
+            excl: o.excl,
+            trunc: o.trunc,
+            directory: o.directory,
+            cloexec: o.cloexec,
+            via: o.via.as_ref().map(|v| v.value),
+            fd,
+        })
+    }
+
+    /// A `dup` step: the new name must be new to each actor.
+    fn lower_dup(&self, s: &DupStep, actors: &[usize], pos: Pos) -> Result<Op, ScenarioError> {
+        let fd = self.fd_for_all(actors, s.fd.as_ref(), pos)?;
+        check_fd_name(&s.as_name).map_err(|m| self.err(s.as_name.pos, m))?;
+        for &i in actors {
+            if self.state[self.owner(i)].fds.contains_key(&s.as_name.value) {
+                return Err(self.err(
+                    s.as_name.pos,
+                    format!(
+                        "actor `{}` already has a descriptor named `{}`",
+                        self.actors[i].name, s.as_name.value
+                    ),
+                ));
+            }
+        }
+        Ok(Op::Dup {
+            fd,
+            new: s.as_name.value.clone(),
+        })
+    }
+
+    /// A `lock` step, for the scenario's mechanism or its own.
+    fn lower_lock(
+        &mut self,
+        s: &LockStep,
+        actors: &[usize],
+        pos: Pos,
+    ) -> Result<Op, ScenarioError> {
+        let mech = self.mech_of(s.mechanism.as_ref());
+        let (start, len) =
+            self.range(mech, s.start.as_ref(), s.len.as_ref(), s.mechanism.as_ref())?;
+        self.check_capability(
+            mech,
+            s.mechanism.as_ref(),
+            pos,
+            "waiting locks",
+            !s.wait || mech.can_wait(),
+        )?;
+        self.check_capability(
+            mech,
+            s.mechanism.as_ref(),
+            s.mode.pos,
+            "shared locks",
+            s.mode.value == LockMode::Exclusive || mech.has_shared(),
+        )?;
+        Ok(Op::Lock {
+            fd: self.fd_for_all(actors, s.fd.as_ref(), pos)?,
+            mech,
+            kind: s.mode.value.into(),
+            wait: s.wait,
+            start,
+            len,
+        })
+    }
+
+    /// An `unlock` step.
+    fn lower_unlock(
+        &mut self,
+        s: &UnlockStep,
+        actors: &[usize],
+        pos: Pos,
+    ) -> Result<Op, ScenarioError> {
+        let mech = self.mech_of(s.mechanism.as_ref());
+        let (start, len) =
+            self.range(mech, s.start.as_ref(), s.len.as_ref(), s.mechanism.as_ref())?;
+        Ok(Op::Lock {
+            fd: self.fd_for_all(actors, s.fd.as_ref(), pos)?,
+            mech,
+            kind: LockKind::Unlock,
+            wait: false,
+            start,
+            len,
+        })
+    }
+
+    /// A `test` step (F_GETLK, F_OFD_GETLK, F_GETLEASE).
+    fn lower_test(
+        &mut self,
+        s: &TestStep,
+        actors: &[usize],
+        pos: Pos,
+    ) -> Result<Op, ScenarioError> {
+        let mech = self.mech_of(s.mechanism.as_ref());
+        self.check_capability(
+            mech,
+            s.mechanism.as_ref(),
+            pos,
+            "way to test for a lock (no F_GETLK)",
+            mech.has_test(),
+        )?;
+        let (start, len) =
+            self.range(mech, s.start.as_ref(), s.len.as_ref(), s.mechanism.as_ref())?;
+        Ok(Op::Test {
+            fd: self.fd_for_all(actors, s.fd.as_ref(), pos)?,
+            mech,
+            mode: s
+                .mode
+                .as_ref()
+                .map(|m| m.value)
+                .unwrap_or(LockMode::Exclusive),
+            start,
+            len,
+        })
+    }
+
+    /// A `listed` step: the lock as /proc/locks shows it.
+    fn lower_listed(
+        &mut self,
+        s: &ListedStep,
+        actors: &[usize],
+        pos: Pos,
+    ) -> Result<Op, ScenarioError> {
+        let mech = self.mech_of(s.mechanism.as_ref());
+        self.check_capability(
+            mech,
+            s.mechanism.as_ref(),
+            pos,
+            "entry in /proc/locks",
+            mech != Mechanism::Pidfile,
+        )?;
+        let (start, len) =
+            self.range(mech, s.start.as_ref(), s.len.as_ref(), s.mechanism.as_ref())?;
+        Ok(Op::Listed {
+            fd: self.fd_for_all(actors, s.fd.as_ref(), pos)?,
+            mech,
+            mode: s
+                .mode
+                .as_ref()
+                .map(|m| m.value)
+                .unwrap_or(LockMode::Exclusive),
+            start,
+            len,
+        })
+    }
+
+    /// A `counter` step: increments under the lock.
+    fn lower_counter(
+        &mut self,
+        s: &CounterStep,
+        actors: &[usize],
+        pos: Pos,
+    ) -> Result<Op, ScenarioError> {
+        let mech = self.mech;
+        self.check_capability(mech, None, pos, "waiting locks", mech.can_wait())?;
+        if s.times.value == 0 || s.times.value > MAX_COUNTER {
+            return Err(self.err(
+                s.times.pos,
+                format!("`times` must be between 1 and {MAX_COUNTER}"),
+            ));
+        }
+        Ok(Op::Counter {
+            fd: self.fd_for_all(actors, s.fd.as_ref(), pos)?,
+            mech,
+            times: s.times.value,
+            offset: s.offset.as_ref().map(|o| o.value).unwrap_or(0),
+        })
+    }
+
+    /// A `write` step.
+    fn lower_write(
+        &mut self,
+        s: &WriteStep,
+        actors: &[usize],
+        pos: Pos,
+    ) -> Result<Op, ScenarioError> {
+        if s.data.len() > MAX_DATA {
+            return Err(self.err(pos, format!("`data` is longer than {MAX_DATA} bytes")));
+        }
+        Ok(Op::Write {
+            fd: self.fd_for_all(actors, s.fd.as_ref(), pos)?,
+            data: s.data.clone(),
+            offset: s.offset.as_ref().map(|o| o.value),
+            sync: s.sync,
+        })
+    }
+
+    /// A `read` step.
+    fn lower_read(
+        &mut self,
+        s: &ReadStep,
+        actors: &[usize],
+        pos: Pos,
+    ) -> Result<Op, ScenarioError> {
+        if s.len.value > MAX_DATA as u64 {
+            return Err(self.err(s.len.pos, format!("`len` is larger than {MAX_DATA}")));
+        }
+        Ok(Op::Read {
+            fd: self.fd_for_all(actors, s.fd.as_ref(), pos)?,
+            len: s.len.value,
+            offset: s.offset.as_ref().map(|o| o.value),
+        })
+    }
+
+    /// An `await` step: each actor has a blocked call.
+    fn lower_await(
+        &mut self,
+        s: &AwaitStep,
+        c: &Common<'_>,
+        actors: &[usize],
+        pos: Pos,
+    ) -> Result<Op, ScenarioError> {
+        if let Some(f) = &s.for_ {
+            let blocks = matches!(c.expect.map(|e| &e.value), Some(Expect::Blocks));
+            if !blocks {
+                return Err(self
+                    .err(f.pos, "`for` needs `expect: blocks`")
+                    .with_hint("`for` checks that the call keeps waiting that long; to bound how long it may take to complete, use `within`"));
+            }
+        }
+        for &i in actors {
+            if self.state[i].pending.is_none() {
+                return Err(self
+                    .err(
+                        pos,
+                        format!(
+                            "actor `{}` has no blocked call to await",
+                            self.actors[i].name
+                        ),
+                    )
+                    .with_hint("`await` follows a call whose expectation is `blocks`"));
+            }
+        }
+        if let (Some(w), Some(t)) = (&s.within, c.timeout) {
+            return Err(self
+                .err(w.pos, "give either `within` or `timeout`, not both")
+                .with_hint(format!(
+                    "`within` is the bound for the call to complete (timeout was at {})",
+                    t.pos
+                )));
+        }
+        Ok(Op::Await {
+            hold: match &s.for_ {
+                Some(f) => Some(self.check_timeout(f)?),
+                None => None,
+            },
+        })
+    }
+
+    /// A `kill` step: the signal must end each actor.
+    fn lower_kill(&self, s: &KillStep, actors: &[usize], pos: Pos) -> Result<Op, ScenarioError> {
+        let signal = match &s.signal {
+            None => Signal::SIGKILL,
+            Some(l) => parse_signal(&l.value).map_err(|m| self.err(l.pos, m))?,
+        };
+        let at = s.signal.as_ref().map(|l| l.pos).unwrap_or(pos);
+        for &i in actors {
+            if self.state[i].stopped && signal != Signal::SIGKILL {
+                return Err(self
+                    .err(
+                        at,
+                        format!(
+                            "actor `{}` is stopped: {} would wait until it continues",
+                            self.actors[i].name,
+                            signal.as_str()
+                        ),
+                    )
+                    .with_hint("kill a stopped actor with KILL, or `continue` it first"));
+            }
+            if !is_fatal_by_default(signal) || self.state[i].handled.contains(&signal) {
+                return Err(self
+                    .err(at, format!("{} does not end actor `{}`", signal.as_str(), self.actors[i].name))
+                    .with_hint("`kill` sends a signal that ends the process, such as KILL or TERM; use a `signal` step for the others"));
+            }
+        }
+        Ok(Op::Signal {
+            signal,
+            fatal: true,
+        })
+    }
+
+    /// A `signal` step: the signal must not end an actor that does not handle it.
+    fn lower_signal(&self, s: &SignalStep, actors: &[usize]) -> Result<Op, ScenarioError> {
+        let signal = parse_signal(&s.signal.value).map_err(|m| self.err(s.signal.pos, m))?;
+        for &i in actors {
+            let st = &self.state[i];
+            if is_fatal_by_default(signal) && !st.handled.contains(&signal) {
+                return Err(self
+                    .err(
+                        s.signal.pos,
+                        format!(
+                            "{} would end actor `{}`: it has no handler for it",
+                            signal.as_str(),
+                            self.actors[i].name
+                        ),
+                    )
+                    .with_hint("add a `handle` step first, or use `kill` to end the actor"));
+            }
+        }
+        Ok(Op::Signal {
+            signal,
+            fatal: false,
+        })
+    }
+
+    /// A `handle` step: a signal an actor can catch.
+    fn lower_handle(&self, s: &HandleStep) -> Result<Op, ScenarioError> {
+        let signal = parse_signal(&s.signal.value).map_err(|m| self.err(s.signal.pos, m))?;
+        if !handleable(signal) {
+            return Err(self
+                .err(
+                    s.signal.pos,
+                    format!("{} cannot be handled by an actor", signal.as_str()),
+                )
+                .with_hint(
+                    "SIGKILL and SIGSTOP cannot be caught; SIGPIPE and SIGIO are the actor's own",
+                ));
+        }
+        Ok(Op::Handle {
+            signal,
+            restart: s.restart,
+        })
+    }
+
+    /// A `spawn` step, optionally reusing a dead actor's PID.
+    fn lower_spawn(
+        &mut self,
+        s: &SpawnStep,
+        actors: &[usize],
+        pos: Pos,
+    ) -> Result<Op, ScenarioError> {
+        let child = self.new_child(actors, &s.as_name, "spawn", pos)?;
+        let pid_of = match &s.pid_of {
+            None => None,
+            Some(d) => {
+                let dead = *self
+                    .index
+                    .get(&d.value)
+                    .ok_or_else(|| self.err(d.pos, format!("unknown actor `{}`", d.value)))?;
+                if !matches!(self.state[dead].life, Life::Dead { .. }) {
+                    return Err(self
+                        .err(
+                            d.pos,
+                            format!("actor `{}` is not dead here; its PID is not free", d.value),
+                        )
+                        .with_hint("kill or exit that actor in an earlier step"));
+                }
+                if self.actors[dead].thread_of.is_some() {
+                    return Err(self.err(d.pos, "a thread's id is not a process id to reuse"));
+                }
+                self.needs.insert(Need::PidReuse);
+                Some(dead)
             }
         };
-        let mut leases = None;
-        let timeout = match &step.value {
+        Ok(Op::Spawn { child, pid_of })
+    }
+
+    /// The one actor of a step that makes a new actor, and the new actor,
+    /// which must not exist yet.
+    fn new_child(
+        &self,
+        actors: &[usize],
+        name: &Located<String>,
+        what: &str,
+        pos: Pos,
+    ) -> Result<usize, ScenarioError> {
+        if actors.len() != 1 {
+            return Err(self.err(pos, format!("a {what} step has one actor")));
+        }
+        let child = self.index[&name.value];
+        if !matches!(self.state[child].life, Life::Unborn) {
+            return Err(self.err(name.pos, format!("actor `{}` already exists", name.value)));
+        }
+        Ok(child)
+    }
+
+    /// The step's timeout: `within` where the step bounds its call, else
+    /// its `timeout` (or the scenario's); `within` in leases notes them.
+    fn step_timeout(
+        &self,
+        step: &Located<Step>,
+        c: &Common<'_>,
+        timeout: Duration,
+        leases: &mut Option<f64>,
+    ) -> Result<Duration, ScenarioError> {
+        Ok(match &step.value {
             Step::Await(s) => match &s.within {
-                Some(w) => self.check_bound(w, &mut leases)?,
+                Some(w) => self.check_bound(w, leases)?,
                 None => timeout,
             },
             Step::Lock(s) => match &s.within {
@@ -1922,24 +2076,31 @@ impl<'a> Resolver<'a> {
                             .err(w.pos, "`within` bounds a call that completes; `expect: blocks` says it must not")
                             .with_hint("expect the outcome (`ok`, an errno), or drop `within`"));
                     }
-                    self.check_bound(w, &mut leases)?
+                    self.check_bound(w, leases)?
                 }
                 None => timeout,
             },
             _ => timeout,
-        };
-        let patient = matches!(&step.value, Step::Lock(s) if s.within.is_some());
-        let conflict = match &op {
-            Op::Lock { mech, .. } => mech.conflict_errnos().to_vec(),
-            _ => self.mech.conflict_errnos().to_vec(),
-        };
-        let (expect, epos) = match c.expect {
-            Some(e) => (self.expectation(e, false, &conflict)?, e.pos),
+        })
+    }
+
+    /// The step's expectation and where it is written (a step without one
+    /// expects success, except those that only look).
+    fn step_expectation(
+        &self,
+        c: &Common<'_>,
+        op: &Op,
+        op_name: &str,
+        pos: Pos,
+        conflict: &[i32],
+    ) -> Result<(Expectation, Pos), ScenarioError> {
+        Ok(match c.expect {
+            Some(e) => (self.expectation(e, false, conflict)?, e.pos),
             None => {
                 if matches!(op, Op::Test { .. } | Op::Read { .. }) {
                     return Err(self
                         .err(pos, format!("a `{op_name}` step needs an `expect`"))
-                        .with_hint(match &op {
+                        .with_hint(match op {
                             Op::Test {
                                 mech: Mechanism::Lease,
                                 ..
@@ -1952,12 +2113,22 @@ impl<'a> Resolver<'a> {
                 }
                 (Expectation::Ok, pos)
             }
-        };
-        self.check_fits(&expect, &op, actors.len(), epos)?;
-        // `unsupported` turns a failure into a skip: it must not name an
-        // outcome the step can legitimately have, or a real failure would hide.
-        let mut legit = conflict.clone();
-        expected_errnos(&expect, &mut legit);
+        })
+    }
+
+    /// `unsupported` turns a failure into a skip: it must not name an outcome
+    /// the step can legitimately have, or a real failure would hide.
+    fn check_unsupported(
+        &self,
+        c: &Common<'_>,
+        unsupported: &[i32],
+        expect: &Expectation,
+        op: &Op,
+        actors: &[usize],
+        conflict: &[i32],
+    ) -> Result<(), ScenarioError> {
+        let mut legit = conflict.to_vec();
+        expected_errnos(expect, &mut legit);
         // A lease is refused with EAGAIN when another process has the file
         // open; when no other process has anything open, EAGAIN can only
         // mean the filesystem does not grant leases (NFS without a delegation).
@@ -1965,7 +2136,7 @@ impl<'a> Resolver<'a> {
             mech: Mechanism::Lease,
             kind: LockKind::Exclusive | LockKind::Shared,
             ..
-        } = &op
+        } = op
         {
             let mine: BTreeSet<usize> = actors.iter().map(|&i| self.owner(i)).collect();
             let others_open = (0..self.actors.len()).any(|j| {
@@ -1979,27 +2150,25 @@ impl<'a> Resolver<'a> {
                 legit.retain(|&e| e != libc::EAGAIN);
             }
         }
-        for (u, e) in c.unsupported.iter().zip(&unsupported) {
+        for (u, e) in c.unsupported.iter().zip(unsupported) {
             if legit.contains(e) {
                 return Err(self
                     .err(u.pos, format!("`{}` is an outcome this step can have, not a sign of missing support", u.value))
                     .with_hint("`unsupported` lists errno values that mean the target lacks the feature, such as EINVAL or ENOLCK"));
             }
         }
-        let blocks_on_open =
-            matches!(op, Op::Open { .. }) && expect.leaves_pending() != Some(false);
+        Ok(())
+    }
 
-        if blocks_on_open && actors.len() > 1 {
-            return Err(self.err(epos, "a blocking `open` has one actor"));
-        }
-        // A byte range no lock can have, expected to work: the scenario
-        // is wrong, not the target.
+    /// A byte range no lock can have, expected to work: the scenario is
+    /// wrong, not the target.
+    fn check_range(&self, op: &Op, expect: &Expectation, epos: Pos) -> Result<(), ScenarioError> {
         if let Op::Lock {
             mech, start, len, ..
         }
         | Op::Test {
             mech, start, len, ..
-        } = &op
+        } = op
         {
             if let (true, Some((why, errno))) = (mech.has_ranges(), impossible_range(*start, *len))
             {
@@ -2010,19 +2179,7 @@ impl<'a> Resolver<'a> {
                 }
             }
         }
-        self.apply(number, pos, &actors, &op, &expect);
-        Ok(PlannedStep {
-            number,
-            pos,
-            actors,
-            op,
-            expect,
-            timeout,
-            note: c.note.map(str::to_string),
-            unsupported,
-            patient,
-            leases,
-        })
+        Ok(())
     }
 
     /// A lab fault: no actor performs it; the target must be able to inject it.
