@@ -156,9 +156,24 @@ fn cell(r: &TrialResult) -> String {
 /// The Markdown report.
 pub fn markdown(r: &Report) -> String {
     let mut s = String::new();
+    section_header(&mut s, r);
+    section_applications(&mut s, r);
+    section_target(&mut s, r);
+    section_families(&mut s, r);
+    section_problems(&mut s, r);
+    section_xfails(&mut s, r);
+    section_measured(&mut s, r);
+    section_repeat(&mut s, r);
+    section_benchmarks(&mut s, r);
+    section_skipped(&mut s, r);
+    s
+}
+
+/// The title, the verdict and the counts.
+fn section_header(s: &mut String, r: &Report) {
     let t = &r.target;
-    let _ = writeln!(s, "# lockcheck report: `{}`\n", t.label);
     let sm = &r.summary;
+    let _ = writeln!(s, "# lockcheck report: `{}`\n", t.label);
     let verdict = if sm.conforms() {
         "**conforms**: every trial passed or was skipped with a reason".to_string()
     } else {
@@ -173,6 +188,10 @@ pub fn markdown(r: &Report) -> String {
         "{} trials: {} pass, {} fail, {} skip, {} error, {} expected failures of a method, in {:.0} ms.\n",
         sm.total, sm.pass, sm.fail, sm.skip, sm.error, sm.xfail, sm.duration_ms
     );
+}
+
+/// What the results mean for each application.
+fn section_applications(s: &mut String, r: &Report) {
     if !r.applications.is_empty() {
         let _ = writeln!(s, "## Applications\n");
         let _ = writeln!(s, "| application | verdict | why |\n|---|---|---|");
@@ -202,6 +221,11 @@ pub fn markdown(r: &Report) -> String {
         }
         let _ = writeln!(s);
     }
+}
+
+/// What the target is: path, mount, kernel, hosts, lease, command.
+fn section_target(s: &mut String, r: &Report) {
+    let t = &r.target;
     let _ = writeln!(s, "## Target\n");
     let _ = writeln!(s, "| | |\n|---|---|");
     let _ = writeln!(s, "| label | `{}` |", t.label);
@@ -257,7 +281,10 @@ pub fn markdown(r: &Report) -> String {
     );
     let _ = writeln!(s, "| generated | {} |", r.generated_at);
     let _ = writeln!(s, "| command | `{}` |\n", md_escape(&r.command));
+}
 
+/// Every trial, by family: a grid of scenarios and mechanisms.
+fn section_families(s: &mut String, r: &Report) {
     let _ = writeln!(s, "## Results by family\n");
     let mechs: Vec<Mechanism> = Mechanism::ALL
         .into_iter()
@@ -302,7 +329,10 @@ pub fn markdown(r: &Report) -> String {
         }
         let _ = writeln!(s);
     }
+}
 
+/// The failures and errors, each with its evidence.
+fn section_problems(s: &mut String, r: &Report) {
     let problems: Vec<&TrialResult> = r
         .results
         .iter()
@@ -365,7 +395,10 @@ pub fn markdown(r: &Report) -> String {
             }
         }
     }
+}
 
+/// Expected failures of a method.
+fn section_xfails(s: &mut String, r: &Report) {
     let xfails: Vec<&TrialResult> = r
         .results
         .iter()
@@ -396,7 +429,10 @@ pub fn markdown(r: &Report) -> String {
         }
         let _ = writeln!(s);
     }
+}
 
+/// Times measured in passing trials.
+fn section_measured(s: &mut String, r: &Report) {
     let measured: Vec<&TrialResult> = r
         .results
         .iter()
@@ -423,7 +459,10 @@ pub fn markdown(r: &Report) -> String {
         }
         let _ = writeln!(s);
     }
+}
 
+/// With --repeat: what changed between runs.
+fn section_repeat(s: &mut String, r: &Report) {
     if let Some(rep) = &r.repeat {
         let _ = writeln!(s, "## Repeated runs\n");
         if rep.flaky.is_empty() {
@@ -444,7 +483,10 @@ pub fn markdown(r: &Report) -> String {
             let _ = writeln!(s);
         }
     }
+}
 
+/// Lock latency and throughput.
+fn section_benchmarks(s: &mut String, r: &Report) {
     if let Some(b) = &r.benchmarks {
         let _ = writeln!(s, "## Lock latency\n");
         let _ = writeln!(
@@ -458,7 +500,10 @@ pub fn markdown(r: &Report) -> String {
         s.push_str(&crate::render::bench::markdown(b));
         let _ = writeln!(s);
     }
+}
 
+/// What was skipped, and why.
+fn section_skipped(s: &mut String, r: &Report) {
     let skipped: Vec<&TrialResult> = r
         .results
         .iter()
@@ -476,7 +521,6 @@ pub fn markdown(r: &Report) -> String {
         }
         let _ = writeln!(s);
     }
-    s
 }
 
 /// A console table: one line per target.
