@@ -23,11 +23,12 @@ use crate::actor::observe::{self, describe_process, BlockDetector, Evidence, Pid
 use crate::actor::protocol::{
     Beneath, Envelope, FromActor, HelloBody, Outcome, Reply, Request, ACTOR_ARG, VERSION,
 };
-use crate::actor::signature::{self, WaitSignature};
+use crate::actor::signature::WaitSignature;
+use crate::plan::lower::{lower, ActorView, FdView};
 use crate::plan::mech;
-use crate::plan::resolve::{Expectation, LockKind, Op, PlannedStep, TrialPlan};
+use crate::plan::resolve::{Expectation, LabFault, Op, PlannedStep, TrialPlan};
 use crate::record::report::{Failure, Measurement, Status, StepRecord};
-use crate::spec::scenario::{Access, LockMode, Mechanism};
+use crate::spec::scenario::{LockMode, Mechanism, Via};
 use crate::target::targets::HostEnv;
 use crate::verdict::judge::{self, Actors, Observed};
 
@@ -834,204 +835,14 @@ impl<'a> Driver<'a> {
         }
     }
 
-    /// The request an actor makes for an operation, how it looks while waiting,
-    /// and the inode of the file it concerns.
+    /// The request actor `i` makes for an operation (see [`lower`]).
     fn request_for(
         &self,
         i: usize,
         op: &Op,
     ) -> Result<(Request, Option<WaitSignature>, Option<u64>), Infra> {
-        Ok(match op {
-            Op::Open {
-                path,
-                access,
-                create,
-                excl,
-                trunc,
-                directory,
-                cloexec,
-                via,
-                ..
-            } => {
-                let mut flags = match access {
-                    Access::Read => libc::O_RDONLY,
-                    Access::Write => libc::O_WRONLY,
-                    Access::ReadWrite => libc::O_RDWR,
-                };
-                for (on, flag) in [
-                    (*create, libc::O_CREAT),
-                    (*excl, libc::O_EXCL),
-                    (*trunc, libc::O_TRUNC),
-                    (*directory, libc::O_DIRECTORY),
-                    (*cloexec, libc::O_CLOEXEC),
-                ] {
-                    if on {
-                        flags |= flag;
-                    }
-                }
-                let full = self.open_path(i, path, *via).ok_or_else(|| {
-                    let v = via.map(|v| format!("{v:?}")).unwrap_or_default();
-                    Infra(format!("no directory for `via: {v}`"))
-                })?;
-                // A lease break makes open wait: watch for that on the file's
-                // inode, known if an actor has it open (a lease needs one).
-                // The harness itself never touches the target here: a call
-                // on a server that stopped answering would not return.
-                let ino = self
-                    .actors
-                    .iter()
-                    .flat_map(|a| a.fds.values())
-                    .find(|f| f.path == full)
-                    .map(|f| f.ino);
-                (
-                    Request::Open { path: full, flags },
-                    Some(signature::open_signature()),
-                    ino,
-                )
-            }
-            Op::Close { fd } => (
-                Request::Close {
-                    fd: self.fd(i, fd)?.n,
-                },
-                None,
-                None,
-            ),
-            Op::Dup { fd, .. } => (
-                Request::Dup {
-                    fd: self.fd(i, fd)?.n,
-                },
-                None,
-                None,
-            ),
-            Op::Lock {
-                fd,
-                mech,
-                kind,
-                wait,
-                start,
-                len,
-            } => {
-                let f = self.fd(i, fd)?;
-                let (req, sig) =
-                    mech::lock_request(*mech, f.n, &f.path, *kind, *wait, *start, *len);
-                (req, sig, Some(f.ino))
-            }
-            Op::Test {
-                fd,
-                mech,
-                mode,
-                start,
-                len,
-            } => (
-                mech::test_request(*mech, self.fd(i, fd)?.n, *mode, *start, *len),
-                None,
-                None,
-            ),
-            Op::Write {
-                fd,
-                data,
-                offset,
-                sync,
-            } => (
-                Request::Write {
-                    fd: self.fd(i, fd)?.n,
-                    data: data.clone(),
-                    offset: *offset,
-                    sync: *sync,
-                },
-                None,
-                None,
-            ),
-            Op::Read { fd, len, offset } => (
-                Request::Read {
-                    fd: self.fd(i, fd)?.n,
-                    len: *len,
-                    offset: *offset,
-                },
-                None,
-                None,
-            ),
-            Op::Exit { code } => (Request::Exit { code: *code }, None, None),
-            Op::Handle { signal, restart } => (
-                Request::Handle {
-                    signal: *signal as i32,
-                    restart: *restart,
-                },
-                None,
-                None,
-            ),
-            Op::Unlink { path } => (
-                Request::Unlink {
-                    path: self.path(i, path),
-                },
-                None,
-                None,
-            ),
-            Op::Mkdir { path } => (
-                Request::Mkdir {
-                    path: self.path(i, path),
-                },
-                None,
-                None,
-            ),
-            Op::Symlink { target, path } => (
-                Request::Symlink {
-                    target: target.clone(),
-                    path: self.path(i, path),
-                },
-                None,
-                None,
-            ),
-            Op::Rename { from, to } => (
-                Request::Rename {
-                    from: self.path(i, from),
-                    to: self.path(i, to),
-                },
-                None,
-                None,
-            ),
-            Op::Counter {
-                fd,
-                mech,
-                times,
-                offset,
-            } => {
-                let f = self.fd(i, fd)?;
-                let (lock, _) =
-                    mech::lock_request(*mech, f.n, &f.path, LockKind::Exclusive, true, 0, 0);
-                let (unlock, _) =
-                    mech::lock_request(*mech, f.n, &f.path, LockKind::Unlock, false, 0, 0);
-                (
-                    Request::Counter {
-                        fd: f.n,
-                        lock: Box::new(lock),
-                        unlock: Box::new(unlock),
-                        times: *times,
-                        offset: *offset,
-                    },
-                    None,
-                    None,
-                )
-            }
-            Op::Exec => (Request::Exec, None, None),
-            Op::PidAlive { path } => (
-                Request::PidAlive {
-                    path: self.path(i, path),
-                },
-                None,
-                None,
-            ),
-            Op::Fork { .. }
-            | Op::Thread { .. }
-            | Op::Spawn { .. }
-            | Op::Await { .. }
-            | Op::Signal { .. }
-            | Op::Stop
-            | Op::Continue
-            | Op::CloseAll
-            | Op::Lab { .. }
-            | Op::Listed { .. } => return Err(Infra("not a plain request".into())),
-        })
+        let l = lower(op, &DriverView { d: self, i }).map_err(|e| Infra(e.0))?;
+        Ok((l.request, l.waits_as, l.ino))
     }
 
     fn run_step(
@@ -1048,170 +859,30 @@ impl<'a> Driver<'a> {
         let deadline = start + step_timeout;
         let mut calls = Vec::new();
         let mut latency: Option<Duration> = None;
-        let observed: Vec<Observed> = match &step.op {
-            Op::Await { hold } => {
-                let mut out = Vec::new();
-                for &i in &step.actors {
-                    calls.push(
-                        self.actors[i]
-                            .pending
-                            .as_ref()
-                            .map(|p| p.call.clone())
-                            .unwrap_or_default(),
-                    );
-                    let (obs, after) = match (self.early_reply(i, step.number), hold) {
-                        (Some(early), _) => (early, None),
-                        (None, Some(d)) => (self.hold_pending(i, *d, deadline)?, None),
-                        (None, None) => self.await_pending(i, deadline, &step.expect)?,
-                    };
-                    latency = latency.max(after);
-                    out.push(obs);
-                }
-                out
-            }
-            Op::Stop | Op::Continue => {
-                let mut out = Vec::new();
-                for &i in &step.actors {
-                    let stop = matches!(step.op, Op::Stop);
-                    let sig = if stop {
-                        Signal::SIGSTOP
-                    } else {
-                        Signal::SIGCONT
-                    };
-                    calls.push(self.signal_call(i, sig));
-                    out.push(self.stop_or_continue(i, stop, deadline));
-                }
-                out
-            }
-            Op::CloseAll => {
-                let mut out = Vec::new();
-                for &i in &step.actors {
-                    let mut names: Vec<String> =
-                        self.actors[self.owner(i)].fds.keys().cloned().collect();
-                    names.sort();
-                    let mut worst = Observed::Returned(Outcome::Done { ret: 0 });
-                    for name in names {
-                        let n = self.fd(i, &name)?.n;
-                        let req = Request::Close { fd: n };
-                        calls.push(mech::describe_request(&req));
-                        let seq = self.next_seq();
-                        self.send(i, seq, req)?;
-                        let obs = self.wait_call(i, seq, deadline, None, None)?;
-                        self.after_call(i, &Op::Close { fd: name }, &obs);
-                        if !matches!(obs, Observed::Returned(Outcome::Done { .. })) {
-                            worst = obs;
-                        }
-                    }
-                    out.push(worst);
-                }
-                out
-            }
-            Op::Spawn { child, pid_of } => {
-                let parent = step.actors[0];
-                let set_tid = match pid_of {
-                    Some(dead) => Some(self.actors[*dead].pid.ok_or_else(|| {
-                        Infra(format!("actor {} never had a pid", self.actors[*dead].name))
-                    })?),
-                    None => None,
-                };
-                calls.push(mech::describe_request(&Request::Spawn {
-                    socket: String::new(),
-                    set_tid,
-                }));
-                vec![self.new_actor(parent, *child, NewActor::Spawn(set_tid), deadline)?]
-            }
-            Op::Lab { fault, host } => {
-                let (call, obs) = self.lab_fault(*fault, host.as_deref(), deadline)?;
-                calls.push(call);
-                vec![obs]
-            }
-            Op::Signal { signal, fatal } => {
-                let mut out = Vec::new();
-                for &i in &step.actors {
-                    calls.push(self.signal_call(i, *signal));
-                    out.push(self.signal(i, *signal, *fatal, deadline));
-                }
-                out
-            }
-            Op::Exit { .. } => {
-                let mut out = Vec::new();
-                for &i in &step.actors {
-                    let (req, _, _) = self.request_for(i, &step.op)?;
-                    calls.push(mech::describe_request(&req));
-                    let seq = self.next_seq();
-                    self.send(i, seq, req)?;
-                    out.push(self.wait_end(i, deadline, "exited"));
-                }
-                out
-            }
-            Op::Exec => {
-                let mut out = Vec::new();
-                for &i in &step.actors {
-                    calls.push(mech::describe_request(&Request::Exec));
-                    out.push(self.exec(i, deadline)?);
-                }
-                out
-            }
-            Op::Fork { child } | Op::Thread { child } => {
-                let parent = step.actors[0];
-                let thread = matches!(step.op, Op::Thread { .. });
-                calls.push(if thread { "pthread_create()" } else { "fork()" }.into());
-                let kind = if thread {
-                    NewActor::Thread
-                } else {
-                    NewActor::Fork
-                };
-                vec![self.new_actor(parent, *child, kind, deadline)?]
-            }
-            Op::Listed {
-                fd,
-                mech,
-                mode,
-                start: s,
-                len,
-            } => {
-                let mut out = Vec::new();
-                for &i in &step.actors {
-                    calls.push("read /proc/locks".into());
-                    out.push(self.listed(i, fd, *mech, *mode, *s, *len)?);
-                }
-                out
-            }
-            op => {
-                // Send to every actor first, so that a group step is a race.
-                let mut sent = Vec::new();
-                for &i in &step.actors {
-                    let (req, sig, ino) = self.request_for(i, op)?;
-                    let call = mech::describe_request(&req);
-                    calls.push(call.clone());
-                    let seq = self.next_seq();
-                    self.send(i, seq, req)?;
-                    sent.push((i, seq, sig, ino, call));
-                }
-                let mut out = Vec::new();
-                for (i, seq, sig, ino, call) in sent {
-                    let obs = if step.patient {
-                        self.wait_patiently(i, seq, deadline, sig, ino)?
-                    } else {
-                        self.wait_call(i, seq, deadline, sig, ino)?
-                    };
-                    if matches!(obs, Observed::Blocked(_)) {
-                        self.actors[i].pending = Some(Pending {
-                            seq,
-                            sig,
-                            ino,
-                            call,
-                            op: op.clone(),
-                        });
-                    }
-                    self.after_call(i, op, &obs);
-                    out.push(obs);
-                }
-                out
-            }
-        };
+        let observed = self.perform_op(step, deadline, &mut calls, &mut latency)?;
         let end = Instant::now();
         self.last_step_end = end;
+        let (step_time, after_fault) = self.time_step(step, start_ns, latency, &observed);
+        let (mut record, stop) = self.judge_step(step, start, end, calls, latency, &observed);
+        self.step_times.push(step_time);
+        record.after_fault_ms = after_fault.map(|(ms, _)| ms);
+        record.fault_step = after_fault.map(|(_, n)| n);
+        Ok((record, stop, observed))
+    }
+
+    /// A step's times: when it started and ended, when its release was seen,
+    /// whether it was a fault (the next granted wait is measured from it), and
+    /// the measurements it makes (a wait granted after a fault or after the
+    /// previous step; how long a contender was kept waiting). Returns the
+    /// step's time and, for a wait granted after a fault, how long after
+    /// (ms) and the fault's step.
+    fn time_step(
+        &mut self,
+        step: &PlannedStep,
+        start_ns: u64,
+        latency: Option<Duration>,
+        observed: &[Observed],
+    ) -> (StepTime, Option<(f64, usize)>) {
         let end_ns = crate::actor::protocol::monotonic_ns();
         let step_time = StepTime {
             number: step.number,
@@ -1283,11 +954,274 @@ impl<'a> Driver<'a> {
                 bound_ms: None,
             });
         }
-        let (mut record, stop) = self.judge_step(step, start, end, calls, latency, &observed);
-        self.step_times.push(step_time);
-        record.after_fault_ms = after_fault.map(|(ms, _)| ms);
-        record.fault_step = after_fault.map(|(_, n)| n);
-        Ok((record, stop, observed))
+        (step_time, after_fault)
+    }
+
+    /// Performs a step's operation with each of its actors: what each saw.
+    fn perform_op(
+        &mut self,
+        step: &PlannedStep,
+        deadline: Instant,
+        calls: &mut Vec<String>,
+        latency: &mut Option<Duration>,
+    ) -> Result<Vec<Observed>, Infra> {
+        match &step.op {
+            Op::Await { hold } => self.await_step(step, hold, deadline, calls, latency),
+            Op::Stop | Op::Continue => self.stop_or_continue_step(step, deadline, calls),
+            Op::CloseAll => self.close_all_step(step, deadline, calls),
+            Op::Spawn { child, pid_of } => self.spawn_step(step, *child, *pid_of, deadline, calls),
+            Op::Lab { fault, host } => self.lab_step(*fault, host.as_deref(), deadline, calls),
+            Op::Signal { signal, fatal } => {
+                self.signal_step(step, *signal, *fatal, deadline, calls)
+            }
+            Op::Exit { .. } => self.exit_step(step, deadline, calls),
+            Op::Exec => self.exec_step(step, deadline, calls),
+            Op::Fork { child } | Op::Thread { child } => {
+                self.fork_step(step, *child, deadline, calls)
+            }
+            Op::Listed {
+                fd,
+                mech,
+                mode,
+                start: s,
+                len,
+            } => self.listed_step(step, (fd, *mech, *mode, *s, *len), calls),
+            op => self.requests_step(step, op, deadline, calls),
+        }
+    }
+
+    fn await_step(
+        &mut self,
+        step: &PlannedStep,
+        hold: &Option<Duration>,
+        deadline: Instant,
+        calls: &mut Vec<String>,
+        latency: &mut Option<Duration>,
+    ) -> Result<Vec<Observed>, Infra> {
+        let mut out = Vec::new();
+        for &i in &step.actors {
+            calls.push(
+                self.actors[i]
+                    .pending
+                    .as_ref()
+                    .map(|p| p.call.clone())
+                    .unwrap_or_default(),
+            );
+            let (obs, after) = match (self.early_reply(i, step.number), hold) {
+                (Some(early), _) => (early, None),
+                (None, Some(d)) => (self.hold_pending(i, *d, deadline)?, None),
+                (None, None) => self.await_pending(i, deadline, &step.expect)?,
+            };
+            *latency = (*latency).max(after);
+            out.push(obs);
+        }
+        Ok(out)
+    }
+
+    fn stop_or_continue_step(
+        &mut self,
+        step: &PlannedStep,
+        deadline: Instant,
+        calls: &mut Vec<String>,
+    ) -> Result<Vec<Observed>, Infra> {
+        let mut out = Vec::new();
+        for &i in &step.actors {
+            let stop = matches!(step.op, Op::Stop);
+            let sig = if stop {
+                Signal::SIGSTOP
+            } else {
+                Signal::SIGCONT
+            };
+            calls.push(self.signal_call(i, sig));
+            out.push(self.stop_or_continue(i, stop, deadline));
+        }
+        Ok(out)
+    }
+
+    fn close_all_step(
+        &mut self,
+        step: &PlannedStep,
+        deadline: Instant,
+        calls: &mut Vec<String>,
+    ) -> Result<Vec<Observed>, Infra> {
+        let mut out = Vec::new();
+        for &i in &step.actors {
+            let mut names: Vec<String> = self.actors[self.owner(i)].fds.keys().cloned().collect();
+            names.sort();
+            let mut worst = Observed::Returned(Outcome::Done { ret: 0 });
+            for name in names {
+                let n = self.fd(i, &name)?.n;
+                let req = Request::Close { fd: n };
+                calls.push(mech::describe_request(&req));
+                let seq = self.next_seq();
+                self.send(i, seq, req)?;
+                let obs = self.wait_call(i, seq, deadline, None, None)?;
+                self.after_call(i, &Op::Close { fd: name }, &obs);
+                if !matches!(obs, Observed::Returned(Outcome::Done { .. })) {
+                    worst = obs;
+                }
+            }
+            out.push(worst);
+        }
+        Ok(out)
+    }
+
+    fn spawn_step(
+        &mut self,
+        step: &PlannedStep,
+        child: usize,
+        pid_of: Option<usize>,
+        deadline: Instant,
+        calls: &mut Vec<String>,
+    ) -> Result<Vec<Observed>, Infra> {
+        let parent = step.actors[0];
+        let set_tid = match pid_of {
+            Some(dead) => Some(self.actors[dead].pid.ok_or_else(|| {
+                Infra(format!("actor {} never had a pid", self.actors[dead].name))
+            })?),
+            None => None,
+        };
+        calls.push(mech::describe_request(&Request::Spawn {
+            socket: String::new(),
+            set_tid,
+        }));
+        Ok(vec![self.new_actor(
+            parent,
+            child,
+            NewActor::Spawn(set_tid),
+            deadline,
+        )?])
+    }
+
+    fn lab_step(
+        &mut self,
+        fault: LabFault,
+        host: Option<&str>,
+        deadline: Instant,
+        calls: &mut Vec<String>,
+    ) -> Result<Vec<Observed>, Infra> {
+        let (call, obs) = self.lab_fault(fault, host, deadline)?;
+        calls.push(call);
+        Ok(vec![obs])
+    }
+
+    fn signal_step(
+        &mut self,
+        step: &PlannedStep,
+        signal: Signal,
+        fatal: bool,
+        deadline: Instant,
+        calls: &mut Vec<String>,
+    ) -> Result<Vec<Observed>, Infra> {
+        let mut out = Vec::new();
+        for &i in &step.actors {
+            calls.push(self.signal_call(i, signal));
+            out.push(self.signal(i, signal, fatal, deadline));
+        }
+        Ok(out)
+    }
+
+    fn exit_step(
+        &mut self,
+        step: &PlannedStep,
+        deadline: Instant,
+        calls: &mut Vec<String>,
+    ) -> Result<Vec<Observed>, Infra> {
+        let mut out = Vec::new();
+        for &i in &step.actors {
+            let (req, _, _) = self.request_for(i, &step.op)?;
+            calls.push(mech::describe_request(&req));
+            let seq = self.next_seq();
+            self.send(i, seq, req)?;
+            out.push(self.wait_end(i, deadline, "exited"));
+        }
+        Ok(out)
+    }
+
+    fn exec_step(
+        &mut self,
+        step: &PlannedStep,
+        deadline: Instant,
+        calls: &mut Vec<String>,
+    ) -> Result<Vec<Observed>, Infra> {
+        let mut out = Vec::new();
+        for &i in &step.actors {
+            calls.push(mech::describe_request(&Request::Exec));
+            out.push(self.exec(i, deadline)?);
+        }
+        Ok(out)
+    }
+
+    fn fork_step(
+        &mut self,
+        step: &PlannedStep,
+        child: usize,
+        deadline: Instant,
+        calls: &mut Vec<String>,
+    ) -> Result<Vec<Observed>, Infra> {
+        let parent = step.actors[0];
+        let thread = matches!(step.op, Op::Thread { .. });
+        calls.push(if thread { "pthread_create()" } else { "fork()" }.into());
+        let kind = if thread {
+            NewActor::Thread
+        } else {
+            NewActor::Fork
+        };
+        Ok(vec![self.new_actor(parent, child, kind, deadline)?])
+    }
+
+    fn listed_step(
+        &mut self,
+        step: &PlannedStep,
+        lock: (&str, Mechanism, LockMode, i64, i64),
+        calls: &mut Vec<String>,
+    ) -> Result<Vec<Observed>, Infra> {
+        let (fd, mech, mode, start, len) = lock;
+        let mut out = Vec::new();
+        for &i in &step.actors {
+            calls.push("read /proc/locks".into());
+            out.push(self.listed(i, fd, mech, mode, start, len)?);
+        }
+        Ok(out)
+    }
+
+    fn requests_step(
+        &mut self,
+        step: &PlannedStep,
+        op: &Op,
+        deadline: Instant,
+        calls: &mut Vec<String>,
+    ) -> Result<Vec<Observed>, Infra> {
+        // Send to every actor first, so that a group step is a race.
+        let mut sent = Vec::new();
+        for &i in &step.actors {
+            let (req, sig, ino) = self.request_for(i, op)?;
+            let call = mech::describe_request(&req);
+            calls.push(call.clone());
+            let seq = self.next_seq();
+            self.send(i, seq, req)?;
+            sent.push((i, seq, sig, ino, call));
+        }
+        let mut out = Vec::new();
+        for (i, seq, sig, ino, call) in sent {
+            let obs = if step.patient {
+                self.wait_patiently(i, seq, deadline, sig, ino)?
+            } else {
+                self.wait_call(i, seq, deadline, sig, ino)?
+            };
+            if matches!(obs, Observed::Blocked(_)) {
+                self.actors[i].pending = Some(Pending {
+                    seq,
+                    sig,
+                    ino,
+                    call,
+                    op: op.clone(),
+                });
+            }
+            self.after_call(i, op, &obs);
+            out.push(obs);
+        }
+        Ok(out)
     }
 
     /// Judge a step's observations and make its record.
@@ -2708,6 +2642,48 @@ fn run_fault_command(cmd: &str, deadline: Instant) -> crate::engine::barrier::Fa
         "the fault command `{cmd}` failed ({status}): {}",
         text.trim()
     ))
+}
+
+/// Actor `i` of a running trial, as lowering sees it.
+struct DriverView<'d, 'e> {
+    d: &'d Driver<'e>,
+    i: usize,
+}
+
+impl ActorView for DriverView<'_, '_> {
+    fn fd(&self, name: &str) -> Option<FdView> {
+        let f = self.d.actors[self.d.owner(self.i)].fds.get(name)?;
+        Some(FdView {
+            n: f.n,
+            path: f.path.clone(),
+            ino: f.ino,
+        })
+    }
+
+    fn name(&self) -> &str {
+        &self.d.actors[self.i].name
+    }
+
+    fn path(&self, rel: &str) -> Beneath {
+        self.d.path(self.i, rel)
+    }
+
+    fn open_path(&self, rel: &str, via: Option<Via>) -> Option<Beneath> {
+        self.d.open_path(self.i, rel, via)
+    }
+
+    // A lease break makes open wait: watch for that on the file's inode,
+    // known if an actor has it open (a lease needs one). The harness itself
+    // never touches the target here: a call on a server that stopped
+    // answering would not return.
+    fn open_ino(&self, path: &Beneath) -> Option<u64> {
+        self.d
+            .actors
+            .iter()
+            .flat_map(|a| a.fds.values())
+            .find(|f| f.path == *path)
+            .map(|f| f.ino)
+    }
 }
 
 #[cfg(test)]

@@ -1,10 +1,11 @@
 //! Planning: a scenario, resolved for one mechanism, becomes a plan of
-//! concrete steps ([`resolve`]); each step's lock call is lowered to a system
-//! call request ([`mech`]); the catalog is every scenario, read and planned
-//! ([`catalog`]).
+//! concrete steps ([`resolve`]); each step's operation is lowered to the
+//! request an actor sends ([`lower`]), lock calls per mechanism ([`mech`]);
+//! the catalog is every scenario, read and planned ([`catalog`]).
 //!
 //! May use: [`crate::spec`], [`crate::actor`] (the protocol's request types).
 
 pub mod catalog;
+pub mod lower;
 pub mod mech;
 pub mod resolve;
