@@ -347,12 +347,9 @@ fn reply(sock: RawFd, r: &ZReply) {
     }
 }
 
-/// Run as the zygote; never returns.
-pub fn main() -> ! {
-    let harness: i32 = std::env::args()
-        .nth(2)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
+/// The zygote's set-up: die with the harness, and take SIGCHLD through a
+/// signalfd (returned) instead of a handler.
+fn set_up(harness: i32) -> RawFd {
     // SAFETY: plain prctl/getppid/sigprocmask/signalfd calls on this
     // single-threaded process.
     let sfd = unsafe {
@@ -376,28 +373,51 @@ pub fn main() -> ! {
         // SAFETY: ending the process.
         unsafe { libc::_exit(4) };
     }
-    let ctl: RawFd = 0;
-    let me = std::process::id() as i32;
-    let mut statuses: HashMap<i32, libc::c_int> = HashMap::new();
-    let mut order: std::collections::VecDeque<i32> = std::collections::VecDeque::new();
-    let mut reap = |statuses: &mut HashMap<i32, libc::c_int>, pid: libc::pid_t| loop {
-        let mut st = 0;
-        // SAFETY: waitpid on our own children.
-        let r = unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) };
-        if r <= 0 {
-            break;
-        }
-        statuses.insert(r, st);
-        order.push_back(r);
-        while order.len() > MAX_STATUSES {
-            if let Some(old) = order.pop_front() {
-                statuses.remove(&old);
+    sfd
+}
+
+/// The exit statuses of the zygote's children, kept until asked for (the
+/// oldest forgotten beyond [`MAX_STATUSES`]).
+#[derive(Default)]
+struct Reaper {
+    statuses: HashMap<i32, libc::c_int>,
+    order: std::collections::VecDeque<i32>,
+}
+
+impl Reaper {
+    /// Collects ended children: `pid`, or every one (-1).
+    fn reap(&mut self, pid: libc::pid_t) {
+        loop {
+            let mut st = 0;
+            // SAFETY: waitpid on our own children.
+            let r = unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) };
+            if r <= 0 {
+                break;
+            }
+            self.statuses.insert(r, st);
+            self.order.push_back(r);
+            while self.order.len() > MAX_STATUSES {
+                if let Some(old) = self.order.pop_front() {
+                    self.statuses.remove(&old);
+                }
+            }
+            if pid > 0 {
+                break;
             }
         }
-        if pid > 0 {
-            break;
-        }
-    };
+    }
+}
+
+/// Run as the zygote; never returns.
+pub fn main() -> ! {
+    let harness: i32 = std::env::args()
+        .nth(2)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    let sfd = set_up(harness);
+    let ctl: RawFd = 0;
+    let me = std::process::id() as i32;
+    let mut reaper = Reaper::default();
     reply(ctl, &ZReply::Ready { pid: me });
     loop {
         let mut fds = [
@@ -421,7 +441,7 @@ pub fn main() -> ! {
             let mut info = [0u8; 128];
             // SAFETY: draining the signalfd into a buffer of its record size.
             while unsafe { libc::read(sfd, info.as_mut_ptr().cast(), info.len()) } > 0 {}
-            reap(&mut statuses, -1);
+            reaper.reap(-1);
         }
         if fds[0].revents == 0 {
             continue;
@@ -436,91 +456,78 @@ pub fn main() -> ! {
             // SAFETY: ending the process.
             unsafe { libc::_exit(0) };
         }
-        let req: ZRequest = match serde_json::from_slice(&data) {
-            Ok(r) => r,
-            Err(e) => {
-                reply(
-                    ctl,
-                    &ZReply::Error {
-                        message: e.to_string(),
-                    },
-                );
-                continue;
-            }
-        };
-        match req {
-            ZRequest::Status { pid } => {
-                reap(&mut statuses, -1);
-                let status = statuses.remove(&pid).map(describe_status);
+        match serde_json::from_slice(&data) {
+            Err(e) => reply(
+                ctl,
+                &ZReply::Error {
+                    message: e.to_string(),
+                },
+            ),
+            Ok(ZRequest::Status { pid }) => {
+                reaper.reap(-1);
+                let status = reaper.statuses.remove(&pid).map(describe_status);
                 reply(ctl, &ZReply::Status { status });
             }
-            ZRequest::Spawn { cwd } => {
-                let [chan, err] = match <[OwnedFd; 2]>::try_from(received) {
-                    Ok(f) => f,
-                    Err(_) => {
-                        reply(
-                            ctl,
-                            &ZReply::Error {
-                                message: "a spawn request carries two descriptors".into(),
-                            },
-                        );
-                        continue;
-                    }
-                };
-                let Ok(cwd_c) = std::ffi::CString::new(cwd.clone()) else {
-                    reply(
-                        ctl,
-                        &ZReply::Error {
-                            message: "the directory contains a NUL byte".into(),
-                        },
+            Ok(ZRequest::Spawn { cwd }) => reply(ctl, &spawn(sfd, me, &cwd, received)),
+        }
+    }
+}
+
+/// Forks an actor on the two descriptors received (its channel and its
+/// stderr), in `cwd`; the reply for the harness. The child never returns.
+fn spawn(sfd: RawFd, me: i32, cwd: &str, received: Vec<OwnedFd>) -> ZReply {
+    let [chan, err] = match <[OwnedFd; 2]>::try_from(received) {
+        Ok(f) => f,
+        Err(_) => {
+            return ZReply::Error {
+                message: "a spawn request carries two descriptors".into(),
+            }
+        }
+    };
+    let Ok(cwd_c) = std::ffi::CString::new(cwd) else {
+        return ZReply::Error {
+            message: "the directory contains a NUL byte".into(),
+        };
+    };
+    // SAFETY: this process is single-threaded, so the child may run any
+    // code after fork.
+    match unsafe { libc::fork() } {
+        -1 => ZReply::Error {
+            message: format!("fork: {}", io::Error::last_os_error()),
+        },
+        0 => {
+            // The child: an actor on the descriptors it was given.
+            // SAFETY: descriptor and signal-mask set-up of the new
+            // single-threaded child before it serves.
+            unsafe {
+                let mut empty: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut empty);
+                libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+                libc::close(sfd);
+                if libc::dup2(chan.as_raw_fd(), 0) < 0
+                    || libc::dup2(chan.as_raw_fd(), 1) < 0
+                    || libc::dup2(err.as_raw_fd(), 2) < 0
+                {
+                    libc::_exit(96);
+                }
+                drop(chan);
+                drop(err);
+                libc::setpgid(0, 0);
+                if libc::chdir(cwd_c.as_ptr()) != 0 {
+                    let msg = format!(
+                        "lockcheck actor: cannot enter {cwd}: {}\n",
+                        io::Error::last_os_error()
                     );
-                    continue;
-                };
-                // SAFETY: this process is single-threaded, so the child may
-                // run any code after fork.
-                match unsafe { libc::fork() } {
-                    -1 => reply(
-                        ctl,
-                        &ZReply::Error {
-                            message: format!("fork: {}", io::Error::last_os_error()),
-                        },
-                    ),
-                    0 => {
-                        // The child: an actor on the descriptors it was given.
-                        // SAFETY: descriptor and signal-mask set-up of the
-                        // new single-threaded child before it serves.
-                        unsafe {
-                            let mut empty: libc::sigset_t = std::mem::zeroed();
-                            libc::sigemptyset(&mut empty);
-                            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-                            libc::close(sfd);
-                            if libc::dup2(chan.as_raw_fd(), 0) < 0
-                                || libc::dup2(chan.as_raw_fd(), 1) < 0
-                                || libc::dup2(err.as_raw_fd(), 2) < 0
-                            {
-                                libc::_exit(96);
-                            }
-                            drop(chan);
-                            drop(err);
-                            libc::setpgid(0, 0);
-                            if libc::chdir(cwd_c.as_ptr()) != 0 {
-                                let msg = format!(
-                                    "lockcheck actor: cannot enter {cwd}: {}\n",
-                                    io::Error::last_os_error()
-                                );
-                                libc::write(2, msg.as_ptr().cast(), msg.len());
-                                libc::_exit(95);
-                            }
-                        }
-                        crate::actor::process::become_actor(me)
-                    }
-                    pid => {
-                        drop(chan);
-                        drop(err);
-                        reply(ctl, &ZReply::Spawned { pid });
-                    }
+                    libc::write(2, msg.as_ptr().cast(), msg.len());
+                    libc::_exit(95);
                 }
             }
+            crate::actor::process::become_actor(me)
+        }
+        pid => {
+            drop(chan);
+            drop(err);
+            ZReply::Spawned { pid }
         }
     }
 }

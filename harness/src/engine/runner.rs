@@ -471,6 +471,71 @@ impl Session {
         result
     }
 
+    /// The order trials start in: longest first, so the trials that watch a
+    /// waiter for a fixed window start early and lend their slots while the
+    /// rest run; or, with a seed, a shuffled order.
+    fn order(
+        trials: &[TrialSpec],
+        shuffle: Option<u64>,
+        shared: &mut Vec<usize>,
+        lanes: &mut [Vec<usize>],
+        alone: &mut Vec<usize>,
+    ) {
+        match shuffle {
+            Some(seed) => {
+                use rand::seq::SliceRandom;
+                use rand::SeedableRng;
+                let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(seed);
+                // From one order (by id, whatever order the catalog was
+                // read in) to the same shuffled order.
+                for list in std::iter::once(shared)
+                    .chain(lanes.iter_mut())
+                    .chain(std::iter::once(alone))
+                {
+                    list.sort_by(|&a, &b| trials[a].id.cmp(&trials[b].id));
+                    list.shuffle(&mut rng);
+                }
+            }
+            None => shared.sort_by_key(|&i| std::cmp::Reverse(Self::cost(&trials[i]))),
+        }
+    }
+
+    /// Faults that reach every target: the trials of one scenario run
+    /// together on all targets and inject each such fault once, then the
+    /// next scenario's.
+    fn run_global_faults(
+        &self,
+        trials: &[TrialSpec],
+        alone: Vec<usize>,
+        record: &(dyn Fn(usize, TrialResult, Instant) + Sync),
+    ) {
+        let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+        for i in alone {
+            let name = trials[i].scenario.scenario.name.value.clone();
+            match groups.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, g)) => g.push(i),
+                None => groups.push((name, vec![i])),
+            }
+        }
+        for (_, group) in groups {
+            if crate::actor::interrupt::interrupted().is_some() {
+                break;
+            }
+            let barrier = crate::engine::barrier::FaultBarrier::new(group.len());
+            std::thread::scope(|scope| {
+                for &i in &group {
+                    let (barrier, record) = (&barrier, &record);
+                    scope.spawn(move || {
+                        let began = Instant::now();
+                        let r = self.run_trial_in(&trials[i], Some(barrier), None);
+                        barrier.leave();
+                        record(i, r, began);
+                    });
+                }
+            });
+        }
+    }
+
     /// Run trials on `jobs` worker threads; `progress` sees each result as it ends.
     ///
     /// Trials that inject a lab fault (a host crash, a network cut, a server
@@ -522,26 +587,8 @@ impl Session {
             let began = Instant::now();
             record(i, self.run_trial_in(&trials[i], None, Some(slots)), began)
         };
-        // Longest first, so the trials that watch a waiter for a fixed
-        // window start early and lend their slots while the rest run.
         let mut shared: Vec<usize> = shared.into();
-        match shuffle {
-            Some(seed) => {
-                use rand::seq::SliceRandom;
-                use rand::SeedableRng;
-                let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(seed);
-                // From one order (by id, whatever order the catalog was
-                // read in) to the same shuffled order.
-                for list in std::iter::once(&mut shared)
-                    .chain(lanes.iter_mut())
-                    .chain(std::iter::once(&mut alone))
-                {
-                    list.sort_by(|&a, &b| trials[a].id.cmp(&trials[b].id));
-                    list.shuffle(&mut rng);
-                }
-            }
-            None => shared.sort_by_key(|&i| std::cmp::Reverse(Self::cost(&trials[i]))),
-        }
+        Self::order(trials, shuffle, &mut shared, &mut lanes, &mut alone);
         let job_slots = crate::engine::slots::JobSlots::new(jobs);
         let sched = Mutex::new(Sched {
             pending: shared.into(),
@@ -608,34 +655,7 @@ impl Session {
                 });
             }
         });
-        // Faults that reach every target: the trials of one scenario run
-        // together on all targets and inject each such fault once, then the
-        // next scenario's.
-        let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
-        for i in alone {
-            let name = trials[i].scenario.scenario.name.value.clone();
-            match groups.iter_mut().find(|(n, _)| *n == name) {
-                Some((_, g)) => g.push(i),
-                None => groups.push((name, vec![i])),
-            }
-        }
-        for (_, group) in groups {
-            if crate::actor::interrupt::interrupted().is_some() {
-                break;
-            }
-            let barrier = crate::engine::barrier::FaultBarrier::new(group.len());
-            std::thread::scope(|scope| {
-                for &i in &group {
-                    let (barrier, record) = (&barrier, &record);
-                    scope.spawn(move || {
-                        let began = Instant::now();
-                        let r = self.run_trial_in(&trials[i], Some(barrier), None);
-                        barrier.leave();
-                        record(i, r, began);
-                    });
-                }
-            });
-        }
+        self.run_global_faults(trials, alone, &record);
         slots
             .into_inner()
             .unwrap_or_default()

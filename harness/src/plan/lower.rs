@@ -7,7 +7,7 @@
 use crate::actor::protocol::{Beneath, Request};
 use crate::actor::signature::{open_signature, WaitSignature};
 use crate::plan::resolve::{LockKind, Op};
-use crate::spec::scenario::{Access, Via};
+use crate::spec::scenario::{Access, Mechanism, Via};
 
 /// A descriptor an actor holds, as lowering needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +49,45 @@ pub struct Lowered {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LowerError(pub String);
 
+/// open(2) flags: the access mode, then O_CREAT, O_EXCL, O_TRUNC,
+/// O_DIRECTORY and O_CLOEXEC where asked for.
+fn open_flags(access: Access, on: [bool; 5]) -> i32 {
+    let mut flags = match access {
+        Access::Read => libc::O_RDONLY,
+        Access::Write => libc::O_WRONLY,
+        Access::ReadWrite => libc::O_RDWR,
+    };
+    let named = [
+        libc::O_CREAT,
+        libc::O_EXCL,
+        libc::O_TRUNC,
+        libc::O_DIRECTORY,
+        libc::O_CLOEXEC,
+    ];
+    for (on, flag) in on.into_iter().zip(named) {
+        if on {
+            flags |= flag;
+        }
+    }
+    flags
+}
+
+/// A counter: `times` increments of the number at `offset`, each under a
+/// whole-file exclusive lock of the mechanism, waited for.
+fn counter(f: &FdView, mech: Mechanism, times: u32, offset: u64) -> Request {
+    let (lock, _) =
+        crate::plan::mech::lock_request(mech, f.n, &f.path, LockKind::Exclusive, true, 0, 0);
+    let (unlock, _) =
+        crate::plan::mech::lock_request(mech, f.n, &f.path, LockKind::Unlock, false, 0, 0);
+    Request::Counter {
+        fd: f.n,
+        lock: Box::new(lock),
+        unlock: Box::new(unlock),
+        times,
+        offset,
+    }
+}
+
 fn fd_of(actor: &dyn ActorView, name: &str) -> Result<FdView, LowerError> {
     actor
         .fd(name)
@@ -72,30 +111,13 @@ pub fn lower(op: &Op, actor: &dyn ActorView) -> Result<Lowered, LowerError> {
             via,
             ..
         } => {
-            let mut flags = match access {
-                Access::Read => libc::O_RDONLY,
-                Access::Write => libc::O_WRONLY,
-                Access::ReadWrite => libc::O_RDWR,
-            };
-            for (on, flag) in [
-                (*create, libc::O_CREAT),
-                (*excl, libc::O_EXCL),
-                (*trunc, libc::O_TRUNC),
-                (*directory, libc::O_DIRECTORY),
-                (*cloexec, libc::O_CLOEXEC),
-            ] {
-                if on {
-                    flags |= flag;
-                }
-            }
+            let flags = open_flags(*access, [*create, *excl, *trunc, *directory, *cloexec]);
             let full = actor.open_path(path, *via).ok_or_else(|| {
                 let v = via.map(|v| format!("{v:?}")).unwrap_or_default();
                 LowerError(format!("no directory for `via: {v}`"))
             })?;
             // A lease break makes open wait: watch for that on the file's
             // inode, known if an actor has it open (a lease needs one).
-            // The harness itself never touches the target here: a call
-            // on a server that stopped answering would not return.
             let ino = actor.open_ino(&full);
             (
                 Request::Open { path: full, flags },
@@ -209,31 +231,11 @@ pub fn lower(op: &Op, actor: &dyn ActorView) -> Result<Lowered, LowerError> {
             mech,
             times,
             offset,
-        } => {
-            let f = fd_of(actor, fd)?;
-            let (lock, _) = crate::plan::mech::lock_request(
-                *mech,
-                f.n,
-                &f.path,
-                LockKind::Exclusive,
-                true,
-                0,
-                0,
-            );
-            let (unlock, _) =
-                crate::plan::mech::lock_request(*mech, f.n, &f.path, LockKind::Unlock, false, 0, 0);
-            (
-                Request::Counter {
-                    fd: f.n,
-                    lock: Box::new(lock),
-                    unlock: Box::new(unlock),
-                    times: *times,
-                    offset: *offset,
-                },
-                None,
-                None,
-            )
-        }
+        } => (
+            counter(&fd_of(actor, fd)?, *mech, *times, *offset),
+            None,
+            None,
+        ),
         Op::Exec => (Request::Exec, None, None),
         Op::PidAlive { path } => (
             Request::PidAlive {
@@ -266,7 +268,6 @@ mod tests {
 
     use super::*;
     use crate::actor::signature::Confirm;
-    use crate::spec::scenario::Mechanism;
 
     /// An actor `a` holding descriptor `f` (number 7, inode 42) on `file`,
     /// with no second mount.

@@ -443,11 +443,10 @@ fn html_escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// The matrix as one HTML page that needs nothing from the network: the
-/// table, and a detail panel a cell fills (expected and observed for each
-/// of its trials, reasons, measured times). `#cell=TARGET/SCENARIO` or
-/// `#app=TARGET/APP` in the address opens that detail.
-pub fn html(m: &Matrix) -> String {
+/// The data the matrix page's script shows on a click: every cell, the
+/// application verdicts and the targets, as JSON that is safe inside a
+/// `<script>` block.
+fn page_data(m: &Matrix) -> String {
     #[derive(Serialize)]
     struct Data<'a> {
         cells: BTreeMap<String, &'a Cell>,
@@ -496,11 +495,19 @@ pub fn html(m: &Matrix) -> String {
     };
     // In a <script> block nothing may look like markup: `<`, `>` and `&`
     // are written as JSON escapes (`</script>` and `<!--` cannot occur).
-    let json = serde_json::to_string(&data)
+    serde_json::to_string(&data)
         .unwrap_or_else(|_| "{}".into())
         .replace('<', "\\u003c")
         .replace('>', "\\u003e")
-        .replace('&', "\\u0026");
+        .replace('&', "\\u0026")
+}
+
+/// The matrix as one HTML page that needs nothing from the network: the
+/// table, and a detail panel a cell fills (expected and observed for each
+/// of its trials, reasons, measured times). `#cell=TARGET/SCENARIO` or
+/// `#app=TARGET/APP` in the address opens that detail.
+pub fn html(m: &Matrix) -> String {
+    let json = page_data(m);
     let mut t = String::new();
     let labels: Vec<&str> = m.targets.iter().map(|r| r.target.label.as_str()).collect();
     let header = |t: &mut String, first: &str| {

@@ -145,152 +145,160 @@ pub fn provision(
         return Err(format!("needs a private mount namespace, as root ({why})"));
     }
     match kind {
-        Kind::Xfs | Kind::Btrfs => {
-            let (mkfs, package, args): (&str, &str, &[&str]) = match kind {
-                Kind::Xfs => ("mkfs.xfs", "xfsprogs", &["-q", "-f"]),
-                _ => ("mkfs.btrfs", "btrfs-progs", &["-q", "-f"]),
-            };
-            have(mkfs, package)?;
-            let base = base_dir(&format!(".lockcheck-{}-", kind.label()), None)?;
-            let mut p = Provisioned {
-                spec: TargetSpec::default(),
-                mount: None,
-                daemon: None,
-                base: base.clone(),
-            };
-            let image = base.join("image");
-            let mnt = base.join("mnt");
-            fs::create_dir(&mnt).map_err(|e| format!("creating {}: {e}", mnt.display()))?;
-            // Sparse: only what the filesystem writes takes space.
-            fs::File::create(&image)
-                .and_then(|f| f.set_len(512 << 20))
-                .map_err(|e| format!("creating the image: {e}"))?;
-            run(Command::new(mkfs).args(args).arg(&image), mkfs)?;
-            // mount(8) sets the loop device up to free itself on unmount.
-            run(
-                Command::new("mount")
-                    .args(["-o", "loop"])
-                    .arg(&image)
-                    .arg(&mnt),
-                "mount -o loop",
-            )?;
-            p.mount = Some(mnt.clone());
-            p.spec = TargetSpec {
-                label: kind.label().into(),
-                dir: mnt,
-                provision: format!(
-                    "{} made by lockcheck: a 512 MiB sparse image on a loop device, in its private mount namespace",
-                    kind.label()
-                ),
-                ..TargetSpec::default()
-            };
-            Ok(p)
-        }
-        Kind::Overlay => {
-            let base = base_dir(".lockcheck-overlay-", near)?;
-            let mut p = Provisioned {
-                spec: TargetSpec::default(),
-                mount: None,
-                daemon: None,
-                base: base.clone(),
-            };
-            let (lower, upper, work, merged) = (
-                base.join("lower"),
-                base.join("upper"),
-                base.join("work"),
-                base.join("merged"),
-            );
-            for d in [&lower, &upper, &work, &merged] {
-                fs::create_dir(d).map_err(|e| format!("creating {}: {e}", d.display()))?;
-            }
-            // The target is a directory that exists in the lower layer.
-            fs::create_dir(lower.join("target"))
-                .map_err(|e| format!("creating the lower layer: {e}"))?;
-            let opts = format!(
-                "lowerdir={},upperdir={},workdir={}",
-                lower.display(),
-                upper.display(),
-                work.display()
-            );
-            nix::mount::mount(
-                Some("lockcheck-overlay"),
-                &merged,
-                Some("overlay"),
-                nix::mount::MsFlags::empty(),
-                Some(opts.as_str()),
-            )
-            .map_err(|e| format!("mounting overlay (layers in {}): {e}", base.display()))?;
-            p.mount = Some(merged.clone());
-            p.spec = TargetSpec {
-                label: "overlay".into(),
-                dir: merged.join("target"),
-                provision: format!("overlayfs made by lockcheck: lower and upper layers in {}; trial directories start in the lower layer with `lower-file` in them", base.display()),
-                lower: Some(lower.join("target")),
-                ..TargetSpec::default()
-            };
-            Ok(p)
-        }
-        Kind::Fuse => {
-            have("bindfs", "bindfs")?;
-            if !Path::new("/dev/fuse").exists() {
-                return Err("needs /dev/fuse".into());
-            }
-            let base = base_dir(".lockcheck-fuse-", near)?;
-            let mut p = Provisioned {
-                spec: TargetSpec::default(),
-                mount: None,
-                daemon: None,
-                base: base.clone(),
-            };
-            let (src, mnt) = (base.join("source"), base.join("mnt"));
-            for d in [&src, &mnt] {
-                fs::create_dir(d).map_err(|e| format!("creating {}: {e}", d.display()))?;
-            }
-            // In the foreground: lockcheck keeps the daemon and stops it, and
-            // it is told to go if lockcheck dies first.
-            let mut cmd = Command::new("bindfs");
-            // SAFETY: prctl is async-signal-safe; the closure runs in the
-            // child between fork and exec, while the harness is still
-            // single-threaded (provisioning happens before any trial).
-            unsafe {
-                use std::os::unix::process::CommandExt;
-                cmd.pre_exec(|| {
-                    libc::prctl(
-                        libc::PR_SET_PDEATHSIG,
-                        libc::SIGTERM as libc::c_ulong,
-                        0,
-                        0,
-                        0,
-                    );
-                    Ok(())
-                });
-            }
-            let child = cmd
-                .arg("-f")
-                .arg(&src)
-                .arg(&mnt)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .map_err(|e| format!("starting bindfs: {e}"))?;
-            p.daemon = Some(child);
-            // Unmounted on drop even if it mounts after we stopped waiting.
-            p.mount = Some(mnt.clone());
-            if !wait_mounted(&mnt, "fuse", Duration::from_secs(10)) {
-                return Err("bindfs did not mount within 10 s".into());
-            }
-            p.spec = TargetSpec {
-                label: "fuse".into(),
-                dir: mnt,
-                provision: format!(
-                    "bindfs (a FUSE passthrough without lock operations) made by lockcheck over {}",
-                    src.display()
-                ),
-                backing: Some(src),
-                ..TargetSpec::default()
-            };
-            Ok(p)
-        }
+        Kind::Xfs | Kind::Btrfs => loop_image(kind),
+        Kind::Overlay => overlay(near),
+        Kind::Fuse => bindfs(near),
     }
+}
+
+/// xfs or btrfs on a sparse image on a loop device.
+fn loop_image(kind: Kind) -> Result<Provisioned, String> {
+    let (mkfs, package, args): (&str, &str, &[&str]) = match kind {
+        Kind::Xfs => ("mkfs.xfs", "xfsprogs", &["-q", "-f"]),
+        _ => ("mkfs.btrfs", "btrfs-progs", &["-q", "-f"]),
+    };
+    have(mkfs, package)?;
+    let base = base_dir(&format!(".lockcheck-{}-", kind.label()), None)?;
+    let mut p = Provisioned {
+        spec: TargetSpec::default(),
+        mount: None,
+        daemon: None,
+        base: base.clone(),
+    };
+    let image = base.join("image");
+    let mnt = base.join("mnt");
+    fs::create_dir(&mnt).map_err(|e| format!("creating {}: {e}", mnt.display()))?;
+    // Sparse: only what the filesystem writes takes space.
+    fs::File::create(&image)
+        .and_then(|f| f.set_len(512 << 20))
+        .map_err(|e| format!("creating the image: {e}"))?;
+    run(Command::new(mkfs).args(args).arg(&image), mkfs)?;
+    // mount(8) sets the loop device up to free itself on unmount.
+    run(
+        Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&image)
+            .arg(&mnt),
+        "mount -o loop",
+    )?;
+    p.mount = Some(mnt.clone());
+    p.spec = TargetSpec {
+        label: kind.label().into(),
+        dir: mnt,
+        provision: format!(
+            "{} made by lockcheck: a 512 MiB sparse image on a loop device, in its private mount namespace",
+            kind.label()
+        ),
+        ..TargetSpec::default()
+    };
+    Ok(p)
+}
+
+/// An overlay whose target directory starts in the lower layer.
+fn overlay(near: Option<&Path>) -> Result<Provisioned, String> {
+    let base = base_dir(".lockcheck-overlay-", near)?;
+    let mut p = Provisioned {
+        spec: TargetSpec::default(),
+        mount: None,
+        daemon: None,
+        base: base.clone(),
+    };
+    let (lower, upper, work, merged) = (
+        base.join("lower"),
+        base.join("upper"),
+        base.join("work"),
+        base.join("merged"),
+    );
+    for d in [&lower, &upper, &work, &merged] {
+        fs::create_dir(d).map_err(|e| format!("creating {}: {e}", d.display()))?;
+    }
+    // The target is a directory that exists in the lower layer.
+    fs::create_dir(lower.join("target")).map_err(|e| format!("creating the lower layer: {e}"))?;
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.display(),
+        upper.display(),
+        work.display()
+    );
+    nix::mount::mount(
+        Some("lockcheck-overlay"),
+        &merged,
+        Some("overlay"),
+        nix::mount::MsFlags::empty(),
+        Some(opts.as_str()),
+    )
+    .map_err(|e| format!("mounting overlay (layers in {}): {e}", base.display()))?;
+    p.mount = Some(merged.clone());
+    p.spec = TargetSpec {
+        label: "overlay".into(),
+        dir: merged.join("target"),
+        provision: format!("overlayfs made by lockcheck: lower and upper layers in {}; trial directories start in the lower layer with `lower-file` in them", base.display()),
+        lower: Some(lower.join("target")),
+        ..TargetSpec::default()
+    };
+    Ok(p)
+}
+
+/// A bindfs FUSE passthrough over a source directory lockcheck keeps.
+fn bindfs(near: Option<&Path>) -> Result<Provisioned, String> {
+    have("bindfs", "bindfs")?;
+    if !Path::new("/dev/fuse").exists() {
+        return Err("needs /dev/fuse".into());
+    }
+    let base = base_dir(".lockcheck-fuse-", near)?;
+    let mut p = Provisioned {
+        spec: TargetSpec::default(),
+        mount: None,
+        daemon: None,
+        base: base.clone(),
+    };
+    let (src, mnt) = (base.join("source"), base.join("mnt"));
+    for d in [&src, &mnt] {
+        fs::create_dir(d).map_err(|e| format!("creating {}: {e}", d.display()))?;
+    }
+    // In the foreground: lockcheck keeps the daemon and stops it, and
+    // it is told to go if lockcheck dies first.
+    let mut cmd = Command::new("bindfs");
+    // SAFETY: prctl is async-signal-safe; the closure runs in the
+    // child between fork and exec, while the harness is still
+    // single-threaded (provisioning happens before any trial).
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGTERM as libc::c_ulong,
+                0,
+                0,
+                0,
+            );
+            Ok(())
+        });
+    }
+    let child = cmd
+        .arg("-f")
+        .arg(&src)
+        .arg(&mnt)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("starting bindfs: {e}"))?;
+    p.daemon = Some(child);
+    // Unmounted on drop even if it mounts after we stopped waiting.
+    p.mount = Some(mnt.clone());
+    if !wait_mounted(&mnt, "fuse", Duration::from_secs(10)) {
+        return Err("bindfs did not mount within 10 s".into());
+    }
+    p.spec = TargetSpec {
+        label: "fuse".into(),
+        dir: mnt,
+        provision: format!(
+            "bindfs (a FUSE passthrough without lock operations) made by lockcheck over {}",
+            src.display()
+        ),
+        backing: Some(src),
+        ..TargetSpec::default()
+    };
+    Ok(p)
 }
