@@ -12,10 +12,11 @@ use lockcheck::engine::runner::{self, Session, TrialSpec};
 use lockcheck::engine::session::TargetOptions;
 use lockcheck::plan::catalog::{self, Catalog};
 use lockcheck::record::bench::{Bench, MECHANISMS};
-use lockcheck::record::report::{Report, Status, Tally, TrialResult};
+use lockcheck::record::report::{Report, Status, TrialResult};
 use lockcheck::spec::scenario::Mechanism;
 use lockcheck::verdict::apps::Apps;
 use lockcheck::verdict::policy::FailOn;
+use lockcheck::verdict::tally::Tally;
 use lockcheck::Error;
 
 use super::progress::Console;

@@ -2,8 +2,6 @@
 //! shape); Markdown is for people. Both carry the evidence: for every trial
 //! the steps with the system calls made and what was observed.
 
-use std::collections::BTreeMap;
-
 use serde::Serialize;
 
 use crate::spec::scenario::{Family, Mechanism, Severity};
@@ -52,71 +50,6 @@ impl FlakyTrial {
             })
             .collect::<Vec<_>>()
             .join("; ")
-    }
-}
-
-/// Outcomes of every trial over repeated runs.
-#[derive(Debug, Default)]
-pub struct Tally {
-    runs: usize,
-    /// Per target label: per trial id, the outcome of each run.
-    seen: BTreeMap<String, BTreeMap<String, Vec<String>>>,
-}
-
-impl Tally {
-    /// Count one run's reports.
-    pub fn add(&mut self, pass: &[Report]) {
-        self.runs += 1;
-        for r in pass {
-            let t = self.seen.entry(r.target.label.clone()).or_default();
-            for x in &r.results {
-                let o = match &x.failure {
-                    Some(f) => format!("{} at step {}", x.verdict, f.step),
-                    None => x.verdict.clone(),
-                };
-                t.entry(x.id.clone()).or_default().push(o);
-            }
-            for a in &r.applications {
-                t.entry(format!("{}::application {}", r.target.label, a.app))
-                    .or_default()
-                    .push(a.verdict.as_str().to_string());
-            }
-        }
-    }
-
-    /// What changed on one target.
-    pub fn repeat_of(&self, label: &str) -> Repeat {
-        let mut flaky = Vec::new();
-        for (id, outs) in self.seen.get(label).into_iter().flatten() {
-            let same = outs.len() == self.runs && outs.windows(2).all(|w| w[0] == w[1]);
-            if same {
-                continue;
-            }
-            let mut by: Vec<OutcomeRuns> = Vec::new();
-            for (k, o) in outs.iter().enumerate() {
-                match by.iter_mut().find(|b| b.outcome == *o) {
-                    Some(b) => b.runs.push(k + 1),
-                    None => by.push(OutcomeRuns {
-                        outcome: o.clone(),
-                        runs: vec![k + 1],
-                    }),
-                }
-            }
-            if outs.len() < self.runs {
-                by.push(OutcomeRuns {
-                    outcome: "not run".into(),
-                    runs: Vec::new(),
-                });
-            }
-            flaky.push(FlakyTrial {
-                id: id.clone(),
-                outcomes: by,
-            });
-        }
-        Repeat {
-            runs: self.runs,
-            flaky,
-        }
     }
 }
 

@@ -4,7 +4,6 @@
 //! one column per repeat, JUnit) with an overall verdict and the command that
 //! reproduces it.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -12,6 +11,7 @@ use serde::Serialize;
 
 use crate::record::report::Report;
 use crate::spec::error::{Error, Result};
+use crate::verdict::tally::Tally;
 
 /// The overall outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -28,7 +28,8 @@ pub enum Verdict {
 #[derive(Debug, Clone, Serialize)]
 pub struct Flaky {
     pub id: String,
-    /// Outcome per repeat (`pass`, `unsafe`, `skip`, ...).
+    /// Outcome per repeat (`pass`, `unsafe at step 4`, `skip`, `not run`, ...;
+    /// see [`crate::verdict::tally`]).
     pub outcomes: Vec<String>,
 }
 
@@ -63,10 +64,6 @@ pub struct Qualification {
     pub targets: Vec<TargetQualification>,
 }
 
-fn outcome(r: &crate::record::report::TrialResult) -> String {
-    r.verdict.clone()
-}
-
 /// Compare the repeats and decide. `passes[k]` are repeat k's reports (one
 /// per target, in the same order); `failed` says whether one report counts
 /// as a failure.
@@ -75,33 +72,18 @@ pub fn assess(passes: &[Vec<Report>], failed: &dyn Fn(&Report) -> bool) -> Quali
     let mut targets = Vec::new();
     let mut any_flaky = false;
     let mut any_failed = false;
+    // What counts as a change between repeats: crate::verdict::tally.
+    let tally = Tally::of(passes);
     for (t, r0) in first.iter().enumerate() {
-        let mut outcomes: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         let mut repeats = Vec::new();
-        let mut app_outcomes: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for pass in passes {
             let Some(r) = pass.get(t) else { continue };
             any_failed |= failed(r);
             repeats.push(r.summary.clone());
-            for x in &r.results {
-                outcomes.entry(x.id.as_str()).or_default().push(outcome(x));
-            }
-            // An application's verdict can change with a measured time
-            // (a recovery just under its limit one time, over it the next).
-            for a in &r.applications {
-                app_outcomes
-                    .entry(format!("application {}", a.app))
-                    .or_default()
-                    .push(a.verdict.as_str().to_string());
-            }
         }
-        let changed =
-            |o: &Vec<String>| o.windows(2).any(|w| w[0] != w[1]) || o.len() != passes.len();
-        let flaky: Vec<Flaky> = outcomes
+        let flaky: Vec<Flaky> = tally
+            .changed(&r0.target.label)
             .into_iter()
-            .map(|(id, o)| (id.to_string(), o))
-            .chain(app_outcomes)
-            .filter(|(_, o)| changed(o))
             .map(|(id, outcomes)| Flaky { id, outcomes })
             .collect();
         any_flaky |= !flaky.is_empty();
