@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 
 use lockcheck::plan::catalog;
-use lockcheck::plan::resolve::Applicability;
 use lockcheck::Error;
 
 use super::emit;
@@ -43,12 +42,7 @@ pub(crate) fn list(a: ListArgs) -> Result<ExitCode, Error> {
         "family", "scenario", "severity"
     ));
     for s in scenarios {
-        let mechs: Vec<&str> = s
-            .plans
-            .iter()
-            .filter(|(_, a)| matches!(a, Applicability::Applies(_)))
-            .map(|(m, _)| m.as_str())
-            .collect();
+        let mechs = s.applicable_mechanisms();
         text.push_str(&format!(
             "{:<16} {:<44} {:<10} {}\n",
             s.scenario.family.value.as_str(),

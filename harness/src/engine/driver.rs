@@ -957,6 +957,23 @@ impl<'a> Driver<'a> {
         (step_time, after_fault)
     }
 
+    /// Performs `act` with each actor of the step in turn: what each saw,
+    /// and the call each made into `calls`.
+    fn each_actor(
+        &mut self,
+        step: &PlannedStep,
+        calls: &mut Vec<String>,
+        mut act: impl FnMut(&mut Self, usize) -> Result<(String, Observed), Infra>,
+    ) -> Result<Vec<Observed>, Infra> {
+        let mut out = Vec::new();
+        for &i in &step.actors {
+            let (call, obs) = act(self, i)?;
+            calls.push(call);
+            out.push(obs);
+        }
+        Ok(out)
+    }
+
     /// Performs a step's operation with each of its actors: what each saw.
     fn perform_op(
         &mut self,
@@ -967,15 +984,36 @@ impl<'a> Driver<'a> {
     ) -> Result<Vec<Observed>, Infra> {
         match &step.op {
             Op::Await { hold } => self.await_step(step, hold, deadline, calls, latency),
-            Op::Stop | Op::Continue => self.stop_or_continue_step(step, deadline, calls),
+            Op::Stop | Op::Continue => {
+                let stop = matches!(step.op, Op::Stop);
+                let sig = if stop {
+                    Signal::SIGSTOP
+                } else {
+                    Signal::SIGCONT
+                };
+                self.each_actor(step, calls, |d, i| {
+                    Ok((d.signal_call(i, sig), d.stop_or_continue(i, stop, deadline)))
+                })
+            }
             Op::CloseAll => self.close_all_step(step, deadline, calls),
             Op::Spawn { child, pid_of } => self.spawn_step(step, *child, *pid_of, deadline, calls),
             Op::Lab { fault, host } => self.lab_step(*fault, host.as_deref(), deadline, calls),
-            Op::Signal { signal, fatal } => {
-                self.signal_step(step, *signal, *fatal, deadline, calls)
-            }
-            Op::Exit { .. } => self.exit_step(step, deadline, calls),
-            Op::Exec => self.exec_step(step, deadline, calls),
+            Op::Signal { signal, fatal } => self.each_actor(step, calls, |d, i| {
+                Ok((
+                    d.signal_call(i, *signal),
+                    d.signal(i, *signal, *fatal, deadline),
+                ))
+            }),
+            Op::Exit { .. } => self.each_actor(step, calls, |d, i| {
+                let (req, _, _) = d.request_for(i, &step.op)?;
+                let call = mech::describe_request(&req);
+                let seq = d.next_seq();
+                d.send(i, seq, req)?;
+                Ok((call, d.wait_end(i, deadline, "exited")))
+            }),
+            Op::Exec => self.each_actor(step, calls, |d, i| {
+                Ok((mech::describe_request(&Request::Exec), d.exec(i, deadline)?))
+            }),
             Op::Fork { child } | Op::Thread { child } => {
                 self.fork_step(step, *child, deadline, calls)
             }
@@ -985,7 +1023,10 @@ impl<'a> Driver<'a> {
                 mode,
                 start: s,
                 len,
-            } => self.listed_step(step, (fd, *mech, *mode, *s, *len), calls),
+            } => self.each_actor(step, calls, |d, i| {
+                let obs = d.listed(i, fd, *mech, *mode, *s, *len)?;
+                Ok(("read /proc/locks".into(), obs))
+            }),
             op => self.requests_step(step, op, deadline, calls),
         }
     }
@@ -1014,26 +1055,6 @@ impl<'a> Driver<'a> {
             };
             *latency = (*latency).max(after);
             out.push(obs);
-        }
-        Ok(out)
-    }
-
-    fn stop_or_continue_step(
-        &mut self,
-        step: &PlannedStep,
-        deadline: Instant,
-        calls: &mut Vec<String>,
-    ) -> Result<Vec<Observed>, Infra> {
-        let mut out = Vec::new();
-        for &i in &step.actors {
-            let stop = matches!(step.op, Op::Stop);
-            let sig = if stop {
-                Signal::SIGSTOP
-            } else {
-                Signal::SIGCONT
-            };
-            calls.push(self.signal_call(i, sig));
-            out.push(self.stop_or_continue(i, stop, deadline));
         }
         Ok(out)
     }
@@ -1105,53 +1126,6 @@ impl<'a> Driver<'a> {
         Ok(vec![obs])
     }
 
-    fn signal_step(
-        &mut self,
-        step: &PlannedStep,
-        signal: Signal,
-        fatal: bool,
-        deadline: Instant,
-        calls: &mut Vec<String>,
-    ) -> Result<Vec<Observed>, Infra> {
-        let mut out = Vec::new();
-        for &i in &step.actors {
-            calls.push(self.signal_call(i, signal));
-            out.push(self.signal(i, signal, fatal, deadline));
-        }
-        Ok(out)
-    }
-
-    fn exit_step(
-        &mut self,
-        step: &PlannedStep,
-        deadline: Instant,
-        calls: &mut Vec<String>,
-    ) -> Result<Vec<Observed>, Infra> {
-        let mut out = Vec::new();
-        for &i in &step.actors {
-            let (req, _, _) = self.request_for(i, &step.op)?;
-            calls.push(mech::describe_request(&req));
-            let seq = self.next_seq();
-            self.send(i, seq, req)?;
-            out.push(self.wait_end(i, deadline, "exited"));
-        }
-        Ok(out)
-    }
-
-    fn exec_step(
-        &mut self,
-        step: &PlannedStep,
-        deadline: Instant,
-        calls: &mut Vec<String>,
-    ) -> Result<Vec<Observed>, Infra> {
-        let mut out = Vec::new();
-        for &i in &step.actors {
-            calls.push(mech::describe_request(&Request::Exec));
-            out.push(self.exec(i, deadline)?);
-        }
-        Ok(out)
-    }
-
     fn fork_step(
         &mut self,
         step: &PlannedStep,
@@ -1168,21 +1142,6 @@ impl<'a> Driver<'a> {
             NewActor::Fork
         };
         Ok(vec![self.new_actor(parent, child, kind, deadline)?])
-    }
-
-    fn listed_step(
-        &mut self,
-        step: &PlannedStep,
-        lock: (&str, Mechanism, LockMode, i64, i64),
-        calls: &mut Vec<String>,
-    ) -> Result<Vec<Observed>, Infra> {
-        let (fd, mech, mode, start, len) = lock;
-        let mut out = Vec::new();
-        for &i in &step.actors {
-            calls.push("read /proc/locks".into());
-            out.push(self.listed(i, fd, mech, mode, start, len)?);
-        }
-        Ok(out)
     }
 
     fn requests_step(

@@ -31,6 +31,15 @@ impl LoadedScenario {
         &self.scenario.name
     }
 
+    /// The mechanisms it applies to, by name.
+    pub fn applicable_mechanisms(&self) -> Vec<&'static str> {
+        self.plans
+            .iter()
+            .filter(|(_, a)| matches!(a, Applicability::Applies(_)))
+            .map(|(m, _)| m.as_str())
+            .collect()
+    }
+
     /// Per mechanism: how many steps it runs, or `n/a` (what `validate` prints).
     pub fn plans_summary(&self) -> String {
         self.plans
@@ -317,12 +326,7 @@ pub fn markdown_table(cat: &Catalog) -> String {
             fam.as_str()
         );
         for s in scenarios.iter().filter(|s| s.scenario.family.value == fam) {
-            let mechs: Vec<&str> = s
-                .plans
-                .iter()
-                .filter(|(_, a)| matches!(a, Applicability::Applies(_)))
-                .map(|(m, _)| m.as_str())
-                .collect();
+            let mechs = s.applicable_mechanisms();
             let summary = s
                 .scenario
                 .summary

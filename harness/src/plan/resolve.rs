@@ -861,6 +861,15 @@ impl ActorState {
     }
 }
 
+/// The fields a step that looks for a lock (`test`, `listed`) names.
+struct Probe<'s> {
+    fd: Option<&'s Located<String>>,
+    mechanism: Option<&'s Located<Mechanism>>,
+    mode: Option<&'s Located<LockMode>>,
+    start: Option<&'s Located<i64>>,
+    len: Option<&'s Located<i64>>,
+}
+
 struct Resolver<'a> {
     file: &'a str,
     scn: &'a Scenario,
@@ -1759,24 +1768,22 @@ impl<'a> Resolver<'a> {
         actors: &[usize],
         pos: Pos,
     ) -> Result<Op, ScenarioError> {
-        let mech = self.mech_of(s.mechanism.as_ref());
-        self.check_capability(
-            mech,
-            s.mechanism.as_ref(),
+        let (fd, mech, mode, start, len) = self.probe(
+            Probe {
+                fd: s.fd.as_ref(),
+                mechanism: s.mechanism.as_ref(),
+                mode: s.mode.as_ref(),
+                start: s.start.as_ref(),
+                len: s.len.as_ref(),
+            },
+            actors,
             pos,
-            "way to test for a lock (no F_GETLK)",
-            mech.has_test(),
+            ("way to test for a lock (no F_GETLK)", Mechanism::has_test),
         )?;
-        let (start, len) =
-            self.range(mech, s.start.as_ref(), s.len.as_ref(), s.mechanism.as_ref())?;
         Ok(Op::Test {
-            fd: self.fd_for_all(actors, s.fd.as_ref(), pos)?,
+            fd,
             mech,
-            mode: s
-                .mode
-                .as_ref()
-                .map(|m| m.value)
-                .unwrap_or(LockMode::Exclusive),
+            mode,
             start,
             len,
         })
@@ -1789,27 +1796,43 @@ impl<'a> Resolver<'a> {
         actors: &[usize],
         pos: Pos,
     ) -> Result<Op, ScenarioError> {
-        let mech = self.mech_of(s.mechanism.as_ref());
-        self.check_capability(
-            mech,
-            s.mechanism.as_ref(),
+        let (fd, mech, mode, start, len) = self.probe(
+            Probe {
+                fd: s.fd.as_ref(),
+                mechanism: s.mechanism.as_ref(),
+                mode: s.mode.as_ref(),
+                start: s.start.as_ref(),
+                len: s.len.as_ref(),
+            },
+            actors,
             pos,
-            "entry in /proc/locks",
-            mech != Mechanism::Pidfile,
+            ("entry in /proc/locks", |m| m != Mechanism::Pidfile),
         )?;
-        let (start, len) =
-            self.range(mech, s.start.as_ref(), s.len.as_ref(), s.mechanism.as_ref())?;
         Ok(Op::Listed {
-            fd: self.fd_for_all(actors, s.fd.as_ref(), pos)?,
+            fd,
             mech,
-            mode: s
-                .mode
-                .as_ref()
-                .map(|m| m.value)
-                .unwrap_or(LockMode::Exclusive),
+            mode,
             start,
             len,
         })
+    }
+
+    /// What a step that looks for a lock names: its mechanism (which must
+    /// have the capability `needs` names), byte range, descriptor and the
+    /// mode looked for (exclusive by default), checked in that order.
+    fn probe(
+        &mut self,
+        p: Probe<'_>,
+        actors: &[usize],
+        pos: Pos,
+        needs: (&str, fn(Mechanism) -> bool),
+    ) -> Result<(String, Mechanism, LockMode, i64, i64), ScenarioError> {
+        let mech = self.mech_of(p.mechanism);
+        self.check_capability(mech, p.mechanism, pos, needs.0, needs.1(mech))?;
+        let (start, len) = self.range(mech, p.start, p.len, p.mechanism)?;
+        let fd = self.fd_for_all(actors, p.fd, pos)?;
+        let mode = p.mode.map(|m| m.value).unwrap_or(LockMode::Exclusive);
+        Ok((fd, mech, mode, start, len))
     }
 
     /// A `counter` step: increments under the lock.

@@ -314,6 +314,11 @@ impl Report {
         }
     }
 
+    /// The trials that ended with `status`.
+    pub fn with_status(&self, status: Status) -> Vec<&TrialResult> {
+        self.results.iter().filter(|x| x.status == status).collect()
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     }

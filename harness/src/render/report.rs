@@ -399,11 +399,7 @@ fn section_problems(s: &mut String, r: &Report) {
 
 /// Expected failures of a method.
 fn section_xfails(s: &mut String, r: &Report) {
-    let xfails: Vec<&TrialResult> = r
-        .results
-        .iter()
-        .filter(|x| x.status == Status::Xfail)
-        .collect();
+    let xfails = r.with_status(Status::Xfail);
     if !xfails.is_empty() {
         let _ = writeln!(s, "## Expected failures of a method\n");
         let _ = writeln!(
@@ -504,11 +500,7 @@ fn section_benchmarks(s: &mut String, r: &Report) {
 
 /// What was skipped, and why.
 fn section_skipped(s: &mut String, r: &Report) {
-    let skipped: Vec<&TrialResult> = r
-        .results
-        .iter()
-        .filter(|x| x.status == Status::Skip)
-        .collect();
+    let skipped = r.with_status(Status::Skip);
     if !skipped.is_empty() {
         let _ = writeln!(s, "## Skipped\n");
         for x in skipped {
