@@ -17,7 +17,7 @@ use crate::actor::protocol::Beneath;
 
 /// Why a path could not be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// The call failed with this errno (the path is inside, or unusable).
     Errno(i32),
     /// The path leads out of the directory (`..`, an absolute symlink, a
@@ -30,7 +30,7 @@ pub const LEADS_OUT: &str = "leads out of the trial directory";
 
 impl Refusal {
     /// What an actor tells the harness.
-    pub fn message(self, p: &Beneath) -> String {
+    pub(crate) fn message(self, p: &Beneath) -> String {
         match self {
             Refusal::Escapes => format!(
                 "`{}` {LEADS_OUT} {} (a `..`, or a symlink that points out of it — planted during the run?); lockcheck never follows a path out of its scratch directory",
@@ -187,7 +187,7 @@ fn is_symlink(at: RawFd, name: &CStr) -> bool {
 }
 
 /// Open `p.rel` beneath `p.dir` with open(2) `flags` and `mode`.
-pub fn open(p: &Beneath, flags: i32, mode: u32) -> Result<OwnedFd, Refusal> {
+pub(crate) fn open(p: &Beneath, flags: i32, mode: u32) -> Result<OwnedFd, Refusal> {
     let dir = open_dir(&p.dir)?;
     open_at(dir.as_raw_fd(), &p.rel, flags, mode)
 }
@@ -210,7 +210,7 @@ fn open_at(dirfd: RawFd, rel: &str, flags: i32, mode: u32) -> Result<OwnedFd, Re
 /// The directory that holds `p.rel` (resolved beneath `p.dir`) and the
 /// last component's name: for unlink, mkdir, rename and exclusive creation,
 /// which act on a name in a directory.
-pub fn parent(p: &Beneath) -> Result<(OwnedFd, CString), Refusal> {
+pub(crate) fn parent(p: &Beneath) -> Result<(OwnedFd, CString), Refusal> {
     let rel = p.rel.trim_end_matches('/');
     let (dir_part, name) = match rel.rsplit_once('/') {
         Some((d, n)) => (d, n),

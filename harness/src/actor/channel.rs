@@ -42,7 +42,7 @@ fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
 }
 
 /// Wait up to `timeout` for `fd` to become readable (or hang up).
-pub fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> {
+pub(crate) fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> {
     let ts = nix::sys::time::TimeSpec::from_duration(timeout);
     let mut fds = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
     loop {
@@ -66,7 +66,7 @@ impl Channel {
         })
     }
 
-    pub fn raw_read_fd(&self) -> i32 {
+    pub(crate) fn raw_read_fd(&self) -> i32 {
         self.rfd.as_raw_fd()
     }
 
@@ -171,7 +171,7 @@ impl Channel {
     }
 
     /// Receive one message before `deadline`.
-    pub fn recv_until<T: DeserializeOwned>(
+    pub(crate) fn recv_until<T: DeserializeOwned>(
         &mut self,
         deadline: Instant,
     ) -> Result<Option<T>, ChannelError> {

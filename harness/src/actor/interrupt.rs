@@ -40,7 +40,7 @@ pub fn interrupted() -> Option<i32> {
 }
 
 /// Remember the zygote, which the first signal kills.
-pub fn set_zygote(pid: i32) {
+pub(crate) fn set_zygote(pid: i32) {
     ZYGOTE.store(pid, Ordering::SeqCst);
 }
 

@@ -25,7 +25,7 @@ use crate::actor::signature::{Confirm, WaitSignature};
 
 /// A process's current system call, from `/proc/PID/syscall`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SyscallState {
+pub(crate) enum SyscallState {
     /// On a CPU, not in a system call we can read.
     Running,
     /// Blocked, but not inside a system call.
@@ -40,7 +40,7 @@ fn parse_hex(s: &str) -> Option<u64> {
     u64::from_str_radix(s.strip_prefix("0x").unwrap_or(s), 16).ok()
 }
 
-pub fn parse_syscall(text: &str) -> Option<SyscallState> {
+pub(crate) fn parse_syscall(text: &str) -> Option<SyscallState> {
     let text = text.trim();
     if text == "running" {
         return Some(SyscallState::Running);
@@ -57,25 +57,25 @@ pub fn parse_syscall(text: &str) -> Option<SyscallState> {
     Some(SyscallState::InSyscall { nr, args })
 }
 
-pub fn read_syscall(pid: i32) -> io::Result<SyscallState> {
+pub(crate) fn read_syscall(pid: i32) -> io::Result<SyscallState> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/syscall"))?;
     parse_syscall(&text)
         .ok_or_else(|| io::Error::other(format!("unreadable /proc/{pid}/syscall: {text:?}")))
 }
 
 /// The one-letter state from `/proc/PID/stat` (R, S, D, T, Z, ...).
-pub fn parse_stat_state(text: &str) -> Option<char> {
+pub(crate) fn parse_stat_state(text: &str) -> Option<char> {
     let after = &text[text.rfind(')')? + 1..];
     after.split_whitespace().next()?.chars().next()
 }
 
-pub fn read_state(pid: i32) -> io::Result<char> {
+pub(crate) fn read_state(pid: i32) -> io::Result<char> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     parse_stat_state(&text).ok_or_else(|| io::Error::other("unreadable /proc/PID/stat"))
 }
 
 /// The kernel function the task sleeps in (diagnostics only; names change between kernels).
-pub fn read_wchan(pid: i32) -> Option<String> {
+pub(crate) fn read_wchan(pid: i32) -> Option<String> {
     std::fs::read_to_string(format!("/proc/{pid}/wchan"))
         .ok()
         .map(|s| s.trim().to_string())
@@ -84,25 +84,25 @@ pub fn read_wchan(pid: i32) -> Option<String> {
 
 /// One line of `/proc/locks`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LockLine {
+pub(crate) struct LockLine {
     /// A request waiting behind the lock above it.
-    pub blocked: bool,
+    pub(crate) blocked: bool,
     /// POSIX, FLOCK, OFDLCK, LEASE, ...
-    pub kind: String,
+    pub(crate) kind: String,
     /// ADVISORY, or for leases ACTIVE / BREAKING / BREAKER.
-    pub class: String,
+    pub(crate) class: String,
     /// READ, WRITE, ...
-    pub access: String,
-    pub pid: i64,
+    pub(crate) access: String,
+    pub(crate) pid: i64,
     /// `major:minor` as printed (hex).
-    pub dev: String,
-    pub ino: u64,
-    pub start: String,
-    pub end: String,
-    pub raw: String,
+    pub(crate) dev: String,
+    pub(crate) ino: u64,
+    pub(crate) start: String,
+    pub(crate) end: String,
+    pub(crate) raw: String,
 }
 
-pub fn parse_lock_line(line: &str) -> Option<LockLine> {
+pub(crate) fn parse_lock_line(line: &str) -> Option<LockLine> {
     let mut t = line.split_whitespace().peekable();
     let _id = t.next()?;
     let blocked = t.peek() == Some(&"->");
@@ -132,16 +132,16 @@ pub fn parse_lock_line(line: &str) -> Option<LockLine> {
     })
 }
 
-pub fn read_proc_locks() -> io::Result<Vec<LockLine>> {
+pub(crate) fn read_proc_locks() -> io::Result<Vec<LockLine>> {
     let text = std::fs::read_to_string("/proc/locks")?;
     Ok(text.lines().filter_map(parse_lock_line).collect())
 }
 
 /// A handle on a process that says when it has ended, immune to PID reuse.
-pub struct Pidfd(OwnedFd);
+pub(crate) struct Pidfd(OwnedFd);
 
 impl Pidfd {
-    pub fn open(pid: i32) -> io::Result<Self> {
+    pub(crate) fn open(pid: i32) -> io::Result<Self> {
         // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor.
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
         if fd < 0 {
@@ -152,7 +152,7 @@ impl Pidfd {
     }
 
     /// SIGKILL this very process (not whoever has its pid now).
-    pub fn kill(&self) {
+    pub(crate) fn kill(&self) {
         use std::os::fd::AsRawFd;
         // SAFETY: pidfd_send_signal with our pidfd, a signal number and no info.
         unsafe {
@@ -168,14 +168,14 @@ impl Pidfd {
 
     /// Wait up to `timeout` for the process to end; true once it has.
     /// By then the kernel has closed its descriptors and dropped its locks.
-    pub fn wait_exit(&self, timeout: Duration) -> io::Result<bool> {
+    pub(crate) fn wait_exit(&self, timeout: Duration) -> io::Result<bool> {
         crate::actor::channel::wait_readable(self.0.as_fd(), timeout)
     }
 }
 
 /// Where the kernel's view of a task comes from: this host's /proc, or a
 /// snapshot an agent took on the task's own host.
-pub trait ProcView {
+pub(crate) trait ProcView {
     fn state(&mut self, tid: i32) -> Option<char>;
     fn syscall(&mut self, tid: i32) -> io::Result<SyscallState>;
     fn wchan(&mut self, tid: i32) -> Option<String>;
@@ -187,7 +187,7 @@ pub trait ProcView {
 /// Whether a process has been killed and is on its way out: gone, a zombie,
 /// or SIGKILL pending (it may be stuck finishing a call, like an NFS unlock
 /// waiting for the network).
-pub fn is_dying(pid: i32) -> bool {
+pub(crate) fn is_dying(pid: i32) -> bool {
     let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
         return true;
     };
@@ -205,7 +205,7 @@ pub fn is_dying(pid: i32) -> bool {
 }
 
 /// `/proc/TID/stack`, if this process may read it.
-pub fn read_stack(tid: i32) -> Option<String> {
+pub(crate) fn read_stack(tid: i32) -> Option<String> {
     std::fs::read_to_string(format!("/proc/{tid}/stack")).ok()
 }
 
@@ -264,7 +264,7 @@ fn same_call(want: i64, nr: i64) -> bool {
     nr == want || (want == libc::SYS_openat2 && nr == libc::SYS_openat)
 }
 
-pub fn stack_lock_wait(stack: &str, nr: i64) -> Option<String> {
+pub(crate) fn stack_lock_wait(stack: &str, nr: i64) -> Option<String> {
     let frames: Vec<&str> = stack_frames(stack).collect();
     let site = frames.iter().find(|f| !SLEEP_FRAMES.contains(f))?;
     if !LOCK_WAIT_SITES.contains(site) {
@@ -285,7 +285,7 @@ pub fn stack_lock_wait(stack: &str, nr: i64) -> Option<String> {
 }
 
 /// This host's /proc.
-pub struct LocalProc;
+pub(crate) struct LocalProc;
 
 impl ProcView for LocalProc {
     fn state(&mut self, tid: i32) -> Option<char> {
@@ -330,12 +330,12 @@ impl ProcView for crate::actor::protocol::ProcSnapshot {
 
 /// How "blocked" was decided, for the report.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Evidence {
-    pub text: String,
+pub(crate) struct Evidence {
+    pub(crate) text: String,
 }
 
 /// Decides from kernel state whether a call is waiting for a lock.
-pub struct BlockDetector {
+pub(crate) struct BlockDetector {
     /// The task to read /proc/TID/{syscall,stat} of (a thread id for thread actors).
     tid: i32,
     /// The process id /proc/locks prints for the waiter.
@@ -387,7 +387,7 @@ fn low32(v: u64) -> i32 {
 }
 
 impl BlockDetector {
-    pub fn new(
+    pub(crate) fn new(
         tid: i32,
         pid: i32,
         sig: WaitSignature,
@@ -435,7 +435,7 @@ impl BlockDetector {
     }
 
     /// One observation. `Some` once the call is known to be waiting.
-    pub fn probe(&mut self, view: &mut dyn ProcView) -> Option<Evidence> {
+    pub(crate) fn probe(&mut self, view: &mut dyn ProcView) -> Option<Evidence> {
         let state = view.state(self.tid)?;
         if !matches!(state, 'S' | 'D') {
             self.reset();
@@ -589,11 +589,11 @@ impl BlockDetector {
 /// (Five readings were seen all missing a line once in 1,200 runs while
 /// 64-process races churned the file; a line that is there is usually found
 /// by the first reading, so only a missing one costs all of them.)
-pub const LISTING_READS: usize = 40;
+pub(crate) const LISTING_READS: usize = 40;
 
 /// The lines of /proc/locks for a lock held (not waited for) on inode `ino`
 /// (of device `dev` when known) of this kind by process `pid` (-1 for OFD locks).
-pub fn held_lines(ino: u64, dev: Option<&str>, kind: &str, pid: i64) -> Vec<LockLine> {
+pub(crate) fn held_lines(ino: u64, dev: Option<&str>, kind: &str, pid: i64) -> Vec<LockLine> {
     let mut lines = Vec::new();
     for _ in 0..LISTING_READS {
         lines = read_proc_locks()
@@ -618,7 +618,7 @@ pub fn held_lines(ino: u64, dev: Option<&str>, kind: &str, pid: i64) -> Vec<Lock
 /// How /proc/locks names the device of the filesystem holding `file`: take a
 /// flock on it and find the line. `None` if the filesystem does not list
 /// locks there (or refuses flock).
-pub fn locks_device(file: &std::fs::File, ino: u64) -> Option<String> {
+pub(crate) fn locks_device(file: &std::fs::File, ino: u64) -> Option<String> {
     use std::os::fd::AsRawFd;
     let fd = file.as_raw_fd();
     // SAFETY: flock on a descriptor we own.
@@ -636,7 +636,7 @@ pub fn locks_device(file: &std::fs::File, ino: u64) -> Option<String> {
 }
 
 /// A one-line description of what a process is doing, for "no reply" failures.
-pub fn describe_process(pid: i32) -> String {
+pub(crate) fn describe_process(pid: i32) -> String {
     let state = read_state(pid)
         .map(|c| c.to_string())
         .unwrap_or_else(|_| "gone".into());

@@ -142,12 +142,12 @@ pub fn main() -> ! {
 }
 
 /// The directory an exec'd actor enters first (set by the harness).
-pub const CWD_ENV: &str = "LOCKCHECK_ACTOR_CWD";
+pub(crate) const CWD_ENV: &str = "LOCKCHECK_ACTOR_CWD";
 
 /// Serve as an actor on stdin/stdout until the channel closes; never
 /// returns. `parent` (when not 0) is the process whose death must end this
 /// one: the harness, or the zygote that forked it.
-pub fn become_actor(parent: i32) -> ! {
+pub(crate) fn become_actor(parent: i32) -> ! {
     // SAFETY: prctl/signal/getppid with plain integer arguments.
     unsafe {
         if parent != 0 {

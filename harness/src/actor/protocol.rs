@@ -10,10 +10,10 @@
 use serde::{Deserialize, Serialize};
 
 /// Bumped when a message changes shape.
-pub const VERSION: u32 = 2;
+pub(crate) const VERSION: u32 = 2;
 
 /// The first argument that turns the binary into an actor.
-pub const ACTOR_ARG: &str = "__lockcheck_actor";
+pub(crate) const ACTOR_ARG: &str = "__lockcheck_actor";
 
 /// The longest line either side accepts, its newline included.
 pub const MAX_LINE: usize = 4 << 20;
@@ -21,7 +21,7 @@ pub const MAX_LINE: usize = 4 << 20;
 impl Outcome {
     /// The call did not do what was asked: it failed, was refused, or was
     /// not understood.
-    pub fn is_failure(&self) -> bool {
+    pub(crate) fn is_failure(&self) -> bool {
         matches!(
             self,
             Outcome::Failed { .. } | Outcome::BadRequest { .. } | Outcome::Refused { .. }
@@ -39,28 +39,28 @@ pub enum FromActor {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Hello {
-    pub hello: HelloBody,
+    pub(crate) hello: HelloBody,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HelloBody {
     /// The process id (thread group id).
-    pub pid: i32,
+    pub(crate) pid: i32,
     /// The thread id of the thread serving this channel (equals `pid` for the main thread).
     #[serde(default)]
-    pub tid: i32,
-    pub version: u32,
+    pub(crate) tid: i32,
+    pub(crate) version: u32,
     /// /proc/sys/kernel/random/boot_id: the same kernel (and monotonic clock) as the harness?
     #[serde(default)]
-    pub boot_id: String,
+    pub(crate) boot_id: String,
     /// The inode of /proc/self/ns/pid: the same view of pids as the harness?
     #[serde(default)]
-    pub pidns: u64,
+    pub(crate) pidns: u64,
 }
 
 impl HelloBody {
     /// The identity of the kernel and pid namespace this process runs in.
-    pub fn here(pid: i32, tid: i32) -> HelloBody {
+    pub(crate) fn here(pid: i32, tid: i32) -> HelloBody {
         HelloBody {
             pid,
             tid,
@@ -72,14 +72,14 @@ impl HelloBody {
 }
 
 /// This kernel's boot id.
-pub fn boot_id() -> String {
+pub(crate) fn boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
 }
 
 /// The inode of this process's pid namespace.
-pub fn pid_namespace() -> u64 {
+pub(crate) fn pid_namespace() -> u64 {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self/ns/pid")
         .map(|m| m.ino())
@@ -91,13 +91,13 @@ pub fn pid_namespace() -> u64 {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Beneath {
     /// The trial directory (absolute, as the actor's host names it).
-    pub dir: String,
+    pub(crate) dir: String,
     /// The scenario's path, relative to `dir`.
-    pub rel: String,
+    pub(crate) rel: String,
 }
 
 impl Beneath {
-    pub fn new(dir: &std::path::Path, rel: &str) -> Beneath {
+    pub(crate) fn new(dir: &std::path::Path, rel: &str) -> Beneath {
         Beneath {
             dir: dir.to_string_lossy().into_owned(),
             rel: rel.to_string(),
@@ -105,7 +105,7 @@ impl Beneath {
     }
 
     /// The same directory, another name in it.
-    pub fn with_rel(&self, rel: String) -> Beneath {
+    pub(crate) fn with_rel(&self, rel: String) -> Beneath {
         Beneath {
             dir: self.dir.clone(),
             rel,
@@ -121,8 +121,8 @@ impl std::fmt::Display for Beneath {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Envelope {
-    pub seq: u64,
-    pub req: Request,
+    pub(crate) seq: u64,
+    pub(crate) req: Request,
 }
 
 /// A system call for the actor to make.
@@ -266,27 +266,27 @@ pub enum Request {
 
 /// What the kernel shows of a task, read on its own host.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ProcSnapshot {
+pub(crate) struct ProcSnapshot {
     /// The state letter from /proc/TID/stat, if the task exists.
-    pub state: Option<char>,
+    pub(crate) state: Option<char>,
     /// /proc/TID/syscall as text; `None` if it could not be read (no access).
-    pub syscall: Option<String>,
-    pub wchan: Option<String>,
+    pub(crate) syscall: Option<String>,
+    pub(crate) wchan: Option<String>,
     /// /proc/locks as text.
-    pub locks: String,
+    pub(crate) locks: String,
     /// /proc/TID/stack, if readable.
     #[serde(default)]
-    pub stack: Option<String>,
+    pub(crate) stack: Option<String>,
 }
 
 /// The kernel's `struct flock` as F_GETLK returned it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LockDesc {
-    pub l_type: i16,
-    pub l_whence: i16,
-    pub start: i64,
-    pub len: i64,
-    pub pid: i32,
+pub(crate) struct LockDesc {
+    pub(crate) l_type: i16,
+    pub(crate) l_whence: i16,
+    pub(crate) start: i64,
+    pub(crate) len: i64,
+    pub(crate) pid: i32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -295,12 +295,12 @@ pub struct Reply {
     /// CLOCK_MONOTONIC (ns) when the call returned, taken by the actor: tells
     /// when a blocked call really completed, whenever the harness reads it.
     #[serde(default)]
-    pub t_ns: u64,
+    pub(crate) t_ns: u64,
     /// CLOCK_MONOTONIC (ns) just before the call was made (0: not known).
     #[serde(default, skip_serializing_if = "is_zero")]
-    pub start_ns: u64,
+    pub(crate) start_ns: u64,
     #[serde(flatten)]
-    pub outcome: Outcome,
+    pub(crate) outcome: Outcome,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -308,7 +308,7 @@ fn is_zero(n: &u64) -> bool {
 }
 
 /// CLOCK_MONOTONIC in nanoseconds: one clock for the harness and its actors.
-pub fn monotonic_ns() -> u64 {
+pub(crate) fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -321,7 +321,7 @@ pub fn monotonic_ns() -> u64 {
 /// What a call returned.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// The call failed with this errno.
     Failed { errno: i32 },
     /// Success with a return value.

@@ -7,18 +7,18 @@
 /// the syscall number and its first two (int) arguments where known, and
 /// what in `/proc/locks` confirms the wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WaitSignature {
-    pub nr: i64,
-    pub args: [Option<i32>; 2],
-    pub confirm: Confirm,
+pub(crate) struct WaitSignature {
+    pub(crate) nr: i64,
+    pub(crate) args: [Option<i32>; 2],
+    pub(crate) confirm: Confirm,
     /// Whether a long, unchanged wait in the call counts as blocked without
     /// /proc/locks evidence (lock calls: yes; open: no, it may be slow I/O).
-    pub fallback: bool,
+    pub(crate) fallback: bool,
 }
 
 /// The `/proc/locks` evidence of a wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Confirm {
+pub(crate) enum Confirm {
     /// A `->` line of this lock kind (FLOCK, POSIX, OFDLCK) for the waiter.
     Waiter(&'static str),
     /// A lease on the file being broken (the opener waits for the holder).
@@ -26,7 +26,7 @@ pub enum Confirm {
 }
 
 impl WaitSignature {
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match (self.nr, self.args[1]) {
             (n, Some(op)) if n == libc::SYS_flock => format!("flock op {op}"),
             (n, Some(cmd)) if n == libc::SYS_fcntl => format!("fcntl {}", fcntl_cmd_name(cmd)),
@@ -38,7 +38,7 @@ impl WaitSignature {
 
 /// A blocking open (a lease break makes open wait): actors open with
 /// openat2 beneath the trial directory's descriptor ([`crate::actor::beneath`]).
-pub fn open_signature() -> WaitSignature {
+pub(crate) fn open_signature() -> WaitSignature {
     WaitSignature {
         nr: libc::SYS_openat2,
         args: [None, None],
@@ -48,7 +48,7 @@ pub fn open_signature() -> WaitSignature {
 }
 
 /// The name of an fcntl(2) command, for evidence (`F_OFD_SETLKW`).
-pub fn fcntl_cmd_name(cmd: i32) -> String {
+pub(crate) fn fcntl_cmd_name(cmd: i32) -> String {
     match cmd {
         libc::F_SETLK => "F_SETLK".into(),
         libc::F_SETLKW => "F_SETLKW".into(),

@@ -25,7 +25,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 /// The first argument that makes the binary a zygote.
-pub const ZYGOTE_ARG: &str = "__lockcheck_zygote";
+pub(crate) const ZYGOTE_ARG: &str = "__lockcheck_zygote";
 
 /// The largest request or reply.
 const MAX_MSG: usize = 16 << 10;
@@ -52,18 +52,18 @@ enum ZReply {
 }
 
 /// An actor the zygote started: its pid and the harness's ends.
-pub struct Spawned {
-    pub pid: i32,
+pub(crate) struct Spawned {
+    pub(crate) pid: i32,
     /// Read end of the control channel.
-    pub chan_read: OwnedFd,
+    pub(crate) chan_read: OwnedFd,
     /// Write end of the control channel (the same socket).
-    pub chan_write: OwnedFd,
+    pub(crate) chan_write: OwnedFd,
     /// Read end of its stderr.
-    pub stderr: OwnedFd,
+    pub(crate) stderr: OwnedFd,
 }
 
 /// The harness's handle on a running zygote.
-pub struct Zygote {
+pub(crate) struct Zygote {
     inner: Mutex<Inner>,
 }
 
@@ -206,7 +206,7 @@ fn recv_msg(sock: RawFd) -> io::Result<(Vec<u8>, Vec<OwnedFd>)> {
 impl Zygote {
     /// Start the zygote from `exe`. Call it from the thread that lives as
     /// long as the run (the main thread): the zygote dies with that thread.
-    pub fn start(exe: &Path) -> io::Result<Zygote> {
+    pub(crate) fn start(exe: &Path) -> io::Result<Zygote> {
         let (mine, theirs) = socket_pair(libc::SOCK_SEQPACKET)?;
         let child = Command::new(exe)
             .arg(ZYGOTE_ARG)
@@ -270,7 +270,7 @@ impl Zygote {
     }
 
     /// Fork an actor that runs in `cwd`.
-    pub fn spawn(&self, cwd: &Path) -> io::Result<Spawned> {
+    pub(crate) fn spawn(&self, cwd: &Path) -> io::Result<Spawned> {
         let (chan, actor_chan) = socket_pair(libc::SOCK_STREAM)?;
         let (err_read, err_write) = pipe()?;
         let cwd = cwd
@@ -298,7 +298,7 @@ impl Zygote {
 
     /// How a child ended (`exit status 0`, `signal 9 (SIGKILL)`), once it
     /// has; asking also makes sure it is reaped and its pid free.
-    pub fn status(&self, pid: i32) -> Option<String> {
+    pub(crate) fn status(&self, pid: i32) -> Option<String> {
         match self.call(&ZRequest::Status { pid }, &[]) {
             Ok(ZReply::Status { status }) => status,
             _ => None,

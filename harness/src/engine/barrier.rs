@@ -8,9 +8,9 @@ use std::time::Instant;
 
 /// What the shared fault came to: `Ok(true)` done, `Ok(false)` the command
 /// did not finish in time, `Err` it failed.
-pub type FaultResult = Result<bool, String>;
+pub(crate) type FaultResult = Result<bool, String>;
 
-pub struct FaultBarrier {
+pub(crate) struct FaultBarrier {
     state: Mutex<State>,
     changed: Condvar,
 }
@@ -32,7 +32,7 @@ struct State {
 }
 
 impl FaultBarrier {
-    pub fn new(participants: usize) -> Self {
+    pub(crate) fn new(participants: usize) -> Self {
         FaultBarrier {
             state: Mutex::new(State {
                 participants,
@@ -51,7 +51,7 @@ impl FaultBarrier {
     /// there) runs `inject`, and all get its result. `None` if the deadline
     /// passes before the fault is being injected; an error if another
     /// participant waits at a different fault.
-    pub fn arrive(
+    pub(crate) fn arrive(
         &self,
         key: &str,
         deadline: Instant,
@@ -104,7 +104,7 @@ impl FaultBarrier {
     }
 
     /// A trial that is done takes no further part.
-    pub fn leave(&self) {
+    pub(crate) fn leave(&self) {
         let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
         g.participants = g.participants.saturating_sub(1);
         self.changed.notify_all();

@@ -52,17 +52,17 @@ fn scenario(n: u32) -> Result<crate::plan::catalog::LoadedScenario, String> {
 }
 
 /// Where a benchmark runs: the pieces of a trial environment.
-pub struct BenchEnv<'a> {
-    pub exe: &'a std::path::Path,
+pub(crate) struct BenchEnv<'a> {
+    pub(crate) exe: &'a std::path::Path,
     /// A fresh scratch directory of the target (removed by the caller).
-    pub scratch: &'a std::path::Path,
-    pub lock_lists: bool,
-    pub locks_dev: Option<String>,
-    pub zygote: Option<&'a crate::actor::zygote::Zygote>,
+    pub(crate) scratch: &'a std::path::Path,
+    pub(crate) lock_lists: bool,
+    pub(crate) locks_dev: Option<String>,
+    pub(crate) zygote: Option<&'a crate::actor::zygote::Zygote>,
 }
 
 /// Benchmark one mechanism on a target.
-pub fn run_mechanism(env: &BenchEnv<'_>, mech: Mechanism, opts: &BenchOptions) -> MechBench {
+pub(crate) fn run_mechanism(env: &BenchEnv<'_>, mech: Mechanism, opts: &BenchOptions) -> MechBench {
     let n = opts.contenders.max(2);
     let fail = |e: String| MechBench {
         mechanism: mech,

@@ -51,60 +51,59 @@ const LEND_AFTER: Duration = Duration::from_millis(10);
 const CRASH_SETTLE: Duration = Duration::from_secs(5);
 
 /// What a trial needs from its surroundings.
-pub struct TrialEnv<'a> {
+pub(crate) struct TrialEnv<'a> {
     /// The executable to start actors from (this binary).
-    pub exe: &'a Path,
+    pub(crate) exe: &'a Path,
     /// The trial's own scratch directory (exists, empty).
-    pub scratch: &'a Path,
+    pub(crate) scratch: &'a Path,
     /// The same directory through a second mount, when the plan needs one.
-    pub second_mount: Option<&'a Path>,
+    pub(crate) second_mount: Option<&'a Path>,
     /// The trial directory in the storage behind the target, if it has one.
-    pub backing: Option<&'a Path>,
+    pub(crate) backing: Option<&'a Path>,
     /// Whether the target's locks are listed in /proc/locks with waiters.
-    pub lock_lists: bool,
+    pub(crate) lock_lists: bool,
     /// The target's device as /proc/locks prints it, when known.
-    pub locks_dev: Option<String>,
+    pub(crate) locks_dev: Option<String>,
     /// The hosts actors can run on; the first is this one.
-    pub hosts: &'a [HostEnv],
+    pub(crate) hosts: &'a [HostEnv],
     /// Lab faults the target can inject: the shell command for each.
-    pub faults: &'a std::collections::BTreeMap<crate::plan::resolve::LabFault, String>,
+    pub(crate) faults: &'a std::collections::BTreeMap<crate::plan::resolve::LabFault, String>,
     /// The run's zygote, which forks local actors faster than exec starts them.
-    pub zygote: Option<&'a crate::actor::zygote::Zygote>,
+    pub(crate) zygote: Option<&'a crate::actor::zygote::Zygote>,
     /// Lab faults whose command touches only this target's hosts.
-    pub confined_faults: &'a std::collections::BTreeSet<crate::plan::resolve::LabFault>,
+    pub(crate) confined_faults: &'a std::collections::BTreeSet<crate::plan::resolve::LabFault>,
     /// Shared with the trials of the same scenario on other targets: the
     /// faults that touch every target are injected once for all of them.
-    pub barrier: Option<&'a crate::engine::barrier::FaultBarrier>,
+    pub(crate) barrier: Option<&'a crate::engine::barrier::FaultBarrier>,
     /// The target's lease: bounds written in leases are reckoned with it.
-    pub lease: Duration,
+    pub(crate) lease: Duration,
     /// The job slot the trial holds: lent to another trial while this one
     /// only watches a waiter for a fixed window or waits for a reply.
-    pub slots: Option<&'a crate::engine::slots::JobSlots>,
+    pub(crate) slots: Option<&'a crate::engine::slots::JobSlots>,
 }
 
 /// The result of driving one trial.
 #[derive(Debug, Clone)]
-pub struct TrialOutcome {
-    pub status: Status,
-    pub failure: Option<Failure>,
+pub(crate) struct TrialOutcome {
+    pub(crate) status: Status,
+    pub(crate) failure: Option<Failure>,
     /// For `Error`: what kept the trial from running; for `Skip`: why.
-    pub reason: Option<String>,
-    pub steps: Vec<StepRecord>,
-    pub duration: Duration,
+    pub(crate) reason: Option<String>,
+    pub(crate) steps: Vec<StepRecord>,
     /// Actor names, pids and hosts, for the record.
-    pub actors: Vec<(String, Option<i32>, String)>,
+    pub(crate) actors: Vec<(String, Option<i32>, String)>,
     /// Problems during teardown (an actor that would not die).
-    pub teardown: Vec<String>,
+    pub(crate) teardown: Vec<String>,
     /// Times measured (fault to lock, how long a contender waited).
-    pub measurements: Vec<Measurement>,
+    pub(crate) measurements: Vec<Measurement>,
     /// How long some actor of this host was inside a requested call (the
     /// union of the calls' spans): the trial's time minus this is what the
     /// harness itself cost.
-    pub in_calls: Duration,
+    pub(crate) in_calls: Duration,
 }
 
 /// The total length of the union of `[start, end]` spans (ns).
-pub fn union_ns(spans: &mut [(u64, u64)]) -> u64 {
+pub(crate) fn union_ns(spans: &mut [(u64, u64)]) -> u64 {
     spans.sort_unstable();
     let mut total = 0;
     let mut cur: Option<(u64, u64)> = None;
@@ -287,7 +286,7 @@ const EXHAUSTED: &[(i32, &str)] = &[
     ),
 ];
 
-pub struct Driver<'a> {
+pub(crate) struct Driver<'a> {
     plan: &'a TrialPlan,
     env: &'a TrialEnv<'a>,
     actors: Vec<ActorRt>,
@@ -326,7 +325,7 @@ pub struct Driver<'a> {
 }
 
 impl<'a> Driver<'a> {
-    pub fn new(plan: &'a TrialPlan, env: &'a TrialEnv<'a>) -> Self {
+    pub(crate) fn new(plan: &'a TrialPlan, env: &'a TrialEnv<'a>) -> Self {
         let now = Instant::now();
         Driver {
             plan,
@@ -364,7 +363,7 @@ impl<'a> Driver<'a> {
     }
 
     /// Run the trial to its end and clean up.
-    pub fn run(mut self) -> TrialOutcome {
+    pub(crate) fn run(mut self) -> TrialOutcome {
         let mut steps = Vec::new();
         let mut failure = None;
         let mut error = None;
@@ -415,7 +414,6 @@ impl<'a> Driver<'a> {
             failure,
             reason,
             steps,
-            duration: self.t0.elapsed(),
             actors: self
                 .actors
                 .iter()
@@ -429,13 +427,13 @@ impl<'a> Driver<'a> {
 
     /// Step by step, for callers that build steps as they go (the fuzzer):
     /// start the plan's initial actors.
-    pub fn start(&mut self) -> Result<(), String> {
+    pub(crate) fn start(&mut self) -> Result<(), String> {
         self.spawn_initial().map_err(|Infra(e)| e)
     }
 
     /// Run one step; returns what each of its actors observed, the record,
     /// and whether the expectation was met.
-    pub fn step(
+    pub(crate) fn step(
         &mut self,
         step: &PlannedStep,
     ) -> Result<(Vec<Observed>, StepRecord, bool), String> {
@@ -444,24 +442,29 @@ impl<'a> Driver<'a> {
     }
 
     /// Actor pids by index (None for actors not started).
-    pub fn pids(&self) -> Vec<Option<i32>> {
+    pub(crate) fn pids(&self) -> Vec<Option<i32>> {
         self.actors.iter().map(|a| a.pid).collect()
     }
 
     /// End the trial: kill every actor; returns teardown problems.
-    pub fn finish(mut self) -> Vec<String> {
+    pub(crate) fn finish(mut self) -> Vec<String> {
         self.teardown()
     }
 
     /// For benchmarks, which time calls themselves: the descriptor actor
     /// `i` opened as `handle`, and the inode of its file.
-    pub fn descriptor(&self, i: usize, handle: &str) -> Option<(i32, u64)> {
+    pub(crate) fn descriptor(&self, i: usize, handle: &str) -> Option<(i32, u64)> {
         self.actors.get(i)?.fds.get(handle).map(|f| (f.n, f.ino))
     }
 
     /// For benchmarks: send `req` to actor `i` without waiting for the
     /// answer; returns the request's sequence number.
-    pub fn submit(&mut self, i: usize, req: Request, timeout: Duration) -> Result<u64, String> {
+    pub(crate) fn submit(
+        &mut self,
+        i: usize,
+        req: Request,
+        timeout: Duration,
+    ) -> Result<u64, String> {
         let seq = self.next_seq();
         self.send_deadline = Instant::now() + timeout;
         self.send(i, seq, req).map_err(|Infra(e)| e)?;
@@ -469,7 +472,7 @@ impl<'a> Driver<'a> {
     }
 
     /// For benchmarks: the answer to request `seq` of actor `i`.
-    pub fn reply(&mut self, i: usize, seq: u64, timeout: Duration) -> Result<Reply, String> {
+    pub(crate) fn reply(&mut self, i: usize, seq: u64, timeout: Duration) -> Result<Reply, String> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -502,7 +505,7 @@ impl<'a> Driver<'a> {
     /// For benchmarks: wait until request `seq` of actor `i` is seen waiting
     /// in the kernel (`None`), or what happened instead (it returned, or the
     /// actor died).
-    pub fn until_blocked(
+    pub(crate) fn until_blocked(
         &mut self,
         i: usize,
         seq: u64,
@@ -2501,12 +2504,12 @@ fn peer_pid(s: &UnixStream) -> Option<i32> {
 /// A bind mount of a trial directory: a second mount of the same
 /// filesystem, removed when dropped. Only in lockcheck's private mount
 /// namespace (so the host never sees it).
-pub struct SecondMount {
-    pub dir: PathBuf,
+pub(crate) struct SecondMount {
+    pub(crate) dir: PathBuf,
 }
 
 impl SecondMount {
-    pub fn create(trial_dir: &Path) -> Result<SecondMount, String> {
+    pub(crate) fn create(trial_dir: &Path) -> Result<SecondMount, String> {
         let mut alt = trial_dir.as_os_str().to_owned();
         alt.push(".second-mount");
         let dir = PathBuf::from(alt);

@@ -21,8 +21,8 @@ use crate::verdict::classify::{classify, Seen};
 pub struct TrialSpec {
     /// `target::scenario::mechanism`
     pub id: String,
-    pub target: usize,
-    pub scenario: Arc<LoadedScenario>,
+    pub(crate) target: usize,
+    pub(crate) scenario: Arc<LoadedScenario>,
     pub mechanism: Mechanism,
     /// Why it will not run.
     pub skip: Option<String>,
@@ -68,16 +68,16 @@ impl<F: Fn(usize, &TrialResult) + Sync> Progress for F {
 pub struct Session {
     pub targets: Vec<Target>,
     /// Whether lockcheck has its own mount namespace (needed to mount), or why not.
-    pub namespace: std::result::Result<(), String>,
+    pub(crate) namespace: std::result::Result<(), String>,
     /// The binary actors are started from.
     pub exe: PathBuf,
     /// Default targets that could not be provided, and why.
     pub notes: Vec<String>,
     /// How PID reuse is forced here, or why it cannot be.
-    pub pid_reuse: std::result::Result<String, String>,
+    pub(crate) pid_reuse: std::result::Result<String, String>,
     tmpfs: Option<PrivateTmpfs>,
     /// Filesystems lockcheck made for this run (taken down at the end).
-    pub provisioned: Vec<crate::target::provision::Provisioned>,
+    pub(crate) provisioned: Vec<crate::target::provision::Provisioned>,
     /// Forks local actors (started here, on the thread that opens the
     /// session, which outlives the trials). `LOCKCHECK_ZYGOTE=0` turns it
     /// off: every actor is then started by exec.
@@ -104,7 +104,7 @@ impl Session {
     }
 
     /// Open targets that also have other hosts (launchers) and lab faults.
-    pub fn open_with(
+    pub(crate) fn open_with(
         specs: &[TargetSpec],
         namespace: std::result::Result<(), String>,
         tmpfs: Option<PrivateTmpfs>,
@@ -551,7 +551,7 @@ impl Session {
     /// With `shuffle`, trials start in an order drawn from that seed (to
     /// show trials that depend on what ran before them) instead of longest
     /// first; the same seed gives the same order.
-    pub fn run_all(
+    pub(crate) fn run_all(
         &self,
         trials: &[TrialSpec],
         jobs: usize,
@@ -686,7 +686,7 @@ impl Session {
     }
 
     /// One report per target that had trials; `wall_ms` is the run's wall time.
-    pub fn reports(
+    pub(crate) fn reports(
         &self,
         catalog: &Catalog,
         results: Vec<TrialResult>,
@@ -779,7 +779,7 @@ impl Session {
 /// every actor costs the harness a few descriptors (its channel, stderr,
 /// pidfd), and a few trials of 64 actors at once pass the usual soft limit
 /// of 1024. Returns the limit now in force.
-pub fn raise_fd_limit() -> u64 {
+pub(crate) fn raise_fd_limit() -> u64 {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

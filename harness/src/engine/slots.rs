@@ -23,17 +23,17 @@ struct State {
 
 /// A place in the queue for a slot ([`JobSlots::ticket`]).
 #[derive(Debug)]
-pub struct Ticket(u64);
+pub(crate) struct Ticket(u64);
 
 /// A counting semaphore with priority for returning lenders.
 #[derive(Debug)]
-pub struct JobSlots {
+pub(crate) struct JobSlots {
     state: Mutex<State>,
     changed: Condvar,
 }
 
 impl JobSlots {
-    pub fn new(jobs: usize) -> JobSlots {
+    pub(crate) fn new(jobs: usize) -> JobSlots {
         JobSlots {
             state: Mutex::new(State {
                 free: jobs.max(1),
@@ -51,7 +51,7 @@ impl JobSlots {
 
     /// A place in the queue: trials start in the order they took tickets
     /// (so a fixed trial order, `--seed`, is the order trials start in).
-    pub fn ticket(&self) -> Ticket {
+    pub(crate) fn ticket(&self) -> Ticket {
         let mut g = self.lock();
         g.next_ticket += 1;
         Ticket(g.next_ticket - 1)
@@ -60,7 +60,7 @@ impl JobSlots {
     /// Take a slot to start a trial, in ticket order (waits while none is
     /// free, a lender is waiting to take one back, or an earlier ticket
     /// has not been served).
-    pub fn acquire(&self, ticket: Ticket) {
+    pub(crate) fn acquire(&self, ticket: Ticket) {
         let mut g = self.lock();
         while g.free == 0 || g.returning > 0 || g.serving != ticket.0 {
             g = self.changed.wait(g).unwrap_or_else(|e| e.into_inner());
@@ -72,14 +72,14 @@ impl JobSlots {
     }
 
     /// Give a slot back.
-    pub fn release(&self) {
+    pub(crate) fn release(&self) {
         self.lock().free += 1;
         self.changed.notify_all();
     }
 
     /// Lend this trial's slot until the guard is dropped (or `back()` is
     /// called, which says how long taking it back waited).
-    pub fn lend(&self) -> Lent<'_> {
+    pub(crate) fn lend(&self) -> Lent<'_> {
         self.release();
         Lent { slots: Some(self) }
     }
@@ -101,13 +101,13 @@ impl JobSlots {
 
 /// A slot lent by a trial that is only watching; dropping it takes the slot back.
 #[must_use]
-pub struct Lent<'a> {
+pub(crate) struct Lent<'a> {
     slots: Option<&'a JobSlots>,
 }
 
 impl Lent<'_> {
     /// Take the slot back now; returns how long that waited.
-    pub fn back(mut self) -> Duration {
+    pub(crate) fn back(mut self) -> Duration {
         self.slots
             .take()
             .map(JobSlots::take_back)

@@ -21,7 +21,7 @@ pub const MAX_FILE_BYTES: usize = 1 << 20;
 #[derive(Debug)]
 pub struct LoadedScenario {
     /// The file as shown to users.
-    pub file: String,
+    pub(crate) file: String,
     pub scenario: Scenario,
     pub plans: BTreeMap<Mechanism, Applicability>,
 }
@@ -124,7 +124,7 @@ fn utf8_error_pos(bytes: &[u8], valid_up_to: usize) -> Pos {
 
 /// Parse a YAML document of this project's (a scenario, an application
 /// profile) with the parser's budget, errors at `file:line:column`.
-pub fn from_yaml<T: serde::de::DeserializeOwned>(
+pub(crate) fn from_yaml<T: serde::de::DeserializeOwned>(
     file: &str,
     text: &str,
 ) -> std::result::Result<T, ScenarioError> {
@@ -381,7 +381,7 @@ pub fn load_dir(dir: &Path) -> Result<Catalog> {
 }
 
 /// The catalog compiled into this binary (the repository's `scenarios/`).
-pub fn embedded() -> Result<Catalog> {
+pub(crate) fn embedded() -> Result<Catalog> {
     let files = embedded::FILES
         .iter()
         .map(|(name, text)| (format!("scenarios/{name}"), text.as_bytes().to_vec()))

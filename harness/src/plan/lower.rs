@@ -11,16 +11,16 @@ use crate::spec::scenario::{Access, Mechanism, Via};
 
 /// A descriptor an actor holds, as lowering needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FdView {
+pub(crate) struct FdView {
     /// Its number in the actor.
-    pub n: i32,
+    pub(crate) n: i32,
     /// The file it was opened from.
-    pub path: Beneath,
-    pub ino: u64,
+    pub(crate) path: Beneath,
+    pub(crate) ino: u64,
 }
 
 /// What lowering needs to know of the acting actor.
-pub trait ActorView {
+pub(crate) trait ActorView {
     /// The descriptor the scenario names `name`, if the actor holds it.
     fn fd(&self, name: &str) -> Option<FdView>;
     /// The actor's name, for errors.
@@ -36,18 +36,18 @@ pub trait ActorView {
 
 /// A lowered operation.
 #[derive(Debug, Clone)]
-pub struct Lowered {
-    pub request: Request,
+pub(crate) struct Lowered {
+    pub(crate) request: Request,
     /// How the call looks in `/proc` while it waits, if it can wait.
-    pub waits_as: Option<WaitSignature>,
+    pub(crate) waits_as: Option<WaitSignature>,
     /// The inode of the file it concerns, where known.
-    pub ino: Option<u64>,
+    pub(crate) ino: Option<u64>,
 }
 
 /// An operation that cannot be lowered here (the plan was checked, so this
 /// is lockcheck's own error, or a target without a place `via` names).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LowerError(pub String);
+pub(crate) struct LowerError(pub String);
 
 /// open(2) flags: the access mode, then O_CREAT, O_EXCL, O_TRUNC,
 /// O_DIRECTORY and O_CLOEXEC where asked for.
@@ -98,7 +98,7 @@ fn fd_of(actor: &dyn ActorView, name: &str) -> Result<FdView, LowerError> {
 /// while it waits, and the inode of the file it concerns. Operations that
 /// are not one plain request (fork, await, signals, lab faults, ...) are
 /// the driver's own.
-pub fn lower(op: &Op, actor: &dyn ActorView) -> Result<Lowered, LowerError> {
+pub(crate) fn lower(op: &Op, actor: &dyn ActorView) -> Result<Lowered, LowerError> {
     let (request, waits_as, ino) = match op {
         Op::Open {
             path,

@@ -8,13 +8,13 @@ use crate::plan::resolve::LockKind;
 use crate::spec::scenario::{LockMode, Mechanism};
 
 /// The pid file a pidfile lock on `path` creates.
-pub fn pidfile_path(path: &Beneath) -> Beneath {
+pub(crate) fn pidfile_path(path: &Beneath) -> Beneath {
     path.with_rel(format!("{}.lock", path.rel))
 }
 
 /// The request for a lock/unlock step on descriptor `fd` (opened from `path`),
 /// and its wait signature if it can wait.
-pub fn lock_request(
+pub(crate) fn lock_request(
     mech: Mechanism,
     fd: i32,
     path: &Beneath,
@@ -104,7 +104,13 @@ pub fn lock_request(
 }
 
 /// The request for a test step (F_GETLK / F_OFD_GETLK / F_GETLEASE).
-pub fn test_request(mech: Mechanism, fd: i32, mode: LockMode, start: i64, len: i64) -> Request {
+pub(crate) fn test_request(
+    mech: Mechanism,
+    fd: i32,
+    mode: LockMode,
+    start: i64,
+    len: i64,
+) -> Request {
     if mech == Mechanism::Lease {
         return Request::FcntlInt {
             fd,
@@ -130,7 +136,7 @@ pub fn test_request(mech: Mechanism, fd: i32, mode: LockMode, start: i64, len: i
     }
 }
 
-pub fn l_type_name(t: i16) -> &'static str {
+pub(crate) fn l_type_name(t: i16) -> &'static str {
     match i32::from(t) {
         libc::F_WRLCK => "F_WRLCK",
         libc::F_RDLCK => "F_RDLCK",
@@ -170,7 +176,7 @@ fn range_text(start: i64, len: i64) -> String {
 }
 
 /// The call as C would write it, for evidence in reports.
-pub fn describe_request(req: &Request) -> String {
+pub(crate) fn describe_request(req: &Request) -> String {
     match req {
         Request::Open { path, flags } => {
             let acc = match flags & libc::O_ACCMODE {
@@ -297,7 +303,7 @@ pub fn describe_request(req: &Request) -> String {
 }
 
 /// An F_GETLK answer, readably.
-pub fn describe_lock(l: &LockDesc) -> String {
+pub(crate) fn describe_lock(l: &LockDesc) -> String {
     if i32::from(l.l_type) == libc::F_UNLCK {
         return "F_UNLCK (no conflicting lock)".into();
     }

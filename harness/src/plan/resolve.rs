@@ -23,34 +23,33 @@ use crate::spec::scenario::{
 };
 
 /// The step timeout when neither the step nor the scenario sets one.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest timeout a step may ask for.
-pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
+pub(crate) const MAX_TIMEOUT: Duration = Duration::from_secs(600);
 /// The most actors one scenario may declare (including forked ones).
-pub const MAX_ACTORS: usize = 256;
+pub(crate) const MAX_ACTORS: usize = 256;
 /// The most increments one counter step may ask for.
-pub const MAX_COUNTER: u32 = 100_000;
+pub(crate) const MAX_COUNTER: u32 = 100_000;
 /// The most bytes a `write` or `read` step moves (the actor protocol carries
 /// them as JSON text).
-pub const MAX_DATA: usize = 64 * 1024;
+pub(crate) const MAX_DATA: usize = 64 * 1024;
 
 /// A scenario made concrete for one mechanism.
 #[derive(Debug, Clone)]
 pub struct TrialPlan {
-    pub mechanism: Mechanism,
-    pub actors: Vec<ActorPlan>,
-    pub steps: Vec<PlannedStep>,
+    pub(crate) actors: Vec<ActorPlan>,
+    pub(crate) steps: Vec<PlannedStep>,
     /// The distinct hosts the actors are placed on (at least one).
-    pub hosts: Vec<String>,
+    pub(crate) hosts: Vec<String>,
     /// Whether a step opens files through a second mount.
-    pub needs_second_mount: bool,
+    pub(crate) needs_second_mount: bool,
     /// Faults and abilities the target must provide, or the trial is skipped.
-    pub needs: BTreeSet<Need>,
+    pub(crate) needs: BTreeSet<Need>,
 }
 
 /// Something a trial needs from its target beyond a directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Need {
+pub(crate) enum Need {
     /// Giving a new process a chosen PID (clone3 with set_tid).
     PidReuse,
     /// A lab fault.
@@ -63,7 +62,7 @@ pub enum Need {
 
 /// Faults only a lab target (the NFS lab) can inject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum LabFault {
+pub(crate) enum LabFault {
     Disconnect,
     Reconnect,
     Crash,
@@ -71,7 +70,7 @@ pub enum LabFault {
 }
 
 impl LabFault {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             LabFault::Disconnect => "disconnect",
             LabFault::Reconnect => "reconnect",
@@ -82,7 +81,7 @@ impl LabFault {
 }
 
 impl Need {
-    pub fn describe(self) -> String {
+    pub(crate) fn describe(self) -> String {
         match self {
             Need::PidReuse => "forcing PID reuse".to_string(),
             Need::Lab(f) => format!("the lab fault `{}`", f.as_str()),
@@ -95,48 +94,48 @@ impl Need {
 }
 
 /// The host of actors that do not name one.
-pub const DEFAULT_HOST: &str = "a";
+pub(crate) const DEFAULT_HOST: &str = "a";
 
 #[derive(Debug, Clone)]
-pub struct ActorPlan {
-    pub name: String,
-    pub host: String,
+pub(crate) struct ActorPlan {
+    pub(crate) name: String,
+    pub(crate) host: String,
     /// Set for actors created by a `fork` step: the parent's index.
-    pub forked_from: Option<usize>,
+    pub(crate) forked_from: Option<usize>,
     /// Set for actors created by a `thread` step: the process actor's index.
-    pub thread_of: Option<usize>,
+    pub(crate) thread_of: Option<usize>,
     /// Set for actors created by a `spawn` step: the spawning actor's index.
-    pub spawned_by: Option<usize>,
+    pub(crate) spawned_by: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
-pub struct PlannedStep {
+pub(crate) struct PlannedStep {
     /// 1-based position in the scenario's step list.
-    pub number: usize,
-    pub pos: Pos,
+    pub(crate) number: usize,
+    pub(crate) pos: Pos,
     /// The actors the step addresses (several: they act at the same moment).
-    pub actors: Vec<usize>,
-    pub op: Op,
-    pub expect: Expectation,
-    pub timeout: Duration,
-    pub note: Option<String>,
+    pub(crate) actors: Vec<usize>,
+    pub(crate) op: Op,
+    pub(crate) expect: Expectation,
+    pub(crate) timeout: Duration,
+    pub(crate) note: Option<String>,
     /// Errno values that make the trial a skip ("not supported here").
-    pub unsupported: Vec<i32>,
+    pub(crate) unsupported: Vec<i32>,
     /// A waiting call that is let wait: judged on its completion within
     /// `timeout`, not on being seen blocked (a lock step with `within`).
-    pub patient: bool,
+    pub(crate) patient: bool,
     /// The timeout as a number of the target's leases (`within: 3 leases`);
     /// `timeout` then holds it for the default lease.
-    pub leases: Option<f64>,
+    pub(crate) leases: Option<f64>,
 }
 
 /// The lease a bound in leases is reckoned with unless the run gives one
 /// (`--lease`): the Linux NFS server's default lease and grace period.
-pub const DEFAULT_LEASE: Duration = Duration::from_secs(90);
+pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(90);
 
 impl PlannedStep {
     /// The step's timeout on a target whose lease is `lease`.
-    pub fn timeout_for(&self, lease: Duration) -> Duration {
+    pub(crate) fn timeout_for(&self, lease: Duration) -> Duration {
         match self.leases {
             Some(n) => lease.mul_f64(n),
             None => self.timeout,
@@ -148,7 +147,7 @@ impl PlannedStep {
     /// Whether this step performs an operation of `mech` (or, for
     /// steps spelling out a method by hand, any step at all of a scenario
     /// about that method).
-    pub fn uses_mechanism(&self, mech: Mechanism) -> bool {
+    pub(crate) fn uses_mechanism(&self, mech: Mechanism) -> bool {
         match &self.op {
             Op::Lock { mech: m, .. }
             | Op::Test { mech: m, .. }
@@ -162,7 +161,7 @@ impl PlannedStep {
 
 /// What a lock step does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LockKind {
+pub(crate) enum LockKind {
     Exclusive,
     Shared,
     Unlock,
@@ -178,7 +177,7 @@ impl From<LockMode> for LockKind {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Op {
+pub(crate) enum Op {
     Open {
         path: String,
         access: Access,
@@ -305,7 +304,7 @@ fn range_text(start: i64, len: i64) -> String {
 
 impl Op {
     /// Whether this call may legitimately wait in the kernel.
-    pub fn may_block(&self) -> bool {
+    pub(crate) fn may_block(&self) -> bool {
         matches!(
             self,
             Op::Lock { wait: true, .. } | Op::Await { .. } | Op::Open { .. }
@@ -313,7 +312,7 @@ impl Op {
     }
 
     /// A short description for reports: `lock exclusive on lock (posix, wait, bytes 0..EOF)`.
-    pub fn describe(&self, actors: &[ActorPlan]) -> String {
+    pub(crate) fn describe(&self, actors: &[ActorPlan]) -> String {
         let name = |i: &usize| actors.get(*i).map(|a| a.name.as_str()).unwrap_or("?");
         match self {
             Op::Open {
@@ -490,7 +489,7 @@ fn clip(s: &str) -> String {
 
 /// An expectation with per-mechanism choices made and actor names resolved.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Expectation {
+pub(crate) enum Expectation {
     Ok,
     /// Refused because of a conflicting lock: one of these errno values
     /// (EAGAIN/EACCES for kernel locks, EEXIST for pid files).
@@ -552,7 +551,7 @@ fn impossible_range(start: i64, len: i64) -> Option<(String, &'static str)> {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum PidExpect {
+pub(crate) enum PidExpect {
     Actor(usize),
     Raw(i64),
     Any,
@@ -592,7 +591,7 @@ pub enum Applicability {
 /// Resolve a scenario for every mechanism it concerns: the ones it lists,
 /// and the default ones (flock, posix, ofd) it leaves out, with the reason.
 /// An error in any applicable mechanism's plan is an error of the file.
-pub fn resolve_all(
+pub(crate) fn resolve_all(
     file: &str,
     scn: &Scenario,
 ) -> Result<BTreeMap<Mechanism, Applicability>, ScenarioError> {
@@ -721,7 +720,7 @@ fn nonzero(v: &Option<Located<i64>>) -> bool {
 }
 
 /// Expand `w[1..4]` into w1, w2, w3, w4; check plain names.
-pub fn expand_actor_name(s: &str) -> Result<Vec<String>, String> {
+pub(crate) fn expand_actor_name(s: &str) -> Result<Vec<String>, String> {
     if let Some(open) = s.find('[') {
         let prefix = &s[..open];
         let rest = &s[open + 1..];
@@ -773,7 +772,7 @@ fn check_identifier(s: &str) -> Result<(), String> {
 }
 
 /// Parse `KILL`, `SIGKILL` or a number into a signal.
-pub fn parse_signal(s: &str) -> Result<Signal, String> {
+pub(crate) fn parse_signal(s: &str) -> Result<Signal, String> {
     let upper = s.trim().to_ascii_uppercase();
     if let Ok(n) = upper.parse::<i32>() {
         return Signal::try_from(n).map_err(|_| format!("{n} is not a signal number"));
@@ -790,7 +789,7 @@ pub fn parse_signal(s: &str) -> Result<Signal, String> {
 /// Whether a signal ends an actor that has no handler for it. Actors
 /// ignore SIGPIPE (a closed channel is an error, not a death), SIGIO (lease
 /// breaks) and SIGCHLD (their children are reaped by the kernel).
-pub fn is_fatal_by_default(sig: Signal) -> bool {
+pub(crate) fn is_fatal_by_default(sig: Signal) -> bool {
     !matches!(
         sig,
         Signal::SIGCHLD
@@ -1021,7 +1020,6 @@ impl<'a> Resolver<'a> {
         }
         let hosts: BTreeSet<String> = self.actors.iter().map(|a| a.host.clone()).collect();
         Ok(TrialPlan {
-            mechanism: self.mech,
             actors: self.actors,
             steps,
             hosts: hosts.into_iter().collect(),

@@ -7,7 +7,7 @@ use serde::Serialize;
 /// What a report's results mean for one application.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
-pub enum AppStatus {
+pub(crate) enum AppStatus {
     Safe,
     /// What ran passed, but a trial it relies on errored or was not run
     /// (left out by a filter): not enough to call it safe.
@@ -19,7 +19,7 @@ pub enum AppStatus {
 }
 
 impl AppStatus {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             AppStatus::Safe => "safe",
             AppStatus::Incomplete => "incomplete",
@@ -31,18 +31,18 @@ impl AppStatus {
 }
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct AppVerdict {
-    pub app: String,
-    pub title: String,
-    pub verdict: AppStatus,
+pub(crate) struct AppVerdict {
+    pub(crate) app: String,
+    pub(crate) title: String,
+    pub(crate) verdict: AppStatus,
     /// Why: each failing or degrading trial, and measured recoveries.
-    pub reasons: Vec<String>,
+    pub(crate) reasons: Vec<String>,
     /// Trials it relies on that did not run here, each with the reason
     /// (`cross-client-exclusion::flock: needs another client ...`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub unchecked: Vec<String>,
+    pub(crate) unchecked: Vec<String>,
     /// Trials it needs that ran here, of all it needs.
-    pub checked: usize,
-    pub needed: usize,
-    pub reference: String,
+    pub(crate) checked: usize,
+    pub(crate) needed: usize,
+    pub(crate) reference: String,
 }

@@ -12,9 +12,9 @@ pub const MECHANISMS: [Mechanism; 3] = [Mechanism::Flock, Mechanism::Posix, Mech
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Bench {
     /// Time budget per measurement, in milliseconds.
-    pub budget_ms: f64,
+    pub(crate) budget_ms: f64,
     /// Processes in the throughput measurement.
-    pub contenders: u32,
+    pub(crate) contenders: u32,
     pub results: Vec<MechBench>,
 }
 
@@ -22,21 +22,21 @@ pub struct Bench {
 /// missing, and `problems` says why.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct MechBench {
-    pub mechanism: Mechanism,
+    pub(crate) mechanism: Mechanism,
     /// Lock + unlock by one process, no contention.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub uncontended: Option<Latency>,
+    pub(crate) uncontended: Option<Latency>,
     /// From the holder entering its unlock call to the blocked waiter's
     /// lock call returning.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub handoff: Option<Latency>,
+    pub(crate) handoff: Option<Latency>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub throughput: Option<Throughput>,
+    pub(crate) throughput: Option<Throughput>,
     /// lockcheck's own blocked detection, measured during the hand-offs:
     /// from the waiter entering its lock call to lockcheck deciding, from
     /// /proc, that it waits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub blocked_seen: Option<Latency>,
+    pub(crate) blocked_seen: Option<Latency>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
 }
@@ -74,17 +74,17 @@ impl MechBench {
 
 /// A latency distribution in microseconds.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct Latency {
-    pub samples: usize,
-    pub median_us: f64,
-    pub p99_us: f64,
-    pub min_us: f64,
-    pub max_us: f64,
+pub(crate) struct Latency {
+    pub(crate) samples: usize,
+    pub(crate) median_us: f64,
+    pub(crate) p99_us: f64,
+    pub(crate) min_us: f64,
+    pub(crate) max_us: f64,
 }
 
 impl Latency {
     /// From samples in nanoseconds (`None` if there are none).
-    pub fn of(ns: &[u64]) -> Option<Latency> {
+    pub(crate) fn of(ns: &[u64]) -> Option<Latency> {
         if ns.is_empty() {
             return None;
         }
@@ -103,11 +103,11 @@ impl Latency {
 
 /// Locks granted per second with several processes contending.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct Throughput {
-    pub processes: u32,
-    pub locks: u64,
-    pub seconds: f64,
-    pub locks_per_s: f64,
+pub(crate) struct Throughput {
+    pub(crate) processes: u32,
+    pub(crate) locks: u64,
+    pub(crate) seconds: f64,
+    pub(crate) locks_per_s: f64,
 }
 
 pub(crate) fn round3(x: f64) -> f64 {

@@ -13,7 +13,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// The runs of `--repeat N`, and what changed between them.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Repeat {
-    pub runs: usize,
+    pub(crate) runs: usize,
     /// Trials (and application verdicts) whose outcome was not the same in every run.
     pub flaky: Vec<FlakyTrial>,
 }
@@ -22,13 +22,13 @@ pub struct Repeat {
 pub struct FlakyTrial {
     pub id: String,
     /// Each outcome seen, with the runs (from 1) that had it.
-    pub outcomes: Vec<OutcomeRuns>,
+    pub(crate) outcomes: Vec<OutcomeRuns>,
 }
 
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
-pub struct OutcomeRuns {
-    pub outcome: String,
-    pub runs: Vec<usize>,
+pub(crate) struct OutcomeRuns {
+    pub(crate) outcome: String,
+    pub(crate) runs: Vec<usize>,
 }
 
 impl FlakyTrial {
@@ -58,7 +58,7 @@ fn is_zero_ms(x: &f64) -> bool {
 }
 
 /// Milliseconds, rounded to the microsecond.
-pub fn ms(d: std::time::Duration) -> f64 {
+pub(crate) fn ms(d: std::time::Duration) -> f64 {
     (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
 
@@ -66,39 +66,39 @@ pub fn ms(d: std::time::Duration) -> f64 {
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct StepRecord {
     pub step: usize,
-    pub line: u32,
-    pub col: u32,
+    pub(crate) line: u32,
+    pub(crate) col: u32,
     pub actors: Vec<String>,
     /// The step in the scenario's terms.
     pub op: String,
     /// The system calls made, one per actor.
     pub calls: Vec<String>,
-    pub expected: String,
+    pub(crate) expected: String,
     pub observed: String,
     pub passed: bool,
     /// Milliseconds from the start of the trial.
-    pub start_ms: f64,
-    pub elapsed_ms: f64,
+    pub(crate) start_ms: f64,
+    pub(crate) elapsed_ms: f64,
     /// For an awaited call: how long after the previous step ended it returned.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub completed_after_ms: Option<f64>,
+    pub(crate) completed_after_ms: Option<f64>,
     /// For an awaited call after a fault: how long after the fault it returned.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub after_fault_ms: Option<f64>,
+    pub(crate) after_fault_ms: Option<f64>,
     /// The step of that fault.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub fault_step: Option<usize>,
+    pub(crate) fault_step: Option<usize>,
 }
 
 /// A time measured during a trial, reported even when the trial passes.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
-pub struct Measurement {
-    pub step: usize,
-    pub what: String,
-    pub ms: f64,
+pub(crate) struct Measurement {
+    pub(crate) step: usize,
+    pub(crate) what: String,
+    pub(crate) ms: f64,
     /// The bound the scenario set (`within`, or the step timeout).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub bound_ms: Option<f64>,
+    pub(crate) bound_ms: Option<f64>,
 }
 
 /// The step where a trial failed.
@@ -106,21 +106,21 @@ pub struct Measurement {
 pub struct Failure {
     pub step: usize,
     pub line: u32,
-    pub col: u32,
+    pub(crate) col: u32,
     pub actors: Vec<String>,
     pub op: String,
     pub expected: String,
     pub observed: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
+    pub(crate) note: Option<String>,
     /// The step did not complete in time (no reply, no lock wait seen): a
     /// hang or a slow target, not a lost lock, so never labelled unsafe.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub timed_out: bool,
+    pub(crate) timed_out: bool,
     /// Only the reported lock owner (F_GETLK's l_pid) was wrong: the lock,
     /// its type and range were right. A reporting error, never unsafe.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub owner_only: bool,
+    pub(crate) owner_only: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
@@ -136,7 +136,7 @@ pub enum Status {
 }
 
 impl Status {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Status::Pass => "pass",
             Status::Fail => "fail",
@@ -148,11 +148,11 @@ impl Status {
 }
 
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
-pub struct ActorRecord {
-    pub name: String,
-    pub pid: Option<i32>,
+pub(crate) struct ActorRecord {
+    pub(crate) name: String,
+    pub(crate) pid: Option<i32>,
     /// The host it ran on (`a` is the one lockcheck runs on).
-    pub host: String,
+    pub(crate) host: String,
 }
 
 /// One trial: target × scenario × mechanism.
@@ -160,10 +160,10 @@ pub struct ActorRecord {
 pub struct TrialResult {
     /// `target::scenario::mechanism`, as `cargo test` names it.
     pub id: String,
-    pub scenario: String,
+    pub(crate) scenario: String,
     pub mechanism: Mechanism,
-    pub family: Family,
-    pub severity: Severity,
+    pub(crate) family: Family,
+    pub(crate) severity: Severity,
     pub status: Status,
     /// pass, skip, error, or for a failure its severity: unsafe, divergent, info.
     pub verdict: String,
@@ -173,29 +173,29 @@ pub struct TrialResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
     pub summary: String,
-    pub reference: String,
+    pub(crate) reference: String,
     pub file: String,
     /// When the trial started, in ms after its run began (trials that ran
     /// at once overlap; with --shuffle this shows the order drawn).
     #[serde(default)]
-    pub started_ms: f64,
-    pub duration_ms: f64,
+    pub(crate) started_ms: f64,
+    pub(crate) duration_ms: f64,
     /// Of `duration_ms`, the time some actor on this host was inside a
     /// call the scenario asked for (locks, waits, writes); the rest is
     /// lockcheck's own cost (starting actors, messages, observing, teardown).
     #[serde(default, skip_serializing_if = "is_zero_ms")]
-    pub in_calls_ms: f64,
-    pub actors: Vec<ActorRecord>,
+    pub(crate) in_calls_ms: f64,
+    pub(crate) actors: Vec<ActorRecord>,
     pub steps: Vec<StepRecord>,
     /// Times measured (fault to lock, how long a contender waited), even when it passes.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub measurements: Vec<Measurement>,
+    pub(crate) measurements: Vec<Measurement>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub teardown_problems: Vec<String>,
+    pub(crate) teardown_problems: Vec<String>,
 }
 
 impl TrialResult {
-    pub fn verdict_for(status: Status, severity: Severity) -> String {
+    pub(crate) fn verdict_for(status: Status, severity: Severity) -> String {
         match status {
             Status::Fail => severity.as_str().to_string(),
             s => s.as_str().to_string(),
@@ -204,23 +204,23 @@ impl TrialResult {
 }
 
 #[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
-pub struct Summary {
-    pub total: usize,
-    pub pass: usize,
-    pub fail: usize,
-    pub skip: usize,
-    pub error: usize,
+pub(crate) struct Summary {
+    pub(crate) total: usize,
+    pub(crate) pass: usize,
+    pub(crate) fail: usize,
+    pub(crate) skip: usize,
+    pub(crate) error: usize,
     /// Expected failures of a mechanism (not counted against the target).
-    pub xfail: usize,
+    pub(crate) xfail: usize,
     /// Failures by severity.
-    pub unsafe_failures: usize,
-    pub divergent_failures: usize,
-    pub info_failures: usize,
-    pub duration_ms: f64,
+    pub(crate) unsafe_failures: usize,
+    pub(crate) divergent_failures: usize,
+    pub(crate) info_failures: usize,
+    pub(crate) duration_ms: f64,
 }
 
 impl Summary {
-    pub fn of(results: &[TrialResult], duration_ms: f64) -> Self {
+    pub(crate) fn of(results: &[TrialResult], duration_ms: f64) -> Self {
         let mut s = Summary {
             total: results.len(),
             duration_ms,
@@ -245,34 +245,34 @@ impl Summary {
         s
     }
 
-    pub fn conforms(&self) -> bool {
+    pub(crate) fn conforms(&self) -> bool {
         self.fail == 0 && self.error == 0
     }
 }
 
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
-pub struct CatalogInfo {
+pub(crate) struct CatalogInfo {
     /// Where the scenarios came from.
-    pub source: String,
-    pub scenarios: usize,
+    pub(crate) source: String,
+    pub(crate) scenarios: usize,
     /// FNV-1a over the scenario files, to tell catalogs apart.
-    pub hash: String,
+    pub(crate) hash: String,
 }
 
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Report {
-    pub schema_version: u32,
-    pub lockcheck_version: String,
-    pub generated_at: String,
+    pub(crate) schema_version: u32,
+    pub(crate) lockcheck_version: String,
+    pub(crate) generated_at: String,
     /// The command line that produced the report.
-    pub command: String,
+    pub(crate) command: String,
     pub target: TargetIdentity,
-    pub catalog: CatalogInfo,
-    pub summary: Summary,
+    pub(crate) catalog: CatalogInfo,
+    pub(crate) summary: Summary,
     /// What the results mean for the applications of `apps/` (safe,
     /// degraded, unsafe, not checked), each with its reasons.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub applications: Vec<crate::record::apps::AppVerdict>,
+    pub(crate) applications: Vec<crate::record::apps::AppVerdict>,
     /// Lock latency and throughput on the target (`--bench`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub benchmarks: Option<crate::record::bench::Bench>,
@@ -282,12 +282,12 @@ pub struct Report {
     /// With `--shuffle` or `--seed`: the seed of this run's trial order
     /// (`lockcheck run --seed N` starts the trials in the same order again).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub order_seed: Option<u64>,
+    pub(crate) order_seed: Option<u64>,
     pub results: Vec<TrialResult>,
 }
 
 impl Report {
-    pub fn new(
+    pub(crate) fn new(
         target: TargetIdentity,
         catalog: CatalogInfo,
         mut results: Vec<TrialResult>,
@@ -315,11 +315,11 @@ impl Report {
     }
 
     /// The trials that ended with `status`.
-    pub fn with_status(&self, status: Status) -> Vec<&TrialResult> {
+    pub(crate) fn with_status(&self, status: Status) -> Vec<&TrialResult> {
         self.results.iter().filter(|x| x.status == status).collect()
     }
 
-    pub fn to_json(&self) -> String {
+    pub(crate) fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     }
 }

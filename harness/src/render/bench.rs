@@ -40,7 +40,7 @@ pub fn markdown(b: &Bench) -> String {
 }
 
 /// Microseconds for people: `3.2 µs`, `410 µs`, `12.5 ms`.
-pub fn format_us(us: f64) -> String {
+pub(crate) fn format_us(us: f64) -> String {
     if us >= 10_000.0 {
         format!("{:.1} ms", us / 1000.0)
     } else if us >= 100.0 {
@@ -51,7 +51,7 @@ pub fn format_us(us: f64) -> String {
 }
 
 /// `1234567` as `1,234,567`.
-pub fn group(x: f64) -> String {
+pub(crate) fn group(x: f64) -> String {
     let n = x.round() as u64;
     let digits = n.to_string();
     let mut out = String::new();

@@ -16,16 +16,16 @@ use crate::spec::scenario::Family;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct MReport {
-    pub target: MTarget,
+    pub(crate) target: MTarget,
     #[serde(default)]
-    pub applications: Vec<MApp>,
-    pub results: Vec<MResult>,
+    pub(crate) applications: Vec<MApp>,
+    pub(crate) results: Vec<MResult>,
     #[serde(default)]
-    pub generated_at: String,
+    pub(crate) generated_at: String,
     #[serde(default)]
     pub catalog: Option<MCatalog>,
     #[serde(default)]
-    pub benchmarks: Option<crate::record::bench::Bench>,
+    pub(crate) benchmarks: Option<crate::record::bench::Bench>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -34,62 +34,60 @@ pub struct MCatalog {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-pub struct MTarget {
-    pub label: String,
-    pub fs_type: String,
+pub(crate) struct MTarget {
+    pub(crate) label: String,
+    pub(crate) fs_type: String,
     #[serde(default)]
-    pub mount: Option<MMount>,
+    pub(crate) mount: Option<MMount>,
     #[serde(default)]
-    pub kernel: String,
+    pub(crate) kernel: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
-pub struct MMount {
+pub(crate) struct MMount {
     #[serde(default)]
-    pub super_options: String,
-    #[serde(default)]
-    pub source: String,
+    pub(crate) super_options: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct MApp {
-    pub app: String,
-    pub title: String,
-    pub verdict: String,
+pub(crate) struct MApp {
+    pub(crate) app: String,
+    pub(crate) title: String,
+    pub(crate) verdict: String,
     #[serde(default)]
-    pub reasons: Vec<String>,
+    pub(crate) reasons: Vec<String>,
     #[serde(default)]
-    pub unchecked: Vec<String>,
+    pub(crate) unchecked: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct MFailure {
-    pub step: usize,
-    pub expected: String,
-    pub observed: String,
+pub(crate) struct MFailure {
+    pub(crate) step: usize,
+    pub(crate) expected: String,
+    pub(crate) observed: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct MMeasure {
-    pub what: String,
-    pub ms: f64,
+pub(crate) struct MMeasure {
+    pub(crate) what: String,
+    pub(crate) ms: f64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct MResult {
-    pub scenario: String,
-    pub mechanism: String,
-    pub family: Family,
-    pub status: String,
-    pub verdict: String,
+pub(crate) struct MResult {
+    pub(crate) scenario: String,
+    pub(crate) mechanism: String,
+    pub(crate) family: Family,
+    pub(crate) status: String,
+    pub(crate) verdict: String,
     #[serde(default)]
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
     #[serde(default)]
-    pub failure: Option<MFailure>,
+    pub(crate) failure: Option<MFailure>,
     #[serde(default)]
-    pub measurements: Vec<MMeasure>,
+    pub(crate) measurements: Vec<MMeasure>,
     #[serde(default)]
-    pub summary: String,
+    pub(crate) summary: String,
 }
 
 /// Read a JSON report.
@@ -129,22 +127,22 @@ fn rank(verdict: &str) -> i32 {
 
 /// One cell: a scenario on a target.
 #[derive(Debug, Clone, Serialize)]
-pub struct Cell {
+pub(crate) struct Cell {
     /// The worst verdict of its trials: unsafe, divergent, info, error,
     /// xfail, pass, skip.
-    pub verdict: String,
+    pub(crate) verdict: String,
     /// Mechanisms that got that verdict, when others did better.
-    pub which: Vec<String>,
+    pub(crate) which: Vec<String>,
     /// The longest time to a lock after a fault, in ms, if measured.
-    pub recovery_ms: Option<f64>,
-    pub trials: Vec<MResult>,
+    pub(crate) recovery_ms: Option<f64>,
+    pub(crate) trials: Vec<MResult>,
 }
 
 pub struct Matrix {
-    pub targets: Vec<MReport>,
+    pub(crate) targets: Vec<MReport>,
     /// (family, scenario) in catalog order.
-    pub rows: Vec<(Family, String)>,
-    pub cells: BTreeMap<(String, String), Cell>,
+    pub(crate) rows: Vec<(Family, String)>,
+    pub(crate) cells: BTreeMap<(String, String), Cell>,
 }
 
 impl Matrix {
@@ -344,7 +342,7 @@ pub fn markdown(m: &Matrix) -> String {
 
 /// The lock latency rows (`lockcheck bench` figures in the reports): a
 /// label and one cell per target; none if no report has figures.
-pub fn latency_rows(m: &Matrix) -> Vec<(String, Vec<String>)> {
+pub(crate) fn latency_rows(m: &Matrix) -> Vec<(String, Vec<String>)> {
     use crate::record::bench::MechBench;
     use crate::render::bench::{format_us, group};
     if m.targets.iter().all(|r| r.benchmarks.is_none()) {

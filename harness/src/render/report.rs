@@ -29,7 +29,7 @@ impl Report {
 /// test case per trial (`scenario::mechanism`, class = family). A failure's
 /// type is its severity (unsafe, divergent, info); an expected failure of a
 /// method (xfail) is reported as skipped, with the reason.
-pub fn junit(r: &Report) -> String {
+pub(crate) fn junit(r: &Report) -> String {
     let mut report = quick_junit::Report::new("lockcheck");
     report.add_test_suite(junit_suite(r));
     report
@@ -154,7 +154,7 @@ fn cell(r: &TrialResult) -> String {
 }
 
 /// The Markdown report.
-pub fn markdown(r: &Report) -> String {
+pub(crate) fn markdown(r: &Report) -> String {
     let mut s = String::new();
     section_header(&mut s, r);
     section_applications(&mut s, r);

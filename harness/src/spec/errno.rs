@@ -40,7 +40,7 @@ const TABLE: &[(&str, i32)] = &[
 
 /// The value of an errno name such as `EBADF`; `EWOULDBLOCK` and
 /// `EDEADLOCK` are accepted as the Linux aliases they are.
-pub fn by_name(name: &str) -> Option<i32> {
+pub(crate) fn by_name(name: &str) -> Option<i32> {
     match name {
         "EWOULDBLOCK" => Some(libc::EWOULDBLOCK),
         "EDEADLOCK" => Some(libc::EDEADLOCK),
@@ -50,7 +50,7 @@ pub fn by_name(name: &str) -> Option<i32> {
 }
 
 /// The canonical name of an errno value, or `errno N` for one not in the table.
-pub fn name(value: i32) -> String {
+pub(crate) fn name(value: i32) -> String {
     TABLE
         .iter()
         .find(|(_, v)| *v == value)
@@ -59,7 +59,7 @@ pub fn name(value: i32) -> String {
 }
 
 /// All names accepted in scenario files, for hints.
-pub fn known_names() -> Vec<&'static str> {
+pub(crate) fn known_names() -> Vec<&'static str> {
     let mut names: Vec<&'static str> = TABLE.iter().map(|(n, _)| *n).collect();
     names.extend(["EWOULDBLOCK", "EDEADLOCK", "ENOTSUP"]);
     names

@@ -13,13 +13,13 @@ pub struct ScenarioError {
     pub file: String,
     pub pos: Pos,
     pub message: String,
-    pub hint: Option<String>,
+    pub(crate) hint: Option<String>,
     /// The offending line with a caret under the column, when the source is known.
     pub snippet: Option<String>,
 }
 
 impl ScenarioError {
-    pub fn new(file: impl Into<String>, pos: Pos, message: impl Into<String>) -> Self {
+    pub(crate) fn new(file: impl Into<String>, pos: Pos, message: impl Into<String>) -> Self {
         ScenarioError {
             file: file.into(),
             pos,
@@ -29,13 +29,13 @@ impl ScenarioError {
         }
     }
 
-    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+    pub(crate) fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self
     }
 
     /// Attach the lines around the position, with a caret, from the file's text.
-    pub fn with_source(mut self, text: &str) -> Self {
+    pub(crate) fn with_source(mut self, text: &str) -> Self {
         if self.pos.is_known() {
             self.snippet = snippet(text, self.pos);
         }

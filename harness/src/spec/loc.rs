@@ -21,13 +21,13 @@ pub struct Pos {
 }
 
 impl Pos {
-    pub const UNKNOWN: Pos = Pos { line: 0, col: 0 };
+    pub(crate) const UNKNOWN: Pos = Pos { line: 0, col: 0 };
 
-    pub fn new(line: u32, col: u32) -> Self {
+    pub(crate) fn new(line: u32, col: u32) -> Self {
         Pos { line, col }
     }
 
-    pub fn is_known(&self) -> bool {
+    pub(crate) fn is_known(&self) -> bool {
         self.line > 0
     }
 }
@@ -46,23 +46,8 @@ pub struct Located<T> {
 }
 
 impl<T> Located<T> {
-    pub fn new(value: T, pos: Pos) -> Self {
+    pub(crate) fn new(value: T, pos: Pos) -> Self {
         Located { value, pos }
-    }
-
-    /// A value made by the program rather than read from a file.
-    pub fn synthetic(value: T) -> Self {
-        Located {
-            value,
-            pos: Pos::UNKNOWN,
-        }
-    }
-
-    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Located<U> {
-        Located {
-            value: f(self.value),
-            pos: self.pos,
-        }
     }
 }
 

@@ -42,7 +42,7 @@ pub enum Mechanism {
 
 impl Mechanism {
     /// Every mechanism.
-    pub const ALL: [Mechanism; 6] = [
+    pub(crate) const ALL: [Mechanism; 6] = [
         Mechanism::Flock,
         Mechanism::Posix,
         Mechanism::Ofd,
@@ -70,32 +70,32 @@ impl Mechanism {
     }
 
     /// Whether the mechanism locks byte ranges (the others lock whole files).
-    pub fn has_ranges(self) -> bool {
+    pub(crate) fn has_ranges(self) -> bool {
         matches!(self, Mechanism::Posix | Mechanism::Ofd)
     }
 
     /// Whether the mechanism can be asked about a lock (F_GETLK, F_GETLEASE).
-    pub fn has_test(self) -> bool {
+    pub(crate) fn has_test(self) -> bool {
         matches!(self, Mechanism::Posix | Mechanism::Ofd | Mechanism::Lease)
     }
 
     /// Whether a lock request can wait for the lock.
-    pub fn can_wait(self) -> bool {
+    pub(crate) fn can_wait(self) -> bool {
         matches!(self, Mechanism::Flock | Mechanism::Posix | Mechanism::Ofd)
     }
 
     /// Whether it has shared locks.
-    pub fn has_shared(self) -> bool {
+    pub(crate) fn has_shared(self) -> bool {
         !matches!(self, Mechanism::Pidfile | Mechanism::Lockfile)
     }
 
     /// Whether the kernel keeps the lock (and releases it when its holder dies).
-    pub fn is_kernel_lock(self) -> bool {
+    pub(crate) fn is_kernel_lock(self) -> bool {
         !matches!(self, Mechanism::Pidfile | Mechanism::Lockfile)
     }
 
     /// The errno values that mean "someone else holds a conflicting lock".
-    pub fn conflict_errnos(self) -> &'static [i32] {
+    pub(crate) fn conflict_errnos(self) -> &'static [i32] {
         match self {
             Mechanism::Flock | Mechanism::Posix | Mechanism::Ofd => &[libc::EAGAIN, libc::EACCES],
             Mechanism::Lease => &[libc::EAGAIN],
@@ -226,7 +226,7 @@ impl Family {
     }
 
     /// A heading for reports.
-    pub fn title(self) -> &'static str {
+    pub(crate) fn title(self) -> &'static str {
         match self {
             Family::Exclusion => "Exclusion",
             Family::ByteRanges => "Byte ranges",
@@ -256,7 +256,7 @@ impl fmt::Display for Family {
 /// The access mode an `open` step asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema, Hash)]
 #[serde(rename_all = "kebab-case")]
-pub enum Access {
+pub(crate) enum Access {
     /// O_RDONLY
     #[serde(alias = "r")]
     Read,
@@ -270,7 +270,7 @@ pub enum Access {
 }
 
 impl Access {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Access::Read => "read",
             Access::Write => "write",
@@ -282,7 +282,7 @@ impl Access {
 /// The kind of lock a step takes or asks about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Hash)]
 #[serde(rename_all = "kebab-case")]
-pub enum LockMode {
+pub(crate) enum LockMode {
     /// LOCK_EX / F_WRLCK
     #[serde(alias = "ex", alias = "write")]
     Exclusive,
@@ -292,7 +292,7 @@ pub enum LockMode {
 }
 
 impl LockMode {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             LockMode::Exclusive => "exclusive",
             LockMode::Shared => "shared",
@@ -303,7 +303,7 @@ impl LockMode {
 /// A lease as F_GETLEASE reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Hash)]
 #[serde(rename_all = "kebab-case")]
-pub enum LeaseMode {
+pub(crate) enum LeaseMode {
     /// F_UNLCK: no lease (or a lease being broken to nothing).
     None,
     /// F_RDLCK
@@ -313,7 +313,7 @@ pub enum LeaseMode {
 }
 
 impl LeaseMode {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             LeaseMode::None => "none",
             LeaseMode::Read => "read",
@@ -321,7 +321,7 @@ impl LeaseMode {
         }
     }
 
-    pub fn l_type(self) -> i64 {
+    pub(crate) fn l_type(self) -> i64 {
         i64::from(match self {
             LeaseMode::None => libc::F_UNLCK,
             LeaseMode::Read => libc::F_RDLCK,
@@ -333,7 +333,7 @@ impl LeaseMode {
 /// A second way into the same filesystem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Hash)]
 #[serde(rename_all = "kebab-case")]
-pub enum Via {
+pub(crate) enum Via {
     /// A bind mount of the trial's directory: another mount of the same filesystem
     /// (needs privileges; the trial is skipped with the reason otherwise).
     SecondMount,
@@ -345,7 +345,7 @@ pub enum Via {
 /// What a scenario needs from its target besides a directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Hash)]
 #[serde(rename_all = "kebab-case")]
-pub enum Requirement {
+pub(crate) enum Requirement {
     /// A file named `lower-file` in the trial directory that is in an
     /// overlay's lower layer when the trial starts (lockcheck's overlay target).
     LowerFile,
@@ -353,7 +353,7 @@ pub enum Requirement {
 
 /// A duration written as `500ms`, `2s`, `1m 30s` or a number of seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Dur(pub Duration);
+pub(crate) struct Dur(pub Duration);
 
 /// A whole number of seconds as a duration (scenario files may write one).
 fn secs_u64<E: de::Error>(v: u64) -> Result<Duration, E> {
@@ -424,7 +424,7 @@ impl JsonSchema for Dur {
 /// client's lease runs out (lockcheck's `--lease`, 90 s by default: the
 /// Linux NFS server's lease and grace period).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Bound {
+pub(crate) enum Bound {
     Fixed(Duration),
     Leases(f64),
 }
@@ -486,9 +486,9 @@ pub struct Scenario {
     /// Unique kebab-case name; must equal the file name without `.yaml`.
     pub name: Located<String>,
     /// What the scenario checks and which applications rely on it.
-    pub summary: String,
+    pub(crate) summary: String,
     /// The man page section, POSIX clause or reference-suite case the expected behaviour rests on.
-    pub reference: String,
+    pub(crate) reference: String,
     /// The family the scenario belongs to; reports group results by family.
     pub family: Located<Family>,
     /// How bad a failure is (default `unsafe`).
@@ -497,33 +497,33 @@ pub struct Scenario {
     /// The mechanisms the scenario runs with (default: flock, posix, ofd; lease and
     /// pidfile run only where listed).
     #[serde(default)]
-    pub mechanisms: Option<Located<Vec<Located<Mechanism>>>>,
+    pub(crate) mechanisms: Option<Located<Vec<Located<Mechanism>>>>,
     /// Why the scenario does not apply to a mechanism left out of `mechanisms`
     /// (a default reason is derived from the steps when not given).
     #[serde(default)]
-    pub not_applicable: BTreeMap<Mechanism, String>,
+    pub(crate) not_applicable: BTreeMap<Mechanism, String>,
     /// Mechanisms that cannot meet this expectation by design (a PID file cannot
     /// tell a reused PID from its holder): their failure is reported as an
     /// expected failure of the method, with this reason, not as a failure of the target.
     #[serde(default)]
-    pub known_failures: BTreeMap<Mechanism, String>,
+    pub(crate) known_failures: BTreeMap<Mechanism, String>,
     /// What the target must provide; elsewhere the scenario is skipped with
     /// the reason.
     #[serde(default)]
-    pub requires: Vec<Requirement>,
+    pub(crate) requires: Vec<Requirement>,
     /// The actors: each is its own process. `name`, `{name: n, host: h}`, or `w[1..16]` for w1 … w16.
-    pub actors: Located<Vec<Located<ActorDecl>>>,
+    pub(crate) actors: Located<Vec<Located<ActorDecl>>>,
     /// Default timeout of every step (default 5s).
     #[serde(default)]
-    pub timeout: Option<Located<Dur>>,
+    pub(crate) timeout: Option<Located<Dur>>,
     /// The steps, run in order.
-    pub steps: Located<Vec<Located<Step>>>,
+    pub(crate) steps: Located<Vec<Located<Step>>>,
 }
 
 /// An actor declaration.
 #[derive(Debug, Clone, JsonSchema)]
 #[schemars(untagged)]
-pub enum ActorDecl {
+pub(crate) enum ActorDecl {
     /// `name`, or `prefix[1..N]` for N actors prefix1 … prefixN.
     Name(String),
     /// An actor placed on a named host (multi-client targets).
@@ -535,13 +535,13 @@ pub enum ActorDecl {
 }
 
 impl ActorDecl {
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         match self {
             ActorDecl::Name(n) | ActorDecl::Placed { name: n, .. } => n,
         }
     }
 
-    pub fn host(&self) -> Option<&str> {
+    pub(crate) fn host(&self) -> Option<&str> {
         match self {
             ActorDecl::Name(_) => None,
             ActorDecl::Placed { host, .. } => Some(host),
@@ -582,7 +582,7 @@ impl<'de> Deserialize<'de> for ActorDecl {
 /// Several actors at once: a list of names (ranges such as `w[1..4]` allowed) or `all`.
 #[derive(Debug, Clone, JsonSchema)]
 #[schemars(untagged)]
-pub enum ActorSet {
+pub(crate) enum ActorSet {
     /// `all`: every actor declared in `actors`.
     All(AllKeyword),
     /// Actor names.
@@ -591,7 +591,7 @@ pub enum ActorSet {
 
 /// The keyword `all`.
 #[derive(Debug, Clone, Copy, JsonSchema)]
-pub enum AllKeyword {
+pub(crate) enum AllKeyword {
     #[serde(rename = "all")]
     All,
 }
@@ -631,26 +631,26 @@ macro_rules! step_struct {
         $(#[$meta])*
         #[derive(Debug, Clone, Deserialize, JsonSchema)]
         #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-        pub struct $name {
+        pub(crate) struct $name {
             /// The actor that performs the step.
             #[serde(default)]
-            pub actor: Option<Located<String>>,
+            pub(crate) actor: Option<Located<String>>,
             /// Several actors perform the step at the same moment (a race): a list or `all`.
             #[serde(default)]
-            pub actors: Option<Located<ActorSet>>,
+            pub(crate) actors: Option<Located<ActorSet>>,
             /// What must be observed (default `ok`).
             #[serde(default)]
-            pub expect: Option<Located<Expect>>,
+            pub(crate) expect: Option<Located<Expect>>,
             /// How long the step may take before it fails (default: the scenario's `timeout`).
             #[serde(default)]
-            pub timeout: Option<Located<Dur>>,
+            pub(crate) timeout: Option<Located<Dur>>,
             /// Why this step matters; shown in reports when it fails.
             #[serde(default)]
-            pub note: Option<String>,
+            pub(crate) note: Option<String>,
             /// Errno values meaning "the target does not support this": the trial is
             /// then skipped with that reason instead of failing.
             #[serde(default)]
-            pub unsupported: Vec<Located<String>>,
+            pub(crate) unsupported: Vec<Located<String>>,
             $($(#[$fmeta])* pub $field: $ty,)*
         }
 
@@ -671,16 +671,16 @@ macro_rules! step_struct {
 
 /// The fields every step has, borrowed.
 #[derive(Debug, Clone, Copy)]
-pub struct Common<'a> {
-    pub actor: Option<&'a Located<String>>,
-    pub actors: Option<&'a Located<ActorSet>>,
-    pub expect: Option<&'a Located<Expect>>,
-    pub timeout: Option<&'a Located<Dur>>,
-    pub note: Option<&'a str>,
-    pub unsupported: &'a [Located<String>],
+pub(crate) struct Common<'a> {
+    pub(crate) actor: Option<&'a Located<String>>,
+    pub(crate) actors: Option<&'a Located<ActorSet>>,
+    pub(crate) expect: Option<&'a Located<Expect>>,
+    pub(crate) timeout: Option<&'a Located<Dur>>,
+    pub(crate) note: Option<&'a str>,
+    pub(crate) unsupported: &'a [Located<String>],
 }
 
-pub trait StepCommon {
+pub(crate) trait StepCommon {
     fn common(&self) -> Common<'_>;
 }
 
@@ -1012,19 +1012,19 @@ step_struct!(
 /// A fault only a lab target can inject (the NFS lab): skipped with the reason elsewhere.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct LabFaultStep {
+pub(crate) struct LabFaultStep {
     /// The host it concerns (for `disconnect`, `reconnect`, `crash`).
     #[serde(default)]
-    pub host: Option<Located<String>>,
+    pub(crate) host: Option<Located<String>>,
     /// What must be observed (default `ok`).
     #[serde(default)]
-    pub expect: Option<Located<Expect>>,
+    pub(crate) expect: Option<Located<Expect>>,
     /// How long the step may take before it fails.
     #[serde(default)]
-    pub timeout: Option<Located<Dur>>,
+    pub(crate) timeout: Option<Located<Dur>>,
     /// Why this step matters; shown in reports when it fails.
     #[serde(default)]
-    pub note: Option<String>,
+    pub(crate) note: Option<String>,
 }
 
 step_struct!(
@@ -1046,7 +1046,7 @@ step_struct!(
 /// One step: exactly one operation, its fields nested under it.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
-pub enum Step {
+pub(crate) enum Step {
     Open(OpenStep),
     Close(CloseStep),
     Dup(DupStep),
@@ -1085,7 +1085,7 @@ pub enum Step {
 }
 
 impl Step {
-    pub fn op_name(&self) -> &'static str {
+    pub(crate) fn op_name(&self) -> &'static str {
         match self {
             Step::Open(_) => "open",
             Step::Close(_) => "close",
@@ -1121,7 +1121,7 @@ impl Step {
         }
     }
 
-    pub fn common(&self) -> Common<'_> {
+    pub(crate) fn common(&self) -> Common<'_> {
         match self {
             Step::Open(s) => s.common(),
             Step::Close(s) => s.common(),
@@ -1166,7 +1166,7 @@ impl Step {
 
 /// The process that F_GETLK must report as holding a conflicting lock.
 #[derive(Debug, Clone, PartialEq)]
-pub enum PidSpec {
+pub(crate) enum PidSpec {
     /// An actor's real process id.
     Actor(String),
     /// A literal value (F_OFD_GETLK reports -1).
@@ -1218,24 +1218,24 @@ impl JsonSchema for PidSpec {
 /// The conflicting lock F_GETLK must report.
 #[derive(Debug, Clone, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct HolderSpec {
+pub(crate) struct HolderSpec {
     /// The conflicting lock's type.
     #[serde(default)]
-    pub mode: Option<LockMode>,
+    pub(crate) mode: Option<LockMode>,
     /// The conflicting lock's first byte.
     #[serde(default)]
-    pub start: Option<i64>,
+    pub(crate) start: Option<i64>,
     /// The conflicting lock's length (0 = to end of file).
     #[serde(default)]
-    pub len: Option<i64>,
+    pub(crate) len: Option<i64>,
     /// The process holding it.
     #[serde(default)]
-    pub pid: Option<PidSpec>,
+    pub(crate) pid: Option<PidSpec>,
 }
 
 /// What a step must observe.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Expect {
+pub(crate) enum Expect {
     /// The call succeeded.
     Ok,
     /// The call was refused because someone else holds a conflicting lock: EAGAIN or EACCES.

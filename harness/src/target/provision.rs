@@ -14,7 +14,7 @@ use crate::target::targets::TargetSpec;
 
 /// What can be provisioned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Kind {
+pub(crate) enum Kind {
     Xfs,
     Btrfs,
     Overlay,
@@ -22,9 +22,9 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Xfs, Kind::Btrfs, Kind::Overlay, Kind::Fuse];
+    pub(crate) const ALL: [Kind; 4] = [Kind::Xfs, Kind::Btrfs, Kind::Overlay, Kind::Fuse];
 
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Kind::Xfs => "xfs",
             Kind::Btrfs => "btrfs",
@@ -33,7 +33,7 @@ impl Kind {
         }
     }
 
-    pub fn parse(s: &str) -> Option<Vec<Kind>> {
+    pub(crate) fn parse(s: &str) -> Option<Vec<Kind>> {
         match s {
             "all" => Some(Kind::ALL.to_vec()),
             _ => Kind::ALL
@@ -46,8 +46,8 @@ impl Kind {
 }
 
 /// A provisioned filesystem: its target, and what to take down.
-pub struct Provisioned {
-    pub spec: TargetSpec,
+pub(crate) struct Provisioned {
+    pub(crate) spec: TargetSpec,
     /// Mounted here (unmounted on drop).
     mount: Option<PathBuf>,
     /// The FUSE daemon.
@@ -136,7 +136,7 @@ fn wait_mounted(dir: &Path, fs_type: &str, timeout: Duration) -> bool {
 
 /// Make the filesystem `kind` and a target on it. `Err` says why it cannot
 /// be made here (the run goes on without it and says so).
-pub fn provision(
+pub(crate) fn provision(
     kind: Kind,
     namespace: &std::result::Result<(), String>,
     near: Option<&Path>,

@@ -13,9 +13,9 @@ use serde::Serialize;
 use crate::spec::error::{Error, Result};
 
 /// Marker file that identifies a scratch directory as lockcheck's own.
-pub const SCRATCH_MARKER: &str = ".lockcheck-scratch";
+pub(crate) const SCRATCH_MARKER: &str = ".lockcheck-scratch";
 /// Prefix of scratch directory names.
-pub const SCRATCH_PREFIX: &str = ".lockcheck-";
+pub(crate) const SCRATCH_PREFIX: &str = ".lockcheck-";
 
 /// A target as requested: a label and a directory.
 #[derive(Debug, Clone, Default)]
@@ -36,19 +36,19 @@ pub struct TargetSpec {
 
 /// A host actors can run on, as one trial sees it.
 #[derive(Debug, Clone)]
-pub struct HostEnv {
-    pub name: String,
+pub(crate) struct HostEnv {
+    pub(crate) name: String,
     /// The command prefix that starts a process there (`None`: this host).
-    pub launcher: Option<Vec<String>>,
+    pub(crate) launcher: Option<Vec<String>>,
     /// The lockcheck binary as that host names it.
-    pub exe: PathBuf,
+    pub(crate) exe: PathBuf,
     /// The trial's directory as that host names it.
-    pub dir: PathBuf,
+    pub(crate) dir: PathBuf,
 }
 
 impl HostEnv {
     /// This host, with the trial directory `dir`.
-    pub fn local(exe: &Path, dir: &Path) -> HostEnv {
+    pub(crate) fn local(exe: &Path, dir: &Path) -> HostEnv {
         HostEnv {
             name: crate::plan::resolve::DEFAULT_HOST.to_string(),
             launcher: None,
@@ -60,16 +60,16 @@ impl HostEnv {
 
 /// Another host actors can run on: started through a command prefix.
 #[derive(Debug, Clone)]
-pub struct HostDef {
-    pub name: String,
+pub(crate) struct HostDef {
+    pub(crate) name: String,
     /// The command prefix (`ip netns exec c2`, `ssh box`, `kubectl exec -i pod --`).
-    pub launcher: Vec<String>,
+    pub(crate) launcher: Vec<String>,
     /// The lockcheck binary as that host names it.
-    pub exe: Option<PathBuf>,
+    pub(crate) exe: Option<PathBuf>,
 }
 
 /// Parse `NAME=COMMAND PREFIX` (shell quoting allowed).
-pub fn parse_host_arg(s: &str) -> Result<HostDef> {
+pub(crate) fn parse_host_arg(s: &str) -> Result<HostDef> {
     let hint = Some("for example --host b='ip netns exec c2' or --host b='ssh box'");
     let Some((name, cmd)) = s.split_once('=') else {
         return Err(Error::usage(
@@ -100,7 +100,7 @@ pub fn parse_host_arg(s: &str) -> Result<HostDef> {
 }
 
 /// Parse `KIND=COMMAND` for a lab fault (`{host}` in the command is replaced).
-pub fn parse_fault_arg(s: &str) -> Result<(crate::plan::resolve::LabFault, String)> {
+pub(crate) fn parse_fault_arg(s: &str) -> Result<(crate::plan::resolve::LabFault, String)> {
     use crate::plan::resolve::LabFault;
     let hint = Some("kinds: disconnect, reconnect, crash, restart-server; for example --fault crash='lab-fault crash {host}'");
     let Some((kind, cmd)) = s.split_once('=') else {
@@ -132,7 +132,7 @@ pub fn parse_fault_arg(s: &str) -> Result<(crate::plan::resolve::LabFault, Strin
 
 /// Parse all `--fault KIND=COMMAND` arguments: each kind once, and a way
 /// back for every way of cutting a host off.
-pub fn parse_fault_args(
+pub(crate) fn parse_fault_args(
     args: &[String],
 ) -> Result<std::collections::BTreeMap<crate::plan::resolve::LabFault, String>> {
     use crate::plan::resolve::LabFault;
@@ -204,7 +204,7 @@ pub fn parse_target_arg(s: &str) -> Result<TargetSpec> {
     })
 }
 
-pub fn check_label(label: &str) -> Result<()> {
+pub(crate) fn check_label(label: &str) -> Result<()> {
     let ok = !label.is_empty()
         && label.len() <= 64
         && label
@@ -223,26 +223,26 @@ pub fn check_label(label: &str) -> Result<()> {
 
 /// One line of /proc/self/mountinfo.
 #[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
-pub struct MountEntry {
-    pub mount_point: String,
-    pub source: String,
-    pub fs_type: String,
+pub(crate) struct MountEntry {
+    pub(crate) mount_point: String,
+    pub(crate) source: String,
+    pub(crate) fs_type: String,
     /// FUSE subtype (`bindfs` of `fuse.bindfs`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub subtype: Option<String>,
-    pub mount_options: String,
-    pub super_options: String,
+    pub(crate) subtype: Option<String>,
+    pub(crate) mount_options: String,
+    pub(crate) super_options: String,
     /// NFS details from the super options.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub nfs: Option<NfsInfo>,
+    pub(crate) nfs: Option<NfsInfo>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
-pub struct NfsInfo {
-    pub vers: Option<String>,
-    pub local_lock: Option<String>,
-    pub nolock: bool,
-    pub proto: Option<String>,
+pub(crate) struct NfsInfo {
+    pub(crate) vers: Option<String>,
+    pub(crate) local_lock: Option<String>,
+    pub(crate) nolock: bool,
+    pub(crate) proto: Option<String>,
 }
 
 fn unescape_mount(s: &str) -> String {
@@ -269,7 +269,7 @@ fn unescape_mount(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-pub fn parse_mountinfo_line(line: &str) -> Option<MountEntry> {
+pub(crate) fn parse_mountinfo_line(line: &str) -> Option<MountEntry> {
     let (left, right) = line.split_once(" - ")?;
     let l: Vec<&str> = left.split(' ').collect();
     let r: Vec<&str> = right.split(' ').collect();
@@ -308,7 +308,7 @@ pub fn parse_mountinfo_line(line: &str) -> Option<MountEntry> {
 
 /// The mount a path lives on: the last mountinfo entry whose mount point is
 /// the longest prefix of the (canonical) path.
-pub fn find_mount(path: &Path) -> Option<MountEntry> {
+pub(crate) fn find_mount(path: &Path) -> Option<MountEntry> {
     let text = fs::read_to_string("/proc/self/mountinfo").ok()?;
     let mut best: Option<MountEntry> = None;
     for e in text.lines().filter_map(parse_mountinfo_line) {
@@ -325,7 +325,7 @@ pub fn find_mount(path: &Path) -> Option<MountEntry> {
 }
 
 /// statfs(2) f_type names for the filesystems people put locks on.
-pub fn fs_magic_name(magic: i64) -> &'static str {
+pub(crate) fn fs_magic_name(magic: i64) -> &'static str {
     match magic {
         0xEF53 => "ext2/3/4",
         0x0102_1994 => "tmpfs",
@@ -358,14 +358,14 @@ pub fn fs_magic_name(magic: i64) -> &'static str {
 
 /// statfs(2) f_type of the filesystem a path is on.
 #[allow(clippy::unnecessary_cast)] // f_type is i64 on x86-64 but narrower elsewhere
-pub fn statfs_magic(path: &Path) -> Option<i64> {
+pub(crate) fn statfs_magic(path: &Path) -> Option<i64> {
     nix::sys::statfs::statfs(path)
         .ok()
         .map(|s| s.filesystem_type().0 as i64)
 }
 
 /// The file a trial directory on an overlay target has in the lower layer.
-pub const LOWER_FILE: &str = "lower-file";
+pub(crate) const LOWER_FILE: &str = "lower-file";
 
 /// Filesystems whose waiters the local kernel does not list in /proc/locks.
 fn keeps_own_waiters(fs_type: &str) -> bool {
@@ -393,35 +393,35 @@ fn keeps_own_waiters(fs_type: &str) -> bool {
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct TargetIdentity {
     pub label: String,
-    pub path: String,
+    pub(crate) path: String,
     /// How lockcheck came to test this directory.
-    pub provision: String,
+    pub(crate) provision: String,
     /// The filesystem type (mountinfo's name; statfs's when mountinfo has none).
     pub fs_type: String,
     /// statfs f_type in hex, with its name.
-    pub statfs_type: String,
+    pub(crate) statfs_type: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub mount: Option<MountEntry>,
-    pub kernel: String,
-    pub arch: String,
-    pub lockcheck_version: String,
+    pub(crate) mount: Option<MountEntry>,
+    pub(crate) kernel: String,
+    pub(crate) arch: String,
+    pub(crate) lockcheck_version: String,
     /// Whether blocked waiters show in /proc/locks here.
-    pub lock_lists: bool,
+    pub(crate) lock_lists: bool,
     /// How lockcheck forces PID reuse here (or why it cannot).
-    pub pid_reuse: String,
+    pub(crate) pid_reuse: String,
     /// The hosts actors can be placed on (`a` is the one lockcheck runs on).
-    pub hosts: Vec<String>,
+    pub(crate) hosts: Vec<String>,
     /// Lab faults it can inject.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub lab_faults: Vec<String>,
+    pub(crate) lab_faults: Vec<String>,
     /// The file server's lease (and grace period) in seconds, that bounds
     /// written in leases (recovery after a crash, a partition, a restart)
     /// are reckoned with: `--lease`, 90 s by default.
-    pub lease_s: f64,
+    pub(crate) lease_s: f64,
     /// The device as /proc/locks names it for this filesystem (found by taking
     /// a flock on the scratch marker), used to tell its lines from others'.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub locks_dev: Option<String>,
+    pub(crate) locks_dev: Option<String>,
 }
 
 /// An open target: its identity and the run's scratch directory.
@@ -430,18 +430,18 @@ pub struct Target {
     pub root: PathBuf,
     pub identity: TargetIdentity,
     /// Hosts actors can be placed on.
-    pub hosts: Vec<String>,
+    pub(crate) hosts: Vec<String>,
     /// Lab faults this target can inject, with their commands (none, except in a lab).
-    pub lab_faults: std::collections::BTreeMap<crate::plan::resolve::LabFault, String>,
+    pub(crate) lab_faults: std::collections::BTreeMap<crate::plan::resolve::LabFault, String>,
     /// Lab faults whose command names this target (`{target}`): they touch
     /// only this target's hosts, so they may run while other targets' trials do.
-    pub confined_faults: std::collections::BTreeSet<crate::plan::resolve::LabFault>,
+    pub(crate) confined_faults: std::collections::BTreeSet<crate::plan::resolve::LabFault>,
     /// The lease bounds in leases are reckoned with (`--lease`).
-    pub lease: std::time::Duration,
+    pub(crate) lease: std::time::Duration,
     /// The other hosts (launchers) and this directory as each names it.
-    pub remote_hosts: Vec<(HostDef, PathBuf)>,
+    pub(crate) remote_hosts: Vec<(HostDef, PathBuf)>,
     /// The directories other hosts should use, from `--target` (host, path).
-    pub host_dirs: Vec<(String, PathBuf)>,
+    pub(crate) host_dirs: Vec<(String, PathBuf)>,
     /// Where the scratch directory was made (the lower layer of an overlay).
     scratch: tempfile::TempDir,
     /// Set when one of the harness's own filesystem calls on the target
@@ -459,7 +459,7 @@ pub struct Target {
 /// How long one filesystem call of the harness's own on a target (making
 /// or removing a directory, a first look) may take before the target counts
 /// as not answering: far beyond any healthy filesystem, NFS included.
-pub const FS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+pub(crate) const FS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// `f` on a thread of its own, waited for at most [`FS_TIMEOUT`]: `None` if
 /// it did not return (the thread is left behind, asleep in the kernel; a
@@ -509,7 +509,7 @@ impl Target {
     /// A server that does not answer must not hang the run here: all of it
     /// (looking at the directory, making the scratch directory and its
     /// marker, identifying the filesystem) is bounded by [`FS_TIMEOUT`].
-    pub fn open(spec: &TargetSpec) -> Result<Target> {
+    pub(crate) fn open(spec: &TargetSpec) -> Result<Target> {
         let s = spec.clone();
         bounded(move || Target::open_now(&s)).unwrap_or_else(|| {
             Err(Error::Target {
@@ -614,28 +614,28 @@ impl Target {
         })
     }
 
-    pub fn lock_lists(&self) -> bool {
+    pub(crate) fn lock_lists(&self) -> bool {
         self.identity.lock_lists
     }
 
     /// The scratch directory as the target shows it.
-    pub fn scratch(&self) -> &Path {
+    pub(crate) fn scratch(&self) -> &Path {
         self.view.as_deref().unwrap_or(self.scratch.path())
     }
 
     /// Whether trial directories come with a lower-layer file (`lower-file`).
-    pub fn has_lower_file(&self) -> bool {
+    pub(crate) fn has_lower_file(&self) -> bool {
         self.lower_scratch.is_some()
     }
 
     /// A trial directory as the storage behind the target names it.
-    pub fn backing_of(&self, dir: &Path) -> Option<PathBuf> {
+    pub(crate) fn backing_of(&self, dir: &Path) -> Option<PathBuf> {
         let b = self.backing.as_ref()?;
         dir.strip_prefix(&self.root).ok().map(|rel| b.join(rel))
     }
 
     /// The hosts of a trial in directory `dir` (this host first), as the driver needs them.
-    pub fn host_envs(&self, exe: &Path, dir: &Path) -> Vec<HostEnv> {
+    pub(crate) fn host_envs(&self, exe: &Path, dir: &Path) -> Vec<HostEnv> {
         let mut out = vec![HostEnv::local(exe, dir)];
         let rel = dir.strip_prefix(&self.root).unwrap_or(dir);
         for (h, root) in &self.remote_hosts {
@@ -650,7 +650,7 @@ impl Target {
     }
 
     /// A fresh, empty directory for one trial.
-    pub fn trial_dir(&self, name: &str) -> std::result::Result<PathBuf, String> {
+    pub(crate) fn trial_dir(&self, name: &str) -> std::result::Result<PathBuf, String> {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let safe: String = name
             .chars()
@@ -680,7 +680,7 @@ impl Target {
 
     /// Remove a trial directory (bounded like every filesystem call the
     /// harness makes on the target).
-    pub fn remove_trial_dir(&self, dir: &Path) -> std::result::Result<(), String> {
+    pub(crate) fn remove_trial_dir(&self, dir: &Path) -> std::result::Result<(), String> {
         let d = dir.to_path_buf();
         self.fs_call("removing the trial directory", move || {
             fs::remove_dir_all(&d)
@@ -688,13 +688,13 @@ impl Target {
     }
 
     /// What did not return, if the target stopped answering.
-    pub fn stalled(&self) -> Option<&str> {
+    pub(crate) fn stalled(&self) -> Option<&str> {
         self.stalled.get().map(String::as_str)
     }
 
     /// `f`, a filesystem call of the harness's own on the target, waited for
     /// at most [`FS_TIMEOUT`]; after one has not returned, none is tried.
-    pub fn fs_call<T: Send + 'static>(
+    pub(crate) fn fs_call<T: Send + 'static>(
         &self,
         what: &str,
         f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
@@ -704,7 +704,7 @@ impl Target {
 
     /// Remove the scratch directory now, reporting a failure. A target that
     /// stopped answering keeps it (`lockcheck clean` removes it later).
-    pub fn close(self) -> std::io::Result<()> {
+    pub(crate) fn close(self) -> std::io::Result<()> {
         if let Some(why) = self.stalled.get() {
             let kept = self.scratch.keep();
             return Err(std::io::Error::other(format!(
@@ -746,7 +746,7 @@ fn fs_call_in<T: Send + 'static>(
 
 /// How a new process can be given a chosen PID here: clone3 with set_tid
 /// needs CAP_SYS_ADMIN in the user namespace owning our PID namespace.
-pub fn pid_reuse_method() -> std::result::Result<String, String> {
+pub(crate) fn pid_reuse_method() -> std::result::Result<String, String> {
     const CAP_SYS_ADMIN: u32 = 21;
     let status = fs::read_to_string("/proc/self/status")
         .map_err(|e| format!("cannot read /proc/self/status: {e}"))?;
@@ -767,7 +767,7 @@ pub fn pid_reuse_method() -> std::result::Result<String, String> {
 }
 
 /// Work out what a directory is.
-pub fn identify(label: &str, root: &Path, provision: &str) -> TargetIdentity {
+pub(crate) fn identify(label: &str, root: &Path, provision: &str) -> TargetIdentity {
     let magic = statfs_magic(root).unwrap_or(0);
     let mount = find_mount(root);
     let fs_type = mount
@@ -818,14 +818,14 @@ pub fn enter_private_namespace() -> std::result::Result<(), String> {
 
 /// A tmpfs lockcheck mounted in its own mount namespace.
 pub struct PrivateTmpfs {
-    pub dir: PathBuf,
+    pub(crate) dir: PathBuf,
 }
 
 impl PrivateTmpfs {
     /// Mount a tmpfs in lockcheck's private mount namespace (see
     /// `enter_private_namespace`). The host sees only an empty directory,
     /// removed again at the end.
-    pub fn create() -> std::result::Result<PrivateTmpfs, String> {
+    pub(crate) fn create() -> std::result::Result<PrivateTmpfs, String> {
         use nix::mount::{mount, MsFlags};
         let dir = tempfile::Builder::new()
             .prefix(".lockcheck-tmpfs-")
@@ -999,7 +999,7 @@ pub enum Cleaned {
 
 /// Write lockcheck's marker file (`{"pid": N, "lockcheck": "VERSION"}`),
 /// which tells `clean_stale` whose directory this is.
-pub fn write_marker(path: &Path) -> std::io::Result<fs::File> {
+pub(crate) fn write_marker(path: &Path) -> std::io::Result<fs::File> {
     let mut f = fs::File::create(path)?;
     writeln!(
         f,

@@ -40,13 +40,13 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One operation of a program.
 #[derive(Debug, Clone, PartialEq)]
-pub struct FOp {
-    pub actor: usize,
-    pub kind: FKind,
+pub(crate) struct FOp {
+    pub(crate) actor: usize,
+    pub(crate) kind: FKind,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum FKind {
+pub(crate) enum FKind {
     Open {
         file: usize,
         access: Access,
@@ -81,10 +81,10 @@ pub enum FKind {
 
 /// A program: a mechanism, its actors (initial ones, then fork slots), and operations.
 #[derive(Debug, Clone)]
-pub struct Program {
-    pub mech: Mechanism,
-    pub initial: usize,
-    pub ops: Vec<FOp>,
+pub(crate) struct Program {
+    pub(crate) mech: Mechanism,
+    pub(crate) initial: usize,
+    pub(crate) ops: Vec<FOp>,
 }
 
 impl Program {
@@ -496,7 +496,6 @@ fn trial_plan(prog: &Program) -> TrialPlan {
         })
         .collect();
     TrialPlan {
-        mechanism: prog.mech,
         actors,
         steps: Vec::new(),
         hosts: vec![DEFAULT_HOST.to_string()],

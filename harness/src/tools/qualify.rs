@@ -35,32 +35,32 @@ pub struct Flaky {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetQualification {
-    pub label: String,
-    pub fs_type: String,
-    pub path: String,
+    pub(crate) label: String,
+    pub(crate) fs_type: String,
+    pub(crate) path: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub mount_source: Option<String>,
+    pub(crate) mount_source: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub mount_options: Option<String>,
+    pub(crate) mount_options: Option<String>,
     /// The server, for a network filesystem (from `addr=` in its options).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub server: Option<String>,
+    pub(crate) server: Option<String>,
     /// Per repeat: pass, fail, skip, error, xfail counts and failures by severity.
-    pub repeats: Vec<crate::record::report::Summary>,
+    pub(crate) repeats: Vec<crate::record::report::Summary>,
     pub flaky: Vec<Flaky>,
-    pub applications: Vec<crate::record::apps::AppVerdict>,
+    pub(crate) applications: Vec<crate::record::apps::AppVerdict>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Qualification {
     pub verdict: Verdict,
-    pub repeats: usize,
-    pub lockcheck_version: String,
-    pub kernel: String,
-    pub catalog_hash: String,
-    pub generated_at: String,
+    pub(crate) repeats: usize,
+    pub(crate) lockcheck_version: String,
+    pub(crate) kernel: String,
+    pub(crate) catalog_hash: String,
+    pub(crate) generated_at: String,
     /// The command that reproduces this qualification.
-    pub command: String,
+    pub(crate) command: String,
     pub targets: Vec<TargetQualification>,
 }
 
@@ -132,7 +132,7 @@ pub fn assess(passes: &[Vec<Report>], failed: &dyn Fn(&Report) -> bool) -> Quali
 }
 
 /// The summary as Markdown.
-pub fn markdown(q: &Qualification) -> String {
+pub(crate) fn markdown(q: &Qualification) -> String {
     let mut s = String::new();
     let word = match q.verdict {
         Verdict::Pass => "**pass**",

@@ -22,53 +22,53 @@ use crate::spec::scenario::{Dur, Mechanism, Severity};
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 #[schemars(title = "lockcheck application profile")]
-pub struct AppProfile {
+pub(crate) struct AppProfile {
     /// kebab-case, the file name without `.yaml`.
-    pub name: Located<String>,
+    pub(crate) name: Located<String>,
     /// How people call it (`Prometheus TSDB`).
-    pub title: String,
+    pub(crate) title: String,
     /// How it locks, and what goes wrong when locking does.
-    pub summary: String,
+    // Part of the profile format (and its schema), for people: no verdict reads it.
+    #[allow(dead_code)]
+    pub(crate) summary: String,
     /// Where its locking behaviour is documented (source files, manuals).
-    pub reference: String,
+    pub(crate) reference: String,
     /// Trials it relies on: a failure makes it unsafe (or, for a divergent
     /// or informational failure, degraded).
-    pub needs: Vec<Located<AppNeed>>,
+    pub(crate) needs: Vec<Located<AppNeed>>,
     /// Measured recoveries: slower than `degraded-after`, or none, makes it degraded.
     #[serde(default)]
-    pub recovery: Vec<Located<AppRecovery>>,
+    pub(crate) recovery: Vec<Located<AppRecovery>>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct AppNeed {
-    pub scenario: Located<String>,
-    pub mechanism: Located<Mechanism>,
+pub(crate) struct AppNeed {
+    pub(crate) scenario: Located<String>,
+    pub(crate) mechanism: Located<Mechanism>,
     /// Why the application depends on it.
-    pub why: String,
+    pub(crate) why: String,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct AppRecovery {
-    pub scenario: Located<String>,
-    pub mechanism: Located<Mechanism>,
+pub(crate) struct AppRecovery {
+    pub(crate) scenario: Located<String>,
+    pub(crate) mechanism: Located<Mechanism>,
     /// Recovery slower than this degrades the application.
-    pub degraded_after: Located<Dur>,
-    pub why: String,
+    pub(crate) degraded_after: Located<Dur>,
+    pub(crate) why: String,
 }
 
 /// The profiles a run uses.
 pub struct Apps {
-    pub source: String,
-    pub profiles: Vec<AppProfile>,
+    pub(crate) profiles: Vec<AppProfile>,
 }
 
 impl Apps {
     /// No profiles: reports without application verdicts.
     pub fn none() -> Self {
         Apps {
-            source: String::new(),
             profiles: Vec::new(),
         }
     }
@@ -84,7 +84,7 @@ fn profile_error(file: &str, pos: Pos, msg: impl Into<String>) -> ScenarioError 
 
 /// Parse one profile and check it against the catalog: every trial it
 /// names must exist.
-pub fn parse_profile(
+pub(crate) fn parse_profile(
     file: &str,
     text: &str,
     expected_name: Option<&str>,
@@ -159,7 +159,7 @@ pub fn load(dir: Option<&Path>, catalog: &Catalog) -> Result<Apps> {
     };
     let mut errors = Vec::new();
     let mut profiles = Vec::new();
-    let source = match &dir {
+    match &dir {
         Some(d) => {
             let mut files: Vec<_> = std::fs::read_dir(d)
                 .map_err(|e| Error::io(format!("reading {}", d.display()), e))?
@@ -182,7 +182,6 @@ pub fn load(dir: Option<&Path>, catalog: &Catalog) -> Result<Apps> {
                     )),
                 }
             }
-            d.display().to_string()
         }
         None => {
             for (name, text) in embedded::FILES {
@@ -192,13 +191,12 @@ pub fn load(dir: Option<&Path>, catalog: &Catalog) -> Result<Apps> {
                     Err(e) => errors.push(e),
                 }
             }
-            "built-in".to_string()
         }
-    };
+    }
     if !errors.is_empty() {
         return Err(Error::Scenarios(errors));
     }
-    Ok(Apps { source, profiles })
+    Ok(Apps { profiles })
 }
 
 fn find<'a>(
@@ -235,7 +233,7 @@ fn clip(s: &str, n: usize) -> String {
 }
 
 /// The verdict for one application from one target's results.
-pub fn verdict(p: &AppProfile, results: &[TrialResult]) -> AppVerdict {
+pub(crate) fn verdict(p: &AppProfile, results: &[TrialResult]) -> AppVerdict {
     let mut status = AppStatus::Safe;
     let mut reasons = Vec::new();
     let mut unchecked = Vec::new();
@@ -357,7 +355,7 @@ pub fn verdict(p: &AppProfile, results: &[TrialResult]) -> AppVerdict {
 }
 
 /// Every application's verdict from one target's results.
-pub fn verdicts(apps: &Apps, results: &[TrialResult]) -> Vec<AppVerdict> {
+pub(crate) fn verdicts(apps: &Apps, results: &[TrialResult]) -> Vec<AppVerdict> {
     apps.profiles.iter().map(|p| verdict(p, results)).collect()
 }
 
@@ -371,7 +369,7 @@ pub fn json_schema() -> schemars::Schema {
 
 impl crate::record::report::Report {
     /// With the verdicts of these application profiles.
-    pub fn with_apps(mut self, apps: &Apps) -> Self {
+    pub(crate) fn with_apps(mut self, apps: &Apps) -> Self {
         self.applications = verdicts(apps, &self.results);
         self
     }

@@ -17,31 +17,31 @@ use crate::spec::scenario::Severity;
 
 /// What the driver saw of a trial, as classification needs it.
 #[derive(Debug, Clone, Copy)]
-pub struct Seen<'a> {
+pub(crate) struct Seen<'a> {
     /// The driver's status: pass, fail, error or skip.
-    pub status: Status,
+    pub(crate) status: Status,
     /// For an error or a skip: why.
-    pub reason: Option<&'a str>,
-    pub failure: Option<&'a Failure>,
+    pub(crate) reason: Option<&'a str>,
+    pub(crate) failure: Option<&'a Failure>,
     /// Problems during teardown.
-    pub teardown: &'a [String],
+    pub(crate) teardown: &'a [String],
     /// The scenario's known failure of this mechanism, given only when the
     /// failing step is one of the mechanism's own lock operations.
-    pub known_failure: Option<&'a str>,
+    pub(crate) known_failure: Option<&'a str>,
     /// Why the target counts as stalled, if it stopped answering.
-    pub stalled: Option<&'a str>,
+    pub(crate) stalled: Option<&'a str>,
 }
 
 /// A trial's classification.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Classified {
-    pub status: Status,
-    pub reason: Option<String>,
-    pub severity: Severity,
+pub(crate) struct Classified {
+    pub(crate) status: Status,
+    pub(crate) reason: Option<String>,
+    pub(crate) severity: Severity,
 }
 
 /// Classifies a trial of a scenario of `severity`.
-pub fn classify(seen: &Seen<'_>, severity: Severity) -> Classified {
+pub(crate) fn classify(seen: &Seen<'_>, severity: Severity) -> Classified {
     let mut reason = None;
     let mut status = match seen.status {
         Status::Pass if !seen.teardown.is_empty() => {

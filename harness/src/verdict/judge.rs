@@ -12,7 +12,7 @@ use crate::spec::scenario::LockMode;
 
 /// What happened when a step ran, for one actor.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Observed {
+pub(crate) enum Observed {
     /// The call returned.
     Returned(Outcome),
     /// The call is waiting in the kernel.
@@ -38,9 +38,9 @@ pub enum Observed {
 }
 
 /// Names and pids the judge needs to resolve `pid: actor`.
-pub struct Actors<'a> {
-    pub names: &'a [String],
-    pub pids: &'a [Option<i32>],
+pub(crate) struct Actors<'a> {
+    pub(crate) names: &'a [String],
+    pub(crate) pids: &'a [Option<i32>],
 }
 
 fn lock_matches(
@@ -68,7 +68,7 @@ fn lock_matches(
 }
 
 /// Whether one observation satisfies one expectation.
-pub fn satisfies(exp: &Expectation, obs: &Observed, actors: &Actors<'_>) -> bool {
+pub(crate) fn satisfies(exp: &Expectation, obs: &Observed, actors: &Actors<'_>) -> bool {
     use Expectation as E;
     match (exp, obs) {
         (E::Any, _) => !matches!(obs, Observed::Died { .. } | Observed::Hung { .. }),
@@ -105,7 +105,7 @@ pub fn satisfies(exp: &Expectation, obs: &Observed, actors: &Actors<'_>) -> bool
 /// Whether every observation that fails `exp` would pass if the lock owner's
 /// pid were not checked: F_GETLK found the right lock and reported another
 /// owner (NFSv3 reports OFD locks with a pid, not -1).
-pub fn only_owner_differs(exp: &Expectation, obs: &[Observed], actors: &Actors<'_>) -> bool {
+pub(crate) fn only_owner_differs(exp: &Expectation, obs: &[Observed], actors: &Actors<'_>) -> bool {
     let Expectation::Holder {
         mode,
         start,
@@ -129,7 +129,11 @@ pub fn only_owner_differs(exp: &Expectation, obs: &[Observed], actors: &Actors<'
 }
 
 /// Judge a step's observations (one per actor). `Err` explains the mismatch.
-pub fn judge(exp: &Expectation, obs: &[Observed], actors: &Actors<'_>) -> Result<(), String> {
+pub(crate) fn judge(
+    exp: &Expectation,
+    obs: &[Observed],
+    actors: &Actors<'_>,
+) -> Result<(), String> {
     if let Expectation::Winners { count, others } = exp {
         let (winners, others_ok) = race(others, obs.iter(), actors);
         if winners == *count as usize && others_ok {
@@ -177,7 +181,7 @@ fn race<'o>(
 /// whatever the expectation wanted: a call that ran out of space or
 /// descriptors says nothing, but the others still must fit (two winners of
 /// an exclusive race fail the step whatever a third actor saw).
-pub fn passes_without(
+pub(crate) fn passes_without(
     exp: &Expectation,
     obs: &[Observed],
     actors: &Actors<'_>,
@@ -208,7 +212,7 @@ fn pid_text(pid: &PidExpect, actors: &Actors<'_>) -> String {
 }
 
 /// The expectation in words.
-pub fn describe_expectation(exp: &Expectation, actors: &Actors<'_>) -> String {
+pub(crate) fn describe_expectation(exp: &Expectation, actors: &Actors<'_>) -> String {
     use Expectation as E;
     match exp {
         E::Ok => "ok".into(),
@@ -269,7 +273,7 @@ pub fn describe_expectation(exp: &Expectation, actors: &Actors<'_>) -> String {
 }
 
 /// The observation in words.
-pub fn describe_observed(obs: &Observed) -> String {
+pub(crate) fn describe_observed(obs: &Observed) -> String {
     match obs {
         Observed::Returned(o) => match o {
             Outcome::Failed { errno: e } => {

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use crate::record::report::{FlakyTrial, OutcomeRuns, Repeat, Report, TrialResult};
 
 /// The outcome of one trial in one run (see the module's doc).
-pub fn outcome(x: &TrialResult) -> String {
+pub(crate) fn outcome(x: &TrialResult) -> String {
     match &x.failure {
         Some(f) => format!("{} at step {}", x.verdict, f.step),
         None => x.verdict.clone(),
@@ -58,7 +58,7 @@ impl Tally {
     }
 
     /// A tally of these runs.
-    pub fn of(passes: &[Vec<Report>]) -> Tally {
+    pub(crate) fn of(passes: &[Vec<Report>]) -> Tally {
         let mut t = Tally::default();
         for p in passes {
             t.add(p);
@@ -66,15 +66,10 @@ impl Tally {
         t
     }
 
-    /// How many runs were counted.
-    pub fn runs(&self) -> usize {
-        self.runs
-    }
-
     /// The trials and applications of one target whose outcome changed:
     /// trials first, then applications, each in name order, with the outcome
     /// of every run (`not run` where it was missing).
-    pub fn changed(&self, label: &str) -> Vec<(String, Vec<String>)> {
+    pub(crate) fn changed(&self, label: &str) -> Vec<(String, Vec<String>)> {
         let (apps, trials): (Vec<_>, Vec<_>) = self
             .seen
             .get(label)
@@ -167,7 +162,7 @@ mod tests {
             run(&[("a", Status::Pass, None), ("b", Status::Fail, Some(4))]),
             run(&[("a", Status::Pass, None), ("b", Status::Pass, None)]),
         ]);
-        assert_eq!(t.runs(), 3);
+        assert_eq!(t.repeat_of("t").runs, 3);
         let changed = t.changed("t");
         assert_eq!(
             changed,
