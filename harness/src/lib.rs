@@ -32,6 +32,8 @@
 //! The command-line interface is the binary's, not the library's:
 //! `src/main.rs` and `src/cli/`, one file per subcommand.
 
+#![warn(missing_docs)]
+
 pub mod actor;
 pub mod engine;
 pub mod plan;

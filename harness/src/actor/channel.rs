@@ -11,20 +11,32 @@ use serde::Serialize;
 
 use crate::actor::protocol::MAX_LINE;
 
+/// Why a message could not be sent or received.
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelError {
+    /// The actor closed its end: it ended.
     #[error("the actor closed its channel (it ended)")]
     Closed,
+    /// Reading or writing the channel failed.
     #[error("channel I/O failed: {0}")]
     Io(#[from] io::Error),
+    /// A line that is not a message of the expected type.
     #[error("the actor sent an unreadable message ({error}): {line:?}")]
-    Garbled { line: String, error: String },
+    Garbled {
+        /// The line, cut at 200 characters.
+        line: String,
+        /// Why it could not be decoded.
+        error: String,
+    },
+    /// A line longer than [`MAX_LINE`] bytes.
     #[error("the actor sent a line longer than {MAX_LINE} bytes")]
     TooLong,
+    /// The actor did not take a request before its deadline: it is not reading.
     #[error("the actor did not take its request within the step's timeout (it is not reading)")]
     SendTimeout,
 }
 
+/// The harness's end of one actor's control channel.
 pub struct Channel {
     rfd: OwnedFd,
     wfd: OwnedFd,
@@ -55,6 +67,7 @@ pub(crate) fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result
 }
 
 impl Channel {
+    /// A channel that reads from `rfd` and writes to `wfd` (both made non-blocking).
     pub fn new(rfd: OwnedFd, wfd: OwnedFd) -> io::Result<Self> {
         set_nonblocking(rfd.as_fd())?;
         set_nonblocking(wfd.as_fd())?;

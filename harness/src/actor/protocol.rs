@@ -33,15 +33,23 @@ impl Outcome {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum FromActor {
-    Hello { hello: HelloBody },
+    /// The greeting, the first line of a new actor or a new image.
+    Hello {
+        /// Who the actor is and where it runs.
+        hello: HelloBody,
+    },
+    /// The answer to a request.
     Reply(Reply),
 }
 
+/// The greeting an actor writes as its first line: `{"hello": {...}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Hello {
     pub(crate) hello: HelloBody,
 }
 
+/// What an actor tells of itself in its greeting: its ids, the protocol
+/// version, and the kernel and pid namespace it runs in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HelloBody {
     /// The process id (thread group id).
@@ -119,6 +127,7 @@ impl std::fmt::Display for Beneath {
     }
 }
 
+/// A request from the harness, with the sequence number its reply carries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Envelope {
     pub(crate) seq: u64,
@@ -131,33 +140,48 @@ pub struct Envelope {
 pub enum Request {
     /// open(2) with these flags (O_CLOEXEC is added), mode 0644.
     Open {
+        /// The file to open.
         path: Beneath,
+        /// open(2)'s flags (`O_RDWR`, `O_CREAT`, ...).
         flags: i32,
     },
+    /// close(2)
     Close {
+        /// The descriptor's number in the actor.
         fd: i32,
     },
     /// dup(2)
     Dup {
+        /// The descriptor's number in the actor.
         fd: i32,
     },
     /// flock(2)
     Flock {
+        /// The descriptor's number in the actor.
         fd: i32,
+        /// `LOCK_SH`, `LOCK_EX` or `LOCK_UN`, with or without `LOCK_NB`.
         operation: i32,
     },
     /// fcntl(2) with a `struct flock` (SEEK_SET): F_SETLK, F_SETLKW, F_GETLK and the F_OFD_* forms.
     Fcntl {
+        /// The descriptor's number in the actor.
         fd: i32,
+        /// The command: `F_SETLK`, `F_SETLKW`, `F_GETLK` or an `F_OFD_*` one.
         cmd: i32,
+        /// The lock type: `F_RDLCK`, `F_WRLCK` or `F_UNLCK`.
         l_type: i16,
+        /// The first byte of the range, from the start of the file.
         start: i64,
+        /// Bytes in the range; 0 reaches to the end of the file, however far it grows.
         len: i64,
     },
     /// write(2), or pwrite(2) with an offset.
     Write {
+        /// The descriptor's number in the actor.
         fd: i32,
+        /// The bytes to write, as UTF-8 text.
         data: String,
+        /// Where to write with pwrite(2); `None` writes at the file offset with write(2).
         offset: Option<u64>,
         /// fsync(2) after writing.
         #[serde(default)]
@@ -165,101 +189,142 @@ pub enum Request {
     },
     /// read(2), or pread(2) with an offset.
     Read {
+        /// The descriptor's number in the actor.
         fd: i32,
+        /// Bytes to read at most (the actor reads 1 MiB at most).
         len: u64,
+        /// Where to read with pread(2); `None` reads at the file offset with read(2).
         offset: Option<u64>,
     },
     /// fcntl(2) with an integer argument (F_SETLEASE, F_GETLEASE).
     FcntlInt {
+        /// The descriptor's number in the actor.
         fd: i32,
+        /// The command: `F_SETLEASE` or `F_GETLEASE`.
         cmd: i32,
+        /// The integer argument: for `F_SETLEASE`, the lease type (`F_RDLCK`,
+        /// `F_WRLCK` or `F_UNLCK`).
         arg: i64,
     },
     /// fork(2); the child connects to this abstract Unix socket and becomes an actor.
     Fork {
+        /// The socket's abstract name, or its path if it starts with `/`.
         socket: String,
     },
     /// A new thread that connects to this abstract Unix socket and serves as an actor.
     Thread {
+        /// The socket's abstract name, or its path if it starts with `/`.
         socket: String,
     },
     /// _exit(2) with this status; no reply.
     Exit {
+        /// The exit status.
         code: i32,
     },
     /// execve(2) of this actor binary; the new image greets with a `Hello` instead of a reply.
     Exec,
     /// sigaction(2): a handler that does nothing, with or without SA_RESTART.
     Handle {
+        /// The signal's number.
         signal: i32,
+        /// Whether the handler is installed with `SA_RESTART`.
         restart: bool,
     },
+    /// unlink(2)
     Unlink {
+        /// The name to remove.
         path: Beneath,
     },
+    /// rename(2)
     Rename {
+        /// The name to rename.
         from: Beneath,
+        /// The new name.
         to: Beneath,
     },
     /// symlink(2): `path` (beneath its directory) made a link to `target`.
     Symlink {
+        /// What the link points to, as given (it is not resolved).
         target: String,
+        /// The link to create.
         path: Beneath,
     },
+    /// mkdir(2), mode 0755.
     Mkdir {
+        /// The directory to create.
         path: Beneath,
     },
     /// `times` rounds of: `lock` (must succeed, may wait), pread the decimal
     /// counter at `offset`, pwrite it plus one, `unlock`.
     Counter {
+        /// The descriptor's number in the actor: the file that holds the counter.
         fd: i32,
+        /// The request that takes the lock.
         lock: Box<Request>,
+        /// The request that releases it.
         unlock: Box<Request>,
+        /// How many rounds.
         times: u32,
+        /// Where the counter is in the file, in bytes from its start.
         offset: u64,
     },
     /// A lock file: create `path` with O_CREAT|O_EXCL. With `pid`, write our pid,
     /// and if the file exists but kill(its pid, 0) says that process is gone,
     /// remove it and try once more (the daemon pid-file pattern).
     LockFileCreate {
+        /// The lock file.
         path: Beneath,
+        /// Whether it is a pid file: written with our pid, and taken over when stale.
         pid: bool,
     },
     /// Remove a lock file.
     LockFileRemove {
+        /// The lock file.
         path: Beneath,
     },
     /// Read the pid in `path` and probe it with kill(pid, 0).
     PidAlive {
+        /// The file that holds the pid.
         path: Beneath,
     },
     /// Start a new actor process (clone3 + exec of this binary) that connects to
     /// this abstract socket; with `set_tid`, it must get exactly that pid.
     Spawn {
+        /// The socket's abstract name, or its path if it starts with `/`.
         socket: String,
+        /// The pid the new process must get (clone3's `set_tid`), if any.
         set_tid: Option<i32>,
     },
     /// Benchmarks: `times` rounds of `lock` (must succeed, may wait) then
     /// `unlock`; answers the nanoseconds each round took.
     LockLoop {
+        /// The request that takes the lock.
         lock: Box<Request>,
+        /// The request that releases it.
         unlock: Box<Request>,
+        /// How many rounds.
         times: u32,
     },
     /// Host agent: what the kernel shows of task `tid` (and /proc/locks), for
     /// deciding "blocked" on a host whose /proc the harness cannot read.
     ReadProc {
+        /// The task's id (a thread id, or the pid for a main thread).
         tid: i32,
     },
     /// Host agent: send a signal to a process (or one thread of it).
     SignalPid {
+        /// The process.
         pid: i32,
+        /// One thread of it to signal (tgkill(2)); `None` signals the process (kill(2)).
         tid: Option<i32>,
+        /// The signal's number.
         signal: i32,
     },
     /// Host agent: wait up to `timeout_ms` for a process to end (1 if it has).
     WaitGone {
+        /// The process.
         pid: i32,
+        /// How long to wait, in milliseconds.
         timeout_ms: u64,
     },
 }
@@ -289,8 +354,10 @@ pub(crate) struct LockDesc {
     pub(crate) pid: i32,
 }
 
+/// An actor's answer to one request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reply {
+    /// The sequence number of the request it answers.
     pub seq: u64,
     /// CLOCK_MONOTONIC (ns) when the call returned, taken by the actor: tells
     /// when a blocked call really completed, whenever the harness reads it.

@@ -1,6 +1,6 @@
 //! The engine: driving one trial through its actor processes ([`driver`]),
 //! running many trials over job slots ([`runner`], [`slots`], [`barrier`]),
-//! and measuring lock latency ([`bench`]).
+//! and measuring lock latency ([`bench`](mod@bench)).
 //!
 //! May use: every layer below: [`crate::spec`] to [`crate::verdict`].
 

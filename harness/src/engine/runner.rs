@@ -23,6 +23,7 @@ pub struct TrialSpec {
     pub id: String,
     pub(crate) target: usize,
     pub(crate) scenario: Arc<LoadedScenario>,
+    /// The lock mechanism it runs with.
     pub mechanism: Mechanism,
     /// Why it will not run.
     pub skip: Option<String>,
@@ -66,6 +67,7 @@ impl<F: Fn(usize, &TrialResult) + Sync> Progress for F {
 
 /// The open targets of a run, and what they need to be cleaned up.
 pub struct Session {
+    /// The targets, open, in the order given.
     pub targets: Vec<Target>,
     /// Whether lockcheck has its own mount namespace (needed to mount), or why not.
     pub(crate) namespace: std::result::Result<(), String>,

@@ -22,11 +22,14 @@ pub const MAX_FILE_BYTES: usize = 1 << 20;
 pub struct LoadedScenario {
     /// The file as shown to users.
     pub(crate) file: String,
+    /// The scenario as parsed.
     pub scenario: Scenario,
+    /// For each mechanism it concerns: its plan, or why it does not apply.
     pub plans: BTreeMap<Mechanism, Applicability>,
 }
 
 impl LoadedScenario {
+    /// The scenario's name.
     pub fn name(&self) -> &str {
         &self.scenario.name
     }
@@ -53,10 +56,14 @@ impl LoadedScenario {
     }
 }
 
+/// The scenarios of a run, loaded and planned.
 pub struct Catalog {
     /// Where the scenarios came from.
     pub source: String,
+    /// The scenarios, in name order.
     pub scenarios: Vec<Arc<LoadedScenario>>,
+    /// FNV-1a over the scenario files' names and contents, in hex, to tell
+    /// catalogs apart.
     pub hash: String,
 }
 

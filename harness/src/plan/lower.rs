@@ -1,7 +1,7 @@
 //! Lowering a planned operation to the request an actor sends to the
 //! kernel: which system call, with which descriptor and flags, how it looks
 //! while it waits, and the inode of the file it concerns. A pure function of
-//! the operation and what the actor holds ([`ActorView`]); the driver
+//! the operation and what the actor holds (`ActorView`); the driver
 //! supplies the view.
 
 use crate::actor::protocol::{Beneath, Request};

@@ -584,7 +584,9 @@ impl Expectation {
 /// What a scenario gives for each mechanism: a plan, or why it does not apply.
 #[derive(Debug, Clone)]
 pub enum Applicability {
+    /// The scenario runs with the mechanism, by this plan.
     Applies(Box<TrialPlan>),
+    /// It does not apply to the mechanism, for this reason.
     NotApplicable(String),
 }
 

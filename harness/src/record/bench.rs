@@ -15,6 +15,7 @@ pub struct Bench {
     pub(crate) budget_ms: f64,
     /// Processes in the throughput measurement.
     pub(crate) contenders: u32,
+    /// The figures of each mechanism benchmarked.
     pub results: Vec<MechBench>,
 }
 
@@ -37,6 +38,7 @@ pub struct MechBench {
     /// /proc, that it waits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) blocked_seen: Option<Latency>,
+    /// Each measurement that could not be made, and why (`hand-off: ...`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
 }

@@ -1,6 +1,6 @@
 //! Results as data: a trial's steps, measurements and failure, its status,
 //! a target's report and summary ([`report`]), its lock latency figures
-//! ([`bench`]) and what they mean for applications ([`apps`]). What is
+//! ([`bench`](mod@bench)) and what they mean for applications ([`apps`]). What is
 //! written as JSON is defined here; how it reads is [`crate::render`]'s.
 //!
 //! May use: [`crate::spec`], [`crate::actor`], [`crate::plan`], [`crate::target`].

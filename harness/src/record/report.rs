@@ -18,8 +18,10 @@ pub struct Repeat {
     pub flaky: Vec<FlakyTrial>,
 }
 
+/// A trial (or an application verdict) whose outcome was not the same in every run.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct FlakyTrial {
+    /// The trial's id, or `TARGET::application NAME` for an application.
     pub id: String,
     /// Each outcome seen, with the runs (from 1) that had it.
     pub(crate) outcomes: Vec<OutcomeRuns>,
@@ -65,16 +67,20 @@ pub(crate) fn ms(d: std::time::Duration) -> f64 {
 /// One step as it ran.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct StepRecord {
+    /// The step's number in the scenario, from 1.
     pub step: usize,
     pub(crate) line: u32,
     pub(crate) col: u32,
+    /// The actors that made it.
     pub actors: Vec<String>,
     /// The step in the scenario's terms.
     pub op: String,
     /// The system calls made, one per actor.
     pub calls: Vec<String>,
     pub(crate) expected: String,
+    /// What the calls returned, or that they blocked (`actor: ...` for each of several actors).
     pub observed: String,
+    /// Whether what was observed met the expectation.
     pub passed: bool,
     /// Milliseconds from the start of the trial.
     pub(crate) start_ms: f64,
@@ -104,12 +110,19 @@ pub(crate) struct Measurement {
 /// The step where a trial failed.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Failure {
+    /// The step's number in the scenario, from 1.
     pub step: usize,
+    /// Its line in the scenario file.
     pub line: u32,
     pub(crate) col: u32,
+    /// The actors that made it.
     pub actors: Vec<String>,
+    /// The step in the scenario's terms.
     pub op: String,
+    /// What the scenario expected.
     pub expected: String,
+    /// What was observed; for several actors, why that misses the
+    /// expectation, then each actor's result.
     pub observed: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) note: Option<String>,
@@ -123,12 +136,21 @@ pub struct Failure {
     pub(crate) owner_only: bool,
 }
 
+/// How a trial ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
+    /// Every step met its expectation.
     Pass,
+    /// A step did not meet its expectation.
     Fail,
+    /// Not run, or stopped: the scenario does not apply to the mechanism, or
+    /// the target lacks something it needs (another host, a lab fault, a
+    /// second mount, a system call).
     Skip,
+    /// Not judged: something other than locking went wrong (no space or
+    /// descriptors left, a failed teardown, a target that stopped answering,
+    /// lockcheck itself).
     Error,
     /// A failure the scenario declares inherent to the mechanism (a PID file
     /// cannot tell a reused PID from its holder): the method fails, not the target.
@@ -161,19 +183,24 @@ pub struct TrialResult {
     /// `target::scenario::mechanism`, as `cargo test` names it.
     pub id: String,
     pub(crate) scenario: String,
+    /// The lock mechanism the trial used.
     pub mechanism: Mechanism,
     pub(crate) family: Family,
     pub(crate) severity: Severity,
+    /// How the trial ended.
     pub status: Status,
     /// pass, skip, error, or for a failure its severity: unsafe, divergent, info.
     pub verdict: String,
     /// Why it was skipped, or what kept it from running.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// For a failure or an expected failure: the step where it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
+    /// The scenario's summary: what it checks and which applications rely on it.
     pub summary: String,
     pub(crate) reference: String,
+    /// The scenario file.
     pub file: String,
     /// When the trial started, in ms after its run began (trials that ran
     /// at once overlap; with --shuffle this shows the order drawn).
@@ -186,6 +213,7 @@ pub struct TrialResult {
     #[serde(default, skip_serializing_if = "is_zero_ms")]
     pub(crate) in_calls_ms: f64,
     pub(crate) actors: Vec<ActorRecord>,
+    /// The steps that ran, in order, with their system calls and what they returned.
     pub steps: Vec<StepRecord>,
     /// Times measured (fault to lock, how long a contender waited), even when it passes.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -259,6 +287,7 @@ pub(crate) struct CatalogInfo {
     pub(crate) hash: String,
 }
 
+/// The results of the scenarios on one target.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Report {
     pub(crate) schema_version: u32,
@@ -266,6 +295,7 @@ pub struct Report {
     pub(crate) generated_at: String,
     /// The command line that produced the report.
     pub(crate) command: String,
+    /// The target tested.
     pub target: TargetIdentity,
     pub(crate) catalog: CatalogInfo,
     pub(crate) summary: Summary,
@@ -283,6 +313,7 @@ pub struct Report {
     /// (`lockcheck run --seed N` starts the trials in the same order again).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) order_seed: Option<u64>,
+    /// Every trial, whatever its status, by family, scenario and mechanism.
     pub results: Vec<TrialResult>,
 }
 

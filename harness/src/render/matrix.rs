@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::spec::error::{Error, Result};
 use crate::spec::scenario::Family;
 
+/// A JSON report as the matrix reads it: the parts it shows.
 #[derive(Debug, Clone, Deserialize)]
 pub struct MReport {
     pub(crate) target: MTarget,
@@ -22,14 +23,17 @@ pub struct MReport {
     pub(crate) results: Vec<MResult>,
     #[serde(default)]
     pub(crate) generated_at: String,
+    /// The catalog the report's scenarios came from, if the report says.
     #[serde(default)]
     pub catalog: Option<MCatalog>,
     #[serde(default)]
     pub(crate) benchmarks: Option<crate::record::bench::Bench>,
 }
 
+/// A report's catalog, as the matrix reads it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct MCatalog {
+    /// The catalog's hash: reports with different hashes ran different scenarios.
     pub hash: String,
 }
 
@@ -138,6 +142,8 @@ pub(crate) struct Cell {
     pub(crate) trials: Vec<MResult>,
 }
 
+/// Reports side by side: a column per target, a row per scenario, a cell
+/// per target and scenario.
 pub struct Matrix {
     pub(crate) targets: Vec<MReport>,
     /// (family, scenario) in catalog order.
@@ -146,6 +152,8 @@ pub struct Matrix {
 }
 
 impl Matrix {
+    /// Lay out these reports, as columns in this order; two reports for the
+    /// same target are an error.
     pub fn build(reports: Vec<MReport>) -> Result<Matrix> {
         let mut seen = std::collections::HashSet::new();
         for r in &reports {

@@ -1,6 +1,6 @@
 //! Rendering for people and CI systems: a report as Markdown, JUnit XML and
 //! console text, and writing its files ([`report`]); lock latency figures
-//! ([`bench`]); the compatibility matrix across targets ([`matrix`]).
+//! ([`bench`](mod@bench)); the compatibility matrix across targets ([`matrix`]).
 //!
 //! May use: every layer below: [`crate::spec`] to [`crate::engine`].
 

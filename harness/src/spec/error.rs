@@ -11,7 +11,9 @@ use crate::spec::loc::Pos;
 pub struct ScenarioError {
     /// The file as the user named it.
     pub file: String,
+    /// Where in the file (`0:0` when not known).
     pub pos: Pos,
+    /// What is wrong.
     pub message: String,
     pub(crate) hint: Option<String>,
     /// The offending line with a caret under the column, when the source is known.
@@ -116,23 +118,35 @@ impl fmt::Display for ScenarioError {
 /// Everything that can go wrong in the library.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Problems in scenario or application profile files, each at its place.
     #[error("{}", join_scenario_errors(.0))]
     Scenarios(Vec<ScenarioError>),
+    /// A target directory that cannot be used.
     #[error("target {label:?} ({}): {message}{}", .path.display(), hint_suffix(.hint))]
     Target {
+        /// The target's label.
         label: String,
+        /// The directory as given.
         path: PathBuf,
+        /// What is wrong with it.
         message: String,
+        /// What to do about it, if there is advice.
         hint: Option<String>,
     },
+    /// Arguments or other input the user has to correct.
     #[error("{message}{}", hint_suffix(.hint))]
     Usage {
+        /// What is wrong.
         message: String,
+        /// What to do instead, if there is advice.
         hint: Option<String>,
     },
+    /// An I/O error, with what lockcheck was doing.
     #[error("{context}: {source}")]
     Io {
+        /// What lockcheck was doing (`writing FILE`).
         context: String,
+        /// The error.
         #[source]
         source: std::io::Error,
     },
@@ -153,6 +167,7 @@ fn hint_suffix(hint: &Option<String>) -> String {
 }
 
 impl Error {
+    /// An [`Error::Usage`] with this message and hint.
     pub fn usage(message: impl Into<String>, hint: Option<&str>) -> Self {
         Error::Usage {
             message: message.into(),
@@ -160,6 +175,7 @@ impl Error {
         }
     }
 
+    /// An [`Error::Io`]: `source`, met while doing `context`.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             context: context.into(),
@@ -182,6 +198,7 @@ impl From<ScenarioError> for Error {
     }
 }
 
+/// A result whose error is lockcheck's [`Error`] unless another is given.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]

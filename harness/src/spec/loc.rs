@@ -16,7 +16,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 /// A 1-based line and column in a scenario file; `0:0` when unknown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize)]
 pub struct Pos {
+    /// The line, from 1 (0: not known).
     pub line: u32,
+    /// The column, from 1 (0: not known).
     pub col: u32,
 }
 
@@ -41,7 +43,9 @@ impl fmt::Display for Pos {
 /// A value together with the position it was read from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Located<T> {
+    /// The value read.
     pub value: T,
+    /// Where it was written.
     pub pos: Pos,
 }
 

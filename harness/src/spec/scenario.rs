@@ -53,6 +53,8 @@ impl Mechanism {
     /// The kernel lock mechanisms a scenario runs with unless it says otherwise.
     pub const DEFAULT: [Mechanism; 3] = [Mechanism::Flock, Mechanism::Posix, Mechanism::Ofd];
 
+    /// Its name in scenario files, reports and on the command line: `flock`,
+    /// `posix`, `ofd`, `lease`, `pidfile` or `lockfile`.
     pub fn as_str(self) -> &'static str {
         match self {
             Mechanism::Flock => "flock",
@@ -151,6 +153,7 @@ pub enum Severity {
 }
 
 impl Severity {
+    /// Its name in scenario files and reports: `unsafe`, `divergent` or `info`.
     pub fn as_str(self) -> &'static str {
         match self {
             Severity::Unsafe => "unsafe",
@@ -205,6 +208,7 @@ pub enum Family {
 }
 
 impl Family {
+    /// Its name in scenario files and reports (`byte-ranges`, `release-on-close`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
             Family::Exclusion => "exclusion",

@@ -20,7 +20,9 @@ pub(crate) const SCRATCH_PREFIX: &str = ".lockcheck-";
 /// A target as requested: a label and a directory.
 #[derive(Debug, Clone, Default)]
 pub struct TargetSpec {
+    /// The target's name in reports and trial ids.
     pub label: String,
+    /// The directory to test.
     pub dir: PathBuf,
     /// How the directory was chosen, for the report.
     pub provision: String,
@@ -392,6 +394,7 @@ fn keeps_own_waiters(fs_type: &str) -> bool {
 /// What a report says about its target.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct TargetIdentity {
+    /// The target's label (`--target LABEL=DIR`; `local` and `tmpfs` by default).
     pub label: String,
     pub(crate) path: String,
     /// How lockcheck came to test this directory.
@@ -426,8 +429,11 @@ pub struct TargetIdentity {
 
 /// An open target: its identity and the run's scratch directory.
 pub struct Target {
+    /// The target's name in reports and trial ids.
     pub label: String,
+    /// The directory tested, canonical.
     pub root: PathBuf,
+    /// What its report says about it.
     pub identity: TargetIdentity,
     /// Hosts actors can be placed on.
     pub(crate) hosts: Vec<String>,
@@ -864,7 +870,10 @@ impl Drop for PrivateTmpfs {
 
 /// The default targets: the local filesystem and a tmpfs.
 pub struct Defaults {
+    /// The default targets that can be provided.
     pub specs: Vec<TargetSpec>,
+    /// The private tmpfs behind the `tmpfs` target, if lockcheck mounted one
+    /// (unmounted when dropped).
     pub tmpfs: Option<PrivateTmpfs>,
     /// Targets that could not be provided, and why.
     pub notes: Vec<String>,
@@ -992,6 +1001,7 @@ mod tests {
 /// What `clean` did with one directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cleaned {
+    /// Removed, with everything in it.
     Removed(PathBuf),
     /// Left alone, and why.
     Kept(PathBuf, String),

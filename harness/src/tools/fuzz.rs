@@ -509,7 +509,10 @@ fn trial_plan(prog: &Program) -> TrialPlan {
 pub struct Mismatch {
     /// Index of the operation.
     pub index: usize,
+    /// What the reference observed, in compare-ready form (pids as actor
+    /// names, `EAGAIN` and `EACCES` as `conflict`).
     pub reference: String,
+    /// What the target observed, in the same form.
     pub target: String,
 }
 
@@ -1006,11 +1009,13 @@ fn textwrap(s: &str, width: usize) -> Vec<String> {
 
 /// How a fuzz run is set up.
 pub struct FuzzConfig {
+    /// The seed of the random programs: the same seed gives the same programs.
     pub seed: u64,
     /// Operations to run in all (over many programs).
     pub ops: usize,
     /// Initial actors per program.
     pub actors: usize,
+    /// The mechanisms to draw from, one per program.
     pub mechanisms: Vec<Mechanism>,
     /// Operations per program.
     pub program_len: usize,
@@ -1022,17 +1027,29 @@ pub struct FuzzConfig {
 
 /// What a fuzz run found.
 pub struct FuzzResult {
+    /// Operations run, over all programs.
     pub ops_run: usize,
+    /// Programs run.
     pub programs: usize,
+    /// The first mismatch, if the two sides disagreed.
     pub found: Option<Found>,
 }
 
+/// A program on which the reference and the target disagreed, shrunk and
+/// written out as a scenario.
 pub struct Found {
+    /// The program's mechanism.
     pub mechanism: Mechanism,
+    /// Operations in the program as generated.
     pub original_len: usize,
+    /// Operations in the program after shrinking.
     pub shrunk_len: usize,
+    /// Where the shrunk program's runs disagreed (the original's, if the
+    /// shrunk one no longer disagrees when run again).
     pub mismatch: Mismatch,
+    /// The scenario file written.
     pub file: PathBuf,
+    /// Time from the start of the run to the mismatch, shrinking not included.
     pub elapsed_to_find: Duration,
 }
 

@@ -25,14 +25,17 @@ pub enum Verdict {
     Fail,
 }
 
+/// A trial (or an application verdict) whose outcome differed between repeats.
 #[derive(Debug, Clone, Serialize)]
 pub struct Flaky {
+    /// The trial's id, or `application NAME` for an application.
     pub id: String,
     /// Outcome per repeat (`pass`, `unsafe at step 4`, `skip`, `not run`, ...;
     /// see [`crate::verdict::tally`]).
     pub outcomes: Vec<String>,
 }
 
+/// One target's part of a qualification.
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetQualification {
     pub(crate) label: String,
@@ -47,12 +50,15 @@ pub struct TargetQualification {
     pub(crate) server: Option<String>,
     /// Per repeat: pass, fail, skip, error, xfail counts and failures by severity.
     pub(crate) repeats: Vec<crate::record::report::Summary>,
+    /// Trials, then applications, whose outcome differed between repeats.
     pub flaky: Vec<Flaky>,
     pub(crate) applications: Vec<crate::record::apps::AppVerdict>,
 }
 
+/// What `lockcheck qualify` concludes: the verdict, and each target's repeats.
 #[derive(Debug, Clone, Serialize)]
 pub struct Qualification {
+    /// The overall outcome.
     pub verdict: Verdict,
     pub(crate) repeats: usize,
     pub(crate) lockcheck_version: String,
@@ -61,6 +67,7 @@ pub struct Qualification {
     pub(crate) generated_at: String,
     /// The command that reproduces this qualification.
     pub(crate) command: String,
+    /// Each target, in the order of the reports.
     pub targets: Vec<TargetQualification>,
 }
 
