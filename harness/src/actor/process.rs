@@ -843,3 +843,130 @@ fn opened(fd: RawFd) -> Outcome {
         }
     }
 }
+
+/// The actor's system-call layer, in this process: what `perform` returns
+/// for real calls on a scratch directory. (Conflicts between processes are
+/// the catalog's; here, two open file descriptions of one process conflict
+/// for flock and OFD locks as they would across processes.)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &std::path::Path, rel: &str, flags: i32) -> i32 {
+        match perform(&Request::Open {
+            path: Beneath::new(dir, rel),
+            flags,
+        }) {
+            Outcome::Opened { fd, ino, .. } => {
+                assert!(ino > 0, "an opened file has its inode");
+                fd
+            }
+            other => panic!("open {rel}: {other:?}"),
+        }
+    }
+
+    fn close(fd: i32) {
+        assert!(matches!(
+            perform(&Request::Close { fd }),
+            Outcome::Done { ret: 0 }
+        ));
+    }
+
+    #[test]
+    fn writes_and_reads_at_offsets() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fd = open(
+            dir.path(),
+            "f",
+            libc::O_RDWR | libc::O_CREAT | libc::O_CLOEXEC,
+        );
+        let w = perform(&Request::Write {
+            fd,
+            data: "hello".into(),
+            offset: Some(3),
+            sync: true,
+        });
+        assert!(matches!(w, Outcome::Done { ret: 5 }), "{w:?}");
+        let r = perform(&Request::Read {
+            fd,
+            len: 5,
+            offset: Some(3),
+        });
+        assert!(
+            matches!(&r, Outcome::Data { data } if data == "hello"),
+            "{r:?}"
+        );
+        close(fd);
+        // A closed descriptor is an errno, not a panic.
+        assert!(matches!(
+            perform(&Request::Close { fd }),
+            Outcome::Failed { errno: libc::EBADF }
+        ));
+    }
+
+    #[test]
+    fn two_open_file_descriptions_conflict_for_flock_and_ofd_locks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let flags = libc::O_RDWR | libc::O_CREAT | libc::O_CLOEXEC;
+        let (a, b) = (open(dir.path(), "f", flags), open(dir.path(), "f", flags));
+        let flock = |fd, operation| perform(&Request::Flock { fd, operation });
+        assert!(matches!(
+            flock(a, libc::LOCK_EX | libc::LOCK_NB),
+            Outcome::Done { .. }
+        ));
+        assert!(matches!(
+            flock(b, libc::LOCK_SH | libc::LOCK_NB),
+            Outcome::Failed {
+                errno: libc::EWOULDBLOCK
+            }
+        ));
+        assert!(matches!(flock(a, libc::LOCK_UN), Outcome::Done { .. }));
+        let ofd = |fd, cmd, l_type: i32, start| {
+            perform(&Request::Fcntl {
+                fd,
+                cmd,
+                l_type: l_type as i16,
+                start,
+                len: 10,
+            })
+        };
+        assert!(matches!(
+            ofd(a, libc::F_OFD_SETLK, libc::F_WRLCK, 0),
+            Outcome::Done { .. }
+        ));
+        // The neighbouring range is free, the same range is not...
+        assert!(matches!(
+            ofd(b, libc::F_OFD_SETLK, libc::F_WRLCK, 10),
+            Outcome::Done { .. }
+        ));
+        assert!(matches!(
+            ofd(b, libc::F_OFD_SETLK, libc::F_RDLCK, 5),
+            Outcome::Failed {
+                errno: libc::EAGAIN
+            }
+        ));
+        // ...and F_OFD_GETLK describes the holder (pid -1 for OFD locks).
+        match ofd(b, libc::F_OFD_GETLK, libc::F_RDLCK, 5) {
+            Outcome::Lock { lock } => {
+                assert_eq!(
+                    (lock.l_type, lock.start, lock.len, lock.pid),
+                    (libc::F_WRLCK as i16, 0, 10, -1)
+                );
+            }
+            other => panic!("F_OFD_GETLK: {other:?}"),
+        }
+        close(a);
+        close(b);
+    }
+
+    #[test]
+    fn a_path_out_of_the_trial_directory_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::os::unix::fs::symlink("/etc", dir.path().join("out")).expect("symlink");
+        let r = perform(&Request::Open {
+            path: Beneath::new(dir.path(), "out/passwd"),
+            flags: libc::O_RDONLY | libc::O_CLOEXEC,
+        });
+        assert!(matches!(r, Outcome::Refused { .. }), "{r:?}");
+    }
+}

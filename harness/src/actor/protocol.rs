@@ -416,3 +416,38 @@ pub(crate) enum Outcome {
     /// The path leads out of the trial directory: not followed.
     Refused { message: String },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_and_replies_survive_their_json_line() {
+        let req = Request::Fcntl {
+            fd: 4,
+            cmd: libc::F_OFD_SETLKW,
+            l_type: libc::F_RDLCK as i16,
+            start: 10,
+            len: 5,
+        };
+        let line = serde_json::to_string(&Envelope {
+            seq: 9,
+            req: req.clone(),
+        })
+        .expect("json");
+        assert!(!line.contains('\n'), "one line: {line}");
+        assert!(line.contains("\"op\":\"fcntl\""), "tagged by op: {line}");
+        let back: Envelope = serde_json::from_str(&line).expect("parses");
+        assert_eq!((back.seq, back.req), (9, req));
+    }
+
+    #[test]
+    fn a_path_beneath_keeps_its_directory() {
+        let b = Beneath::new(std::path::Path::new("/trial"), "a/f");
+        let lock = b.with_rel(format!("{}.lock", b.rel));
+        assert_eq!(
+            (lock.dir.as_str(), lock.rel.as_str()),
+            ("/trial", "a/f.lock")
+        );
+    }
+}

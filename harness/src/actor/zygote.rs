@@ -394,15 +394,20 @@ impl Reaper {
             if r <= 0 {
                 break;
             }
-            self.statuses.insert(r, st);
-            self.order.push_back(r);
-            while self.order.len() > MAX_STATUSES {
-                if let Some(old) = self.order.pop_front() {
-                    self.statuses.remove(&old);
-                }
-            }
+            self.keep(r, st);
             if pid > 0 {
                 break;
+            }
+        }
+    }
+
+    /// Keeps `pid`'s status, forgetting the oldest beyond [`MAX_STATUSES`].
+    fn keep(&mut self, pid: i32, status: libc::c_int) {
+        self.statuses.insert(pid, status);
+        self.order.push_back(pid);
+        while self.order.len() > MAX_STATUSES {
+            if let Some(old) = self.order.pop_front() {
+                self.statuses.remove(&old);
             }
         }
     }
@@ -529,5 +534,48 @@ fn spawn(sfd: RawFd, me: i32, cwd: &str, received: Vec<OwnedFd>) -> ZReply {
             drop(err);
             ZReply::Spawned { pid }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reaper_keeps_a_bounded_number_of_statuses() {
+        let mut r = Reaper::default();
+        for pid in 1..=(MAX_STATUSES as i32 + 10) {
+            r.keep(pid, pid);
+        }
+        assert_eq!(r.statuses.len(), MAX_STATUSES);
+        assert!(!r.statuses.contains_key(&10), "the oldest are forgotten");
+        assert_eq!(
+            r.statuses.get(&(MAX_STATUSES as i32 + 10)),
+            Some(&(MAX_STATUSES as i32 + 10))
+        );
+    }
+
+    #[test]
+    // The child is reaped by the Reaper under test, not by Child::wait.
+    #[allow(clippy::zombie_processes)]
+    fn the_reaper_collects_a_named_child() {
+        // A child of this test process, reaped by pid (never -1 here: other
+        // tests' children are not ours to reap).
+        let child = std::process::Command::new("sh")
+            .args(["-c", "exit 7"])
+            .spawn()
+            .expect("sh");
+        let pid = child.id() as i32;
+        let mut r = Reaper::default();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !r.statuses.contains_key(&pid) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "child {pid} not reaped in 10 s"
+            );
+            r.reap(pid);
+            std::thread::yield_now();
+        }
+        assert_eq!(describe_status(r.statuses[&pid]), "exit status: 7");
     }
 }
