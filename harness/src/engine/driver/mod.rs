@@ -31,12 +31,14 @@ use crate::record::report::{Failure, Measurement, Status, StepRecord};
 use crate::spec::scenario::{LockMode, Mechanism, Via};
 use crate::target::targets::HostEnv;
 use crate::verdict::judge::{self, Actors, Observed};
+use timeline::Timeline;
 
 mod lab;
 mod launch;
 mod locks;
 mod signals;
 mod steps;
+mod timeline;
 mod wait;
 
 /// How long an actor may take to start and say hello.
@@ -204,16 +206,6 @@ struct ActorRt {
     early: Option<(crate::actor::protocol::Reply, usize)>,
 }
 
-/// When a step ran, on the monotonic clock actors stamp their replies with.
-#[derive(Debug, Clone, Copy)]
-struct StepTime {
-    number: usize,
-    start_ns: u64,
-    end_ns: u64,
-    /// When the step's last call returned (its release, for an unlock).
-    release_ns: u64,
-}
-
 impl ActorRt {
     fn new(name: &str, thread_of: Option<usize>) -> Self {
         ActorRt {
@@ -298,19 +290,8 @@ pub(crate) struct Driver<'a> {
     env: &'a TrialEnv<'a>,
     actors: Vec<ActorRt>,
     seq: u64,
-    t0: Instant,
-    /// When the previous step ended: completion latencies are measured from it.
-    last_step_end: Instant,
-    /// The last fault (kill, stop, close-all, exit, lab fault): when (ns) and which step.
-    last_fault: Option<(u64, usize, String)>,
-    /// When the calls completed by the current `await` returned (ns).
-    await_done_ns: u64,
-    /// Values measured during the trial, for the report.
-    measurements: Vec<Measurement>,
-    /// When each executed step ran.
-    step_times: Vec<StepTime>,
-    /// The latest reply time seen during the current step.
-    step_reply_ns: u64,
+    /// When steps ran and replies came, and what was measured from them.
+    time: Timeline,
     /// Sends to actors give up at this time (the current step's deadline).
     send_deadline: Instant,
     /// Whether teardown has run (it also runs on drop, after a panic).
@@ -327,8 +308,6 @@ pub(crate) struct Driver<'a> {
     severed: std::collections::BTreeSet<String>,
     /// Whether a lab fault was injected (teardown then waits longer).
     lab_faulted: bool,
-    /// When calls of actors on this host's clock ran (ns spans).
-    call_spans: Vec<(u64, u64)>,
 }
 
 impl<'a> Driver<'a> {
@@ -351,13 +330,7 @@ impl<'a> Driver<'a> {
                 })
                 .collect(),
             seq: 0,
-            t0: now,
-            last_step_end: now,
-            last_fault: None,
-            await_done_ns: 0,
-            measurements: Vec::new(),
-            step_times: Vec::new(),
-            step_reply_ns: 0,
+            time: Timeline::new(now),
             send_deadline: now + crate::plan::resolve::DEFAULT_TIMEOUT,
             torn_down: false,
             agents: (0..env.hosts.len().max(1)).map(|_| None).collect(),
@@ -365,7 +338,6 @@ impl<'a> Driver<'a> {
             sock_dir: None,
             severed: Default::default(),
             lab_faulted: false,
-            call_spans: Vec::new(),
         }
     }
 
@@ -427,8 +399,8 @@ impl<'a> Driver<'a> {
                 .map(|a| (a.name.clone(), a.pid, self.host_name(a.host)))
                 .collect(),
             teardown,
-            measurements: std::mem::take(&mut self.measurements),
-            in_calls: Duration::from_nanos(union_ns(&mut self.call_spans)),
+            measurements: std::mem::take(&mut self.time.measurements),
+            in_calls: Duration::from_nanos(union_ns(&mut self.time.call_spans)),
         }
     }
 

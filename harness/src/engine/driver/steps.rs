@@ -20,109 +20,28 @@ impl Driver<'_> {
         self.collect_early_replies(step.number)?;
         let start = Instant::now();
         let start_ns = crate::actor::protocol::monotonic_ns();
-        self.step_reply_ns = 0;
         let step_timeout = step.timeout_for(self.env.lease);
         self.send_deadline = start + step_timeout;
-        self.await_done_ns = 0;
+        self.time.begin_step();
         let deadline = start + step_timeout;
         let mut calls = Vec::new();
         let mut latency: Option<Duration> = None;
         let observed = self.perform_op(step, deadline, &mut calls, &mut latency)?;
         let end = Instant::now();
-        self.last_step_end = end;
-        let (step_time, after_fault) = self.time_step(step, start_ns, latency, &observed);
+        self.time.last_step_end = end;
+        let (step_time, after_fault) = self.time.end_step(
+            step,
+            start_ns,
+            latency,
+            &observed,
+            step_timeout,
+            &self.plan.actors,
+        );
         let (mut record, stop) = self.judge_step(step, start, end, calls, latency, &observed);
-        self.step_times.push(step_time);
+        self.time.step_times.push(step_time);
         record.after_fault_ms = after_fault.map(|(ms, _)| ms);
         record.fault_step = after_fault.map(|(_, n)| n);
         Ok((record, stop, observed))
-    }
-
-    /// A step's times: when it started and ended, when its release was seen,
-    /// whether it was a fault (the next granted wait is measured from it), and
-    /// the measurements it makes (a wait granted after a fault or after the
-    /// previous step; how long a contender was kept waiting). Returns the
-    /// step's time and, for a wait granted after a fault, how long after
-    /// (ms) and the fault's step.
-    pub(super) fn time_step(
-        &mut self,
-        step: &PlannedStep,
-        start_ns: u64,
-        latency: Option<Duration>,
-        observed: &[Observed],
-    ) -> (StepTime, Option<(f64, usize)>) {
-        let end_ns = crate::actor::protocol::monotonic_ns();
-        let step_time = StepTime {
-            number: step.number,
-            start_ns,
-            end_ns,
-            release_ns: if self.step_reply_ns > 0 {
-                self.step_reply_ns
-            } else {
-                end_ns
-            },
-        };
-        if matches!(
-            step.op,
-            Op::Signal { fatal: true, .. }
-                | Op::Stop
-                | Op::CloseAll
-                | Op::Exit { .. }
-                | Op::Lab { .. }
-        ) {
-            self.last_fault = Some((
-                step_time.release_ns,
-                step.number,
-                step.op.describe(&self.plan.actors),
-            ));
-        }
-        // When a waiting call was granted: an awaited call, or a waiting
-        // lock step with `within` that succeeded (a crashed holder's lock).
-        let granted_ns = match (&step.op, latency) {
-            (Op::Await { .. }, Some(_)) => Some(self.await_done_ns),
-            (Op::Lock { wait: true, .. }, _)
-                if !observed.is_empty()
-                    && observed
-                        .iter()
-                        .all(|o| matches!(o, Observed::Returned(Outcome::Done { .. }))) =>
-            {
-                Some(self.step_reply_ns)
-            }
-            _ => None,
-        };
-        let bound_ms = Some(crate::record::report::ms(step.timeout_for(self.env.lease)));
-        // How long after the last fault a waiting call was granted.
-        let after_fault = match (granted_ns, &self.last_fault) {
-            (Some(done), Some((at, n, what))) => {
-                let ms = done.saturating_sub(*at) as f64 / 1e6;
-                let ms = (ms * 1000.0).round() / 1000.0;
-                self.measurements.push(Measurement {
-                    step: step.number,
-                    what: format!("lock granted after the fault of step {n} ({what})"),
-                    ms,
-                    bound_ms,
-                });
-                Some((ms, *n))
-            }
-            _ => None,
-        };
-        if let (None, Op::Await { .. }, Some(l)) = (&after_fault, &step.op, latency) {
-            self.measurements.push(Measurement {
-                step: step.number,
-                what: "blocked call completed after the previous step".into(),
-                ms: crate::record::report::ms(l),
-                bound_ms,
-            });
-        }
-        if let Op::Await { hold: Some(d) } = step.op {
-            self.measurements.push(Measurement {
-                step: step.number,
-                what: "contender kept waiting (its timeout)".into(),
-                ms: crate::record::report::ms(d),
-                bound_ms: None,
-            });
-        }
-        (step_time, after_fault)
     }
 
     /// Performs `act` with each actor of the step in turn: what each saw,
@@ -432,7 +351,7 @@ impl Driver<'_> {
             expected: expected.clone(),
             observed: observed_joined.clone(),
             passed: verdict.is_ok(),
-            start_ms: crate::record::report::ms(start.duration_since(self.t0)),
+            start_ms: crate::record::report::ms(start.duration_since(self.time.t0)),
             elapsed_ms: crate::record::report::ms(end.duration_since(start)),
             completed_after_ms: latency.map(crate::record::report::ms),
             after_fault_ms: None,

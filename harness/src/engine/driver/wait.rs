@@ -191,9 +191,9 @@ impl<'a> Driver<'a> {
                 };
                 a.last_reply_ns = t;
                 if a.shared_clock && r.start_ns > 0 && r.t_ns >= r.start_ns {
-                    self.call_spans.push((r.start_ns, r.t_ns));
+                    self.time.call_spans.push((r.start_ns, r.t_ns));
                 }
-                self.step_reply_ns = self.step_reply_ns.max(t);
+                self.time.step_reply_ns = self.time.step_reply_ns.max(t);
                 Ok(Some(Ok(r)))
             }
             Ok(Some(FromActor::Hello { .. })) => Err(Infra(format!(
@@ -251,7 +251,7 @@ impl<'a> Driver<'a> {
             return (obs, None);
         };
         let t_done = self.actors[i].last_reply_ns;
-        let Some(prev) = self.step_times.last().copied() else {
+        let Some(prev) = self.time.step_times.last().copied() else {
             return (Observed::Returned(outcome), None);
         };
         if !self.actors[i].shared_clock {
@@ -260,12 +260,19 @@ impl<'a> Driver<'a> {
         }
         if t_done < prev.start_ns {
             let during = match self
+                .time
                 .step_times
                 .iter()
                 .find(|s| s.start_ns <= t_done && t_done <= s.end_ns)
             {
                 Some(s) => format!("during step {}", s.number),
-                None => match self.step_times.iter().rev().find(|s| s.end_ns < t_done) {
+                None => match self
+                    .time
+                    .step_times
+                    .iter()
+                    .rev()
+                    .find(|s| s.end_ns < t_done)
+                {
                     Some(s) => format!("after step {}", s.number),
                     None => "before any step".to_string(),
                 },
@@ -281,7 +288,7 @@ impl<'a> Driver<'a> {
             );
         }
         let handoff = Duration::from_nanos(t_done.saturating_sub(prev.release_ns));
-        self.await_done_ns = self.await_done_ns.max(t_done);
+        self.time.await_done_ns = self.time.await_done_ns.max(t_done);
         (Observed::Returned(outcome), Some(handoff))
     }
 
@@ -289,7 +296,7 @@ impl<'a> Driver<'a> {
     /// before this step began. Its reply is kept for the `await`, which can
     /// then tell it returned too early even on another machine's clock.
     pub(super) fn collect_early_replies(&mut self, step: usize) -> Result<(), Infra> {
-        let reply_ns = self.step_reply_ns;
+        let reply_ns = self.time.step_reply_ns;
         for i in 0..self.actors.len() {
             let a = &self.actors[i];
             let (Some(p), None, Some(chan)) = (&a.pending, &a.early, &a.chan) else {
@@ -307,7 +314,7 @@ impl<'a> Driver<'a> {
                 }
             }
         }
-        self.step_reply_ns = reply_ns;
+        self.time.step_reply_ns = reply_ns;
         Ok(())
     }
 
@@ -386,7 +393,7 @@ impl<'a> Driver<'a> {
                     }
                     None => None,
                 };
-                let waited = now.duration_since(self.last_step_end);
+                let waited = now.duration_since(self.time.last_step_end);
                 let task = self.actors[i].tid.or(self.actors[i].pid).unwrap_or(0);
                 let obs = match still {
                     Some(ev) => Observed::Blocked(Evidence {
