@@ -107,9 +107,7 @@ pub(crate) fn fuzz(a: FuzzArgs) -> Result<ExitCode, Error> {
         eprint!("\r\x1b[K");
     }
     let problems = session.close();
-    for p in &problems {
-        eprintln!("warning: cleanup: {p}");
-    }
+    super::run::warn_cleanup(&problems);
     let r = result.map_err(|e| Error::usage(format!("fuzzing stopped: {e}"), None))?;
     let secs = started.elapsed().as_secs_f64();
     match r.found {

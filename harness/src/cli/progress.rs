@@ -13,23 +13,21 @@ pub(crate) struct Console {
     quiet: bool,
     /// Whether the counter is shown (stderr is a terminal and not quiet).
     tty: bool,
-    repeats: usize,
 }
 
 impl Console {
-    pub(crate) fn new(total: usize, quiet: bool, repeats: usize) -> Self {
+    pub(crate) fn new(total: usize, quiet: bool) -> Self {
         Console {
             total,
             quiet,
             tty: std::io::stderr().is_terminal() && !quiet,
-            repeats,
         }
     }
 }
 
 impl Progress for Console {
     fn run_started(&self, k: usize, of: usize) {
-        if self.repeats > 1 && !self.quiet {
+        if of > 1 && !self.quiet {
             eprintln!("run {k} of {of}");
         }
     }

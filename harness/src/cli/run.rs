@@ -236,7 +236,7 @@ pub(crate) fn run(a: RunArgs, qualify: Option<(usize, PathBuf)>) -> Result<ExitC
     if let Some(s) = order_seed {
         eprintln!("trial order: shuffled with seed {s} (the same order again: --seed {s})");
     }
-    let progress = Console::new(p.trials.len(), a.quiet, repeats);
+    let progress = Console::new(p.trials.len(), a.quiet);
     let mut passes: Vec<Vec<Report>> = Vec::new();
     // `--repeat`: every run's outcomes, but only the last run's reports.
     let mut tally = Tally::default();
