@@ -16,7 +16,7 @@
 use std::time::{Duration, Instant};
 
 use crate::actor::protocol::{Outcome, Reply, Request};
-use crate::engine::driver::{Driver, TrialEnv};
+use crate::engine::driver::{ActorPool, Driver, TrialEnv};
 use crate::plan::resolve::{Applicability, LockKind};
 use crate::record::bench::{round3, Latency, MechBench, Throughput};
 use crate::spec::scenario::Mechanism;
@@ -111,7 +111,7 @@ pub(crate) fn run_mechanism(env: &BenchEnv<'_>, mech: Mechanism, opts: &BenchOpt
         Err(e) => fail(e),
         Ok(()) => {
             let mut b = Bencher {
-                d: &mut d,
+                d: d.pool(),
                 mech,
                 opts,
             };
@@ -148,7 +148,7 @@ const MAX_ROUNDS: u32 = 100_000;
 const MAX_HANDOFFS: u32 = 2_000;
 
 struct Bencher<'d, 'a> {
-    d: &'d mut Driver<'a>,
+    d: &'d mut ActorPool<'a>,
     mech: Mechanism,
     opts: &'d BenchOptions,
 }

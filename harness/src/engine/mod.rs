@@ -1,4 +1,6 @@
-//! The engine: driving one trial through its actor processes ([`driver`]),
+//! The engine: driving one trial through its actor processes ([`driver`]:
+//! the step driver on top of an actor pool that starts, talks to
+//! and ends the actors; the benchmarks use the pool directly),
 //! running many trials over job slots ([`runner`], [`slots`], [`barrier`]),
 //! and measuring lock latency ([`bench`](mod@bench)).
 //!

@@ -3,83 +3,6 @@
 use super::*;
 
 impl<'a> Driver<'a> {
-    /// The trial directory reached another way (`via:`).
-    pub(super) fn via_dir(&self, via: crate::spec::scenario::Via) -> Option<&'a Path> {
-        match via {
-            crate::spec::scenario::Via::SecondMount => self.env.second_mount,
-            crate::spec::scenario::Via::BackingStore => self.env.backing,
-        }
-    }
-
-    pub(super) fn host_name(&self, host: usize) -> String {
-        self.env
-            .hosts
-            .get(host)
-            .map(|h| h.name.clone())
-            .unwrap_or_else(|| "?".into())
-    }
-
-    /// Start the agent of a host if it is not running yet.
-    pub(super) fn ensure_agent(&mut self, host: usize, wait: Duration) -> Result<(), Infra> {
-        if self
-            .agents
-            .get(host)
-            .is_some_and(|a| a.as_ref().is_some_and(|a| a.alive))
-        {
-            return Ok(());
-        }
-        let mut rt = ActorRt::new(&format!("agent on host {}", self.host_name(host)), None);
-        self.launch(host, &mut rt)?;
-        let deadline = Instant::now() + wait;
-        let chan = rt
-            .chan
-            .as_mut()
-            .ok_or_else(|| Infra("agent without a channel".into()))?;
-        match chan.recv_until::<FromActor>(deadline)? {
-            Some(FromActor::Hello { hello }) => rt.pid = Some(hello.pid),
-            _ => {
-                return Err(Infra(format!(
-                    "the agent on host {} did not start",
-                    self.host_name(host)
-                )))
-            }
-        }
-        if host >= self.agents.len() {
-            self.agents.resize_with(host + 1, || None);
-        }
-        self.agents[host] = Some(rt);
-        Ok(())
-    }
-
-    /// A request to a host's agent and its answer.
-    pub(super) fn agent_call(
-        &mut self,
-        host: usize,
-        req: Request,
-        wait: Duration,
-    ) -> Result<Outcome, Infra> {
-        self.ensure_agent(host, START_TIMEOUT)?;
-        self.seq += 1;
-        let seq = self.seq;
-        let deadline = Instant::now() + wait;
-        let name = self.host_name(host);
-        let Some(Some(agent)) = self.agents.get_mut(host) else {
-            return Err(Infra(format!("no agent on host {name}")));
-        };
-        let chan = agent
-            .chan
-            .as_mut()
-            .ok_or_else(|| Infra(format!("the agent on host {name} has no channel")))?;
-        chan.send(&Envelope { seq, req }, deadline)?;
-        loop {
-            match chan.recv_until::<FromActor>(deadline)? {
-                Some(FromActor::Reply(r)) if r.seq == seq => return Ok(r.outcome),
-                Some(_) => continue,
-                None => return Err(Infra(format!("the agent on host {name} did not answer"))),
-            }
-        }
-    }
-
     /// Inject a lab fault with the target's command for it; after a crash,
     /// the host's actors are gone (their locks are not released by them).
     pub(super) fn lab_fault(
@@ -136,13 +59,13 @@ impl<'a> Driver<'a> {
             self.severed.remove(h);
         }
         if let (crate::plan::resolve::LabFault::Crash, Some(h)) = (fault, host) {
-            let on: Vec<usize> = (0..self.actors.len())
+            let on: Vec<usize> = (0..self.pool.actors.len())
                 .filter(|&i| {
-                    self.actors[i].alive
+                    self.pool.actors[i].alive
                         && self
                             .env
                             .hosts
-                            .get(self.actors[i].host)
+                            .get(self.pool.actors[i].host)
                             .is_some_and(|x| x.name == h)
                 })
                 .collect();
@@ -158,14 +81,14 @@ impl<'a> Driver<'a> {
                     && self.wait_gone_seen(i, settle) == Some(false)
                     && !self.actor_dying(i)
                 {
-                    let a = &self.actors[i];
+                    let a = &self.pool.actors[i];
                     return Err(Infra(format!(
                         "actor {} (pid {}) on host {h} survived the crash fault `{cmd}`",
                         a.name,
                         a.pid.unwrap_or(0)
                     )));
                 }
-                let a = &mut self.actors[i];
+                let a = &mut self.pool.actors[i];
                 a.alive = false;
                 a.chan = None;
                 a.pending = None;

@@ -9,15 +9,18 @@ impl Driver<'_> {
         &mut self,
         i: usize,
     ) -> Result<(Vec<observe::LockLine>, Option<String>), Infra> {
-        if self.actors[i].local_view {
+        if self.pool.actors[i].local_view {
             return Ok((
                 observe::read_proc_locks().unwrap_or_default(),
                 self.env.locks_dev.clone(),
             ));
         }
-        let host = self.actors[i].host;
-        let tid = self.actors[i].pid.unwrap_or(0);
-        match self.agent_call(host, Request::ReadProc { tid }, Duration::from_secs(5))? {
+        let host = self.pool.actors[i].host;
+        let tid = self.pool.actors[i].pid.unwrap_or(0);
+        match self
+            .pool
+            .agent_call(host, Request::ReadProc { tid }, Duration::from_secs(5))?
+        {
             Outcome::Proc { mut snapshot } => {
                 use crate::actor::observe::ProcView;
                 Ok((snapshot.locks(), None))
@@ -36,12 +39,12 @@ impl Driver<'_> {
         start: i64,
         len: i64,
     ) -> Result<Observed, Infra> {
-        let f = self.fd(i, fd)?.clone();
+        let f = self.pool.fd(i, fd)?.clone();
         let (kind, pid) = match mech {
-            Mechanism::Flock => ("FLOCK", i64::from(self.actors[i].pid.unwrap_or(0))),
-            Mechanism::Posix => ("POSIX", i64::from(self.actors[i].pid.unwrap_or(0))),
+            Mechanism::Flock => ("FLOCK", i64::from(self.pool.actors[i].pid.unwrap_or(0))),
+            Mechanism::Posix => ("POSIX", i64::from(self.pool.actors[i].pid.unwrap_or(0))),
             Mechanism::Ofd => ("OFDLCK", -1),
-            Mechanism::Lease => ("LEASE", i64::from(self.actors[i].pid.unwrap_or(0))),
+            Mechanism::Lease => ("LEASE", i64::from(self.pool.actors[i].pid.unwrap_or(0))),
             Mechanism::Pidfile | Mechanism::Lockfile => {
                 return Err(Infra("lock files are not in /proc/locks".into()))
             }

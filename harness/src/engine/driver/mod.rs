@@ -5,6 +5,14 @@
 //! against a deadline, and a call that should block is recognised from the
 //! kernel's own state (see `observe`). Every wait ends at the step's
 //! timeout, so a hung call is a failure that names the step, never a hang.
+//!
+//! The parts, one job each: `pool` (the `ActorPool`: starting actors,
+//! greetings, sending and receiving, watching a call that should block,
+//! the hosts' agents, killing and reaping), `timeline` (step times and the
+//! measurements made from them), `steps` (`run_step` dispatches each kind
+//! of operation), `wait` (awaiting pending calls, early replies), `signals`,
+//! `lab` (lab faults), `locks` (/proc/locks evidence) and `launch` (exec,
+//! teardown). The driver itself holds the plan, the pool and the timeline.
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
@@ -31,31 +39,26 @@ use crate::record::report::{Failure, Measurement, Status, StepRecord};
 use crate::spec::scenario::{LockMode, Mechanism, Via};
 use crate::target::targets::HostEnv;
 use crate::verdict::judge::{self, Actors, Observed};
+pub(crate) use pool::ActorPool;
 use timeline::Timeline;
 
 mod lab;
 mod launch;
 mod locks;
+mod pool;
 mod signals;
 mod steps;
 mod timeline;
 mod wait;
 
-/// How long an actor may take to start and say hello.
-const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long teardown waits for killed actors to disappear.
 const REAP_TIMEOUT: Duration = Duration::from_secs(5);
 /// After a host was cut off or crashed, its killed actors may still be
 /// finishing a call to the file server (an NFS unlock waiting for the
 /// network), which they do once the host is reconnected.
 const LAB_REAP_TIMEOUT: Duration = Duration::from_secs(120);
-/// The longest pause between two looks at a waiting actor's kernel state.
-const PROBE_MAX: Duration = Duration::from_millis(4);
 /// The longest pause between two checks of a deadline while waiting for a reply.
 const IDLE_MAX: Duration = Duration::from_millis(20);
-/// A trial that has waited this long for a reply lends its job slot (see
-/// `slots`) until the reply comes: it is not using the CPU.
-const LEND_AFTER: Duration = Duration::from_millis(10);
 /// How long the processes of a crashed host get to be gone (or seen killed).
 const CRASH_SETTLE: Duration = Duration::from_secs(5);
 
@@ -133,20 +136,6 @@ pub(crate) fn union_ns(spans: &mut [(u64, u64)]) -> u64 {
 #[derive(Debug)]
 struct Infra(String);
 
-/// What to do when the harness itself runs out of something.
-fn resource_hint(e: &std::io::Error) -> &'static str {
-    match e.raw_os_error() {
-        Some(libc::EMFILE) => {
-            " (hint: this process's open-file limit is reached: raise it with `ulimit -n`, or run fewer trials at once with --jobs)"
-        }
-        Some(libc::ENFILE) => " (hint: the system's open-file table is full)",
-        Some(libc::EAGAIN) | Some(libc::ENOMEM) => {
-            " (hint: the process limit or memory is exhausted: run fewer trials at once with --jobs)"
-        }
-        _ => "",
-    }
-}
-
 impl From<ChannelError> for Infra {
     fn from(e: ChannelError) -> Self {
         Infra(e.to_string())
@@ -172,82 +161,6 @@ struct FdRt {
     path: Beneath,
     cloexec: bool,
 }
-
-struct ActorRt {
-    name: String,
-    /// Process id (thread group id).
-    pid: Option<i32>,
-    /// The task serving the channel: the thread id for thread actors.
-    tid: Option<i32>,
-    /// For thread actors: the process actor's index.
-    thread_of: Option<usize>,
-    child: Option<Child>,
-    pidfd: Option<Pidfd>,
-    chan: Option<Channel>,
-    stderr: Option<OwnedFd>,
-    fds: HashMap<String, FdRt>,
-    pending: Option<Pending>,
-    alive: bool,
-    /// When its last reply's call returned (CLOCK_MONOTONIC ns, from the actor).
-    last_reply_ns: u64,
-    /// The host it runs on (index into the trial's hosts).
-    host: usize,
-    /// Whether the harness sees its pids and /proc (same kernel and pid
-    /// namespace); otherwise an agent on its host reads and signals for it.
-    local_view: bool,
-    /// Whether it shares the harness's monotonic clock (same kernel).
-    shared_clock: bool,
-    /// Forked by the zygote (which has its exit status), not our child.
-    zygote_child: bool,
-    /// How it ended, once known.
-    exit: Option<String>,
-    /// The reply to its pending call, found already waiting before step N
-    /// began: the call returned before that step.
-    early: Option<(crate::actor::protocol::Reply, usize)>,
-}
-
-impl ActorRt {
-    fn new(name: &str, thread_of: Option<usize>) -> Self {
-        ActorRt {
-            name: name.to_string(),
-            pid: None,
-            tid: None,
-            thread_of,
-            child: None,
-            pidfd: None,
-            chan: None,
-            stderr: None,
-            fds: HashMap::new(),
-            pending: None,
-            alive: false,
-            last_reply_ns: 0,
-            host: 0,
-            local_view: true,
-            shared_clock: true,
-            zygote_child: false,
-            exit: None,
-            early: None,
-        }
-    }
-
-    /// What the actor printed on stderr, if anything (non-blocking).
-    fn stderr_text(&mut self) -> String {
-        let Some(fd) = &self.stderr else {
-            return String::new();
-        };
-        let mut out = Vec::new();
-        let mut chunk = [0u8; 4096];
-        while out.len() < 16 * 1024 {
-            match nix::unistd::read(fd.as_fd(), &mut chunk) {
-                Ok(n) if n > 0 => out.extend_from_slice(&chunk[..n]),
-                _ => break,
-            }
-        }
-        String::from_utf8_lossy(&out).trim().to_string()
-    }
-}
-
-static SOCKET_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// How a new actor comes to be.
 #[derive(Debug, Clone, Copy)]
@@ -288,21 +201,12 @@ const EXHAUSTED: &[(i32, &str)] = &[
 pub(crate) struct Driver<'a> {
     plan: &'a TrialPlan,
     env: &'a TrialEnv<'a>,
-    actors: Vec<ActorRt>,
-    seq: u64,
+    /// The actors and the channels to them.
+    pool: ActorPool<'a>,
     /// When steps ran and replies came, and what was measured from them.
     time: Timeline,
-    /// Sends to actors give up at this time (the current step's deadline).
-    send_deadline: Instant,
     /// Whether teardown has run (it also runs on drop, after a panic).
     torn_down: bool,
-    /// Per host: the agent that observes and signals for actors the harness
-    /// cannot see directly (started on first use).
-    agents: Vec<Option<ActorRt>>,
-    /// This process's kernel and pid namespace, to compare actors' with.
-    me: HelloBody,
-    /// A private directory for the sockets new actors connect back on.
-    sock_dir: Option<tempfile::TempDir>,
     /// Hosts cut off (disconnected or crashed) and not reconnected yet:
     /// teardown reconnects them.
     severed: std::collections::BTreeSet<String>,
@@ -312,30 +216,12 @@ pub(crate) struct Driver<'a> {
 
 impl<'a> Driver<'a> {
     pub(crate) fn new(plan: &'a TrialPlan, env: &'a TrialEnv<'a>) -> Self {
-        let now = Instant::now();
         Driver {
             plan,
             env,
-            actors: plan
-                .actors
-                .iter()
-                .map(|a| {
-                    let mut rt = ActorRt::new(&a.name, a.thread_of);
-                    rt.host = env
-                        .hosts
-                        .iter()
-                        .position(|h| h.name == a.host)
-                        .unwrap_or(usize::MAX);
-                    rt
-                })
-                .collect(),
-            seq: 0,
-            time: Timeline::new(now),
-            send_deadline: now + crate::plan::resolve::DEFAULT_TIMEOUT,
+            pool: ActorPool::new(plan, env),
+            time: Timeline::new(Instant::now()),
             torn_down: false,
-            agents: (0..env.hosts.len().max(1)).map(|_| None).collect(),
-            me: HelloBody::here(std::process::id() as i32, 0),
-            sock_dir: None,
             severed: Default::default(),
             lab_faulted: false,
         }
@@ -394,13 +280,14 @@ impl<'a> Driver<'a> {
             reason,
             steps,
             actors: self
+                .pool
                 .actors
                 .iter()
-                .map(|a| (a.name.clone(), a.pid, self.host_name(a.host)))
+                .map(|a| (a.name.clone(), a.pid, self.pool.host_name(a.host)))
                 .collect(),
             teardown,
             measurements: std::mem::take(&mut self.time.measurements),
-            in_calls: Duration::from_nanos(union_ns(&mut self.time.call_spans)),
+            in_calls: Duration::from_nanos(union_ns(&mut self.pool.replies.spans)),
         }
     }
 
@@ -420,124 +307,34 @@ impl<'a> Driver<'a> {
         Ok((observed, record, stop.is_none()))
     }
 
-    /// Actor pids by index (None for actors not started).
-    pub(crate) fn pids(&self) -> Vec<Option<i32>> {
-        self.actors.iter().map(|a| a.pid).collect()
-    }
-
     /// End the trial: kill every actor; returns teardown problems.
     pub(crate) fn finish(mut self) -> Vec<String> {
         self.teardown()
     }
+}
 
-    /// For benchmarks, which time calls themselves: the descriptor actor
-    /// `i` opened as `handle`, and the inode of its file.
-    pub(crate) fn descriptor(&self, i: usize, handle: &str) -> Option<(i32, u64)> {
-        self.actors.get(i)?.fds.get(handle).map(|f| (f.n, f.ino))
+impl<'a> Driver<'a> {
+    /// Start the plan's first actors: those not forked, spawned or
+    /// started as threads by another actor during the trial.
+    fn spawn_initial(&mut self) -> Result<(), Infra> {
+        let initial: Vec<usize> = (self.plan.actors.iter().enumerate())
+            .filter(|(_, a)| {
+                a.forked_from.is_none() && a.thread_of.is_none() && a.spawned_by.is_none()
+            })
+            .map(|(i, _)| i)
+            .collect();
+        self.pool.start(&initial)
     }
 
-    /// For benchmarks: send `req` to actor `i` without waiting for the
-    /// answer; returns the request's sequence number.
-    pub(crate) fn submit(
-        &mut self,
-        i: usize,
-        req: Request,
-        timeout: Duration,
-    ) -> Result<u64, String> {
-        let seq = self.next_seq();
-        self.send_deadline = Instant::now() + timeout;
-        self.send(i, seq, req).map_err(|Infra(e)| e)?;
-        Ok(seq)
+    /// Actor pids by index (None for actors not started).
+    pub(crate) fn pids(&self) -> Vec<Option<i32>> {
+        self.pool.pids()
     }
 
-    /// For benchmarks: the answer to request `seq` of actor `i`.
-    pub(crate) fn reply(&mut self, i: usize, seq: u64, timeout: Duration) -> Result<Reply, String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if let Some(r) = self.recv_answer(i, seq, left)? {
-                return Ok(r);
-            }
-            if left.is_zero() {
-                return Err(format!(
-                    "actor {} did not answer within {} ms",
-                    self.actors[i].name,
-                    timeout.as_millis()
-                ));
-            }
-        }
-    }
-
-    /// For benchmarks: wait until request `seq` of actor `i` is seen waiting
-    /// in the kernel (`None`), or what happened instead (it returned, or the
-    /// actor died).
-    pub(crate) fn until_blocked(
-        &mut self,
-        i: usize,
-        seq: u64,
-        sig: WaitSignature,
-        ino: Option<u64>,
-        timeout: Duration,
-    ) -> Result<Option<Observed>, String> {
-        let deadline = Instant::now() + timeout;
-        match self
-            .wait_call(i, seq, deadline, Some(sig), ino)
-            .map_err(|Infra(e)| e)?
-        {
-            Observed::Blocked(_) => Ok(None),
-            Observed::Hung { .. } => Err(format!(
-                "actor {} neither returned nor was seen waiting within {} ms",
-                self.actors[i].name,
-                timeout.as_millis()
-            )),
-            other => Ok(Some(other)),
-        }
-    }
-
-    fn next_seq(&mut self) -> u64 {
-        self.seq += 1;
-        self.seq
-    }
-
-    /// The actor whose descriptor table actor `i` uses (a thread's process).
-    fn owner(&self, i: usize) -> usize {
-        self.actors[i].thread_of.unwrap_or(i)
-    }
-
-    fn fd(&self, i: usize, name: &str) -> Result<&FdRt, Infra> {
-        self.actors[self.owner(i)].fds.get(name).ok_or_else(|| {
-            Infra(format!(
-                "actor {} has no descriptor {name}",
-                self.actors[i].name
-            ))
-        })
-    }
-
-    /// The trial directory as actor `i`'s host names it.
-    fn dir_of(&self, i: usize) -> &Path {
-        self.env
-            .hosts
-            .get(self.actors[i].host)
-            .map(|h| h.dir.as_path())
-            .unwrap_or(self.env.scratch)
-    }
-
-    fn path(&self, i: usize, rel: &str) -> Beneath {
-        Beneath::new(self.dir_of(i), rel)
-    }
-
-    /// The path an `open` step names: in actor `i`'s trial directory, or
-    /// through another view of it (`via`); `None` if this target has none.
-    fn open_path(
-        &self,
-        i: usize,
-        rel: &str,
-        via: Option<crate::spec::scenario::Via>,
-    ) -> Option<Beneath> {
-        match via {
-            Some(v) => self.via_dir(v).map(|d| Beneath::new(d, rel)),
-            None => Some(self.path(i, rel)),
-        }
+    /// The actors, for callers that drive them directly after the plan's
+    /// steps (the benchmarks).
+    pub(crate) fn pool(&mut self) -> &mut ActorPool<'a> {
+        &mut self.pool
     }
 }
 
@@ -567,14 +364,6 @@ fn listed_range(start: i64, len: i64) -> Option<(String, String)> {
     }
 }
 
-/// Wait (bounded) for a child process the harness started, and reap it.
-fn reap(child: &mut Child, deadline: Instant) {
-    if let Ok(fd) = Pidfd::open(child.id() as i32) {
-        let _ = fd.wait_exit(deadline.saturating_duration_since(Instant::now()));
-    }
-    let _ = child.try_wait();
-}
-
 /// Whether an expectation accepts a call that is still waiting.
 fn allows_blocked(e: &Expectation) -> bool {
     match e {
@@ -583,67 +372,6 @@ fn allows_blocked(e: &Expectation) -> bool {
         Expectation::Winners { others, .. } => allows_blocked(others),
         _ => false,
     }
-}
-
-/// Accept the connection of process `peer` (checked with SO_PEERCRED).
-fn accept_from(
-    listener: &UnixListener,
-    peer: i32,
-    deadline: Instant,
-) -> Result<Option<UnixStream>, Infra> {
-    loop {
-        match listener.accept() {
-            Ok((s, _)) => {
-                if peer_pid(&s) == Some(peer) {
-                    return Ok(Some(s));
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Ok(None);
-                }
-                wait_readable(listener.as_fd(), left)
-                    .map_err(|e| Infra(format!("waiting for the new actor: {e}")))?;
-            }
-            Err(e) => return Err(Infra(format!("accepting the new actor: {e}"))),
-        }
-    }
-}
-
-fn rand_suffix() -> u64 {
-    let mut b = [0u8; 8];
-    // SAFETY: getrandom writes at most b.len() bytes into b.
-    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
-    if n == 8 {
-        u64::from_ne_bytes(b)
-    } else {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| u64::from(d.subsec_nanos()))
-            .unwrap_or(0)
-    }
-}
-
-fn peer_pid(s: &UnixStream) -> Option<i32> {
-    use std::os::fd::AsRawFd;
-    let mut cred: libc::ucred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `cred`.
-    let r = unsafe {
-        libc::getsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    };
-    (r == 0).then_some(cred.pid)
 }
 
 /// A bind mount of a trial directory: a second mount of the same
@@ -759,7 +487,9 @@ struct DriverView<'d, 'e> {
 
 impl ActorView for DriverView<'_, '_> {
     fn fd(&self, name: &str) -> Option<FdView> {
-        let f = self.d.actors[self.d.owner(self.i)].fds.get(name)?;
+        let f = self.d.pool.actors[self.d.pool.owner(self.i)]
+            .fds
+            .get(name)?;
         Some(FdView {
             n: f.n,
             path: f.path.clone(),
@@ -768,15 +498,15 @@ impl ActorView for DriverView<'_, '_> {
     }
 
     fn name(&self) -> &str {
-        &self.d.actors[self.i].name
+        &self.d.pool.actors[self.i].name
     }
 
     fn path(&self, rel: &str) -> Beneath {
-        self.d.path(self.i, rel)
+        self.d.pool.path(self.i, rel)
     }
 
     fn open_path(&self, rel: &str, via: Option<Via>) -> Option<Beneath> {
-        self.d.open_path(self.i, rel, via)
+        self.d.pool.open_path(self.i, rel, via)
     }
 
     // A lease break makes open wait: watch for that on the file's inode,
@@ -785,6 +515,7 @@ impl ActorView for DriverView<'_, '_> {
     // answering would not return.
     fn open_ino(&self, path: &Beneath) -> Option<u64> {
         self.d
+            .pool
             .actors
             .iter()
             .flat_map(|a| a.fds.values())

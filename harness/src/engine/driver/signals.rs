@@ -3,48 +3,18 @@
 use super::*;
 
 impl Driver<'_> {
-    /// Send a signal to actor `i` (to its thread, for a thread actor).
-    pub(super) fn send_signal(&mut self, i: usize, signal: Signal) -> Result<(), String> {
-        let a = &self.actors[i];
-        let pid = a.pid.unwrap_or(0);
-        let tid = a.thread_of.and(a.tid);
-        if !a.local_view {
-            let host = a.host;
-            let req = Request::SignalPid {
-                pid,
-                tid,
-                signal: signal as i32,
-            };
-            return match self.agent_call(host, req, Duration::from_secs(5)) {
-                Ok(Outcome::Done { .. }) => Ok(()),
-                Ok(Outcome::Failed { errno }) => Err(crate::spec::errno::name(errno)),
-                Ok(other) => Err(format!("{other:?}")),
-                Err(Infra(e)) => Err(e),
-            };
-        }
-        match tid {
-            Some(t) => {
-                // SAFETY: tgkill with plain integers.
-                let r = unsafe { libc::syscall(libc::SYS_tgkill, pid, t, signal as i32) };
-                if r < 0 {
-                    Err(std::io::Error::last_os_error().to_string())
-                } else {
-                    Ok(())
-                }
-            }
-            None => kill(Pid::from_raw(pid), signal).map_err(|e| e.to_string()),
-        }
-    }
-
     /// The state letter of actor `i`'s task (None: gone).
     pub(super) fn state_of(&mut self, i: usize) -> Result<Option<char>, Infra> {
-        let a = &self.actors[i];
+        let a = &self.pool.actors[i];
         let tid = a.tid.or(a.pid).unwrap_or(0);
         if a.local_view {
             return Ok(observe::read_state(tid).ok());
         }
         let host = a.host;
-        match self.agent_call(host, Request::ReadProc { tid }, Duration::from_secs(5))? {
+        match self
+            .pool
+            .agent_call(host, Request::ReadProc { tid }, Duration::from_secs(5))?
+        {
             Outcome::Proc { snapshot } => Ok(snapshot.state),
             other => Err(Infra(format!("the agent answered {other:?}"))),
         }
@@ -57,14 +27,14 @@ impl Driver<'_> {
 
     /// Whether actor `i` has been killed and is on its way out (a local one only).
     pub(super) fn actor_dying(&self, i: usize) -> bool {
-        let a = &self.actors[i];
+        let a = &self.pool.actors[i];
         a.local_view && a.pid.is_some_and(observe::is_dying)
     }
 
     /// Whether actor `i` is gone by the deadline; `None` when its host's agent
     /// cannot be asked (a crashed host takes its agent with it).
     pub(super) fn wait_gone_seen(&mut self, i: usize, deadline: Instant) -> Option<bool> {
-        let a = &self.actors[i];
+        let a = &self.pool.actors[i];
         if a.local_view {
             return Some(match &a.pidfd {
                 Some(fd) => fd
@@ -79,7 +49,10 @@ impl Driver<'_> {
             pid,
             timeout_ms: left.as_millis() as u64,
         };
-        match self.agent_call(host, req, left + Duration::from_secs(2)) {
+        match self
+            .pool
+            .agent_call(host, req, left + Duration::from_secs(2))
+        {
             Ok(Outcome::Done { ret }) => Some(ret == 1),
             Ok(_) => Some(false),
             Err(_) => None,
@@ -88,13 +61,13 @@ impl Driver<'_> {
 
     /// SIGSTOP or SIGCONT, then wait until the kernel shows the new state.
     pub(super) fn stop_or_continue(&mut self, i: usize, stop: bool, deadline: Instant) -> Observed {
-        let pid = self.actors[i].pid.unwrap_or(0);
+        let pid = self.pool.actors[i].pid.unwrap_or(0);
         let sig = if stop {
             Signal::SIGSTOP
         } else {
             Signal::SIGCONT
         };
-        if let Err(e) = self.send_signal(i, sig) {
+        if let Err(e) = self.pool.send_signal(i, sig) {
             return Observed::Died {
                 detail: format!("kill({pid}, {}) failed: {e}", sig.as_str()),
             };
@@ -149,7 +122,7 @@ impl Driver<'_> {
     }
 
     pub(super) fn signal_call(&self, i: usize, signal: Signal) -> String {
-        let a = &self.actors[i];
+        let a = &self.pool.actors[i];
         match (a.thread_of, a.pid, a.tid) {
             (Some(_), Some(pid), Some(tid)) => format!("tgkill({pid}, {tid}, {})", signal.as_str()),
             _ => format!("kill({}, {})", a.pid.unwrap_or(0), signal.as_str()),
@@ -164,7 +137,7 @@ impl Driver<'_> {
         fatal: bool,
         deadline: Instant,
     ) -> Observed {
-        if let Err(e) = self.send_signal(i, signal) {
+        if let Err(e) = self.pool.send_signal(i, signal) {
             return Observed::Died {
                 detail: format!("{} failed: {e}", self.signal_call(i, signal)),
             };
@@ -177,7 +150,7 @@ impl Driver<'_> {
 
     /// Wait until the actor's process has ended (its locks are then gone).
     pub(super) fn wait_end(&mut self, i: usize, deadline: Instant, how: &str) -> Observed {
-        let pid = self.actors[i].pid.unwrap_or(0);
+        let pid = self.pool.actors[i].pid.unwrap_or(0);
         let ended = self.wait_gone(i, deadline);
         if !ended {
             return Observed::Hung {
@@ -186,15 +159,16 @@ impl Driver<'_> {
             };
         }
         // The process and its threads are gone.
-        for t in 0..self.actors.len() {
-            if t == i || self.actors[t].thread_of == Some(i) {
-                let a = &mut self.actors[t];
+        for t in 0..self.pool.actors.len() {
+            if t == i || self.pool.actors[t].thread_of == Some(i) {
+                let a = &mut self.pool.actors[t];
                 a.alive = false;
                 a.pending = None;
                 a.chan = None;
             }
         }
         let status = self
+            .pool
             .exit_status(i)
             .map(|s| format!(", {s}"))
             .unwrap_or_default();

@@ -21,8 +21,9 @@ impl Driver<'_> {
         let start = Instant::now();
         let start_ns = crate::actor::protocol::monotonic_ns();
         let step_timeout = step.timeout_for(self.env.lease);
-        self.send_deadline = start + step_timeout;
+        self.pool.send_deadline = start + step_timeout;
         self.time.begin_step();
+        self.pool.replies.latest_ns = 0;
         let deadline = start + step_timeout;
         let mut calls = Vec::new();
         let mut latency: Option<Duration> = None;
@@ -31,7 +32,7 @@ impl Driver<'_> {
         self.time.last_step_end = end;
         let (step_time, after_fault) = self.time.end_step(
             step,
-            start_ns,
+            (start_ns, self.pool.replies.latest_ns),
             latency,
             &observed,
             step_timeout,
@@ -94,8 +95,8 @@ impl Driver<'_> {
             Op::Exit { .. } => self.each_actor(step, calls, |d, i| {
                 let (req, _, _) = d.request_for(i, &step.op)?;
                 let call = mech::describe_request(&req);
-                let seq = d.next_seq();
-                d.send(i, seq, req)?;
+                let seq = d.pool.next_seq();
+                d.pool.send(i, seq, req)?;
                 Ok((call, d.wait_end(i, deadline, "exited")))
             }),
             Op::Exec => self.each_actor(step, calls, |d, i| {
@@ -129,7 +130,7 @@ impl Driver<'_> {
         let mut out = Vec::new();
         for &i in &step.actors {
             calls.push(
-                self.actors[i]
+                self.pool.actors[i]
                     .pending
                     .as_ref()
                     .map(|p| p.call.clone())
@@ -154,16 +155,20 @@ impl Driver<'_> {
     ) -> Result<Vec<Observed>, Infra> {
         let mut out = Vec::new();
         for &i in &step.actors {
-            let mut names: Vec<String> = self.actors[self.owner(i)].fds.keys().cloned().collect();
+            let mut names: Vec<String> = self.pool.actors[self.pool.owner(i)]
+                .fds
+                .keys()
+                .cloned()
+                .collect();
             names.sort();
             let mut worst = Observed::Returned(Outcome::Done { ret: 0 });
             for name in names {
-                let n = self.fd(i, &name)?.n;
+                let n = self.pool.fd(i, &name)?.n;
                 let req = Request::Close { fd: n };
                 calls.push(mech::describe_request(&req));
-                let seq = self.next_seq();
-                self.send(i, seq, req)?;
-                let obs = self.wait_call(i, seq, deadline, None, None)?;
+                let seq = self.pool.next_seq();
+                self.pool.send(i, seq, req)?;
+                let obs = self.pool.wait_call(i, seq, deadline, None, None)?;
                 self.after_call(i, &Op::Close { fd: name }, &obs);
                 if !matches!(obs, Observed::Returned(Outcome::Done { .. })) {
                     worst = obs;
@@ -184,8 +189,11 @@ impl Driver<'_> {
     ) -> Result<Vec<Observed>, Infra> {
         let parent = step.actors[0];
         let set_tid = match pid_of {
-            Some(dead) => Some(self.actors[dead].pid.ok_or_else(|| {
-                Infra(format!("actor {} never had a pid", self.actors[dead].name))
+            Some(dead) => Some(self.pool.actors[dead].pid.ok_or_else(|| {
+                Infra(format!(
+                    "actor {} never had a pid",
+                    self.pool.actors[dead].name
+                ))
             })?),
             None => None,
         };
@@ -193,7 +201,7 @@ impl Driver<'_> {
             socket: String::new(),
             set_tid,
         }));
-        Ok(vec![self.new_actor(
+        Ok(vec![self.pool.new_actor(
             parent,
             child,
             NewActor::Spawn(set_tid),
@@ -228,7 +236,7 @@ impl Driver<'_> {
         } else {
             NewActor::Fork
         };
-        Ok(vec![self.new_actor(parent, child, kind, deadline)?])
+        Ok(vec![self.pool.new_actor(parent, child, kind, deadline)?])
     }
 
     pub(super) fn requests_step(
@@ -244,19 +252,19 @@ impl Driver<'_> {
             let (req, sig, ino) = self.request_for(i, op)?;
             let call = mech::describe_request(&req);
             calls.push(call.clone());
-            let seq = self.next_seq();
-            self.send(i, seq, req)?;
+            let seq = self.pool.next_seq();
+            self.pool.send(i, seq, req)?;
             sent.push((i, seq, sig, ino, call));
         }
         let mut out = Vec::new();
         for (i, seq, sig, ino, call) in sent {
             let obs = if step.patient {
-                self.wait_patiently(i, seq, deadline, sig, ino)?
+                self.pool.wait_patiently(i, seq, deadline, sig, ino)?
             } else {
-                self.wait_call(i, seq, deadline, sig, ino)?
+                self.pool.wait_call(i, seq, deadline, sig, ino)?
             };
             if matches!(obs, Observed::Blocked(_)) {
-                self.actors[i].pending = Some(Pending {
+                self.pool.actors[i].pending = Some(Pending {
                     seq,
                     sig,
                     ino,
@@ -280,8 +288,8 @@ impl Driver<'_> {
         latency: Option<Duration>,
         observed: &[Observed],
     ) -> (StepRecord, Option<Stop>) {
-        let names: Vec<String> = self.actors.iter().map(|a| a.name.clone()).collect();
-        let pids: Vec<Option<i32>> = self.actors.iter().map(|a| a.pid).collect();
+        let names: Vec<String> = self.pool.actors.iter().map(|a| a.name.clone()).collect();
+        let pids: Vec<Option<i32>> = self.pool.actors.iter().map(|a| a.pid).collect();
         let who = Actors {
             names: &names,
             pids: &pids,
@@ -398,10 +406,11 @@ impl Driver<'_> {
                 Outcome::Opened { fd: n, ino, .. },
             ) => {
                 let full = self
+                    .pool
                     .open_path(i, path, *via)
-                    .unwrap_or_else(|| self.path(i, path));
-                let o = self.owner(i);
-                self.actors[o].fds.insert(
+                    .unwrap_or_else(|| self.pool.path(i, path));
+                let o = self.pool.owner(i);
+                self.pool.actors[o].fds.insert(
                     fd.clone(),
                     FdRt {
                         n: *n,
@@ -412,13 +421,13 @@ impl Driver<'_> {
                 );
             }
             (Op::Dup { fd, new }, Outcome::Opened { fd: n, ino, .. }) => {
-                let path = self.actors[self.owner(i)]
+                let path = self.pool.actors[self.pool.owner(i)]
                     .fds
                     .get(fd)
                     .map(|f| f.path.clone())
                     .unwrap_or_default();
-                let o = self.owner(i);
-                self.actors[o].fds.insert(
+                let o = self.pool.owner(i);
+                self.pool.actors[o].fds.insert(
                     new.clone(),
                     FdRt {
                         n: *n,
@@ -429,8 +438,8 @@ impl Driver<'_> {
                 );
             }
             (Op::Close { fd }, _) => {
-                let o = self.owner(i);
-                self.actors[o].fds.remove(fd);
+                let o = self.pool.owner(i);
+                self.pool.actors[o].fds.remove(fd);
             }
             _ => {}
         }

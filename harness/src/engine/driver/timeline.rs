@@ -30,10 +30,6 @@ pub(super) struct Timeline {
     pub(super) measurements: Vec<Measurement>,
     /// When each executed step ran.
     pub(super) step_times: Vec<StepTime>,
-    /// The latest reply time seen during the current step.
-    pub(super) step_reply_ns: u64,
-    /// When calls of actors on this host's clock ran (ns spans).
-    pub(super) call_spans: Vec<(u64, u64)>,
 }
 
 impl Timeline {
@@ -45,42 +41,39 @@ impl Timeline {
             await_done_ns: 0,
             measurements: Vec::new(),
             step_times: Vec::new(),
-            step_reply_ns: 0,
-            call_spans: Vec::new(),
         }
     }
 
-    /// A step begins: no reply and no awaited call seen yet.
+    /// A step begins: no awaited call seen yet.
     pub(super) fn begin_step(&mut self) {
-        self.step_reply_ns = 0;
         self.await_done_ns = 0;
     }
 
     /// A step's times: when it started and ended, when its release was seen,
     /// whether it was a fault (the next granted wait is measured from it), and
     /// the measurements it makes (a wait granted after a fault or after the
-    /// previous step; how long a contender was kept waiting). Returns the
+    /// previous step; how long a contender was kept waiting). `at` is when
+    /// the step started and when its last reply said its call returned
+    /// (0: no reply came), in ns.
+    /// Returns the
     /// step's time and, for a wait granted after a fault, how long after
     /// (ms) and the fault's step.
     pub(super) fn end_step(
         &mut self,
         step: &PlannedStep,
-        start_ns: u64,
+        at: (u64, u64),
         latency: Option<Duration>,
         observed: &[Observed],
         bound: Duration,
         actors: &[ActorPlan],
     ) -> (StepTime, Option<(f64, usize)>) {
+        let (start_ns, reply_ns) = at;
         let end_ns = crate::actor::protocol::monotonic_ns();
         let step_time = StepTime {
             number: step.number,
             start_ns,
             end_ns,
-            release_ns: if self.step_reply_ns > 0 {
-                self.step_reply_ns
-            } else {
-                end_ns
-            },
+            release_ns: if reply_ns > 0 { reply_ns } else { end_ns },
         };
         if matches!(
             step.op,
@@ -102,7 +95,7 @@ impl Timeline {
                         .iter()
                         .all(|o| matches!(o, Observed::Returned(Outcome::Done { .. }))) =>
             {
-                Some(self.step_reply_ns)
+                Some(reply_ns)
             }
             _ => None,
         };
