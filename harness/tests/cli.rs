@@ -254,6 +254,7 @@ fn committed_schemas_are_current() {
         ("scenario", "scenarios/scenario.schema.json"),
         ("report", "reports/report.schema.json"),
         ("app", "apps/app.schema.json"),
+        ("app-lab", "reports/app-lab.schema.json"),
     ] {
         let o = lockcheck(&["schema", "--of", of]);
         assert_eq!(o.status.code(), Some(0));
@@ -498,8 +499,11 @@ fn committed_reports_match_the_catalog() {
     let mut seen = 0;
     for e in std::fs::read_dir(repo().join("reports")).expect("reports/") {
         let p = e.expect("entry").path();
+        // The application lab's results are not a report (they have their
+        // own schema, checked above).
         if p.extension().is_none_or(|x| x != "json")
             || p.to_string_lossy().ends_with(".schema.json")
+            || p.file_name().is_some_and(|n| n == "app-lab.json")
         {
             continue;
         }
@@ -1238,4 +1242,51 @@ impl FuseLab {
             })
         });
     }
+}
+
+/// `lockcheck oracle` fails when an application did not do what the verdict
+/// for its mount says, passes when it did, and refuses a broken observation
+/// with `file:line:column` and exit 2.
+#[test]
+fn the_oracle_fails_on_a_disagreement() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = repo().join("reports/nfs3-nolock.json");
+    let report = report.to_str().expect("utf-8");
+    let case = |second: &str| {
+        format!(
+            "{{\"label\":\"nfs3-nolock\",\"app\":\"sqlite\",\"variant\":\"rollback-journal\",\"second\":\"{second}\",\"lost\":0,\"crash_recovered_s\":0.5,\"crash_tries\":1,\"crash_limit_s\":45}}\n"
+        )
+    };
+    // On nolock, lockcheck says unsafe: a second writer agrees with it ...
+    let agree = dir.path().join("agree.jsonl");
+    std::fs::write(&agree, case("ran")).expect("write");
+    let o = lockcheck(&[
+        "oracle",
+        "--observed",
+        agree.to_str().expect("utf-8"),
+        report,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("1 agree, 0 disagree"));
+    // ... a refused one does not.
+    let disagree = dir.path().join("disagree.jsonl");
+    std::fs::write(&disagree, case("refused")).expect("write");
+    let o = lockcheck(&[
+        "oracle",
+        "--observed",
+        disagree.to_str().expect("utf-8"),
+        report,
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("✗ predicted unsafe, observed safe"));
+    let broken = dir.path().join("broken.jsonl");
+    std::fs::write(&broken, "{\"label\": 3}\n").expect("write");
+    let o = lockcheck(&[
+        "oracle",
+        "--observed",
+        broken.to_str().expect("utf-8"),
+        report,
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("broken.jsonl:1:"), "{}", stderr(&o));
 }

@@ -11,12 +11,22 @@ pub(crate) fn matrix(
     paths: &[PathBuf],
     readme: Option<&std::path::Path>,
     html: Option<&std::path::Path>,
+    app_lab: Option<&std::path::Path>,
 ) -> Result<ExitCode, Error> {
     use lockcheck::render::matrix;
-    let reports = paths
-        .iter()
-        .map(|p| matrix::read_report(p))
-        .collect::<Result<Vec<_>, _>>()?;
+    // `reports/*.json` holds the application lab's results too: taken as
+    // --app-lab rather than refused as a report.
+    let mut reports = Vec::new();
+    let mut found_lab = None;
+    for p in paths {
+        match matrix::read_report(p) {
+            Ok(r) => reports.push(r),
+            Err(e) => match read_lab(p) {
+                Ok(lab) if app_lab.is_none() && found_lab.is_none() => found_lab = Some(lab),
+                _ => return Err(e),
+            },
+        }
+    }
     let hashes: std::collections::BTreeSet<&str> = reports
         .iter()
         .filter_map(|r| r.catalog.as_ref().map(|c| c.hash.as_str()))
@@ -27,7 +37,13 @@ pub(crate) fn matrix(
             hashes.len()
         );
     }
-    let m = matrix::Matrix::build(reports)?;
+    let mut m = matrix::Matrix::build(reports)?;
+    if let Some(p) = app_lab {
+        found_lab = Some(read_lab(p)?);
+    }
+    if let Some(lab) = found_lab {
+        m = m.with_lab(lab);
+    }
     if let Some(p) = readme {
         matrix::update_readme(p, &m)?;
     }
@@ -39,4 +55,16 @@ pub(crate) fn matrix(
         emit(&matrix::markdown(&m));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The application lab's results (`lockcheck oracle --json`).
+fn read_lab(p: &std::path::Path) -> Result<lockcheck::record::applab::AppLab, Error> {
+    let text =
+        std::fs::read_to_string(p).map_err(|e| Error::io(format!("reading {}", p.display()), e))?;
+    serde_json::from_str(&text).map_err(|e| {
+        Error::usage(
+            format!("{}:{}:{}: {e}", p.display(), e.line(), e.column()),
+            Some("give the file `lockcheck oracle --json` wrote"),
+        )
+    })
 }

@@ -16,6 +16,7 @@ mod clean;
 mod fuzz;
 mod list;
 mod matrix;
+mod oracle;
 mod progress;
 mod qualify;
 mod run;
@@ -25,6 +26,7 @@ mod validate;
 use bench::BenchArgs;
 use fuzz::FuzzArgs;
 use list::ListArgs;
+use oracle::OracleArgs;
 use qualify::QualifyArgs;
 use run::RunArgs;
 use schema::SchemaOf;
@@ -85,9 +87,19 @@ enum Command {
         /// Write the HTML page here.
         #[arg(long, value_name = "FILE")]
         html: Option<PathBuf>,
+        /// Also show the application lab's comparison (`lockcheck oracle
+        /// --json`): the real applications next to the verdicts.
+        #[arg(long, value_name = "FILE")]
+        app_lab: Option<PathBuf>,
     },
+    /// Check the application verdicts against the real applications: the
+    /// application lab's observations (`ci/app-lab`) next to the verdicts
+    /// of the reports for the same mounts. Exit 1 when an application did
+    /// not do what its verdict says.
+    Oracle(OracleArgs),
     /// Print a JSON Schema (draft-07): of scenario files (default), of
-    /// reports, or of application profiles.
+    /// reports, of application profiles, or of the application lab's
+    /// comparison (`lockcheck oracle --json`).
     Schema {
         #[arg(long, value_enum, default_value = "scenario")]
         of: SchemaOf,
@@ -135,7 +147,14 @@ pub(crate) fn main() -> ExitCode {
             reports,
             readme,
             html,
-        }) => matrix::matrix(&reports, readme.as_deref(), html.as_deref()),
+            app_lab,
+        }) => matrix::matrix(
+            &reports,
+            readme.as_deref(),
+            html.as_deref(),
+            app_lab.as_deref(),
+        ),
+        Some(Command::Oracle(a)) => oracle::oracle(a),
         Some(Command::Fuzz(a)) => fuzz::fuzz(a),
     };
     match result {

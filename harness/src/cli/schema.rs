@@ -17,6 +17,8 @@ pub(crate) enum SchemaOf {
     Report,
     /// application profiles (apps/app.schema.json)
     App,
+    /// the application lab's comparison (reports/app-lab.schema.json)
+    AppLab,
 }
 
 pub(crate) fn schema(of: SchemaOf) -> Result<ExitCode, Error> {
@@ -24,6 +26,7 @@ pub(crate) fn schema(of: SchemaOf) -> Result<ExitCode, Error> {
         SchemaOf::Scenario => lockcheck::spec::scenario::json_schema(),
         SchemaOf::Report => lockcheck::record::report::json_schema(),
         SchemaOf::App => lockcheck::verdict::apps::json_schema(),
+        SchemaOf::AppLab => lockcheck::record::applab::json_schema(),
     };
     let s = serde_json::to_string_pretty(&schema)
         .map_err(|e| Error::usage(format!("cannot render the schema: {e}"), None))?;

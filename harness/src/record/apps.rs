@@ -2,24 +2,31 @@
 //! a report carries. The verdicts are reached in [`crate::verdict::apps`].
 
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What a report's results mean for one application.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
-pub(crate) enum AppStatus {
+pub enum AppStatus {
+    /// Every trial it needs passed, and recoveries were within their bounds.
     Safe,
     /// What ran passed, but a trial it relies on errored or was not run
     /// (left out by a filter): not enough to call it safe.
     Incomplete,
+    /// It works, with a cost: a slow or missing recovery, or a known
+    /// weakness of its locking method.
     Degraded,
+    /// A trial it needs lost exclusion or data.
     Unsafe,
     /// None of the trials it needs ran here.
     NotChecked,
 }
 
 impl AppStatus {
-    pub(crate) fn as_str(self) -> &'static str {
+    /// The word used in reports and tables.
+    pub fn as_str(self) -> &'static str {
         match self {
             AppStatus::Safe => "safe",
             AppStatus::Incomplete => "incomplete",

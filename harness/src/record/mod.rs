@@ -5,6 +5,7 @@
 //!
 //! May use: [`crate::spec`], [`crate::actor`], [`crate::plan`], [`crate::target`].
 
+pub mod applab;
 pub mod apps;
 pub mod bench;
 pub mod report;

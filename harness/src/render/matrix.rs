@@ -149,6 +149,8 @@ pub struct Matrix {
     /// (family, scenario) in catalog order.
     pub(crate) rows: Vec<(Family, String)>,
     pub(crate) cells: BTreeMap<(String, String), Cell>,
+    /// The application lab's results, shown after the application verdicts.
+    pub(crate) lab: Option<crate::record::applab::AppLab>,
 }
 
 impl Matrix {
@@ -216,7 +218,14 @@ impl Matrix {
             targets: reports,
             rows,
             cells,
+            lab: None,
         })
+    }
+
+    /// Show the application lab's results too (`reports/app-lab.json`).
+    pub fn with_lab(mut self, lab: crate::record::applab::AppLab) -> Matrix {
+        self.lab = Some(lab);
+        self
     }
 
     fn cell(&self, target: &str, scenario: &str) -> Option<&Cell> {
@@ -305,6 +314,10 @@ pub fn markdown(m: &Matrix) -> String {
             let _ = writeln!(s, "| {} | {} |", md_escape(title), cells.join(" | "));
         }
         let _ = writeln!(s);
+    }
+    if let Some(lab) = &m.lab {
+        let labels: Vec<String> = labels.iter().map(|l| l.to_string()).collect();
+        let _ = writeln!(s, "{}", crate::render::applab::markdown(lab, &labels));
     }
     let latency = latency_rows(m);
     if !latency.is_empty() {
@@ -559,6 +572,9 @@ pub fn html(m: &Matrix) -> String {
         }
         t.push_str("</tbody>\n");
     }
+    if let Some(lab) = &m.lab {
+        lab_rows(&mut t, lab, m);
+    }
     let latency = latency_rows(m);
     if !latency.is_empty() {
         let _ = writeln!(
@@ -625,6 +641,60 @@ pub fn html(m: &Matrix) -> String {
             ("{{COUNT}}", m.targets.len().to_string().as_str()),
         ],
     )
+}
+
+/// The application lab's rows of the HTML page: per application and
+/// configuration, whether the real application did what the verdict says;
+/// the cell's title holds both in full.
+fn lab_rows(t: &mut String, lab: &crate::record::applab::AppLab, m: &Matrix) {
+    use crate::render::applab::{cell, cell_text, rows};
+    let _ = writeln!(
+        t,
+        "<tbody class=\"group\"><tr><th class=\"family\" colspan=\"999\" title=\"{}\"><span>Applications, predicted and observed (the real applications, ci/app-lab; hover for details)</span></th></tr>",
+        html_escape("✓: the application did what lockcheck's verdict says; ✗: it did not")
+    );
+    let _ = write!(t, "<tr><th class=\"row\">application</th>");
+    for r in &m.targets {
+        let _ = write!(t, "<th>{}</th>", html_escape(&r.target.label));
+    }
+    t.push_str("</tr>\n");
+    for (app, variant, title) in rows(lab) {
+        let _ = write!(
+            t,
+            "<tr><th class=\"row\">{} ({})</th>",
+            html_escape(&title),
+            html_escape(&variant)
+        );
+        for r in &m.targets {
+            match cell(lab, &app, &variant, &r.target.label) {
+                Some(c) => {
+                    let predicted = match (&c.predicted, &c.note) {
+                        (Some(p), _) => crate::render::applab::predicted_text(p),
+                        (None, Some(n)) => format!("not predicted: {n}"),
+                        (None, None) => "-".into(),
+                    };
+                    let class = match c.agreement {
+                        crate::record::applab::Agreement::Agree => c.observed.verdict.as_str(),
+                        crate::record::applab::Agreement::NotPredicted => "skip",
+                        _ => "error",
+                    };
+                    let _ = write!(
+                        t,
+                        "<td class=\"figure v-{class}\" title=\"{}\">{}</td>",
+                        html_escape(&format!(
+                            "lockcheck predicted: {predicted}\nthe application: {}: {}",
+                            c.observed.verdict.as_str(),
+                            c.observed.summary
+                        )),
+                        html_escape(&cell_text(c))
+                    );
+                }
+                None => t.push_str("<td></td>"),
+            }
+        }
+        t.push_str("</tr>\n");
+    }
+    t.push_str("</tbody>\n");
 }
 
 /// The template with each placeholder replaced once, in one pass: text put

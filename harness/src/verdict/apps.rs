@@ -39,6 +39,21 @@ pub(crate) struct AppProfile {
     /// Measured recoveries: slower than `degraded-after`, or none, makes it degraded.
     #[serde(default)]
     pub(crate) recovery: Vec<Located<AppRecovery>>,
+    /// Configurations of the application that the application lab runs and
+    /// this profile's verdict does not cover (it assumes another), each with
+    /// why: the lab shows them without a comparison.
+    #[serde(default)]
+    pub(crate) unjudged: Vec<AppUnjudged>,
+}
+
+/// A configuration of the application the verdict does not cover.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct AppUnjudged {
+    /// The application lab's name for it (`debian-default`).
+    pub(crate) variant: String,
+    /// Why the verdict does not apply to it.
+    pub(crate) why: String,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -57,7 +72,31 @@ pub(crate) struct AppRecovery {
     pub(crate) mechanism: Located<Mechanism>,
     /// Recovery slower than this degrades the application.
     pub(crate) degraded_after: Located<Dur>,
+    /// What the application does while the lock is held: `wait` for it
+    /// (a blocking call, or retrying until it gets it), or `fail` (it
+    /// exits or returns an error at once): how a slow recovery shows.
+    pub(crate) when_held: WhenHeld,
     pub(crate) why: String,
+}
+
+/// What an application does when its lock is held by someone else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum WhenHeld {
+    /// It waits (blocks, or retries) until it gets the lock.
+    Wait,
+    /// It gives up at once: exits, or returns an error to its caller.
+    Fail,
+}
+
+impl WhenHeld {
+    /// How a lock that is not recovered shows to the application's users.
+    fn until_recovered(self) -> &'static str {
+        match self {
+            WhenHeld::Wait => "a restart waits for the lock until it is recovered",
+            WhenHeld::Fail => "every restart fails at once until the lock is recovered (the application does not wait)",
+        }
+    }
 }
 
 /// The profiles a run uses.
@@ -302,10 +341,11 @@ pub(crate) fn verdict(p: &AppProfile, results: &[TrialResult]) -> AppVerdict {
                     Some(ms) if ms > limit.as_secs_f64() * 1000.0 => {
                         worse(&mut status, AppStatus::Degraded);
                         reasons.push(format!(
-                            "degraded: recovery took {:.1} s (over {} s) in {sc}::{mech} — {}",
+                            "degraded: recovery took {:.1} s (over {} s) in {sc}::{mech} — {}: {}",
                             ms / 1000.0,
                             limit.as_secs_f64(),
-                            rec.why
+                            rec.why,
+                            rec.when_held.until_recovered()
                         ));
                     }
                     Some(ms) => reasons.push(format!(
@@ -315,12 +355,27 @@ pub(crate) fn verdict(p: &AppProfile, results: &[TrialResult]) -> AppVerdict {
                     None => {}
                 }
             }
+            // The other host was not refused before the crash: there was no
+            // exclusion to recover, and nothing waits or fails afterwards.
+            Some(r)
+                if r.status == Status::Fail
+                    && r.failure
+                        .as_ref()
+                        .is_some_and(|f| f.expected.starts_with("conflict")) =>
+            {
+                worse(&mut status, AppStatus::Unsafe);
+                reasons.push(format!(
+                    "unsafe: no exclusion to recover: {} — the other host does not see the lock, so after a crash (as before it) a second instance starts at once",
+                    failure_text(r)
+                ));
+            }
             Some(r) if matches!(r.status, Status::Fail | Status::Xfail) => {
                 worse(&mut status, AppStatus::Degraded);
                 reasons.push(format!(
-                    "degraded: no recovery: {} — {}",
+                    "degraded: no recovery: {} — {}: {}",
                     failure_text(r),
-                    rec.why
+                    rec.why,
+                    rec.when_held.until_recovered()
                 ));
             }
             Some(r) => {

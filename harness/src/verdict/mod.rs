@@ -5,6 +5,7 @@
 //!
 //! May use: every layer below: [`crate::spec`] to [`crate::record`].
 
+pub mod applab;
 pub mod apps;
 pub mod classify;
 pub mod judge;
