@@ -4,7 +4,9 @@
 
 use std::fmt::Write as _;
 
+use super::report::md_escape;
 use crate::record::applab::{Agreement, AppLab, LabCell};
+use crate::verdict::apps::clip;
 
 /// What a cell shows: the agreement and the class the application showed.
 pub(crate) fn cell_text(c: &LabCell) -> String {
@@ -41,18 +43,6 @@ pub(crate) fn cell<'a>(
     lab.cells
         .iter()
         .find(|c| c.app == app && c.variant == variant && c.label == label)
-}
-
-fn md_escape(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', " ")
-}
-
-fn clip(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        format!("{}…", s.chars().take(n).collect::<String>())
-    }
 }
 
 /// A verdict and its reasons (which name their own class when they have one).

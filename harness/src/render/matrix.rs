@@ -274,9 +274,7 @@ fn md_cell(c: &Cell) -> String {
     s
 }
 
-fn md_escape(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', " ")
-}
+use super::report::md_escape;
 
 /// The matrix as Markdown.
 pub fn markdown(m: &Matrix) -> String {

@@ -263,7 +263,8 @@ fn failure_text(r: &TrialResult) -> String {
     }
 }
 
-fn clip(s: &str, n: usize) -> String {
+/// `s`, cut to `n` characters with an ellipsis.
+pub(crate) fn clip(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         s.to_string()
     } else {
