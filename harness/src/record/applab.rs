@@ -55,6 +55,11 @@ pub struct Observation {
     /// How long host a kept trying (seconds); present when the crash was tried.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crash_limit_s: Option<f64>,
+    /// What else happened after the crash, besides the crash itself (`the
+    /// stale PID 14644 taken by an unrelated process of the postgres user on
+    /// host a`): the fault a verdict names, reproduced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crash_fault: Option<String>,
     /// What host a's last refused attempt said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crash_message: Option<String>,

@@ -72,19 +72,23 @@ pub fn judge(o: &Observation, bound: Duration) -> Observed {
         ));
     }
     if let Some(limit) = o.crash_limit_s {
+        let crashed = match o.crash_fault.as_deref().map(str::trim) {
+            Some(f) if !f.is_empty() => format!("after host b crashed holding the lock and {f}"),
+            _ => "after host b crashed holding the lock".to_string(),
+        };
         let how = if o.crash_waits == Some(true) {
             "waited"
         } else {
             "was refused"
         };
         match o.crash_recovered_s {
-            Some(s) if s <= bound.as_secs_f64() => parts.push(format!(
-                "after host b crashed holding the lock, host a got in after {s:.1} s"
-            )),
+            Some(s) if s <= bound.as_secs_f64() => {
+                parts.push(format!("{crashed}, host a got in after {s:.1} s"))
+            }
             Some(s) => {
                 status = status.max_with(ObservedStatus::Degraded);
                 parts.push(format!(
-                    "after host b crashed holding the lock, host a got in only after {s:.1} s (over {} s)",
+                    "{crashed}, host a got in only after {s:.1} s (over {} s)",
                     bound.as_secs()
                 ));
             }
@@ -95,7 +99,7 @@ pub fn judge(o: &Observation, bound: Duration) -> Observed {
                     .map(|t| format!(", {t} tries"))
                     .unwrap_or_default();
                 parts.push(format!(
-                    "after host b crashed holding the lock, host a {how} for {limit:.0} s{tries}, until the lab gave up{}",
+                    "{crashed}, host a {how} for {limit:.0} s{tries}, until the lab gave up{}",
                     said(&o.crash_message)
                 ));
             }

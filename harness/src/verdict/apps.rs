@@ -17,6 +17,7 @@ use crate::record::report::{Status, TrialResult};
 use crate::spec::error::{Error, Result, ScenarioError};
 use crate::spec::loc::{Located, Pos};
 use crate::spec::scenario::{Dur, Mechanism, Severity};
+use crate::target::targets::TargetIdentity;
 
 /// One application profile file.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -44,6 +45,59 @@ pub(crate) struct AppProfile {
     /// why: the lab shows them without a comparison.
     #[serde(default)]
     pub(crate) unjudged: Vec<AppUnjudged>,
+    /// Facts about the target that decide the verdict through the
+    /// application's own design, whatever the locks do (it takes no lock on
+    /// NFS; its exclusion lives in shared memory or in PIDs, which do not
+    /// cross hosts).
+    #[serde(default)]
+    pub(crate) target_facts: Vec<AppTargetFact>,
+}
+
+/// A fact about the target that makes the application unsafe or degraded
+/// by its own design.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct AppTargetFact {
+    pub(crate) fact: TargetFact,
+    /// `unsafe` or `degraded`.
+    pub(crate) verdict: FactVerdict,
+    /// What the application does there, and where that is documented.
+    pub(crate) why: String,
+}
+
+/// What is known about a target from its report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum TargetFact {
+    /// statfs says NFS (f_type 0x6969).
+    Nfs,
+    /// The target is used from more than one host (`--host`): one
+    /// filesystem, several machines.
+    SharedByHosts,
+}
+
+impl TargetFact {
+    fn holds(self, t: &TargetIdentity) -> bool {
+        match self {
+            TargetFact::Nfs => t.statfs_type.starts_with("0x6969 "),
+            TargetFact::SharedByHosts => t.hosts.len() > 1,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            TargetFact::Nfs => "on NFS",
+            TargetFact::SharedByHosts => "shared by hosts",
+        }
+    }
+}
+
+/// The verdict a target fact gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum FactVerdict {
+    Unsafe,
+    Degraded,
 }
 
 /// A configuration of the application the verdict does not cover.
@@ -129,7 +183,16 @@ pub(crate) fn parse_profile(
     expected_name: Option<&str>,
     catalog: &Catalog,
 ) -> std::result::Result<AppProfile, ScenarioError> {
-    let p: AppProfile = crate::plan::catalog::from_yaml(file, text)?;
+    let p: AppProfile = crate::plan::catalog::from_yaml(file, text).map_err(|e| {
+        // The parser's hints speak of scenario files.
+        if e.hint.as_deref().is_some_and(|h| h.contains("scenarios/README.md")) {
+            e.with_hint(
+                "a profile's keys: name, title, summary, reference, needs, recovery, unjudged, target-facts (apps/app.schema.json)",
+            )
+        } else {
+            e
+        }
+    })?;
     if let Some(n) = expected_name {
         if n != p.name.value {
             return Err(profile_error(
@@ -273,7 +336,11 @@ pub(crate) fn clip(s: &str, n: usize) -> String {
 }
 
 /// The verdict for one application from one target's results.
-pub(crate) fn verdict(p: &AppProfile, results: &[TrialResult]) -> AppVerdict {
+pub(crate) fn verdict(
+    p: &AppProfile,
+    target: &TargetIdentity,
+    results: &[TrialResult],
+) -> AppVerdict {
     let mut status = AppStatus::Safe;
     let mut reasons = Vec::new();
     let mut unchecked = Vec::new();
@@ -398,6 +465,23 @@ pub(crate) fn verdict(p: &AppProfile, results: &[TrialResult]) -> AppVerdict {
     if checked == 0 {
         status = AppStatus::NotChecked;
     }
+    // By the application's own design: they hold whatever the locks did
+    // (and even where nothing could be checked).
+    for f in p.target_facts.iter().filter(|f| f.fact.holds(target)) {
+        let t = match f.verdict {
+            FactVerdict::Unsafe => AppStatus::Unsafe,
+            FactVerdict::Degraded => AppStatus::Degraded,
+        };
+        if t > status || status == AppStatus::NotChecked {
+            status = t;
+        }
+        reasons.push(format!(
+            "{}: {} — {}",
+            t.as_str(),
+            f.fact.describe(),
+            f.why.trim()
+        ));
+    }
     AppVerdict {
         app: p.name.value.clone(),
         title: p.title.clone(),
@@ -411,8 +495,15 @@ pub(crate) fn verdict(p: &AppProfile, results: &[TrialResult]) -> AppVerdict {
 }
 
 /// Every application's verdict from one target's results.
-pub(crate) fn verdicts(apps: &Apps, results: &[TrialResult]) -> Vec<AppVerdict> {
-    apps.profiles.iter().map(|p| verdict(p, results)).collect()
+pub(crate) fn verdicts(
+    apps: &Apps,
+    target: &TargetIdentity,
+    results: &[TrialResult],
+) -> Vec<AppVerdict> {
+    apps.profiles
+        .iter()
+        .map(|p| verdict(p, target, results))
+        .collect()
 }
 
 /// The JSON Schema (draft-07) of profile files.
@@ -426,7 +517,7 @@ pub fn json_schema() -> schemars::Schema {
 impl crate::record::report::Report {
     /// With the verdicts of these application profiles.
     pub(crate) fn with_apps(mut self, apps: &Apps) -> Self {
-        self.applications = verdicts(apps, &self.results);
+        self.applications = verdicts(apps, &self.target, &self.results);
         self
     }
 }
@@ -459,6 +550,7 @@ mod tests {
         let c = catalog();
         let text = "name: x\ntitle: X\nsummary: s\nreference: r\nneeds:\n  - {scenario: exclusive-race-2, mechanism: flock, why: w}\n  - {scenario: killed-holder-releases, mechanism: flock, why: w}\n";
         let p = parse_profile("x.yaml", text, Some("x"), &c).expect("valid");
+        let id = crate::record::report::fixtures::identity();
         let t = |s: &str, st: Status| TrialResult {
             id: format!("t::{s}::flock"),
             scenario: s.into(),
@@ -484,24 +576,67 @@ mod tests {
             t("exclusive-race-2", Status::Pass),
             t("killed-holder-releases", Status::Pass),
         ];
-        assert_eq!(verdict(&p, &both).verdict, AppStatus::Safe);
+        assert_eq!(verdict(&p, &id, &both).verdict, AppStatus::Safe);
         let errored = [
             t("exclusive-race-2", Status::Pass),
             t("killed-holder-releases", Status::Error),
         ];
-        assert_eq!(verdict(&p, &errored).verdict, AppStatus::Incomplete);
+        assert_eq!(verdict(&p, &id, &errored).verdict, AppStatus::Incomplete);
         let filtered = [t("exclusive-race-2", Status::Pass)];
-        assert_eq!(verdict(&p, &filtered).verdict, AppStatus::Incomplete);
+        assert_eq!(verdict(&p, &id, &filtered).verdict, AppStatus::Incomplete);
         let skipped = [
             t("exclusive-race-2", Status::Pass),
             t("killed-holder-releases", Status::Skip),
         ];
-        assert_eq!(verdict(&p, &skipped).verdict, AppStatus::Safe);
+        assert_eq!(verdict(&p, &id, &skipped).verdict, AppStatus::Safe);
         let failed = [
             t("exclusive-race-2", Status::Fail),
             t("killed-holder-releases", Status::Error),
         ];
-        assert_eq!(verdict(&p, &failed).verdict, AppStatus::Unsafe);
+        assert_eq!(verdict(&p, &id, &failed).verdict, AppStatus::Unsafe);
+    }
+
+    #[test]
+    fn a_target_fact_decides_by_the_applications_design() {
+        use crate::record::report::fixtures::{identity, result};
+        let c = catalog();
+        let text = "name: x\ntitle: X\nsummary: s\nreference: r\nneeds:\n  - {scenario: exclusive-race-2, mechanism: flock, why: w}\ntarget-facts:\n  - {fact: nfs, verdict: unsafe, why: takes no lock on NFS}\n  - {fact: shared-by-hosts, verdict: degraded, why: PIDs do not cross hosts}\n";
+        let p = parse_profile("x.yaml", text, Some("x"), &c).expect("valid");
+        let passed = [result(
+            "exclusive-race-2",
+            Mechanism::Flock,
+            Status::Pass,
+            Severity::Unsafe,
+        )];
+        let mut t = identity();
+        t.statfs_type = "0x1021994 (tmpfs)".into();
+        t.hosts = vec!["a".into()];
+        assert_eq!(verdict(&p, &t, &passed).verdict, AppStatus::Safe);
+        t.hosts = vec!["a".into(), "b".into()];
+        let v = verdict(&p, &t, &passed);
+        assert_eq!(v.verdict, AppStatus::Degraded);
+        assert!(
+            v.reasons
+                .iter()
+                .any(|r| r.contains("shared by hosts — PIDs do not cross hosts")),
+            "{v:?}"
+        );
+        t.statfs_type = "0x6969 (nfs)".into();
+        let v = verdict(&p, &t, &passed);
+        assert_eq!(v.verdict, AppStatus::Unsafe);
+        assert!(
+            v.reasons.iter().any(|r| r.starts_with("unsafe: on NFS")),
+            "{v:?}"
+        );
+        // Nothing checked, but the design alone says unsafe.
+        assert_eq!(verdict(&p, &t, &[]).verdict, AppStatus::Unsafe);
+        let bad = text.replace("fact: nfs", "fact: smb");
+        let e = parse_profile("x.yaml", &bad, Some("x"), &c).expect_err("unknown fact");
+        assert!(e.to_string().contains("x.yaml:8:"), "{e}");
+        let bad = text.replace("target-facts:", "target-fact:");
+        let e = parse_profile("x.yaml", &bad, Some("x"), &c).expect_err("unknown key");
+        assert!(e.to_string().contains("apps/app.schema.json"), "{e}");
+        assert!(!e.to_string().contains("scenarios/README.md"), "{e}");
     }
 
     #[test]
