@@ -11,7 +11,8 @@
 //! appears. The task's kernel stack (`/proc/PID/stack`, readable by root)
 //! then names where it sleeps: `nfs4_retry_setlk` (NFSv4 polling for a
 //! denied lock), `nlmclnt_block` (NLM waiting for a GRANTED callback),
-//! `locks_lock_inode_wait` (the local lock table), and it is the evidence.
+//! `locks_lock_inode_wait` (the local lock table), `cifs_setlk` or a
+//! pending `SMB2_lock` (the SMB client), and it is the evidence.
 //! Where neither is available the call is reported blocked after the
 //! syscall state has been stable over a bounded observation window, and the
 //! evidence says so. Kernels without `/proc/PID/syscall` (User-Mode Linux)
@@ -238,8 +239,11 @@ const SLEEP_FRAMES: &[&str] = &[
 
 /// Kernel functions in which a task sleeps because of another lock holder:
 /// the local lock table, the NFSv4 client retrying a denied LOCK, the NLM
-/// client waiting for a GRANTED callback, an open waiting for a lease break.
+/// client waiting for a GRANTED callback, the SMB client waiting behind a
+/// byte-range lock it knows of (`cifs_setlk`), an open waiting for a lease
+/// break.
 const LOCK_WAIT_SITES: &[&str] = &[
+    "cifs_setlk",
     "locks_lock_inode_wait",
     "locks_lock_file_wait",
     "flock_lock_inode_wait",
@@ -266,8 +270,13 @@ fn same_call(want: i64, nr: i64) -> bool {
 
 pub(crate) fn stack_lock_wait(stack: &str, nr: i64) -> Option<String> {
     let frames: Vec<&str> = stack_frames(stack).collect();
-    let site = frames.iter().find(|f| !SLEEP_FRAMES.contains(f))?;
-    if !LOCK_WAIT_SITES.contains(site) {
+    let mut site = *frames.iter().find(|f| !SLEEP_FRAMES.contains(f))?;
+    // A blocking SMB2 LOCK (no FAIL_IMMEDIATELY) is held pending by the
+    // server until the conflicting lock goes: the client sleeps for the
+    // answer to it, and that is the wait (MS-SMB2 3.3.5.14).
+    if site == "wait_for_response" && frames.contains(&"SMB2_lock") {
+        site = "SMB2_lock";
+    } else if !LOCK_WAIT_SITES.contains(&site) {
         return None;
     }
     let entry = if nr == libc::SYS_flock {
@@ -690,6 +699,22 @@ mod tests {
         // x86-64 local flock wait.
         let local = "[<0>] locks_lock_inode_wait+0x8b/0x180\n[<0>] __do_sys_flock+0x142/0x1c0\n[<0>] __x64_sys_flock+0x10/0x20\n[<0>] do_syscall_64+0x5b/0x110\n";
         assert!(stack_lock_wait(local, libc::SYS_flock).is_some());
+        // SMB 3.1.1 client (User-Mode Linux 6.1): behind a lock of another
+        // process of the same client, and for the server's answer to a
+        // blocking LOCK that another client's lock holds pending.
+        let smb_local = "[<0>] __switch_to+0x1/0x2\n[<0>] __schedule+0x1/0x2\n[<0>] schedule+0x1/0x2\n[<0>] cifs_setlk+0x1/0x2 [cifs]\n[<0>] cifs_lock+0x1/0x2 [cifs]\n[<0>] vfs_lock_file+0x1/0x2\n[<0>] fcntl_setlk+0x1/0x2\n[<0>] sys_fcntl+0x1/0x2\n";
+        assert_eq!(
+            stack_lock_wait(smb_local, libc::SYS_fcntl).as_deref(),
+            Some("kernel stack waits in cifs_setlk under sys_fcntl")
+        );
+        let smb_server = "[<0>] __schedule+0x1/0x2\n[<0>] schedule+0x1/0x2\n[<0>] wait_for_response+0x1/0x2 [cifs]\n[<0>] compound_send_recv+0x1/0x2 [cifs]\n[<0>] cifs_send_recv+0x1/0x2 [cifs]\n[<0>] smb2_lockv+0x1/0x2 [cifs]\n[<0>] SMB2_lock+0x1/0x2 [cifs]\n[<0>] smb2_mand_lock+0x1/0x2 [cifs]\n[<0>] cifs_setlk+0x1/0x2 [cifs]\n[<0>] cifs_flock+0x1/0x2 [cifs]\n[<0>] __do_sys_flock+0x1/0x2\n[<0>] sys_flock+0x1/0x2\n";
+        assert_eq!(
+            stack_lock_wait(smb_server, libc::SYS_flock).as_deref(),
+            Some("kernel stack waits in SMB2_lock under sys_flock")
+        );
+        // Any other request to the SMB server is not a lock wait.
+        let smb_read = "[<0>] schedule+0x1/0x2\n[<0>] wait_for_response+0x1/0x2 [cifs]\n[<0>] compound_send_recv+0x1/0x2 [cifs]\n[<0>] smb2_sync_read+0x1/0x2 [cifs]\n[<0>] sys_fcntl+0x1/0x2\n";
+        assert_eq!(stack_lock_wait(smb_read, libc::SYS_fcntl), None);
         // Waiting for the server's answer is not yet a lock wait.
         let rpc = "[<0>] __schedule+0x1/0x2\n[<0>] schedule+0x1/0x2\n[<0>] rpc_wait_bit_killable+0x1/0x2 [sunrpc]\n[<0>] __rpc_execute+0x1/0x2 [sunrpc]\n[<0>] nfs4_retry_setlk+0x1/0x2 [nfsv4]\n[<0>] fcntl_setlk+0x1/0x2\n[<0>] sys_fcntl+0x1/0x2\n";
         assert_eq!(stack_lock_wait(rpc, libc::SYS_fcntl), None);
