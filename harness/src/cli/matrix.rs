@@ -12,6 +12,7 @@ pub(crate) fn matrix(
     readme: Option<&std::path::Path>,
     html: Option<&std::path::Path>,
     app_lab: Option<&std::path::Path>,
+    differ: Vec<(String, String)>,
 ) -> Result<ExitCode, Error> {
     use lockcheck::render::matrix;
     // `reports/*.json` holds the application lab's results too: taken as
@@ -37,7 +38,7 @@ pub(crate) fn matrix(
             hashes.len()
         );
     }
-    let mut m = matrix::Matrix::build(reports)?;
+    let mut m = matrix::Matrix::build(reports)?.with_differential(differ)?;
     if let Some(p) = app_lab {
         found_lab = Some(read_lab(p)?);
     }

@@ -91,6 +91,11 @@ enum Command {
         /// --json`): the real applications next to the verdicts.
         #[arg(long, value_name = "FILE")]
         app_lab: Option<PathBuf>,
+        /// Add a server differential for targets A and B (repeatable): every
+        /// trial whose outcome differs, with both reports' evidence, such as
+        /// `--differ nfs3=ganesha-nfs3`.
+        #[arg(long, value_name = "A=B", value_parser = parse_pair)]
+        differ: Vec<(String, String)>,
     },
     /// Check the application verdicts against the real applications: the
     /// application lab's observations (`ci/app-lab`) next to the verdicts
@@ -148,11 +153,13 @@ pub(crate) fn main() -> ExitCode {
             readme,
             html,
             app_lab,
+            differ,
         }) => matrix::matrix(
             &reports,
             readme.as_deref(),
             html.as_deref(),
             app_lab.as_deref(),
+            differ,
         ),
         Some(Command::Oracle(a)) => oracle::oracle(a),
         Some(Command::Fuzz(a)) => fuzz::fuzz(a),
@@ -163,6 +170,18 @@ pub(crate) fn main() -> ExitCode {
             eprintln!("lockcheck: {e}");
             ExitCode::from(e.exit_code())
         }
+    }
+}
+
+/// `A=B`: two target labels.
+fn parse_pair(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((a, b)) if !a.trim().is_empty() && !b.trim().is_empty() => {
+            Ok((a.trim().to_string(), b.trim().to_string()))
+        }
+        _ => Err(format!(
+            "expected two target labels as A=B (such as nfs3=ganesha-nfs3), got {s:?}"
+        )),
     }
 }
 

@@ -444,6 +444,17 @@ impl Session {
                 .and_then(|f| plan.steps.iter().find(|st| st.number == f.step))
                 .is_some_and(|step| step.uses_mechanism(spec.mechanism))
         });
+        // So does a filesystem family's documented divergence.
+        let family = crate::spec::scenario::FsFamily::of_fs_type(&target.identity.fs_type);
+        let divergent_on = family
+            .and_then(|f| s.divergent_on.get(&f).map(|why| (f.name(), why.as_str())))
+            .filter(|_| {
+                outcome
+                    .failure
+                    .as_ref()
+                    .and_then(|f| plan.steps.iter().find(|st| st.number == f.step))
+                    .is_some_and(|step| step.is_lock_call())
+            });
         let c = classify(
             &Seen {
                 status: outcome.status,
@@ -452,6 +463,7 @@ impl Session {
                 teardown: &teardown,
                 known_failure: known_failure.map(String::as_str),
                 stalled: target.stalled(),
+                divergent_on,
             },
             result.severity,
         );

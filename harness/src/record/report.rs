@@ -134,6 +134,11 @@ pub struct Failure {
     /// its type and range were right. A reporting error, never unsafe.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub(crate) owner_only: bool,
+    /// Every actor that missed the expectation only got less than expected
+    /// (a lock refused or still waiting, a lock reported where none should
+    /// be): nothing was granted that should have been refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) refused_only: bool,
 }
 
 /// How a trial ended.
@@ -398,6 +403,7 @@ pub(crate) mod fixtures {
                 note: Some("two holders".into()),
                 timed_out: false,
                 owner_only: false,
+                refused_only: false,
             }),
             summary: "why it matters".into(),
             reference: "fcntl(2)".into(),

@@ -151,6 +151,8 @@ pub struct Matrix {
     pub(crate) cells: BTreeMap<(String, String), Cell>,
     /// The application lab's results, shown after the application verdicts.
     pub(crate) lab: Option<crate::record::applab::AppLab>,
+    /// Pairs of targets compared trial by trial (`--differ A=B`).
+    pub(crate) differ: Vec<(String, String)>,
 }
 
 impl Matrix {
@@ -219,6 +221,7 @@ impl Matrix {
             rows,
             cells,
             lab: None,
+            differ: Vec::new(),
         })
     }
 
@@ -226,6 +229,49 @@ impl Matrix {
     pub fn with_lab(mut self, lab: crate::record::applab::AppLab) -> Matrix {
         self.lab = Some(lab);
         self
+    }
+
+    /// Compare these pairs of targets trial by trial (a server differential):
+    /// both labels of each pair must be columns.
+    pub fn with_differential(mut self, pairs: Vec<(String, String)>) -> Result<Matrix> {
+        for (a, b) in &pairs {
+            for l in [a, b] {
+                if !self.targets.iter().any(|r| r.target.label == *l) {
+                    return Err(Error::usage(
+                        format!("--differ {a}={b}: no report for target {l:?}"),
+                        Some("give both targets' reports (LABEL.json) as well"),
+                    ));
+                }
+            }
+            if a == b {
+                return Err(Error::usage(
+                    format!("--differ {a}={b} compares a target with itself"),
+                    Some("name two different targets: --differ nfs3=ganesha-nfs3"),
+                ));
+            }
+        }
+        self.differ = pairs;
+        Ok(self)
+    }
+
+    /// The trials whose verdicts differ between targets `a` and `b`, in
+    /// catalog order: (scenario, mechanism, a's trial, b's trial). A trial
+    /// missing on one side (another catalog) is not a difference.
+    pub(crate) fn differences(&self, a: &str, b: &str) -> Vec<(&str, &MResult, &MResult)> {
+        let mut out = Vec::new();
+        for (_, scenario) in &self.rows {
+            let (Some(ca), Some(cb)) = (self.cell(a, scenario), self.cell(b, scenario)) else {
+                continue;
+            };
+            for ta in &ca.trials {
+                if let Some(tb) = cb.trials.iter().find(|t| t.mechanism == ta.mechanism) {
+                    if ta.verdict != tb.verdict {
+                        out.push((scenario.as_str(), ta, tb));
+                    }
+                }
+            }
+        }
+        out
     }
 
     fn cell(&self, target: &str, scenario: &str) -> Option<&Cell> {
@@ -356,6 +402,89 @@ pub fn markdown(m: &Matrix) -> String {
         s,
         "A cell is the worst outcome of the scenario's trials on that target (the mechanisms that got it in brackets when others did better); `· 9.7 s` is the longest measured time from a fault to the next lock. Details: [matrix.html](matrix.html) or each target's report."
     );
+    let diff = differential(m);
+    if !diff.is_empty() {
+        let _ = writeln!(s, "\n{diff}");
+    }
+    s
+}
+
+/// A trial's evidence in a line: its verdict, then where it failed and
+/// what was seen, or why it was skipped or errored.
+fn evidence(t: &MResult) -> String {
+    const MAX: usize = 240;
+    let clip = |s: &str| -> String {
+        if s.chars().count() > MAX {
+            format!("{}…", s.chars().take(MAX).collect::<String>())
+        } else {
+            s.to_string()
+        }
+    };
+    let mut e = format!("**{}**", t.verdict);
+    if let Some(f) = &t.failure {
+        let _ = write!(
+            e,
+            ": step {}: expected {}, observed {}",
+            f.step,
+            md_escape(&clip(&f.expected)),
+            md_escape(&clip(&f.observed))
+        );
+    }
+    if let Some(r) = &t.reason {
+        let _ = write!(e, " ({})", md_escape(&clip(r)));
+    }
+    e
+}
+
+/// The server differential: for each pair, every trial whose verdict
+/// differs, with the evidence from both reports.
+pub fn differential(m: &Matrix) -> String {
+    let mut s = String::new();
+    if m.differ.is_empty() {
+        return s;
+    }
+    let _ = writeln!(
+        s,
+        "### Server differential
+"
+    );
+    let _ = writeln!(
+        s,
+        "The same catalog on two targets that differ only in the server (or the protocol): every trial whose outcome differs, with what each report saw. Links go to the scenario; each report has the steps.
+"
+    );
+    for (a, b) in &m.differ {
+        let diffs = m.differences(a, b);
+        let _ = writeln!(
+            s,
+            "#### `{a}` and `{b}`: {} trials differ
+",
+            diffs.len()
+        );
+        if diffs.is_empty() {
+            let _ = writeln!(
+                s,
+                "Every trial has the same outcome on both.
+"
+            );
+            continue;
+        }
+        let _ = writeln!(
+            s,
+            "| trial | `{a}` | `{b}` |
+|---|---|---|"
+        );
+        for (scenario, ta, tb) in diffs {
+            let _ = writeln!(
+                s,
+                "| [`{scenario}`](../scenarios/{scenario}.yaml)::{} | {} | {} |",
+                ta.mechanism,
+                evidence(ta),
+                evidence(tb)
+            );
+        }
+        let _ = writeln!(s);
+    }
     s
 }
 

@@ -65,13 +65,17 @@ fn junit_suite(r: &Report) -> quick_junit::TestSuite {
                 st.set_type(t.severity.as_str());
                 if let Some(f) = &t.failure {
                     st.set_message(format!(
-                        "{}: step {} (line {}) {}: expected {}, observed {}",
+                        "{}: step {} (line {}) {}: expected {}, observed {}{}",
                         t.severity.as_str().to_uppercase(),
                         f.step,
                         f.line,
                         f.op,
                         f.expected,
-                        f.observed
+                        f.observed,
+                        t.reason
+                            .as_deref()
+                            .map(|r| format!(" ({r})"))
+                            .unwrap_or_default()
                     ));
                 }
                 st.set_description(format!("{}\n\nReference: {}", t.summary, t.reference));
@@ -372,7 +376,11 @@ fn section_problems(s: &mut String, r: &Report) {
                 }
             }
             if let Some(reason) = &x.reason {
-                let _ = writeln!(s, "- **error**: {}", md_escape(reason));
+                let label = match x.status {
+                    Status::Fail => "why divergent here",
+                    _ => "error",
+                };
+                let _ = writeln!(s, "- **{label}**: {}", md_escape(reason));
             }
             let _ = writeln!(s, "- **why it matters**: {}", md_escape(&x.summary));
             let _ = writeln!(s, "- **reference**: {}\n", md_escape(&x.reference));

@@ -40,6 +40,43 @@ pub enum Mechanism {
     Lockfile,
 }
 
+/// A family of filesystems whose locking legally differs from local Linux in
+/// documented ways (`divergent-on`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum FsFamily {
+    /// SMB2/3 (the kernel's `cifs`/`smb3` client): byte-range locks belong to
+    /// the file handle and follow Windows semantics (no conversion, no split,
+    /// unlock must match a locked range exactly, a handle's own locks conflict).
+    Smb,
+    /// NFS, any version (`nfs`, `nfs4`).
+    Nfs,
+    /// FUSE filesystems (`fuse`, `fuse.*`, `fuseblk`).
+    Fuse,
+}
+
+impl FsFamily {
+    /// The family of a mountinfo filesystem type, if it has one.
+    pub fn of_fs_type(fs_type: &str) -> Option<FsFamily> {
+        match fs_type {
+            "cifs" | "smb3" => Some(FsFamily::Smb),
+            t if t.starts_with("nfs") => Some(FsFamily::Nfs),
+            t if t == "fuseblk" || t == "fuse" || t.starts_with("fuse.") => Some(FsFamily::Fuse),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            FsFamily::Smb => "smb",
+            FsFamily::Nfs => "nfs",
+            FsFamily::Fuse => "fuse",
+        }
+    }
+}
+
 impl Mechanism {
     /// Every mechanism.
     pub(crate) const ALL: [Mechanism; 6] = [
@@ -511,6 +548,13 @@ pub struct Scenario {
     /// expected failure of the method, with this reason, not as a failure of the target.
     #[serde(default)]
     pub(crate) known_failures: BTreeMap<Mechanism, String>,
+    /// Filesystem families where the expectation legally differs, each with why
+    /// and the reference it rests on: `{smb: "..."}`. There a failure that only
+    /// refused, delayed or over-reported a lock is reported **divergent** with
+    /// this reason; a lock granted that should have been refused, or lost data,
+    /// keeps the scenario's severity.
+    #[serde(default)]
+    pub(crate) divergent_on: BTreeMap<FsFamily, String>,
     /// What the target must provide; elsewhere the scenario is skipped with
     /// the reason.
     #[serde(default)]

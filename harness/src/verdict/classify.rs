@@ -30,6 +30,10 @@ pub(crate) struct Seen<'a> {
     pub(crate) known_failure: Option<&'a str>,
     /// Why the target counts as stalled, if it stopped answering.
     pub(crate) stalled: Option<&'a str>,
+    /// The scenario's `divergent-on` entry for the target's filesystem
+    /// family (the family's name, and why), given only when the failing step
+    /// is one of the mechanism's own lock operations.
+    pub(crate) divergent_on: Option<(&'a str, &'a str)>,
 }
 
 /// A trial's classification.
@@ -72,6 +76,21 @@ pub(crate) fn classify(seen: &Seen<'_>, severity: Severity) -> Classified {
         Severity::Divergent
     } else {
         severity
+    };
+    // A filesystem family that legally refuses what local Linux grants
+    // (SMB's Windows byte-range semantics): a failure that only refused,
+    // delayed or over-reported a lock is divergent there, with the reason.
+    // A lock granted that should have been refused stays as it was.
+    let severity = match seen.divergent_on {
+        Some((family, why))
+            if status == Status::Fail
+                && severity != Severity::Info
+                && seen.failure.is_some_and(|f| f.refused_only) =>
+        {
+            reason = Some(format!("divergent on {family}: {}", why.trim()));
+            Severity::Divergent
+        }
+        _ => severity,
     };
     // The target stopped answering while this trial ran: a step that failed
     // only by not completing in time says nothing about locking (its record
@@ -117,6 +136,7 @@ mod tests {
             note: None,
             timed_out,
             owner_only,
+            refused_only: false,
         }
     }
 
@@ -128,6 +148,7 @@ mod tests {
             teardown: &[],
             known_failure: None,
             stalled: None,
+            divergent_on: None,
         }
     }
 
@@ -209,6 +230,48 @@ mod tests {
             Severity::Info,
         );
         assert_eq!(c.severity, Severity::Info);
+    }
+
+    #[test]
+    fn a_familys_divergence_excuses_only_refusals() {
+        let why = Some(("smb", "locks belong to the handle (MS-FSA 2.1.5.7)"));
+        let refused = Failure {
+            refused_only: true,
+            ..failure(false, false)
+        };
+        let c = classify(
+            &Seen {
+                failure: Some(&refused),
+                divergent_on: why,
+                ..seen(Status::Fail)
+            },
+            Severity::Unsafe,
+        );
+        assert_eq!((c.status, c.severity), (Status::Fail, Severity::Divergent));
+        assert_eq!(
+            c.reason.as_deref(),
+            Some("divergent on smb: locks belong to the handle (MS-FSA 2.1.5.7)")
+        );
+        // A lock granted that should have been refused stays unsafe.
+        let granted = failure(false, false);
+        let c = classify(
+            &Seen {
+                failure: Some(&granted),
+                divergent_on: why,
+                ..seen(Status::Fail)
+            },
+            Severity::Unsafe,
+        );
+        assert_eq!((c.severity, c.reason), (Severity::Unsafe, None));
+        // Elsewhere (no entry for the target's family) a refusal stays unsafe.
+        let c = classify(
+            &Seen {
+                failure: Some(&refused),
+                ..seen(Status::Fail)
+            },
+            Severity::Unsafe,
+        );
+        assert_eq!(c.severity, Severity::Unsafe);
     }
 
     #[test]

@@ -128,6 +128,32 @@ pub(crate) fn only_owner_differs(exp: &Expectation, obs: &[Observed], actors: &A
         .all(|o| satisfies(exp, o, actors) || satisfies(&relaxed, o, actors))
 }
 
+/// Whether every observation that fails `exp` only gave *less* than expected:
+/// a lock refused (EAGAIN, EACCES, EDEADLK) or still waiting where it should
+/// have been granted, a deadlock waited on instead of reported, or F_GETLK
+/// reporting a lock where none should be. None of these grants a lock that
+/// should have been refused or loses data; a filesystem family that refuses
+/// by design (`divergent-on`) is divergent there, not unsafe.
+pub(crate) fn only_refused(exp: &Expectation, obs: &[Observed], actors: &Actors<'_>) -> bool {
+    let granted = matches!(exp, Expectation::Ok);
+    let refusal = |o: &Observed| match o {
+        Observed::Blocked(_) | Observed::Hung { .. } => granted || deadlock_expected(exp),
+        Observed::Returned(Outcome::Failed { errno }) => {
+            granted && matches!(*errno, libc::EAGAIN | libc::EACCES | libc::EDEADLK)
+        }
+        Observed::Returned(Outcome::Lock { lock }) => {
+            matches!(exp, Expectation::Unlocked) && i32::from(lock.l_type) != libc::F_UNLCK
+        }
+        _ => false,
+    };
+    let failing: Vec<&Observed> = obs.iter().filter(|o| !satisfies(exp, o, actors)).collect();
+    !failing.is_empty() && failing.into_iter().all(refusal)
+}
+
+fn deadlock_expected(exp: &Expectation) -> bool {
+    matches!(exp, Expectation::Errno { value, .. } if *value == libc::EDEADLK)
+}
+
 /// Judge a step's observations (one per actor). `Err` explains the mismatch.
 pub(crate) fn judge(
     exp: &Expectation,
@@ -346,6 +372,55 @@ mod tests {
 
     fn ret(o: Outcome) -> Observed {
         Observed::Returned(o)
+    }
+
+    #[test]
+    fn only_refusals_count_as_refused() {
+        let (n, p) = actors();
+        let a = Actors {
+            names: &n,
+            pids: &p,
+        };
+        let failed = |errno| ret(Outcome::Failed { errno });
+        let ok = || ret(Outcome::Done { ret: 0 });
+        let lock = |l_type: i32| {
+            ret(Outcome::Lock {
+                lock: LockDesc {
+                    l_type: l_type as i16,
+                    l_whence: 0,
+                    start: 0,
+                    len: 0,
+                    pid: 100,
+                },
+            })
+        };
+        // Granting was expected: a refusal or a wait got less.
+        assert!(only_refused(&Expectation::Ok, &[failed(libc::EACCES)], &a));
+        assert!(only_refused(
+            &Expectation::Ok,
+            &[ok(), failed(libc::EAGAIN)],
+            &a
+        ));
+        assert!(!only_refused(&Expectation::Ok, &[failed(libc::EIO)], &a));
+        // A conflict was expected: a grant is never a refusal.
+        let conflict = Expectation::Conflict(vec![libc::EAGAIN, libc::EACCES]);
+        assert!(!only_refused(&conflict, &[ok()], &a));
+        // F_GETLK: reporting a lock where none is gets less; reporting none
+        // where one is does not.
+        assert!(only_refused(
+            &Expectation::Unlocked,
+            &[lock(libc::F_WRLCK)],
+            &a
+        ));
+        let holder = Expectation::Holder {
+            mode: None,
+            start: None,
+            len: None,
+            pid: PidExpect::Any,
+        };
+        assert!(!only_refused(&holder, &[lock(libc::F_UNLCK)], &a));
+        // Nothing failed: nothing to excuse.
+        assert!(!only_refused(&Expectation::Ok, &[ok()], &a));
     }
 
     #[test]

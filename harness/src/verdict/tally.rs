@@ -148,6 +148,7 @@ mod tests {
                     note: None,
                     timed_out: false,
                     owner_only: false,
+                    refused_only: false,
                 });
                 r
             })

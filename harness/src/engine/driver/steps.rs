@@ -384,6 +384,7 @@ impl Driver<'_> {
                 note: step.note.clone(),
                 timed_out: only_timed_out(step, observed, &who),
                 owner_only: judge::only_owner_differs(&step.expect, observed, &who),
+                refused_only: judge::only_refused(&step.expect, observed, &who),
             })),
         };
         (record, stop)

@@ -152,6 +152,16 @@ impl PlannedStep {
     /// Whether this step performs an operation of `mech` (or, for
     /// steps spelling out a method by hand, any step at all of a scenario
     /// about that method).
+    /// Whether it is a kernel lock call: lock, unlock, test or a counter's
+    /// locked increments, of any mechanism.
+    pub(crate) fn is_lock_call(&self) -> bool {
+        matches!(
+            &self.op,
+            Op::Lock { mech: m, .. } | Op::Test { mech: m, .. } | Op::Counter { mech: m, .. }
+                if m.is_kernel_lock()
+        )
+    }
+
     pub(crate) fn uses_mechanism(&self, mech: Mechanism) -> bool {
         match &self.op {
             Op::Lock { mech: m, .. }
@@ -624,6 +634,16 @@ pub(crate) fn resolve_all(
                 format!("`known-failures` names {m}, which is not in `mechanisms`"),
             )
             .with_hint("list the mechanism, or drop its known failure"));
+        }
+    }
+    for (fam, why) in &scn.divergent_on {
+        if why.trim().is_empty() {
+            return Err(ScenarioError::new(
+                file,
+                scn.name.pos,
+                format!("`divergent-on` gives no reason for {}", fam.name()),
+            )
+            .with_hint("say how that filesystem family differs, and the document that says so (a specification section, a man page)"));
         }
     }
     for m in scn.not_applicable.keys() {
