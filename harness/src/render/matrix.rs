@@ -443,37 +443,25 @@ pub fn differential(m: &Matrix) -> String {
     if m.differ.is_empty() {
         return s;
     }
+    let _ = writeln!(s, "### Server differential\n");
     let _ = writeln!(
         s,
-        "### Server differential
-"
-    );
-    let _ = writeln!(
-        s,
-        "The same catalog on two targets that differ only in the server (or the protocol): every trial whose outcome differs, with what each report saw. Links go to the scenario; each report has the steps.
-"
+        "The same catalog on two targets that differ only in the server (or the protocol): every trial whose outcome differs, with what each report saw. Links go to the scenario; each report has the steps.\n"
     );
     for (a, b) in &m.differ {
         let diffs = m.differences(a, b);
-        let _ = writeln!(
-            s,
-            "#### `{a}` and `{b}`: {} trials differ
-",
-            diffs.len()
-        );
+        let n = diffs.len();
+        let what = if n == 1 {
+            "trial differs"
+        } else {
+            "trials differ"
+        };
+        let _ = writeln!(s, "#### `{a}` and `{b}`: {n} {what}\n");
         if diffs.is_empty() {
-            let _ = writeln!(
-                s,
-                "Every trial has the same outcome on both.
-"
-            );
+            let _ = writeln!(s, "Every trial has the same outcome on both.\n");
             continue;
         }
-        let _ = writeln!(
-            s,
-            "| trial | `{a}` | `{b}` |
-|---|---|---|"
-        );
+        let _ = writeln!(s, "| trial | `{a}` | `{b}` |\n|---|---|---|");
         for (scenario, ta, tb) in diffs {
             let _ = writeln!(
                 s,
@@ -1104,6 +1092,45 @@ mod tests {
         assert_eq!(rows[2].1[0], "1,000,000 (4)");
         assert!(markdown(&m).contains("### Lock latency"));
         assert!(html(&m).contains("<td class=\"figure\">0.7 µs (p99 0.9 µs)</td>"));
+    }
+
+    #[test]
+    fn the_differential_lists_every_trial_that_differs_and_only_those() {
+        let m = Matrix::build(vec![
+            report(
+                "knfsd",
+                &[
+                    ("x", "flock", "pass"),
+                    ("x", "posix", "pass"),
+                    ("y", "posix", "skip"),
+                ],
+            ),
+            report(
+                "ganesha",
+                &[
+                    ("x", "flock", "pass"),
+                    ("x", "posix", "unsafe"),
+                    ("y", "posix", "skip"),
+                ],
+            ),
+        ])
+        .expect("matrix")
+        .with_differential(vec![("knfsd".into(), "ganesha".into())])
+        .expect("pair");
+        let d = m.differences("knfsd", "ganesha");
+        assert_eq!(d.len(), 1);
+        assert_eq!((d[0].0, d[0].1.mechanism.as_str()), ("x", "posix"));
+        let md = markdown(&m);
+        assert!(
+            md.contains("#### `knfsd` and `ganesha`: 1 trial differs"),
+            "{md}"
+        );
+        assert!(md.contains("| **pass** | **unsafe** |"), "{md}");
+        // A pair naming a target without a report is bad usage.
+        let m = Matrix::build(vec![report("knfsd", &[("x", "flock", "pass")])]).expect("matrix");
+        assert!(m
+            .with_differential(vec![("knfsd".into(), "smb".into())])
+            .is_err());
     }
 
     #[test]
