@@ -435,26 +435,21 @@ impl Session {
         if let Err(e) = target.remove_trial_dir(&dir) {
             teardown.push(format!("removing {}: {e}", dir.display()));
         }
+        // The step the trial failed at, if it failed.
+        let failed_step = outcome
+            .failure
+            .as_ref()
+            .and_then(|f| plan.steps.iter().find(|st| st.number == f.step));
         // A known failure of the mechanism excuses only a failure of one of
         // its own lock operations, never anything else.
-        let known_failure = s.known_failures.get(&spec.mechanism).filter(|_| {
-            outcome
-                .failure
-                .as_ref()
-                .and_then(|f| plan.steps.iter().find(|st| st.number == f.step))
-                .is_some_and(|step| step.uses_mechanism(spec.mechanism))
-        });
-        // So does a filesystem family's documented divergence.
-        let family = crate::spec::scenario::FsFamily::of_fs_type(&target.identity.fs_type);
-        let divergent_on = family
+        let known_failure = s
+            .known_failures
+            .get(&spec.mechanism)
+            .filter(|_| failed_step.is_some_and(|step| step.uses_mechanism(spec.mechanism)));
+        // So does a filesystem family's documented divergence, of a lock call.
+        let divergent_on = crate::spec::scenario::FsFamily::of_fs_type(&target.identity.fs_type)
             .and_then(|f| s.divergent_on.get(&f).map(|why| (f.name(), why.as_str())))
-            .filter(|_| {
-                outcome
-                    .failure
-                    .as_ref()
-                    .and_then(|f| plan.steps.iter().find(|st| st.number == f.step))
-                    .is_some_and(|step| step.is_lock_call())
-            });
+            .filter(|_| failed_step.is_some_and(|step| step.is_lock_call()));
         let c = classify(
             &Seen {
                 status: outcome.status,
