@@ -301,6 +301,12 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        mode: "conflict-eacces",
+        mechanisms: &["flock", "ofd"],
+        families: &["reporting"],
+        must_fail: &["conflict-errno::flock", "conflict-errno::ofd"],
+    },
+    Case {
         mode: "lease-noop",
         mechanisms: &["lease"],
         families: &["leases"],

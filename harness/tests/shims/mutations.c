@@ -24,6 +24,9 @@
  *   lease-noop        F_SETLEASE succeeds without a lease
  *   setlkw-giveup     a waiting lock waits (really, in the kernel) for at most
  *                     100 ms, then gives up and reports success without the lock
+ *   conflict-eacces   a lock refused for a conflict (EAGAIN, EWOULDBLOCK) is
+ *                     reported as EACCES, by flock() and every fcntl() lock
+ *                     command (as the Linux SMB client does)
  *
  * Broken actors (the harness must fail their trial only):
  *   crash-on-unlock   flock(LOCK_UN) on a file under the directory crashes
@@ -62,6 +65,7 @@ enum mode {
     EXCL_IGNORED,
     LEASE_NOOP,
     SETLKW_GIVEUP,
+    CONFLICT_EACCES,
     CRASH_ON_UNLOCK,
     GARBLE_ON_UNLOCK,
 };
@@ -70,7 +74,7 @@ static const char *names[] = {
     "", "flock-noop", "setlkw-nowait", "setlk-noop", "ranges-whole-file",
     "open-rdwr", "edeadlk-eagain", "close-keeps-locks", "flock-as-posix",
     "ofd-as-posix", "getlk-pid-zero", "excl-ignored", "lease-noop",
-    "setlkw-giveup", "crash-on-unlock", "garble-on-unlock",
+    "setlkw-giveup", "conflict-eacces", "crash-on-unlock", "garble-on-unlock",
 };
 
 static enum mode mode = NONE;
@@ -247,6 +251,12 @@ static int mutated_fcntl(int fd, int cmd, void *arg)
         if (cmd == F_SETLKW || cmd == F_OFD_SETLKW)
             return (int)give_up_after_100ms(SYS_fcntl, fd, cmd, arg);
         break;
+    case CONFLICT_EACCES: {
+        int r = real_fcntl(fd, cmd, arg);
+        if (r < 0 && errno == EAGAIN && is_setlk(cmd))
+            errno = EACCES;
+        return r;
+    }
     default:
         break;
     }
@@ -284,6 +294,12 @@ int flock(int fd, int op)
         garble_next = 1;
     if (mode == FLOCK_NOOP)
         return 0;
+    if (mode == CONFLICT_EACCES) {
+        int r = real_flock(fd, op);
+        if (r < 0 && errno == EWOULDBLOCK)
+            errno = EACCES;
+        return r;
+    }
     if (mode == SETLKW_GIVEUP && !(op & LOCK_NB) && (op & (LOCK_EX | LOCK_SH)))
         return (int)give_up_after_100ms(SYS_flock, fd, op, NULL);
     if (mode == FLOCK_AS_POSIX) {
