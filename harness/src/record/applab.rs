@@ -28,8 +28,16 @@ pub struct Observation {
     /// Why the case could not run (then nothing else is known).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Why the application could not do its work on this mount at all, even
+    /// alone (its own first write failed): exclusion is not in question,
+    /// the mount is of no use to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unusable: Option<String>,
     /// What a second instance on host a did while host b's held the lock:
-    /// `refused`, `ran` (a second writer) or `waited`.
+    /// `refused` (the application's own "locked" answer), `ran` (a second
+    /// writer), `waited`, or `failed` (it ended with an error that is not
+    /// the application's answer to a held lock: the lock call's error was
+    /// not the one it expects).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub second: Option<String>,
     /// What the second instance said (its error message or exit status).

@@ -5,7 +5,9 @@
 //!
 //! - Two instances running at once, or data written under the lock and
 //!   missing afterwards: **unsafe**.
-//! - Exclusion held, but after the lock holder's host crashed the next
+//! - The application could not work on the mount even alone; or exclusion
+//!   held, but a second instance failed with an error where it
+//!   should have waited or said the lock is held; or after the lock holder's host crashed the next
 //!   instance got in later than the profile's recovery bound, or never
 //!   within the lab's limit; or a clean stop did not let the next one in:
 //!   **degraded**.
@@ -35,6 +37,13 @@ pub fn judge(o: &Observation, bound: Duration) -> Observed {
     }
     let mut parts = Vec::new();
     let mut status = ObservedStatus::Safe;
+    if let Some(why) = o.unusable.as_deref() {
+        status = ObservedStatus::Degraded;
+        parts.push(format!(
+            "it could not do its work on this mount even alone: {}",
+            why.trim()
+        ));
+    }
     let said = |m: &Option<String>| match m.as_deref().map(str::trim) {
         Some(m) if !m.is_empty() => format!(" (\"{m}\")"),
         _ => String::new(),
@@ -52,6 +61,13 @@ pub fn judge(o: &Observation, bound: Duration) -> Observed {
             said(&o.second_message)
         )),
         Some("waited") => parts.push("a second instance on host a waited for the lock".into()),
+        Some("failed") => {
+            status = ObservedStatus::Degraded;
+            parts.push(format!(
+                "a second instance on host a failed with an error instead of waiting or saying the lock is held{}",
+                said(&o.second_message)
+            ));
+        }
         Some(other) => {
             return Observed {
                 verdict: ObservedStatus::Error,
@@ -285,6 +301,31 @@ mod tests {
             r#"{"label":"x","app":"flock","variant":"v","error":"host b did not get the lock"}"#,
         );
         assert_eq!(judge(&e, BOUND).verdict, ObservedStatus::Error);
+    }
+
+    #[test]
+    fn a_second_instance_failing_with_an_error_is_degraded_not_refused() {
+        let o = obs(
+            r#"{"label":"smb3","app":"cargo","variant":"default","second":"failed","second_message":"exit 101: Permission denied (os error 13)","after_stop":"started","crash_recovered_s":5.1,"crash_tries":1,"crash_limit_s":35}"#,
+        );
+        let j = judge(&o, BOUND);
+        assert_eq!(j.verdict, ObservedStatus::Degraded);
+        assert!(j.summary.contains("Permission denied"), "{}", j.summary);
+        // Data lost on top of it is still unsafe.
+        let lost = obs(
+            r#"{"label":"x","app":"cargo","variant":"default","second":"failed","lost":1,"lost_what":"the build's output"}"#,
+        );
+        assert_eq!(judge(&lost, BOUND).verdict, ObservedStatus::Unsafe);
+    }
+
+    #[test]
+    fn an_application_that_cannot_work_alone_is_degraded() {
+        let o = obs(
+            r#"{"label":"smb3","app":"sqlite","variant":"wal","unusable":"creating the database: Error: stepping, database is locked (5)"}"#,
+        );
+        let j = judge(&o, BOUND);
+        assert_eq!(j.verdict, ObservedStatus::Degraded);
+        assert!(j.summary.contains("database is locked"), "{}", j.summary);
     }
 
     #[test]
