@@ -203,6 +203,16 @@ pub fn compare(
             )
         } else {
             match &prediction {
+                // No verdict to check: the trials it rests on errored or did
+                // not run there (a server that crashed under the catalog).
+                Some(p) if matches!(p.verdict, AppStatus::Incomplete | AppStatus::NotChecked) => (
+                    Agreement::NotPredicted,
+                    Some(format!(
+                        "lockcheck's verdict for `{}` is {}: trials it rests on errored or did not run there",
+                        o.label,
+                        p.verdict.as_str()
+                    )),
+                ),
                 Some(p) => (agreement(p, &observed), None),
                 None => (
                     Agreement::Error,
@@ -346,7 +356,8 @@ mod tests {
             agreement(&p(AppStatus::Safe), &o(ObservedStatus::Degraded)),
             Agreement::Disagree
         );
-        // An incomplete verdict is not a prediction the application can confirm.
+        // An incomplete verdict is not a prediction the application can
+        // confirm (compare() says so: not predicted, with the reason).
         assert_eq!(
             agreement(&p(AppStatus::Incomplete), &o(ObservedStatus::Safe)),
             Agreement::Disagree
@@ -355,5 +366,35 @@ mod tests {
             agreement(&p(AppStatus::Safe), &o(ObservedStatus::Error)),
             Agreement::Error
         );
+    }
+
+    #[test]
+    fn an_incomplete_verdict_is_not_predicted_with_the_reason() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let c = crate::plan::catalog::load_dir(&dir.join("../scenarios")).expect("catalog");
+        let apps = crate::verdict::apps::load(Some(&dir.join("../apps")), &c).expect("apps");
+        let o = obs(
+            r#"{"label":"ganesha-nfs4.2","app":"prometheus","variant":"upstream","second":"refused","after_stop":"started","crash_recovered_s":12.0,"crash_tries":9,"crash_limit_s":35}"#,
+        );
+        let mut predictions = BTreeMap::new();
+        predictions.insert(
+            ("ganesha-nfs4.2".to_string(), "prometheus".to_string()),
+            Prediction {
+                verdict: AppStatus::Incomplete,
+                reasons: vec![],
+            },
+        );
+        let lab = compare(
+            vec![o],
+            &predictions,
+            &["ganesha-nfs4.2".to_string()],
+            &apps,
+            String::new(),
+        );
+        assert_eq!(lab.cells[0].agreement, Agreement::NotPredicted);
+        let note = lab.cells[0].note.as_deref().unwrap_or("");
+        assert!(note.contains("incomplete"), "{note}");
+        assert_eq!(lab.summary.disagree, 0);
+        assert_eq!(lab.summary.not_predicted, 1);
     }
 }
