@@ -63,6 +63,31 @@ pub(crate) struct AppTargetFact {
     pub(crate) verdict: FactVerdict,
     /// What the application does there, and where that is documented.
     pub(crate) why: String,
+    /// Where a trial fails on the target, the application behaves otherwise
+    /// than the fact says: this verdict and reason instead.
+    #[serde(default)]
+    pub(crate) unless: Option<FactUnless>,
+}
+
+/// `unless` of a target fact: a trial whose failure changes what the fact
+/// means for the application.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct FactUnless {
+    /// The trial (it fails on the target: `fail` or `xfail`).
+    pub(crate) fails: FactTrial,
+    /// `unsafe` or `degraded`: the verdict there instead.
+    pub(crate) verdict: FactVerdict,
+    /// What the application does then.
+    pub(crate) why: String,
+}
+
+/// A trial named by a target fact.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct FactTrial {
+    pub(crate) scenario: Located<String>,
+    pub(crate) mechanism: Located<Mechanism>,
 }
 
 /// What is known about a target from its report.
@@ -245,6 +270,9 @@ pub(crate) fn parse_profile(
     }
     for r in &p.recovery {
         check(&r.scenario, &r.mechanism)?;
+    }
+    for u in p.target_facts.iter().filter_map(|f| f.unless.as_ref()) {
+        check(&u.fails.scenario, &u.fails.mechanism)?;
     }
     Ok(p)
 }
@@ -468,19 +496,30 @@ pub(crate) fn verdict(
     // By the application's own design: they hold whatever the locks did
     // (and even where nothing could be checked).
     for f in p.target_facts.iter().filter(|f| f.fact.holds(target)) {
-        let t = match f.verdict {
+        // The fact as it applies here: as written, or its `unless` where
+        // that trial failed.
+        let failed = f.unless.as_ref().and_then(|u| {
+            let (sc, mech) = (&u.fails.scenario.value, u.fails.mechanism.value);
+            find(results, sc, mech)
+                .filter(|r| matches!(r.status, Status::Fail | Status::Xfail))
+                .map(|r| (u, failure_text(r)))
+        });
+        let (verdict, why, how) = match &failed {
+            Some((u, text)) => (
+                u.verdict,
+                u.why.trim(),
+                format!("{}, and {text}", f.fact.describe()),
+            ),
+            None => (f.verdict, f.why.trim(), f.fact.describe().to_string()),
+        };
+        let t = match verdict {
             FactVerdict::Unsafe => AppStatus::Unsafe,
             FactVerdict::Degraded => AppStatus::Degraded,
         };
         if t > status || status == AppStatus::NotChecked {
             status = t;
         }
-        reasons.push(format!(
-            "{}: {} — {}",
-            t.as_str(),
-            f.fact.describe(),
-            f.why.trim()
-        ));
+        reasons.push(format!("{}: {how} — {why}", t.as_str()));
     }
     AppVerdict {
         app: p.name.value.clone(),
@@ -542,6 +581,60 @@ mod tests {
         assert!(a.profiles.len() >= 7);
         let e = embedded::FILES.len();
         assert_eq!(e, a.profiles.len(), "the binary carries every profile");
+    }
+
+    #[test]
+    fn a_target_fact_gives_way_to_its_unless_where_that_trial_fails() {
+        use crate::record::report::TrialResult;
+        let c = catalog();
+        let text = "name: x\ntitle: X\nsummary: s\nreference: r\nneeds:\n  - {scenario: exclusive-race-2, mechanism: posix, why: w}\ntarget-facts:\n  - fact: shared-by-hosts\n    verdict: unsafe\n    why: two writers\n    unless:\n      fails: {scenario: lock-downgrade, mechanism: posix}\n      verdict: degraded\n      why: the second one waits instead\n";
+        let p = parse_profile("x.yaml", text, Some("x"), &c).expect("valid");
+        let mut id = crate::record::report::fixtures::identity();
+        id.hosts = vec!["a".into(), "b".into()];
+        let t = |s: &str, st: Status| TrialResult {
+            id: format!("t::{s}::posix"),
+            scenario: s.into(),
+            mechanism: Mechanism::Posix,
+            family: crate::spec::scenario::Family::Exclusion,
+            severity: Severity::Unsafe,
+            status: st,
+            verdict: TrialResult::verdict_for(st, Severity::Unsafe),
+            reason: None,
+            failure: None,
+            summary: String::new(),
+            reference: String::new(),
+            file: String::new(),
+            started_ms: 0.0,
+            duration_ms: 0.0,
+            in_calls_ms: 0.0,
+            actors: vec![],
+            steps: vec![],
+            measurements: vec![],
+            teardown_problems: vec![],
+        };
+        let passed = [
+            t("exclusive-race-2", Status::Pass),
+            t("lock-downgrade", Status::Pass),
+        ];
+        let v = verdict(&p, &id, &passed);
+        assert_eq!(v.verdict, AppStatus::Unsafe);
+        assert!(v.reasons.iter().any(|r| r.contains("two writers")));
+        let refused = [
+            t("exclusive-race-2", Status::Pass),
+            t("lock-downgrade", Status::Fail),
+        ];
+        let v = verdict(&p, &id, &refused);
+        assert_eq!(v.verdict, AppStatus::Degraded);
+        assert!(
+            v.reasons
+                .iter()
+                .any(|r| r.contains("lock-downgrade::posix") && r.contains("waits instead")),
+            "{:?}",
+            v.reasons
+        );
+        // A trial the fact names that is not in the catalog is refused.
+        let bad = text.replace("lock-downgrade", "no-such-scenario");
+        assert!(parse_profile("x.yaml", &bad, Some("x"), &c).is_err());
     }
 
     #[test]
