@@ -142,6 +142,12 @@ pub(crate) struct AppNeed {
     pub(crate) mechanism: Located<Mechanism>,
     /// Why the application depends on it.
     pub(crate) why: String,
+    /// Only a failure that lost exclusion or data (unsafe) counts: the
+    /// application needs what the trial checks, not its pace. A divergent
+    /// failure (a counter that did not finish in time while waiters polled)
+    /// is shown, not counted.
+    #[serde(default)]
+    pub(crate) integrity_only: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -409,6 +415,14 @@ pub(crate) fn verdict(
                         n.why
                     ));
                 }
+                Status::Fail if n.integrity_only && r.severity != Severity::Unsafe => {
+                    checked += 1;
+                    reasons.push(format!(
+                        "not counted: {} — {} (only lost exclusion or data counts here)",
+                        failure_text(r),
+                        n.why
+                    ));
+                }
                 Status::Fail => {
                     checked += 1;
                     let t = if r.severity == Severity::Unsafe {
@@ -635,6 +649,45 @@ mod tests {
         // A trial the fact names that is not in the catalog is refused.
         let bad = text.replace("lock-downgrade", "no-such-scenario");
         assert!(parse_profile("x.yaml", &bad, Some("x"), &c).is_err());
+    }
+
+    #[test]
+    fn an_integrity_only_need_counts_only_a_lost_exclusion() {
+        use crate::record::report::TrialResult;
+        let c = catalog();
+        let text = "name: x\ntitle: X\nsummary: s\nreference: r\nneeds:\n  - {scenario: counter-4-actors, mechanism: posix, why: every update, integrity-only: true}\n";
+        let p = parse_profile("x.yaml", text, Some("x"), &c).expect("valid");
+        let id = crate::record::report::fixtures::identity();
+        let t = |sev: Severity| TrialResult {
+            id: "t::counter-4-actors::posix".into(),
+            scenario: "counter-4-actors".into(),
+            mechanism: Mechanism::Posix,
+            family: crate::spec::scenario::Family::Integrity,
+            severity: sev,
+            status: Status::Fail,
+            verdict: TrialResult::verdict_for(Status::Fail, sev),
+            reason: None,
+            failure: None,
+            summary: String::new(),
+            reference: String::new(),
+            file: String::new(),
+            started_ms: 0.0,
+            duration_ms: 0.0,
+            in_calls_ms: 0.0,
+            actors: vec![],
+            steps: vec![],
+            measurements: vec![],
+            teardown_problems: vec![],
+        };
+        // Too slow (waiters polled): shown, not counted.
+        let v = verdict(&p, &id, &[t(Severity::Divergent)]);
+        assert_eq!(v.verdict, AppStatus::Safe);
+        assert!(v.reasons.iter().any(|r| r.starts_with("not counted: ")));
+        // Updates lost: unsafe.
+        assert_eq!(
+            verdict(&p, &id, &[t(Severity::Unsafe)]).verdict,
+            AppStatus::Unsafe
+        );
     }
 
     #[test]

@@ -77,6 +77,23 @@ pub(crate) fn classify(seen: &Seen<'_>, severity: Severity) -> Classified {
     } else {
         severity
     };
+    // Nor does a lock call that only got less than expected -- refused, or
+    // still waiting, where it should have been granted (an NLM server whose
+    // GRANTED callbacks come seconds late): the application waits or fails,
+    // it does not write beside another. Liveness, not exclusion: divergent,
+    // with that said.
+    let severity = if status == Status::Fail
+        && severity == Severity::Unsafe
+        && seen.divergent_on.is_none()
+        && seen.failure.is_some_and(|f| f.refused_only)
+    {
+        reason.get_or_insert_with(|| {
+            "less than expected, not a lost exclusion: a lock refused or not yet granted where it should have been granted; nothing was granted wrongly and no data was lost".to_string()
+        });
+        Severity::Divergent
+    } else {
+        severity
+    };
     // A filesystem family that legally refuses what local Linux grants
     // (SMB's Windows byte-range semantics): a failure that only refused,
     // delayed or over-reported a lock is divergent there, with the reason.
@@ -263,7 +280,10 @@ mod tests {
             Severity::Unsafe,
         );
         assert_eq!((c.severity, c.reason), (Severity::Unsafe, None));
-        // Elsewhere (no entry for the target's family) a refusal stays unsafe.
+        // Elsewhere (no entry for the target's family) a refusal is
+        // divergent too, with the general reason: nothing was granted
+        // wrongly (Ganesha's NLM waiters woken seconds late; the real
+        // applications there waited, they did not write beside another).
         let c = classify(
             &Seen {
                 failure: Some(&refused),
@@ -271,7 +291,20 @@ mod tests {
             },
             Severity::Unsafe,
         );
-        assert_eq!(c.severity, Severity::Unsafe);
+        assert_eq!(c.severity, Severity::Divergent);
+        assert!(c
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("nothing was granted wrongly")));
+        // A wrongful grant without a family entry stays unsafe.
+        let c = classify(
+            &Seen {
+                failure: Some(&granted),
+                ..seen(Status::Fail)
+            },
+            Severity::Unsafe,
+        );
+        assert_eq!((c.severity, c.reason), (Severity::Unsafe, None));
     }
 
     #[test]
