@@ -584,6 +584,36 @@ mod tests {
             .expect("catalog")
     }
 
+    /// A trial result of `scenario` with `mech`, as a report has it.
+    fn trial(
+        scenario: &str,
+        mech: Mechanism,
+        status: Status,
+        severity: Severity,
+    ) -> crate::record::report::TrialResult {
+        crate::record::report::TrialResult {
+            id: format!("t::{scenario}::{mech}"),
+            scenario: scenario.into(),
+            mechanism: mech,
+            family: crate::spec::scenario::Family::Exclusion,
+            severity,
+            status,
+            verdict: crate::record::report::TrialResult::verdict_for(status, severity),
+            reason: Some("why".into()),
+            failure: None,
+            summary: String::new(),
+            reference: String::new(),
+            file: String::new(),
+            started_ms: 0.0,
+            duration_ms: 0.0,
+            in_calls_ms: 0.0,
+            actors: vec![],
+            steps: vec![],
+            measurements: vec![],
+            teardown_problems: vec![],
+        }
+    }
+
     #[test]
     fn built_in_profiles_are_valid() {
         let c = catalog();
@@ -599,33 +629,12 @@ mod tests {
 
     #[test]
     fn a_target_fact_gives_way_to_its_unless_where_that_trial_fails() {
-        use crate::record::report::TrialResult;
         let c = catalog();
         let text = "name: x\ntitle: X\nsummary: s\nreference: r\nneeds:\n  - {scenario: exclusive-race-2, mechanism: posix, why: w}\ntarget-facts:\n  - fact: shared-by-hosts\n    verdict: unsafe\n    why: two writers\n    unless:\n      fails: {scenario: lock-downgrade, mechanism: posix}\n      verdict: degraded\n      why: the second one waits instead\n";
         let p = parse_profile("x.yaml", text, Some("x"), &c).expect("valid");
         let mut id = crate::record::report::fixtures::identity();
         id.hosts = vec!["a".into(), "b".into()];
-        let t = |s: &str, st: Status| TrialResult {
-            id: format!("t::{s}::posix"),
-            scenario: s.into(),
-            mechanism: Mechanism::Posix,
-            family: crate::spec::scenario::Family::Exclusion,
-            severity: Severity::Unsafe,
-            status: st,
-            verdict: TrialResult::verdict_for(st, Severity::Unsafe),
-            reason: None,
-            failure: None,
-            summary: String::new(),
-            reference: String::new(),
-            file: String::new(),
-            started_ms: 0.0,
-            duration_ms: 0.0,
-            in_calls_ms: 0.0,
-            actors: vec![],
-            steps: vec![],
-            measurements: vec![],
-            teardown_problems: vec![],
-        };
+        let t = |s: &str, st: Status| trial(s, Mechanism::Posix, st, Severity::Unsafe);
         let passed = [
             t("exclusive-race-2", Status::Pass),
             t("lock-downgrade", Status::Pass),
@@ -653,32 +662,11 @@ mod tests {
 
     #[test]
     fn an_integrity_only_need_counts_only_a_lost_exclusion() {
-        use crate::record::report::TrialResult;
         let c = catalog();
         let text = "name: x\ntitle: X\nsummary: s\nreference: r\nneeds:\n  - {scenario: counter-4-actors, mechanism: posix, why: every update, integrity-only: true}\n";
         let p = parse_profile("x.yaml", text, Some("x"), &c).expect("valid");
         let id = crate::record::report::fixtures::identity();
-        let t = |sev: Severity| TrialResult {
-            id: "t::counter-4-actors::posix".into(),
-            scenario: "counter-4-actors".into(),
-            mechanism: Mechanism::Posix,
-            family: crate::spec::scenario::Family::Integrity,
-            severity: sev,
-            status: Status::Fail,
-            verdict: TrialResult::verdict_for(Status::Fail, sev),
-            reason: None,
-            failure: None,
-            summary: String::new(),
-            reference: String::new(),
-            file: String::new(),
-            started_ms: 0.0,
-            duration_ms: 0.0,
-            in_calls_ms: 0.0,
-            actors: vec![],
-            steps: vec![],
-            measurements: vec![],
-            teardown_problems: vec![],
-        };
+        let t = |sev: Severity| trial("counter-4-actors", Mechanism::Posix, Status::Fail, sev);
         // Too slow (waiters polled): shown, not counted.
         let v = verdict(&p, &id, &[t(Severity::Divergent)]);
         assert_eq!(v.verdict, AppStatus::Safe);
@@ -692,32 +680,11 @@ mod tests {
 
     #[test]
     fn an_error_or_a_trial_left_out_is_never_safe() {
-        use crate::record::report::TrialResult;
         let c = catalog();
         let text = "name: x\ntitle: X\nsummary: s\nreference: r\nneeds:\n  - {scenario: exclusive-race-2, mechanism: flock, why: w}\n  - {scenario: killed-holder-releases, mechanism: flock, why: w}\n";
         let p = parse_profile("x.yaml", text, Some("x"), &c).expect("valid");
         let id = crate::record::report::fixtures::identity();
-        let t = |s: &str, st: Status| TrialResult {
-            id: format!("t::{s}::flock"),
-            scenario: s.into(),
-            mechanism: Mechanism::Flock,
-            family: crate::spec::scenario::Family::Exclusion,
-            severity: Severity::Unsafe,
-            status: st,
-            verdict: TrialResult::verdict_for(st, Severity::Unsafe),
-            reason: Some("why".into()),
-            failure: None,
-            summary: String::new(),
-            reference: String::new(),
-            file: String::new(),
-            started_ms: 0.0,
-            duration_ms: 0.0,
-            in_calls_ms: 0.0,
-            actors: vec![],
-            steps: vec![],
-            measurements: vec![],
-            teardown_problems: vec![],
-        };
+        let t = |s: &str, st: Status| trial(s, Mechanism::Flock, st, Severity::Unsafe);
         let both = [
             t("exclusive-race-2", Status::Pass),
             t("killed-holder-releases", Status::Pass),
