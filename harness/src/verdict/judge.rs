@@ -135,6 +135,23 @@ pub(crate) fn only_owner_differs(exp: &Expectation, obs: &[Observed], actors: &A
 /// should have been refused or loses data; a filesystem family that refuses
 /// by design (`divergent-on`) is divergent there, not unsafe.
 pub(crate) fn only_refused(exp: &Expectation, obs: &[Observed], actors: &Actors<'_>) -> bool {
+    // A race with too few winners: the rest were refused or still wait,
+    // nobody was granted beside the winners.
+    if let Expectation::Winners { count, .. } = exp {
+        let won = |o: &&Observed| satisfies(&Expectation::Ok, o, actors);
+        let winners = obs.iter().filter(won).count();
+        let lost_only = obs.iter().filter(|o| !won(o)).all(|o| {
+            matches!(
+                o,
+                Observed::Blocked(_)
+                    | Observed::Hung { .. }
+                    | Observed::Returned(Outcome::Failed {
+                        errno: libc::EAGAIN | libc::EACCES | libc::EDEADLK
+                    })
+            )
+        });
+        return winners < *count as usize && lost_only;
+    }
     let granted = matches!(exp, Expectation::Ok);
     let refusal = |o: &Observed| match o {
         Observed::Blocked(_) | Observed::Hung { .. } => granted || deadlock_expected(exp),
@@ -421,6 +438,23 @@ mod tests {
         assert!(!only_refused(&holder, &[lock(libc::F_UNLCK)], &a));
         // Nothing failed: nothing to excuse.
         assert!(!only_refused(&Expectation::Ok, &[ok()], &a));
+        // A race: too few winners, the others refused, is less; two
+        // winners of one is not.
+        let one = Expectation::Winners {
+            count: 1,
+            others: Box::new(conflict.clone()),
+        };
+        assert!(only_refused(
+            &one,
+            &[failed(libc::EAGAIN), failed(libc::EAGAIN)],
+            &a
+        ));
+        assert!(!only_refused(&one, &[ok(), ok()], &a));
+        assert!(!only_refused(
+            &one,
+            &[failed(libc::EIO), failed(libc::EAGAIN)],
+            &a
+        ));
     }
 
     #[test]
