@@ -346,6 +346,7 @@ impl Session {
             steps: Vec::new(),
             measurements: Vec::new(),
             teardown_problems: Vec::new(),
+            rounds: None,
         }
     }
 
@@ -467,7 +468,14 @@ impl Session {
         result.severity = c.severity;
         result.verdict = TrialResult::verdict_for(result.status, result.severity);
         result.failure = outcome.failure;
-        result.steps = outcome.steps;
+        let of = s.rounds.as_ref().map_or(1, |r| r.value);
+        let (steps, rounds) = crate::record::report::RoundsRun::compact(
+            outcome.steps,
+            of,
+            s.steps.value.len() / of.max(1) as usize,
+        );
+        result.steps = steps;
+        result.rounds = rounds;
         result.actors = outcome
             .actors
             .into_iter()

@@ -12,7 +12,7 @@ use serde_saphyr::{Budget, MessageFormatter};
 use crate::plan::resolve::{resolve_all, Applicability};
 use crate::spec::error::{Error, Result, ScenarioError};
 use crate::spec::loc::Pos;
-use crate::spec::scenario::{Mechanism, Scenario};
+use crate::spec::scenario::{Mechanism, Scenario, MAX_ROUNDS};
 
 /// Scenario files larger than this are refused.
 pub const MAX_FILE_BYTES: usize = 1 << 20;
@@ -187,7 +187,21 @@ pub fn parse_scenario(
         return Err(ScenarioError::new(file, Pos::new(1, 1), "the file is empty")
             .with_hint("a scenario needs name, summary, reference, family, actors and steps; see scenarios/README.md"));
     }
-    let scenario: Scenario = from_yaml(file, text)?;
+    let mut scenario: Scenario = from_yaml(file, text)?;
+    if let Some(r) = &scenario.rounds {
+        if r.value == 0 || r.value > MAX_ROUNDS {
+            return Err(ScenarioError::new(
+                file,
+                r.pos,
+                format!("rounds: {} is out of range", r.value),
+            )
+            .with_hint(format!(
+                "1 to {MAX_ROUNDS}: how many times the steps run in a row"
+            ))
+            .with_source(text));
+        }
+    }
+    scenario.expand_rounds();
     let name = &scenario.name;
     let valid_name = !name.is_empty()
         && name.len() <= 80
@@ -447,6 +461,33 @@ mod tests {
         let e = parse_scenario("y.yaml", b"name: x\nsummary: s\nreference: r\nfamily: exclusion\nactors: [a]\nsteps:\n  - open: {actor: a, path: f}\n", Some("y"))
             .expect_err("name");
         assert!(e.message.contains("file is `y.yaml`"));
+    }
+
+    #[test]
+    fn rounds_repeat_the_steps_with_their_own_files() {
+        let y = "name: x\nsummary: s\nreference: r\nfamily: exclusion\nactors: [a, b]\nrounds: 3\nsteps:\n  - open: {actors: all, path: \"f-{round}\", create: true, as: f}\n  - lock: {actor: a, mode: exclusive}\n  - close: {actors: all}\n";
+        let s = parse_scenario("x.yaml", y.as_bytes(), Some("x")).expect("valid");
+        let steps = &s.scenario.steps.value;
+        assert_eq!(steps.len(), 9);
+        let paths: Vec<String> = steps
+            .iter()
+            .filter_map(|st| match &st.value {
+                crate::spec::scenario::Step::Open(o) => Some(o.path.value.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(paths, ["f-1", "f-2", "f-3"]);
+        // Every round's steps keep the position they were written at.
+        assert_eq!(steps[3].pos, steps[0].pos);
+        // A round that leaves its descriptor open cannot open it again.
+        let open = y.replace("  - close: {actors: all}\n", "");
+        assert!(parse_scenario("x.yaml", open.as_bytes(), Some("x")).is_err());
+        for bad in ["rounds: 0", "rounds: 1001"] {
+            let e = parse_scenario("x.yaml", y.replace("rounds: 3", bad).as_bytes(), Some("x"))
+                .expect_err(bad);
+            assert_eq!((e.pos.line, e.pos.col), (6, 9), "{bad}: {e}");
+            assert!(e.hint.as_deref().unwrap_or("").contains("1 to 1000"), "{e}");
+        }
     }
 
     #[test]

@@ -225,6 +225,52 @@ pub struct TrialResult {
     pub(crate) measurements: Vec<Measurement>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) teardown_problems: Vec<String>,
+    /// For a scenario run in rounds: how many ran; `steps` keeps the
+    /// first round and the last that ran (where it failed), not those between.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) rounds: Option<RoundsRun>,
+}
+
+/// The rounds of a trial whose scenario has `rounds`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct RoundsRun {
+    /// Rounds that ran: all of them, or up to the one it failed in.
+    pub ran: u32,
+    /// Rounds the scenario asks for.
+    pub of: u32,
+    /// Steps in one round (a step's round is (step - 1) / this + 1).
+    pub steps_per_round: usize,
+}
+
+impl RoundsRun {
+    /// `steps` of a trial in rounds, with the rounds between the first and
+    /// the last that ran left out, and what ran.
+    pub(crate) fn compact(
+        steps: Vec<StepRecord>,
+        of: u32,
+        steps_per_round: usize,
+    ) -> (Vec<StepRecord>, Option<RoundsRun>) {
+        if of <= 1 || steps_per_round == 0 || steps.is_empty() {
+            return (steps, None);
+        }
+        let round = |st: &StepRecord| (st.step.saturating_sub(1) / steps_per_round) as u32 + 1;
+        let last = steps.last().map_or(0, round);
+        let kept = steps
+            .into_iter()
+            .filter(|st| {
+                let r = round(st);
+                r == 1 || r == last
+            })
+            .collect();
+        (
+            kept,
+            Some(RoundsRun {
+                ran: last,
+                of,
+                steps_per_round,
+            }),
+        )
+    }
 }
 
 impl TrialResult {
@@ -430,6 +476,7 @@ pub(crate) mod fixtures {
                 fault_step: None,
             }],
             teardown_problems: vec![],
+            rounds: None,
         }
     }
 
@@ -446,6 +493,42 @@ pub(crate) mod fixtures {
 mod tests {
     use super::fixtures::{catalog, identity, result};
     use super::*;
+
+    #[test]
+    fn rounds_keep_the_first_and_the_last_that_ran() {
+        let step = |n: usize| StepRecord {
+            step: n,
+            line: 1,
+            col: 1,
+            actors: vec![],
+            op: String::new(),
+            calls: vec![],
+            expected: String::new(),
+            observed: String::new(),
+            passed: true,
+            start_ms: 0.0,
+            elapsed_ms: 0.0,
+            completed_after_ms: None,
+            after_fault_ms: None,
+            fault_step: None,
+        };
+        // Failed in round 3 of 10 (at its second step), 4 steps a round.
+        let steps: Vec<_> = (1..=10).map(step).collect();
+        let (kept, r) = RoundsRun::compact(steps, 10, 4);
+        let kept: Vec<usize> = kept.iter().map(|s| s.step).collect();
+        assert_eq!(kept, [1, 2, 3, 4, 9, 10]);
+        assert_eq!(
+            r,
+            Some(RoundsRun {
+                ran: 3,
+                of: 10,
+                steps_per_round: 4
+            })
+        );
+        // No rounds, or nothing ran: as they are.
+        assert_eq!(RoundsRun::compact(vec![step(1)], 1, 1).1, None);
+        assert_eq!(RoundsRun::compact(vec![], 10, 4).1, None);
+    }
 
     #[test]
     fn summary_counts_by_status_and_severity() {

@@ -348,9 +348,14 @@ fn section_problems(s: &mut String, r: &Report) {
         for x in problems {
             let _ = writeln!(s, "### `{}` — {}\n", x.id, x.verdict);
             if let Some(f) = &x.failure {
+                let round = x
+                    .rounds
+                    .as_ref()
+                    .map(|r| format!(", in round {} of {}", r.ran, r.of))
+                    .unwrap_or_default();
                 let _ = writeln!(
                     s,
-                    "At step {} (`{}` line {}): {} — {}\n",
+                    "At step {} (`{}` line {}{round}): {} — {}\n",
                     f.step,
                     x.file,
                     f.line,
@@ -384,6 +389,15 @@ fn section_problems(s: &mut String, r: &Report) {
             }
             let _ = writeln!(s, "- **why it matters**: {}", md_escape(&x.summary));
             let _ = writeln!(s, "- **reference**: {}\n", md_escape(&x.reference));
+            if let Some(r) = x.rounds.as_ref().filter(|r| r.ran > 2) {
+                let _ = writeln!(
+                    s,
+                    "Steps of round 1 and round {} ({} steps a round; rounds 2 to {} passed and are left out):\n",
+                    r.ran,
+                    r.steps_per_round,
+                    r.ran - 1
+                );
+            }
             if !x.steps.is_empty() {
                 let _ = writeln!(s, "| # | actor | step | calls | expected | observed | ms |\n|---|---|---|---|---|---|---|");
                 for st in &x.steps {

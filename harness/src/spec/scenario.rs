@@ -566,6 +566,50 @@ pub struct Scenario {
     pub(crate) timeout: Option<Located<Dur>>,
     /// The steps, run in order.
     pub(crate) steps: Located<Vec<Located<Step>>>,
+    /// Run the steps this many times in a row (default 1, at most 1000), for a
+    /// race that shows only once in many tries. `{round}` in a path of
+    /// `open`, `unlink` or `mkdir` is the round's number (from 1), so each
+    /// round can have files of its own; each round must close what it opened.
+    /// Reports number the steps through all rounds.
+    #[serde(default)]
+    pub(crate) rounds: Option<Located<u32>>,
+}
+
+/// The most rounds a scenario may ask for.
+pub(crate) const MAX_ROUNDS: u32 = 1000;
+
+/// In a path, the number of the round.
+const ROUND: &str = "{round}";
+
+impl Scenario {
+    /// The steps of every round, one after the other (a scenario without
+    /// `rounds` is one round). Positions stay those of the file.
+    pub(crate) fn expand_rounds(&mut self) {
+        let n = self.rounds.as_ref().map_or(1, |r| r.value).max(1);
+        let one = std::mem::take(&mut self.steps.value);
+        self.steps.value = (1..=n)
+            .flat_map(|r| {
+                one.iter()
+                    .map(move |st| Located::new(st.value.clone().in_round(r), st.pos))
+            })
+            .collect();
+    }
+}
+
+impl Step {
+    /// The step as round `r` runs it: `{round}` in its path replaced.
+    fn in_round(mut self, r: u32) -> Step {
+        let path = match &mut self {
+            Step::Open(o) => &mut o.path,
+            Step::Unlink(u) => &mut u.path,
+            Step::Mkdir(m) => &mut m.path,
+            _ => return self,
+        };
+        if path.value.contains(ROUND) {
+            path.value = path.value.replace(ROUND, &r.to_string());
+        }
+        self
+    }
 }
 
 /// An actor declaration.

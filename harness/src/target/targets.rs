@@ -688,9 +688,7 @@ impl Target {
     /// harness makes on the target).
     pub(crate) fn remove_trial_dir(&self, dir: &Path) -> std::result::Result<(), String> {
         let d = dir.to_path_buf();
-        self.fs_call("removing the trial directory", move || {
-            fs::remove_dir_all(&d)
-        })
+        self.fs_call("removing the trial directory", move || remove_dir_settled(&d))
     }
 
     /// What did not return, if the target stopped answering.
@@ -723,6 +721,25 @@ impl Target {
             scratch.close()
         })
         .map_err(std::io::Error::other)
+    }
+}
+
+/// `remove_dir_all`, tried again for a few seconds while the directory is
+/// not empty yet: on SMB a removed file that another client still has open
+/// stays, delete-pending, until that client closes it (the Linux client
+/// closes its cached handles after `closetimeo`, 1 s by default).
+fn remove_dir_settled(d: &Path) -> std::io::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match fs::remove_dir_all(d) {
+            Err(e)
+                if e.raw_os_error() == Some(libc::ENOTEMPTY)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            r => return r,
+        }
     }
 }
 

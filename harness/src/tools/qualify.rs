@@ -303,6 +303,7 @@ mod tests {
             steps: vec![],
             measurements: vec![],
             teardown_problems: vec![],
+            rounds: None,
         }
     }
 

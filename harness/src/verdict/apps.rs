@@ -148,6 +148,23 @@ pub(crate) struct AppNeed {
     /// is shown, not counted.
     #[serde(default)]
     pub(crate) integrity_only: bool,
+    /// Other trials any one of which, passing, meets this need as well: the
+    /// application has a second lock that does the same job (etcd's WAL lock
+    /// where bbolt's flock does not cross hosts). The need counts as the best
+    /// of them: met when one passes, else the mildest failure; an errored
+    /// alternative leaves it incomplete.
+    #[serde(default)]
+    pub(crate) or: Vec<NeedAlternative>,
+}
+
+/// A trial that meets a need in place of the one it names.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct NeedAlternative {
+    pub(crate) scenario: Located<String>,
+    pub(crate) mechanism: Located<Mechanism>,
+    /// How the application is covered by it instead.
+    pub(crate) why: String,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -273,6 +290,9 @@ pub(crate) fn parse_profile(
     };
     for n in &p.needs {
         check(&n.scenario, &n.mechanism)?;
+        for a in &n.or {
+            check(&a.scenario, &a.mechanism)?;
+        }
     }
     for r in &p.recovery {
         check(&r.scenario, &r.mechanism)?;
@@ -369,6 +389,149 @@ pub(crate) fn clip(s: &str, n: usize) -> String {
     }
 }
 
+/// What one need's trial says for an application.
+struct NeedOutcome {
+    /// Safe (met, or not counted), Degraded, Unsafe or Incomplete; NotChecked
+    /// when the target cannot have it (skipped).
+    status: AppStatus,
+    checked: bool,
+    /// It passed (or its failure is not counted).
+    met: bool,
+    reasons: Vec<String>,
+    unchecked: Vec<String>,
+}
+
+/// How trial `sc`::`mech` in `results` meets a need.
+fn judge_need(
+    results: &[TrialResult],
+    sc: &str,
+    mech: Mechanism,
+    integrity_only: bool,
+    why: &str,
+) -> NeedOutcome {
+    let mut o = NeedOutcome {
+        status: AppStatus::Safe,
+        checked: false,
+        met: false,
+        reasons: Vec::new(),
+        unchecked: Vec::new(),
+    };
+    let Some(r) = find(results, sc, mech) else {
+        o.status = AppStatus::Incomplete;
+        o.unchecked.push(format!("{sc}::{mech}: not run"));
+        return o;
+    };
+    match r.status {
+        Status::Pass => {
+            o.checked = true;
+            o.met = true;
+        }
+        // Skipped: the target cannot have it (no second client here).
+        Status::Skip => {
+            o.status = AppStatus::NotChecked;
+            o.unchecked.push(format!(
+                "{sc}::{mech}: skip ({})",
+                clip(r.reason.as_deref().unwrap_or(""), 120)
+            ));
+        }
+        // Errored: it should have run and did not.
+        Status::Error => {
+            o.status = AppStatus::Incomplete;
+            o.unchecked.push(format!(
+                "{sc}::{mech}: error ({})",
+                clip(r.reason.as_deref().unwrap_or(""), 120)
+            ));
+        }
+        Status::Xfail => {
+            o.checked = true;
+            o.status = AppStatus::Degraded;
+            o.reasons.push(format!(
+                "degraded: {sc}::{mech} fails by design of the method ({}) — {why}",
+                clip(r.reason.as_deref().unwrap_or(""), 160),
+            ));
+        }
+        Status::Fail if integrity_only && r.severity != Severity::Unsafe => {
+            o.checked = true;
+            o.met = true;
+            o.reasons.push(format!(
+                "not counted: {} — {why} (only lost exclusion or data counts here)",
+                failure_text(r),
+            ));
+        }
+        Status::Fail => {
+            o.checked = true;
+            o.status = if r.severity == Severity::Unsafe {
+                AppStatus::Unsafe
+            } else {
+                AppStatus::Degraded
+            };
+            o.reasons.push(format!(
+                "{}: {} — {why}",
+                o.status.as_str(),
+                failure_text(r)
+            ));
+        }
+    }
+    o
+}
+
+/// A need with alternatives (`or`) counts as the best of its trials: met
+/// when one is met (the others' failures are shown, not counted); else
+/// incomplete when one could not run (it might have been met); else the
+/// mildest failure; skipped only when all were.
+fn best_of(first: NeedOutcome, others: Vec<NeedOutcome>, n: &AppNeed) -> NeedOutcome {
+    if others.is_empty() {
+        return first;
+    }
+    let mut all = vec![first];
+    all.extend(others);
+    let names: Vec<String> = std::iter::once((&n.scenario.value, n.mechanism.value))
+        .chain(n.or.iter().map(|a| (&a.scenario.value, a.mechanism.value)))
+        .map(|(s, m)| format!("{s}::{m}"))
+        .collect();
+    // Met; else could not run; else the mildest failure; else (all skipped)
+    // the first.
+    let pick = all
+        .iter()
+        .position(|o| o.met)
+        .or_else(|| all.iter().position(|o| o.status == AppStatus::Incomplete))
+        .or_else(|| {
+            (0..all.len())
+                .filter(|&i| all[i].checked)
+                .min_by_key(|&i| all[i].status)
+        })
+        .unwrap_or(0);
+    let mut chosen = NeedOutcome {
+        status: all[pick].status,
+        checked: all.iter().any(|o| o.checked),
+        met: all[pick].met,
+        reasons: Vec::new(),
+        unchecked: Vec::new(),
+    };
+    // The others' failures are shown, with what decided instead.
+    let instead = if chosen.met {
+        format!("the need is met by {} instead", names[pick])
+    } else if chosen.status == AppStatus::Incomplete {
+        format!("{} did not run, and might meet the need", names[pick])
+    } else {
+        format!("{} fails less: {}", names[pick], chosen.status.as_str())
+    };
+    for (i, o) in all.into_iter().enumerate() {
+        chosen.unchecked.extend(o.unchecked);
+        if i == pick {
+            chosen.reasons.extend(o.reasons);
+            continue;
+        }
+        for r in o.reasons {
+            let body = r.split_once(": ").map_or(r.as_str(), |(_, b)| b);
+            chosen
+                .reasons
+                .push(format!("not counted: {body} ({instead})"));
+        }
+    }
+    chosen
+}
+
 /// The verdict for one application from one target's results.
 pub(crate) fn verdict(
     p: &AppProfile,
@@ -385,56 +548,32 @@ pub(crate) fn verdict(
         }
     };
     for n in &p.needs {
-        let (sc, mech) = (&n.scenario.value, n.mechanism.value);
-        match find(results, sc, mech) {
-            None => {
-                worse(&mut status, AppStatus::Incomplete);
-                unchecked.push(format!("{sc}::{mech}: not run"));
-            }
-            Some(r) => match r.status {
-                Status::Pass => checked += 1,
-                // Skipped: the target cannot have it (no second client here).
-                Status::Skip => unchecked.push(format!(
-                    "{sc}::{mech}: skip ({})",
-                    clip(r.reason.as_deref().unwrap_or(""), 120)
-                )),
-                // Errored: it should have run and did not.
-                Status::Error => {
-                    worse(&mut status, AppStatus::Incomplete);
-                    unchecked.push(format!(
-                        "{sc}::{mech}: error ({})",
-                        clip(r.reason.as_deref().unwrap_or(""), 120)
-                    ));
-                }
-                Status::Xfail => {
-                    checked += 1;
-                    worse(&mut status, AppStatus::Degraded);
-                    reasons.push(format!(
-                        "degraded: {sc}::{mech} fails by design of the method ({}) — {}",
-                        clip(r.reason.as_deref().unwrap_or(""), 160),
-                        n.why
-                    ));
-                }
-                Status::Fail if n.integrity_only && r.severity != Severity::Unsafe => {
-                    checked += 1;
-                    reasons.push(format!(
-                        "not counted: {} — {} (only lost exclusion or data counts here)",
-                        failure_text(r),
-                        n.why
-                    ));
-                }
-                Status::Fail => {
-                    checked += 1;
-                    let t = if r.severity == Severity::Unsafe {
-                        AppStatus::Unsafe
-                    } else {
-                        AppStatus::Degraded
-                    };
-                    worse(&mut status, t);
-                    reasons.push(format!("{}: {} — {}", t.as_str(), failure_text(r), n.why));
-                }
-            },
+        let first = judge_need(
+            results,
+            &n.scenario.value,
+            n.mechanism.value,
+            n.integrity_only,
+            &n.why,
+        );
+        let others: Vec<NeedOutcome> =
+            n.or.iter()
+                .map(|a| {
+                    judge_need(
+                        results,
+                        &a.scenario.value,
+                        a.mechanism.value,
+                        n.integrity_only,
+                        &a.why,
+                    )
+                })
+                .collect();
+        let outcome = best_of(first, others, n);
+        if outcome.checked {
+            checked += 1;
         }
+        worse(&mut status, outcome.status);
+        reasons.extend(outcome.reasons);
+        unchecked.extend(outcome.unchecked);
     }
     for rec in &p.recovery {
         let (sc, mech) = (&rec.scenario.value, rec.mechanism.value);
@@ -611,6 +750,7 @@ mod tests {
             steps: vec![],
             measurements: vec![],
             teardown_problems: vec![],
+            rounds: None,
         }
     }
 
@@ -676,6 +816,46 @@ mod tests {
             verdict(&p, &id, &[t(Severity::Unsafe)]).verdict,
             AppStatus::Unsafe
         );
+    }
+
+    #[test]
+    fn a_need_with_alternatives_counts_as_the_best_of_them() {
+        let c = catalog();
+        let text = "name: x\ntitle: X\nsummary: s\nreference: r\nneeds:\n  - scenario: cross-client-exclusion\n    mechanism: flock\n    why: the first lock\n    or:\n      - {scenario: cross-client-exclusion, mechanism: ofd, why: the second lock}\n";
+        let p = parse_profile("x.yaml", text, Some("x"), &c).expect("valid");
+        let id = crate::record::report::fixtures::identity();
+        let t = |m: Mechanism, st: Status, sev: Severity| {
+            let mut r = trial("cross-client-exclusion", m, st, sev);
+            r.reason = None;
+            r
+        };
+        let (f, o) = (Mechanism::Flock, Mechanism::Ofd);
+        let (u, d) = (Severity::Unsafe, Severity::Divergent);
+        let v = verdict(&p, &id, &[t(f, Status::Pass, u), t(o, Status::Fail, u)]);
+        assert_eq!(v.verdict, AppStatus::Safe, "{v:?}");
+        assert!(
+            v.reasons.iter().any(
+                |r| r.starts_with("not counted: cross-client-exclusion::ofd")
+                    && r.contains("met by cross-client-exclusion::flock")
+            ),
+            "{v:?}"
+        );
+        let v = verdict(&p, &id, &[t(f, Status::Fail, u), t(o, Status::Pass, u)]);
+        assert_eq!(v.verdict, AppStatus::Safe, "{v:?}");
+        let v = verdict(&p, &id, &[t(f, Status::Fail, u), t(o, Status::Fail, u)]);
+        assert_eq!(v.verdict, AppStatus::Unsafe, "{v:?}");
+        let v = verdict(&p, &id, &[t(f, Status::Fail, d), t(o, Status::Fail, u)]);
+        assert_eq!(v.verdict, AppStatus::Degraded, "{v:?}");
+        assert!(v.reasons.iter().any(|r| r.contains("fails less")), "{v:?}");
+        let v = verdict(&p, &id, &[t(f, Status::Error, u), t(o, Status::Fail, u)]);
+        assert_eq!(v.verdict, AppStatus::Incomplete, "{v:?}");
+        let v = verdict(&p, &id, &[t(f, Status::Skip, u), t(o, Status::Skip, u)]);
+        assert_eq!(v.verdict, AppStatus::NotChecked, "{v:?}");
+        assert_eq!(v.checked, 0);
+        // An alternative the catalog does not have is refused, where it is.
+        let bad = text.replace("mechanism: ofd", "mechanism: lease");
+        let e = parse_profile("x.yaml", &bad, Some("x"), &c).expect_err("no lease run");
+        assert!(e.to_string().contains("x.yaml:10:"), "{e}");
     }
 
     #[test]
