@@ -232,11 +232,11 @@ fn pid_namespace_host_uses_agent() -> Result<(), Failed> {
         let t = result(&r, "cross-client-exclusion", m)?;
         let blocked = t["steps"]
             .as_array()
-            .and_then(|s| s.iter().find(|s| s["step"] == 4))
+            .and_then(|s| s.iter().find(|s| s["step"] == 5))
             .and_then(|s| s["observed"].as_str())
             .unwrap_or("");
         if !blocked.starts_with("blocked:") {
-            return Err(format!("{m}: step 4 observed {blocked:?}").into());
+            return Err(format!("{m}: step 5 observed {blocked:?}").into());
         }
     }
     let _ = std::fs::remove_dir_all(&d);

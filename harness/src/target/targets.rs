@@ -688,7 +688,9 @@ impl Target {
     /// harness makes on the target).
     pub(crate) fn remove_trial_dir(&self, dir: &Path) -> std::result::Result<(), String> {
         let d = dir.to_path_buf();
-        self.fs_call("removing the trial directory", move || remove_dir_settled(&d))
+        self.fs_call("removing the trial directory", move || {
+            remove_dir_settled(&d)
+        })
     }
 
     /// What did not return, if the target stopped answering.
