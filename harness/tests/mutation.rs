@@ -388,3 +388,112 @@ fn the_shim_leaves_the_harness_alone() {
         .expect("running lockcheck");
     assert_eq!(o.status.code(), Some(0));
 }
+
+/// `lockcheck stress` on a fresh directory: its JSON result and exit status.
+fn stress(
+    shim: Option<(&Path, &str)>,
+    work: &Path,
+    tag: &str,
+) -> (i32, serde_json::Value, PathBuf) {
+    let target = work.join(format!("stress-{tag}"));
+    let out = work.join(format!("stress-out-{tag}"));
+    std::fs::create_dir_all(&target).expect("target dir");
+    let target = std::fs::canonicalize(&target).expect("canonical target");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lockcheck"));
+    cmd.args([
+        "stress",
+        "--duration",
+        "3s",
+        "--processes",
+        "4",
+        "--seed",
+        "7",
+    ])
+    .arg("--target")
+    .arg(format!("m={}", target.display()))
+    .arg("--out")
+    .arg(&out);
+    if let Some((so, rate)) = shim {
+        cmd.env("LD_PRELOAD", so)
+            .env("LOCKCHECK_MUTATION", "rare-double-grant")
+            .env("LOCKCHECK_MUTATION_RATE", rate)
+            .env("LOCKCHECK_MUTATION_DIR", &target);
+    }
+    let o = cmd.output().expect("running lockcheck stress");
+    let json = std::fs::read_to_string(out.join("m.stress.json")).unwrap_or_else(|e| {
+        panic!(
+            "no m.stress.json ({e}); stderr: {}",
+            String::from_utf8_lossy(&o.stderr)
+        )
+    });
+    (
+        o.status.code().unwrap_or(-1),
+        serde_json::from_str(&json).expect("stress JSON"),
+        out,
+    )
+}
+
+#[test]
+fn stress_catches_rare_double_grants_and_replays_them() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let shim = build_shim(work.path());
+    // Clean storage: no finding, and the oracles did check something.
+    let (code, clean, _) = stress(None, work.path(), "clean");
+    assert_eq!(code, 0, "clean storage: {clean}");
+    assert_eq!(clean["verdict"], "clean");
+    assert!(
+        clean["operations"].as_u64().unwrap_or(0) > 10_000,
+        "{clean}"
+    );
+    assert!(clean["cell_writes"].as_u64().unwrap_or(0) > 1000, "{clean}");
+    // One refused exclusive request in 200 granted: caught, as overlapping
+    // locks, with a replay scenario.
+    let (code, bad, out) = stress(Some((&shim, "200")), work.path(), "bad");
+    assert_eq!(code, 1, "{bad}");
+    assert_eq!(bad["verdict"], "unsafe");
+    let findings = bad["findings"].as_array().expect("findings");
+    assert!(findings.iter().any(|f| f["kind"] == "overlap"), "{bad}");
+    let replay = findings
+        .iter()
+        .find_map(|f| f["replay"].as_str())
+        .expect("a replay scenario");
+    let replay = out.join(replay);
+    // The replay is a valid scenario that fails where every refusal is
+    // turned into a grant, and passes on this machine's storage.
+    let scenarios = work.path().join("replay");
+    std::fs::create_dir_all(&scenarios).expect("dir");
+    std::fs::copy(&replay, scenarios.join(replay.file_name().expect("name"))).expect("copy");
+    let target = work.path().join("replay-target");
+    std::fs::create_dir_all(&target).expect("dir");
+    let target = std::fs::canonicalize(&target).expect("canonical");
+    let run = |rate: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lockcheck"));
+        cmd.arg("run")
+            .arg("--scenarios")
+            .arg(&scenarios)
+            .arg("--target")
+            .arg(format!("r={}", target.display()))
+            .arg("--out")
+            .arg(work.path().join("replay-out"))
+            .arg("--quiet");
+        if let Some(rate) = rate {
+            cmd.env("LD_PRELOAD", &shim)
+                .env("LOCKCHECK_MUTATION", "rare-double-grant")
+                .env("LOCKCHECK_MUTATION_RATE", rate)
+                .env("LOCKCHECK_MUTATION_DIR", &target);
+        }
+        let o = cmd.output().expect("running the replay");
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (ok, err) = run(None);
+    assert_eq!(ok, Some(0), "the replay on clean storage: {err}");
+    let (broken, err) = run(Some("1"));
+    assert_eq!(
+        broken,
+        Some(1),
+        "the replay where every refusal is a grant: {err}"
+    );
+}

@@ -13,4 +13,5 @@ pub mod observe;
 pub mod process;
 pub mod protocol;
 pub mod signature;
+pub mod stress;
 pub mod zygote;

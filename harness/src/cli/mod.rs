@@ -21,6 +21,7 @@ mod progress;
 mod qualify;
 mod run;
 mod schema;
+mod stress;
 mod validate;
 
 use bench::BenchArgs;
@@ -30,6 +31,7 @@ use oracle::OracleArgs;
 use qualify::QualifyArgs;
 use run::RunArgs;
 use schema::SchemaOf;
+use stress::StressArgs;
 
 /// Tells, for any mounted directory, whether its file locking really works — with evidence.
 ///
@@ -57,6 +59,12 @@ enum Command {
     /// process, and throughput with several processes contending.
     /// `lockcheck run --bench` puts the same figures into the reports.
     Bench(BenchArgs),
+    /// Find rare faults: many processes (on every host given) hammer a few
+    /// small files with exclusive and shared, blocking and non-blocking
+    /// requests on overlapping and adjacent ranges for a given time, and
+    /// oracles that do not trust the storage check every grant. Exit 1 on
+    /// a finding; each overlap is written as a scenario that replays it.
+    Stress(StressArgs),
     /// Remove what a lockcheck that was killed (SIGKILL, a crash) left
     /// behind: `.lockcheck-*` directories with lockcheck's marker whose
     /// process is gone. Nothing else is touched. A run does this in its
@@ -144,6 +152,7 @@ pub(crate) fn main() -> ExitCode {
         Some(Command::Run(a)) => run::run(a, None),
         Some(Command::Qualify(q)) => qualify::qualify(q),
         Some(Command::Bench(b)) => bench::bench(b),
+        Some(Command::Stress(a)) => stress::stress(a),
         Some(Command::Clean { dirs }) => clean::clean(dirs),
         Some(Command::List(a)) => list::list(a),
         Some(Command::Validate { files }) => validate::validate(&files),

@@ -101,6 +101,16 @@ pub(crate) struct RunArgs {
     pub(crate) bench: bool,
     #[command(flatten)]
     pub(crate) bench_settings: BenchSettings,
+    /// A trial of a scenario run in `rounds` starts no new round after this
+    /// long, and passes with the rounds that ran (its report says how many).
+    /// Default: every round.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub(crate) rounds_budget: Option<std::time::Duration>,
+    /// After the trials, stress each target for this long (as `lockcheck
+    /// stress` does, with its defaults and this run's mechanisms) and put the
+    /// figures and findings into its report; a finding fails the run.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub(crate) stress: Option<std::time::Duration>,
     /// Run only trials whose id (`target::scenario::mechanism`) contains one of these texts.
     pub(crate) filters: Vec<String>,
 }
@@ -261,6 +271,10 @@ pub(crate) fn run(a: RunArgs, qualify: Option<(usize, PathBuf)>) -> Result<ExitC
     }
     let any_flaky = qualify.is_none() && repeats > 1 && mark_flaky(&mut passes, &tally, repeats);
     add_benchmarks(&a, &p.session, &mut passes)?;
+    let replays = qualify
+        .as_ref()
+        .map_or(a.out.clone(), |(_, bundle)| bundle.clone());
+    add_stress(&a, &p.session, &mut passes, &replays, order_seed)?;
     if let Some((_, bundle)) = &qualify {
         return super::qualify::finish(p.session, &passes, a.fail_on, repeats, bundle);
     }
@@ -278,6 +292,9 @@ fn prepare(a: &RunArgs, bundle: Option<&Path>) -> Result<Prepared, Error> {
     if a.bench {
         a.bench_settings.options()?;
     }
+    if let Some(d) = a.stress {
+        stress_options(a, d, Some(0))?;
+    }
     let cat = catalog::load(a.scenarios.as_deref())?;
     let apps = match (&a.apps, &a.scenarios) {
         // A catalog of one's own may lack what the built-in profiles name:
@@ -294,7 +311,8 @@ fn prepare(a: &RunArgs, bundle: Option<&Path>) -> Result<Prepared, Error> {
     if let Some(0) = a.jobs {
         return Err(Error::usage("--jobs must be at least 1", None));
     }
-    let session = Session::open_targets(&a.target_options())?;
+    let mut session = Session::open_targets(&a.target_options())?;
+    session.rounds_budget = a.rounds_budget;
     let mut trials = session.plan(&cat, &mechanisms);
     if !a.filters.is_empty() {
         trials.retain(|t| a.filters.iter().any(|f| t.id.contains(f.as_str())));
@@ -380,6 +398,75 @@ fn add_benchmarks(a: &RunArgs, session: &Session, passes: &mut [Vec<Report>]) ->
             .map(|(_, b)| b.clone());
     }
     Ok(())
+}
+
+/// `--stress`: stresses each target that has a report and puts the figures
+/// and findings into its reports; replay scenarios go into `dir`.
+fn add_stress(
+    a: &RunArgs,
+    session: &Session,
+    passes: &mut [Vec<Report>],
+    dir: &Path,
+    seed: Option<u64>,
+) -> Result<(), Error> {
+    let Some(duration) = a.stress else {
+        return Ok(());
+    };
+    let opts = stress_options(a, duration, seed)?;
+    for (i, t) in session.targets.iter().enumerate() {
+        if !passes.iter().flatten().any(|r| r.target.label == t.label) {
+            continue;
+        }
+        if !a.quiet {
+            eprintln!(
+                "stressing {} for {} ({} processes, seed {})",
+                t.label,
+                humantime::format_duration(duration),
+                opts.processes,
+                opts.seed
+            );
+        }
+        let mut s = session.stress(i, &opts);
+        lockcheck::render::stress::write_replays(&mut s, &t.label, dir)?;
+        eprintln!(
+            "{}: stress: {}",
+            t.label,
+            lockcheck::render::stress::headline(&s)
+        );
+        for r in passes.iter_mut().flatten() {
+            if r.target.label == t.label {
+                r.stress = Some(s.clone());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The stress phase's options: the defaults of `lockcheck stress`, this
+/// run's mechanisms (those a stress run uses) and seed.
+fn stress_options(
+    a: &RunArgs,
+    duration: std::time::Duration,
+    seed: Option<u64>,
+) -> Result<lockcheck::engine::stress::StressOptions, Error> {
+    let settings = super::stress::StressSettings {
+        duration,
+        processes: None,
+        mechanisms: a
+            .mechanisms
+            .iter()
+            .filter_map(|m| super::stress::StressMech::of(*m))
+            .collect(),
+        seed: seed.or(a.seed),
+        wait_bound: std::time::Duration::from_secs(60),
+    };
+    if !a.mechanisms.is_empty() && settings.mechanisms.is_empty() {
+        return Err(Error::usage(
+            "--stress: none of this run's mechanisms is one a stress run uses",
+            Some("stress runs use flock, posix and ofd"),
+        ));
+    }
+    settings.options(duration)
 }
 
 /// Writes the reports, prints the summary, and chooses the exit status.

@@ -96,6 +96,7 @@ pub(crate) fn run_mechanism(env: &BenchEnv<'_>, mech: Mechanism, opts: &BenchOpt
         barrier: None,
         lease: crate::plan::resolve::DEFAULT_LEASE,
         slots: None,
+        rounds: None,
     };
     let mut d = Driver::new(plan, &tenv);
     let opened = d.start().and_then(|()| {

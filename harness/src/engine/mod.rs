@@ -13,3 +13,4 @@ pub mod passes;
 pub mod runner;
 pub mod session;
 pub mod slots;
+pub mod stress;

@@ -84,6 +84,9 @@ pub struct Session {
     /// session, which outlives the trials). `LOCKCHECK_ZYGOTE=0` turns it
     /// off: every actor is then started by exec.
     zygote: Option<crate::actor::zygote::Zygote>,
+    /// `--rounds-budget`: a trial of a scenario with `rounds` starts no new
+    /// round after this long (it passes with the rounds that ran).
+    pub rounds_budget: Option<std::time::Duration>,
 }
 
 impl Session {
@@ -199,6 +202,7 @@ impl Session {
             tmpfs,
             provisioned: Vec::new(),
             zygote,
+            rounds_budget: None,
         })
     }
 
@@ -423,6 +427,12 @@ impl Session {
             barrier,
             lease: target.lease,
             slots,
+            rounds: s
+                .rounds
+                .as_ref()
+                .filter(|r| r.value > 1)
+                .zip(self.rounds_budget)
+                .map(|(r, b)| (s.steps.value.len() / r.value.max(1) as usize, b)),
         };
         let outcome = Driver::new(plan, &env).run();
         if let Some(m) = second {
@@ -475,7 +485,13 @@ impl Session {
             s.steps.value.len() / of.max(1) as usize,
         );
         result.steps = steps;
-        result.rounds = rounds;
+        result.rounds = rounds.map(|mut r| {
+            // Stopped by the budget, not by a failure.
+            if r.ran < r.of && result.status == Status::Pass {
+                r.budget_s = self.rounds_budget.map(|b| b.as_secs_f64());
+            }
+            r
+        });
         result.actors = outcome
             .actors
             .into_iter()

@@ -9,3 +9,4 @@ pub mod applab;
 pub mod apps;
 pub mod bench;
 pub mod report;
+pub mod stress;

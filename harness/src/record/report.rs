@@ -232,12 +232,16 @@ pub struct TrialResult {
 }
 
 /// The rounds of a trial whose scenario has `rounds`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct RoundsRun {
     /// Rounds that ran: all of them, or up to the one it failed in.
     pub ran: u32,
     /// Rounds the scenario asks for.
     pub of: u32,
+    /// Set when the trial passed with fewer rounds than asked because
+    /// `--rounds-budget` (this many seconds) was spent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget_s: Option<f64>,
     /// Steps in one round (a step's round is (step - 1) / this + 1).
     pub steps_per_round: usize,
 }
@@ -265,6 +269,7 @@ impl RoundsRun {
         (
             kept,
             Some(RoundsRun {
+                budget_s: None,
                 ran: last,
                 of,
                 steps_per_round,
@@ -357,6 +362,9 @@ pub struct Report {
     /// Lock latency and throughput on the target (`--bench`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub benchmarks: Option<crate::record::bench::Bench>,
+    /// A stress phase's figures and findings (`--stress`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stress: Option<crate::record::stress::Stress>,
     /// With `--repeat N`: how many runs, and the trials whose outcome changed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repeat: Option<Repeat>,
@@ -390,6 +398,7 @@ impl Report {
             catalog,
             applications: Vec::new(),
             benchmarks: None,
+            stress: None,
             repeat: None,
             order_seed: None,
             results,
@@ -520,6 +529,7 @@ mod tests {
         assert_eq!(
             r,
             Some(RoundsRun {
+                budget_s: None,
                 ran: 3,
                 of: 10,
                 steps_per_round: 4

@@ -28,6 +28,8 @@ pub struct MReport {
     pub catalog: Option<MCatalog>,
     #[serde(default)]
     pub(crate) benchmarks: Option<crate::record::bench::Bench>,
+    #[serde(default)]
+    pub(crate) stress: Option<crate::record::stress::Stress>,
 }
 
 /// A report's catalog, as the matrix reads it.
@@ -363,11 +365,16 @@ pub fn markdown(m: &Matrix) -> String {
         let labels: Vec<String> = labels.iter().map(|l| l.to_string()).collect();
         let _ = writeln!(s, "{}", crate::render::applab::markdown(lab, &labels));
     }
-    let latency = latency_rows(m);
-    if !latency.is_empty() {
-        let _ = writeln!(s, "### Lock latency\n\n{LATENCY_NOTE}\n");
+    for (title, note, rows) in [
+        ("Lock latency", LATENCY_NOTE, latency_rows(m)),
+        ("Stress", STRESS_NOTE, stress_rows(m)),
+    ] {
+        if rows.is_empty() {
+            continue;
+        }
+        let _ = writeln!(s, "### {title}\n\n{note}\n");
         head(&mut s, "measurement");
-        for (label, cells) in &latency {
+        for (label, cells) in &rows {
             let _ = writeln!(s, "| {} | {} |", md_escape(label), cells.join(" | "));
         }
         let _ = writeln!(s);
@@ -527,6 +534,51 @@ pub(crate) fn latency_rows(m: &Matrix) -> Vec<(String, Vec<String>)> {
     }
     rows
 }
+
+/// The stress rows (`run --stress` in the reports): the outcome, the
+/// requests made and how fast; none if no report has a stress phase.
+pub(crate) fn stress_rows(m: &Matrix) -> Vec<(String, Vec<String>)> {
+    use crate::render::bench::group;
+    if m.targets.iter().all(|r| r.stress.is_none()) {
+        return Vec::new();
+    }
+    let cell = |f: &dyn Fn(&crate::record::stress::Stress) -> String| -> Vec<String> {
+        m.targets
+            .iter()
+            .map(|r| r.stress.as_ref().map(f).unwrap_or_default())
+            .collect()
+    };
+    vec![
+        (
+            "outcome (findings)".to_string(),
+            cell(&|s| {
+                let n = s.findings.len() as u64 + s.findings_dropped;
+                match s.verdict {
+                    crate::record::stress::StressVerdict::Clean => "clean".to_string(),
+                    v => format!("**{}** ({n})", v.as_str().to_uppercase()),
+                }
+            }),
+        ),
+        (
+            "requests (seconds × processes × hosts)".to_string(),
+            cell(&|s| {
+                format!(
+                    "{} ({:.0} s × {} × {})",
+                    group(s.operations as f64),
+                    s.elapsed_ms / 1000.0,
+                    s.processes,
+                    s.hosts.len()
+                )
+            }),
+        ),
+        (
+            "requests/s".to_string(),
+            cell(&|s| group(s.operations_per_s)),
+        ),
+    ]
+}
+
+const STRESS_NOTE: &str = "From `lockcheck run --stress`: worker processes hammer a few files with exclusive and shared, blocking and non-blocking requests; every grant is checked by oracles that do not trust the storage. Empty: not run.";
 
 const LATENCY_NOTE: &str = "Medians (p99) from `lockcheck run --bench` on each target, actors on the machine running lockcheck: lock+unlock by one process; from a holder's unlock to a blocked waiter's return; locks granted per second with N processes contending. Empty: not measured.";
 
@@ -690,15 +742,25 @@ pub fn html(m: &Matrix) -> String {
     if let Some(lab) = &m.lab {
         lab_rows(&mut t, lab, m);
     }
-    let latency = latency_rows(m);
-    if !latency.is_empty() {
+    for (title, note, rows) in [
+        (
+            "Lock latency (medians, p99 in brackets; hover for how)",
+            LATENCY_NOTE,
+            latency_rows(m),
+        ),
+        ("Stress (hover for how)", STRESS_NOTE, stress_rows(m)),
+    ] {
+        if rows.is_empty() {
+            continue;
+        }
         let _ = writeln!(
             t,
-            "<tbody class=\"group\"><tr><th class=\"family\" colspan=\"999\" title=\"{}\"><span>Lock latency (medians, p99 in brackets; hover for how)</span></th></tr>",
-            html_escape(&LATENCY_NOTE.replace('`', ""))
+            "<tbody class=\"group\"><tr><th class=\"family\" colspan=\"999\" title=\"{}\"><span>{}</span></th></tr>",
+            html_escape(&note.replace('`', "")),
+            html_escape(title)
         );
         header(&mut t, "measurement");
-        for (label, cells) in &latency {
+        for (label, cells) in &rows {
             let _ = write!(t, "<tr><th class=\"row\">{}</th>", html_escape(label));
             for c in cells {
                 let _ = write!(t, "<td class=\"figure\">{}</td>", html_escape(c));
@@ -986,6 +1048,7 @@ mod tests {
             generated_at: String::new(),
             catalog: None,
             benchmarks: None,
+            stress: None,
             results: verdicts
                 .iter()
                 .map(|(s, m, v)| MResult {
@@ -1145,5 +1208,29 @@ mod tests {
             "{}",
             markdown(&m)
         );
+    }
+
+    #[test]
+    fn stress_rows_show_the_outcome_and_the_requests() {
+        let plain = report("plain", &[("exclusion", "shared-shared", "pass")]);
+        assert!(stress_rows(&Matrix::build(vec![plain.clone()]).expect("m")).is_empty());
+        let mut stressed = report("stressed", &[("exclusion", "shared-shared", "pass")]);
+        let json = serde_json::json!({
+            "duration_ms": 10000.0, "elapsed_ms": 10000.0, "processes": 4,
+            "hosts": ["a", "b"], "mechanisms": ["posix"], "seed": 1, "wait_bound_ms": 60000,
+            "operations": 15082, "operations_per_s": 1508.2, "results": [],
+            "cells_checked": 32, "cell_writes": 100, "findings": [], "findings_dropped": 3,
+            "verdict": "unsafe"
+        });
+        stressed.stress = Some(serde_json::from_value(json).expect("stress"));
+        let m = Matrix::build(vec![plain, stressed]).expect("m");
+        let rows = stress_rows(&m);
+        assert_eq!(
+            rows[0].1,
+            vec!["".to_string(), "**UNSAFE** (3)".to_string()]
+        );
+        assert_eq!(rows[1].1[1], "15,082 (10 s × 4 × 2)");
+        assert!(markdown(&m).contains("### Stress"));
+        assert!(html(&m).contains("Stress (hover for how)"));
     }
 }

@@ -10,3 +10,4 @@ pub mod applab;
 pub mod bench;
 pub mod matrix;
 pub mod report;
+pub mod stress;

@@ -112,6 +112,38 @@ fn junit_suite(r: &Report) -> quick_junit::TestSuite {
         }
         suite.add_test_case(case);
     }
+    if let Some(st) = &r.stress {
+        use crate::record::stress::StressVerdict;
+        let status = match st.verdict {
+            StressVerdict::Clean => TestCaseStatus::success(),
+            StressVerdict::Error => {
+                let mut x = TestCaseStatus::non_success(NonSuccessKind::Error);
+                x.set_message(st.problems.join("; "));
+                x
+            }
+            v => {
+                let mut x = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                x.set_type(if v == StressVerdict::Unsafe {
+                    "unsafe"
+                } else {
+                    "divergent"
+                });
+                x.set_message(crate::render::stress::headline(st));
+                x.set_description(
+                    st.findings
+                        .iter()
+                        .map(|f| f.finding.detail.clone())
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                );
+                x
+            }
+        };
+        let mut case = TestCase::new("stress", status);
+        case.set_classname(format!("{}.stress", r.target.label));
+        case.set_time(secs(st.elapsed_ms));
+        suite.add_test_case(case);
+    }
     suite
 }
 
@@ -170,6 +202,10 @@ pub(crate) fn markdown(r: &Report) -> String {
     section_measured(&mut s, r);
     section_repeat(&mut s, r);
     section_benchmarks(&mut s, r);
+    if let Some(st) = &r.stress {
+        s.push_str("\n## Stress\n\n");
+        s.push_str(&crate::render::stress::markdown(st));
+    }
     section_skipped(&mut s, r);
     s
 }

@@ -1101,13 +1101,90 @@ step_struct!(
     }
 );
 
+/// A share of packets, `5%` (or a number of percent), 0 to 100.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Percent(pub f64);
+
+impl<'de> Deserialize<'de> for Percent {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        fn check<E: de::Error>(x: f64, v: &dyn fmt::Display) -> Result<Percent, E> {
+            if (0.0..=100.0).contains(&x) {
+                Ok(Percent(x))
+            } else {
+                Err(E::custom(format!("`{v}`: a share must be from 0% to 100%")))
+            }
+        }
+        impl Visitor<'_> for V {
+            type Value = Percent;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a share of packets such as `5%`")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Percent, E> {
+                check(v as f64, &v)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Percent, E> {
+                check(v as f64, &v)
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Percent, E> {
+                check(v, &v)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Percent, E> {
+                let t = v.trim();
+                match t.strip_suffix('%').unwrap_or(t).trim().parse::<f64>() {
+                    Ok(x) => check(x, &v),
+                    Err(_) => Err(E::custom(format!(
+                        "`{v}` is not a share of packets; write for example `5%`"
+                    ))),
+                }
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for Percent {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Percent".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A share of packets: `5%`, `0.5%`, or a number of percent (0 to 100).",
+            "anyOf": [
+                {"type": "string", "pattern": "^[0-9.]+ *%?$"},
+                {"type": "number", "minimum": 0, "maximum": 100}
+            ]
+        })
+    }
+}
+
 /// A fault only a lab target can inject (the NFS lab): skipped with the reason elsewhere.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(crate) struct LabFaultStep {
-    /// The host it concerns (for `disconnect`, `reconnect`, `crash`).
+    /// The host it concerns (for `disconnect`, `reconnect`, `crash`, `net`).
     #[serde(default)]
     pub(crate) host: Option<Located<String>>,
+    /// `net`: how long the impairment lasts (a duration or a number of
+    /// leases); the steps after it run meanwhile.
+    #[serde(default, rename = "for")]
+    pub(crate) for_: Option<Located<Bound>>,
+    /// `net`: each packet between the host and the server is delayed this long.
+    #[serde(default)]
+    pub(crate) delay: Option<Located<Dur>>,
+    /// `net`: the delay varies by up to this much (needs `delay`).
+    #[serde(default)]
+    pub(crate) jitter: Option<Located<Dur>>,
+    /// `net`: this share of packets is dropped (`100%`: a blackout).
+    #[serde(default)]
+    pub(crate) loss: Option<Located<Percent>>,
+    /// `net`: this share of packets is sent twice.
+    #[serde(default)]
+    pub(crate) duplicate: Option<Located<Percent>>,
+    /// `net`: this share of packets goes out at once, ahead of the delayed
+    /// ones (needs `delay`).
+    #[serde(default)]
+    pub(crate) reorder: Option<Located<Percent>>,
     /// What must be observed (default `ok`).
     #[serde(default)]
     pub(crate) expect: Option<Located<Expect>>,
@@ -1174,6 +1251,9 @@ pub(crate) enum Step {
     Crash(LabFaultStep),
     /// Lab fault: restart the file server (its lock state is lost; clients reclaim in the grace period).
     RestartServer(LabFaultStep),
+    /// Lab fault: a host's link to the server gets slow or lossy (tc netem)
+    /// for a while (`for`), both ways, while the next steps run.
+    Net(LabFaultStep),
 }
 
 impl Step {
@@ -1210,6 +1290,7 @@ impl Step {
             Step::Reconnect(_) => "reconnect",
             Step::Crash(_) => "crash",
             Step::RestartServer(_) => "restart-server",
+            Step::Net(_) => "net",
         }
     }
 
@@ -1242,16 +1323,18 @@ impl Step {
             Step::CloseAll(s) => s.common(),
             Step::Spawn(s) => s.common(),
             Step::PidAlive(s) => s.common(),
-            Step::Disconnect(s) | Step::Reconnect(s) | Step::Crash(s) | Step::RestartServer(s) => {
-                Common {
-                    actor: None,
-                    actors: None,
-                    expect: s.expect.as_ref(),
-                    timeout: s.timeout.as_ref(),
-                    note: s.note.as_deref(),
-                    unsupported: &[],
-                }
-            }
+            Step::Disconnect(s)
+            | Step::Reconnect(s)
+            | Step::Crash(s)
+            | Step::RestartServer(s)
+            | Step::Net(s) => Common {
+                actor: None,
+                actors: None,
+                expect: s.expect.as_ref(),
+                timeout: s.timeout.as_ref(),
+                note: s.note.as_deref(),
+                unsupported: &[],
+            },
         }
     }
 }

@@ -104,7 +104,7 @@ pub(crate) fn parse_host_arg(s: &str) -> Result<HostDef> {
 /// Parse `KIND=COMMAND` for a lab fault (`{host}` in the command is replaced).
 pub(crate) fn parse_fault_arg(s: &str) -> Result<(crate::plan::resolve::LabFault, String)> {
     use crate::plan::resolve::LabFault;
-    let hint = Some("kinds: disconnect, reconnect, crash, restart-server; for example --fault crash='lab-fault crash {host}'");
+    let hint = Some("kinds: disconnect, reconnect, crash, restart-server, net; for example --fault crash='lab-fault crash {host}'");
     let Some((kind, cmd)) = s.split_once('=') else {
         return Err(Error::usage(
             format!("--fault {s:?}: expected KIND=COMMAND"),
@@ -116,6 +116,7 @@ pub(crate) fn parse_fault_arg(s: &str) -> Result<(crate::plan::resolve::LabFault
         "reconnect" => LabFault::Reconnect,
         "crash" => LabFault::Crash,
         "restart-server" => LabFault::RestartServer,
+        "net" => LabFault::Net,
         _ => {
             return Err(Error::usage(
                 format!("--fault: unknown fault kind {kind:?}"),
@@ -688,9 +689,27 @@ impl Target {
     /// harness makes on the target).
     pub(crate) fn remove_trial_dir(&self, dir: &Path) -> std::result::Result<(), String> {
         let d = dir.to_path_buf();
-        self.fs_call("removing the trial directory", move || {
-            remove_dir_settled(&d)
-        })
+        let what = "removing the trial directory";
+        if let Some(earlier) = self.stalled.get() {
+            return Err(format!(
+                "not tried: the target stopped answering ({earlier})"
+            ));
+        }
+        // A directory of many files on a slow link takes long, but each
+        // removal returns: the bound is on a call, not on the whole tree.
+        match bounded_progress(move |progress| remove_dir_settled(&d, progress)) {
+            Some(r) => r.map_err(|e| e.to_string()),
+            None => {
+                let msg = format!(
+                    "{what}: a call did not return within {} s",
+                    FS_TIMEOUT.as_secs()
+                );
+                let _ = self.stalled.set(msg.clone());
+                Err(format!(
+                    "the target stopped answering: {msg} (an NFS server down?)"
+                ))
+            }
+        }
     }
 
     /// What did not return, if the target stopped answering.
@@ -730,10 +749,10 @@ impl Target {
 /// not empty yet: on SMB a removed file that another client still has open
 /// stays, delete-pending, until that client closes it (the Linux client
 /// closes its cached handles after `closetimeo`, 1 s by default).
-fn remove_dir_settled(d: &Path) -> std::io::Result<()> {
+fn remove_dir_settled(d: &Path, progress: &AtomicUsize) -> std::io::Result<()> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
-        match fs::remove_dir_all(d) {
+        match remove_tree(d, progress) {
             Err(e)
                 if e.raw_os_error() == Some(libc::ENOTEMPTY)
                     && std::time::Instant::now() < deadline =>
@@ -741,6 +760,58 @@ fn remove_dir_settled(d: &Path) -> std::io::Result<()> {
                 std::thread::sleep(std::time::Duration::from_millis(100));
             }
             r => return r,
+        }
+    }
+}
+
+/// Remove a directory and everything in it (never following a symlink),
+/// counting each entry removed in `progress`.
+fn remove_tree(d: &Path, progress: &AtomicUsize) -> std::io::Result<()> {
+    for e in fs::read_dir(d)? {
+        let e = e?;
+        let p = e.path();
+        progress.fetch_add(1, Ordering::Relaxed);
+        if e.file_type()?.is_dir() {
+            remove_tree(&p, progress)?;
+        } else {
+            match fs::remove_file(&p) {
+                Err(x) if x.kind() == std::io::ErrorKind::NotFound => {}
+                r => r?,
+            }
+        }
+        progress.fetch_add(1, Ordering::Relaxed);
+    }
+    fs::remove_dir(d)
+}
+
+/// `f` on a thread of its own, given a counter it advances as it goes:
+/// `None` if the counter stood still for [`FS_TIMEOUT`] before `f`
+/// returned (the thread is left behind), or after an hour in all.
+fn bounded_progress<T: Send + 'static>(
+    f: impl FnOnce(&AtomicUsize) -> T + Send + 'static,
+) -> Option<T> {
+    let progress = std::sync::Arc::new(AtomicUsize::new(0));
+    let p = progress.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("lockcheck-fs".into())
+        .spawn(move || {
+            let _ = tx.send(f(&p));
+        })
+        .ok()?;
+    let overall = std::time::Instant::now() + std::time::Duration::from_secs(3600);
+    let mut seen = progress.load(Ordering::Relaxed);
+    loop {
+        match rx.recv_timeout(FS_TIMEOUT) {
+            Ok(r) => return Some(r),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return None,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                let now = progress.load(Ordering::Relaxed);
+                if now == seen || std::time::Instant::now() >= overall {
+                    return None;
+                }
+                seen = now;
+            }
         }
     }
 }

@@ -574,6 +574,7 @@ fn lockstep(
         barrier: None,
         lease: crate::plan::resolve::DEFAULT_LEASE,
         slots: None,
+        rounds: None,
     };
     let tgt_env = TrialEnv {
         exe: target.exe,
@@ -589,6 +590,7 @@ fn lockstep(
         barrier: None,
         lease: crate::plan::resolve::DEFAULT_LEASE,
         slots: None,
+        rounds: None,
     };
     let mut r = Driver::new(&plan, &ref_env);
     let mut t = Driver::new(&plan, &tgt_env);

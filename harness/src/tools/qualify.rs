@@ -53,6 +53,21 @@ pub struct TargetQualification {
     /// Trials, then applications, whose outcome differed between repeats.
     pub flaky: Vec<Flaky>,
     pub(crate) applications: Vec<crate::record::apps::AppVerdict>,
+    /// The stress phase (`--stress`): its outcome, how long it ran, how
+    /// many requests it made and what it found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) stress: Option<StressPhase>,
+}
+
+/// A stress phase as the bundle summarizes it (the reports have it all).
+#[derive(Debug, Clone, Serialize)]
+pub struct StressPhase {
+    pub(crate) verdict: crate::record::stress::StressVerdict,
+    pub(crate) duration_ms: f64,
+    pub(crate) elapsed_ms: f64,
+    pub(crate) operations: u64,
+    pub(crate) findings: usize,
+    pub(crate) headline: String,
 }
 
 /// What `lockcheck qualify` concludes: the verdict, and each target's repeats.
@@ -110,6 +125,14 @@ pub fn assess(passes: &[Vec<Report>], failed: &dyn Fn(&Report) -> bool) -> Quali
             repeats,
             flaky,
             applications: r0.applications.clone(),
+            stress: r0.stress.as_ref().map(|s| StressPhase {
+                verdict: s.verdict,
+                duration_ms: s.duration_ms,
+                elapsed_ms: s.elapsed_ms,
+                operations: s.operations,
+                findings: s.findings.len() + s.findings_dropped as usize,
+                headline: crate::render::stress::headline(s),
+            }),
         });
     }
     let verdict = if any_flaky {
@@ -197,6 +220,15 @@ pub(crate) fn markdown(q: &Qualification) -> String {
                 let _ = writeln!(s, "- `{}`: {}", f.id, f.outcomes.join(" → "));
             }
             let _ = writeln!(s);
+        }
+        if let Some(st) = &t.stress {
+            let _ = writeln!(
+                s,
+                "Stress phase ({:.0} s, after the runs; details in `{}.md`): {}\n",
+                st.duration_ms / 1000.0,
+                t.label,
+                st.headline
+            );
         }
         if !t.applications.is_empty() {
             let _ = writeln!(

@@ -27,6 +27,14 @@
  *   conflict-eacces   a lock refused for a conflict (EAGAIN, EWOULDBLOCK) is
  *                     reported as EACCES, by flock() and every fcntl() lock
  *                     command (as the Linux SMB client does)
+ *   rare-double-grant an exclusive request the kernel refuses for a conflict
+ *                     is reported granted (without the lock) once in
+ *                     LOCKCHECK_MUTATION_RATE refusals on average (default
+ *                     100000), at random: flock(LOCK_EX), F_SETLK(W) and
+ *                     F_OFD_SETLK(W) with F_WRLCK. A waiting request is
+ *                     tried without waiting first, so that it can be
+ *                     refused. Each false grant appends a line to
+ *                     LOCKCHECK_MUTATION_LOG when that is set.
  *
  * Broken actors (the harness must fail their trial only):
  *   crash-on-unlock   flock(LOCK_UN) on a file under the directory crashes
@@ -48,6 +56,7 @@
 #include <signal.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 enum mode {
@@ -66,6 +75,7 @@ enum mode {
     LEASE_NOOP,
     SETLKW_GIVEUP,
     CONFLICT_EACCES,
+    RARE_DOUBLE_GRANT,
     CRASH_ON_UNLOCK,
     GARBLE_ON_UNLOCK,
 };
@@ -74,7 +84,8 @@ static const char *names[] = {
     "", "flock-noop", "setlkw-nowait", "setlk-noop", "ranges-whole-file",
     "open-rdwr", "edeadlk-eagain", "close-keeps-locks", "flock-as-posix",
     "ofd-as-posix", "getlk-pid-zero", "excl-ignored", "lease-noop",
-    "setlkw-giveup", "conflict-eacces", "crash-on-unlock", "garble-on-unlock",
+    "setlkw-giveup", "conflict-eacces", "rare-double-grant", "crash-on-unlock",
+    "garble-on-unlock",
 };
 
 static enum mode mode = NONE;
@@ -117,7 +128,8 @@ __attribute__((constructor)) static void init(void)
     const char *m = getenv("LOCKCHECK_MUTATION");
     if (!m)
         return;
-    /* Only in actors: /proc/self/cmdline's second word is the marker. */
+    /* Only in actors, the zygote and stress agents (whose forked workers
+     * take the locks): /proc/self/cmdline's second word is the marker. */
     char cmd[4096];
     int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -130,7 +142,8 @@ __attribute__((constructor)) static void init(void)
     size_t first = strlen(cmd);
     /* The zygote's forked children are actors too: it is set up there. */
     if ((ssize_t)first + 1 >= n || (strcmp(cmd + first + 1, "__lockcheck_actor") != 0 &&
-                                     strcmp(cmd + first + 1, "__lockcheck_zygote") != 0))
+                                     strcmp(cmd + first + 1, "__lockcheck_zygote") != 0 &&
+                                     strcmp(cmd + first + 1, "__lockcheck_stress") != 0))
         return;
     for (size_t i = 1; i < sizeof(names) / sizeof(names[0]); i++)
         if (strcmp(m, names[i]) == 0)
@@ -188,6 +201,53 @@ static long give_up_after_100ms(long nr, int fd, long arg1, void *arg2)
         return 0;
     errno = e;
     return r;
+}
+
+/* rare-double-grant: one refusal in `rate` becomes a grant. Each process
+ * (forked workers too) has its own random sequence. */
+static unsigned long long rng_state;
+static pid_t rng_pid;
+
+static int lucky(void)
+{
+    static long rate = -1;
+    if (rate < 0) {
+        const char *r = getenv("LOCKCHECK_MUTATION_RATE");
+        rate = r ? atol(r) : 100000;
+        if (rate < 1)
+            rate = 1;
+    }
+    pid_t me = (pid_t)syscall(SYS_getpid);
+    if (rng_pid != me) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        rng_state = ((unsigned long long)me << 32) ^ (unsigned long long)ts.tv_nsec ^ 0x9e3779b97f4a7c15ULL;
+        rng_pid = me;
+    }
+    /* xorshift64* */
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    unsigned long long x = rng_state * 0x2545F4914F6CDD1DULL;
+    if (x % (unsigned long long)rate != 0)
+        return 0;
+    const char *log = getenv("LOCKCHECK_MUTATION_LOG");
+    if (log) {
+        int fd = real_open(log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        if (fd >= 0) {
+            char line[64];
+            int n = snprintf(line, sizeof(line), "%d false grant\n", (int)me);
+            if (n > 0)
+                real_write(fd, line, (size_t)n);
+            real_close(fd);
+        }
+    }
+    return 1;
+}
+
+static int refused_errno(int e)
+{
+    return e == EAGAIN || e == EACCES || e == EWOULDBLOCK;
 }
 
 static int is_setlk(int cmd)
@@ -257,6 +317,22 @@ static int mutated_fcntl(int fd, int cmd, void *arg)
             errno = EACCES;
         return r;
     }
+    case RARE_DOUBLE_GRANT: {
+        if (!is_setlk(cmd) || fl->l_type != F_WRLCK)
+            break;
+        int nb = cmd == F_SETLKW ? F_SETLK : cmd == F_OFD_SETLKW ? F_OFD_SETLK : cmd;
+        int r = real_fcntl(fd, nb, arg);
+        int e = errno;
+        if (r == 0 || !refused_errno(e))
+            return r;
+        if (lucky())
+            return 0;
+        if (nb == cmd) {
+            errno = e;
+            return -1;
+        }
+        return real_fcntl(fd, cmd, arg);
+    }
     default:
         break;
     }
@@ -299,6 +375,18 @@ int flock(int fd, int op)
         if (r < 0 && errno == EWOULDBLOCK)
             errno = EACCES;
         return r;
+    }
+    if (mode == RARE_DOUBLE_GRANT && (op & LOCK_EX)) {
+        int r = real_flock(fd, op | LOCK_NB);
+        if (r == 0 || errno != EWOULDBLOCK)
+            return r;
+        if (lucky())
+            return 0;
+        if (op & LOCK_NB) {
+            errno = EWOULDBLOCK;
+            return -1;
+        }
+        return real_flock(fd, op);
     }
     if (mode == SETLKW_GIVEUP && !(op & LOCK_NB) && (op & (LOCK_EX | LOCK_SH)))
         return (int)give_up_after_100ms(SYS_flock, fd, op, NULL);

@@ -9,14 +9,29 @@ impl<'a> Driver<'a> {
         &mut self,
         fault: crate::plan::resolve::LabFault,
         host: Option<&str>,
+        net: Option<&crate::plan::resolve::NetFault>,
         deadline: Instant,
     ) -> Result<(String, Observed), Infra> {
-        let cmd = self
+        let mut cmd = self
             .env
             .faults
             .get(&fault)
             .ok_or_else(|| Infra(format!("this target cannot inject `{}`", fault.as_str())))?
             .replace("{host}", host.unwrap_or(""));
+        if let Some(n) = net {
+            let lasts = match n.lasts {
+                crate::spec::scenario::Bound::Fixed(d) => d,
+                crate::spec::scenario::Bound::Leases(x) => self.env.lease.mul_f64(x),
+            };
+            cmd = cmd
+                .replace("{for}", &format!("{:.3}", lasts.as_secs_f64()))
+                .replace("{netem}", &n.netem);
+            // Impaired from now on, whatever the command does next: teardown
+            // takes the impairment off (`{netem}` is `off`).
+            if let Some(h) = host {
+                self.impaired.insert(h.to_string());
+            }
+        }
         // A host being cut off counts as cut off from now on, whatever the
         // command does next (it may finish after its deadline): teardown
         // reconnects it.

@@ -51,6 +51,23 @@ impl Driver<'_> {
     pub(super) fn teardown(&mut self) -> Vec<String> {
         self.torn_down = true;
         let mut problems = Vec::new();
+        // Impaired links first: a `net` step's impairment may outlive the
+        // steps (it ends by itself after `for`); taken off now.
+        for h in std::mem::take(&mut self.impaired) {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let Some(cmd) = self.env.faults.get(&crate::plan::resolve::LabFault::Net) else {
+                continue;
+            };
+            let cmd = cmd
+                .replace("{host}", &h)
+                .replace("{for}", "0")
+                .replace("{netem}", "off");
+            match run_fault_command(&cmd, deadline) {
+                Ok(true) => {}
+                Ok(false) => problems.push(format!("restoring host {h}'s link: `{cmd}` hung")),
+                Err(e) => problems.push(format!("restoring host {h}'s link: {e}")),
+            }
+        }
         // Hosts left cut off come back first: their killed actors may be
         // waiting for the network to finish dying.
         // Never through the fault barrier: this host is this trial's own.

@@ -92,6 +92,9 @@ pub(crate) struct TrialEnv<'a> {
     /// The job slot the trial holds: lent to another trial while this one
     /// only watches a waiter for a fixed window or waits for a reply.
     pub(crate) slots: Option<&'a crate::engine::slots::JobSlots>,
+    /// A scenario in rounds under `--rounds-budget`: steps in a round, and
+    /// the time after which no new round starts.
+    pub(crate) rounds: Option<(usize, Duration)>,
 }
 
 /// The result of driving one trial.
@@ -210,6 +213,8 @@ pub(crate) struct Driver<'a> {
     /// Hosts cut off (disconnected or crashed) and not reconnected yet:
     /// teardown reconnects them.
     severed: std::collections::BTreeSet<String>,
+    /// Hosts whose link a `net` step impaired: teardown restores it.
+    impaired: std::collections::BTreeSet<String>,
     /// Whether a lab fault was injected (teardown then waits longer).
     lab_faulted: bool,
 }
@@ -223,6 +228,7 @@ impl<'a> Driver<'a> {
             time: Timeline::new(Instant::now()),
             torn_down: false,
             severed: Default::default(),
+            impaired: Default::default(),
             lab_faulted: false,
         }
     }
@@ -233,10 +239,21 @@ impl<'a> Driver<'a> {
         let mut failure = None;
         let mut error = None;
         let mut skip = None;
+        let started = Instant::now();
         match self.spawn_initial() {
             Err(Infra(e)) => error = Some(format!("could not start the actors: {e}")),
             Ok(()) => {
                 for step in &self.plan.steps {
+                    // `--rounds-budget`: no new round once the budget is spent.
+                    if let Some((per, budget)) = self.env.rounds {
+                        if per > 0
+                            && step.number > 1
+                            && (step.number - 1) % per == 0
+                            && started.elapsed() >= budget
+                        {
+                            break;
+                        }
+                    }
                     match self.run_step(step) {
                         Ok((record, stop, _)) => {
                             steps.push(record);

@@ -85,7 +85,9 @@ impl Driver<'_> {
             }
             Op::CloseAll => self.close_all_step(step, deadline, calls),
             Op::Spawn { child, pid_of } => self.spawn_step(step, *child, *pid_of, deadline, calls),
-            Op::Lab { fault, host } => self.lab_step(*fault, host.as_deref(), deadline, calls),
+            Op::Lab { fault, host, net } => {
+                self.lab_step(*fault, host.as_deref(), net.as_ref(), deadline, calls)
+            }
             Op::Signal { signal, fatal } => self.each_actor(step, calls, |d, i| {
                 Ok((
                     d.signal_call(i, *signal),
@@ -213,10 +215,11 @@ impl Driver<'_> {
         &mut self,
         fault: LabFault,
         host: Option<&str>,
+        net: Option<&crate::plan::resolve::NetFault>,
         deadline: Instant,
         calls: &mut Vec<String>,
     ) -> Result<Vec<Observed>, Infra> {
-        let (call, obs) = self.lab_fault(fault, host, deadline)?;
+        let (call, obs) = self.lab_fault(fault, host, net, deadline)?;
         calls.push(call);
         Ok(vec![obs])
     }

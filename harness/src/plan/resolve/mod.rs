@@ -72,6 +72,17 @@ pub(crate) enum LabFault {
     Reconnect,
     Crash,
     RestartServer,
+    /// A slow or lossy link for a while (tc netem).
+    Net,
+}
+
+/// A `net` step's impairment: netem's arguments and how long it lasts.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct NetFault {
+    /// `delay 100000us 20000us loss 5% ...`, as `tc qdisc ... netem` takes them.
+    pub(crate) netem: String,
+    /// How long the impairment lasts.
+    pub(crate) lasts: crate::spec::scenario::Bound,
 }
 
 impl LabFault {
@@ -81,6 +92,7 @@ impl LabFault {
             LabFault::Reconnect => "reconnect",
             LabFault::Crash => "crash",
             LabFault::RestartServer => "restart-server",
+            LabFault::Net => "net",
         }
     }
 }
@@ -270,6 +282,8 @@ pub(crate) enum Op {
     Lab {
         fault: LabFault,
         host: Option<String>,
+        /// `net` only: the impairment.
+        net: Option<NetFault>,
     },
     /// `kill` (fatal: wait until the process is gone) or `signal` (it stays).
     Signal {
@@ -443,7 +457,18 @@ impl Op {
                 None => format!("spawn {}", name(child)),
             },
             Op::PidAlive { path } => format!("probe the PID in {path} with kill(PID, 0)"),
-            Op::Lab { fault, host } => match host {
+            Op::Lab {
+                host, net: Some(n), ..
+            } => format!(
+                "net host {}: netem {} for {}",
+                host.as_deref().unwrap_or("?"),
+                n.netem,
+                match n.lasts {
+                    crate::spec::scenario::Bound::Fixed(d) => format!("{d:?}"),
+                    crate::spec::scenario::Bound::Leases(x) => format!("{x} leases"),
+                }
+            ),
+            Op::Lab { fault, host, .. } => match host {
                 Some(h) => format!("{} host {h}", fault.as_str()),
                 None => fault.as_str().to_string(),
             },
@@ -985,8 +1010,11 @@ impl<'a> Resolver<'a> {
         let pos = step.pos;
         let timeout = self.timeout(&c)?;
         let op_name = step.op_name();
-        if let Step::Disconnect(s) | Step::Reconnect(s) | Step::Crash(s) | Step::RestartServer(s) =
-            &step.value
+        if let Step::Disconnect(s)
+        | Step::Reconnect(s)
+        | Step::Crash(s)
+        | Step::RestartServer(s)
+        | Step::Net(s) = &step.value
         {
             return self.lab_step(number, step, s, timeout);
         }
@@ -1152,6 +1180,51 @@ mod tests {
         }
         let e = err_of("actors: [a]\nsteps:\n  - lock: {actor: b, mode: exclusive}\n");
         assert_eq!(e.pos.line, 7);
+    }
+
+    #[test]
+    fn net_steps_say_what_they_impair_and_for_how_long() {
+        let head = "actors: [{name: a, host: a}, {name: b, host: b}]\nsteps:\n  - open: {actors: all, path: f, create: true}\n";
+        let p = plan(
+            &format!("{head}  - net: {{host: b, delay: 100ms, jitter: 20ms, loss: 5%, duplicate: 1, reorder: 0.5%, for: 2 leases}}\n"),
+            Mechanism::Posix,
+        );
+        match &p.steps[1].op {
+            Op::Lab {
+                fault: LabFault::Net,
+                host: Some(h),
+                net: Some(n),
+            } => {
+                assert_eq!(h, "b");
+                assert_eq!(
+                    n.netem,
+                    "delay 100000us 20000us loss 5% duplicate 1% reorder 0.5%"
+                );
+                assert_eq!(n.lasts, crate::spec::scenario::Bound::Leases(2.0));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(p.needs.contains(&Need::Lab(LabFault::Net)));
+        for (step, want) in [
+            ("net: {host: b, loss: 5%}", "needs `for:`"),
+            ("net: {host: b, for: 5s}", "needs an impairment"),
+            (
+                "net: {host: b, jitter: 5ms, for: 5s}",
+                "`jitter` needs `delay`",
+            ),
+            ("net: {loss: 5%, for: 5s}", "needs `host:`"),
+            (
+                "disconnect: {host: b, loss: 5%}",
+                "`disconnect` takes no `loss`",
+            ),
+        ] {
+            let e = err_of(&format!("{head}  - {step}\n"));
+            assert!(e.message.contains(want), "{want:?} not in: {e}");
+            assert!(e.pos.is_known(), "no position: {e}");
+        }
+        let bad = format!("{HEAD}{head}  - net: {{host: b, loss: 120%, for: 5s}}\n");
+        let e = serde_saphyr::from_str::<Scenario>(&bad).expect_err("a share above 100%");
+        assert!(e.to_string().contains("from 0% to 100%"), "{e}");
     }
 
     #[test]

@@ -58,9 +58,11 @@ impl Resolver<'_> {
                 path: self.check_path(&s.path)?,
             }),
             Step::Spawn(s) => self.lower_spawn(s, actors, pos),
-            Step::Disconnect(_) | Step::Reconnect(_) | Step::Crash(_) | Step::RestartServer(_) => {
-                Err(self.err(pos, "internal: lab faults are planned separately"))
-            }
+            Step::Disconnect(_)
+            | Step::Reconnect(_)
+            | Step::Crash(_)
+            | Step::RestartServer(_)
+            | Step::Net(_) => Err(self.err(pos, "internal: lab faults are planned separately")),
         }
     }
 
@@ -504,8 +506,10 @@ impl Resolver<'_> {
             Step::Disconnect(_) => LabFault::Disconnect,
             Step::Reconnect(_) => LabFault::Reconnect,
             Step::Crash(_) => LabFault::Crash,
+            Step::Net(_) => LabFault::Net,
             _ => LabFault::RestartServer,
         };
+        let net = self.net_fault(step, s, fault)?;
         let host = match (&s.host, fault) {
             (Some(h), LabFault::RestartServer) => {
                 return Err(self.err(h.pos, "`restart-server` takes no host"));
@@ -556,7 +560,7 @@ impl Resolver<'_> {
             number,
             pos: step.pos,
             actors: Vec::new(),
-            op: Op::Lab { fault, host },
+            op: Op::Lab { fault, host, net },
             expect,
             timeout,
             note: s.note.clone(),
@@ -564,6 +568,81 @@ impl Resolver<'_> {
             patient: false,
             leases: None,
         })
+    }
+
+    /// A `net` step's impairment; the other lab faults take none of its fields.
+    fn net_fault(
+        &self,
+        step: &Located<Step>,
+        s: &crate::spec::scenario::LabFaultStep,
+        fault: LabFault,
+    ) -> Result<Option<crate::plan::resolve::NetFault>, ScenarioError> {
+        let given: Vec<(&str, crate::spec::loc::Pos)> = [
+            ("for", s.for_.as_ref().map(|x| x.pos)),
+            ("delay", s.delay.as_ref().map(|x| x.pos)),
+            ("jitter", s.jitter.as_ref().map(|x| x.pos)),
+            ("loss", s.loss.as_ref().map(|x| x.pos)),
+            ("duplicate", s.duplicate.as_ref().map(|x| x.pos)),
+            ("reorder", s.reorder.as_ref().map(|x| x.pos)),
+        ]
+        .into_iter()
+        .filter_map(|(n, p)| p.map(|p| (n, p)))
+        .collect();
+        if fault != LabFault::Net {
+            return match given.first() {
+                Some((n, pos)) => Err(self
+                    .err(*pos, format!("`{}` takes no `{n}`", fault.as_str()))
+                    .with_hint("a slow or lossy link is a `net` step")),
+                None => Ok(None),
+            };
+        }
+        let Some(lasts) = &s.for_ else {
+            return Err(self
+                .err(
+                    step.pos,
+                    "`net` needs `for:` (how long the impairment lasts)",
+                )
+                .with_hint("such as `for: 10s` or `for: 2 leases`; the next steps run meanwhile"));
+        };
+        let mut leases = None;
+        self.check_bound(lasts, &mut leases)?;
+        let us = |d: &Located<crate::spec::scenario::Dur>| d.value.0.as_micros();
+        let pct = |p: f64| {
+            let t = format!("{p:.3}");
+            format!("{}%", t.trim_end_matches('0').trim_end_matches('.'))
+        };
+        let mut netem = Vec::new();
+        if let Some(d) = &s.delay {
+            netem.push(format!("delay {}us", us(d)));
+            if let Some(j) = &s.jitter {
+                netem.push(format!("{}us", us(j)));
+            }
+        } else if let Some((n, pos)) = given
+            .iter()
+            .find(|(n, _)| *n == "jitter" || *n == "reorder")
+        {
+            return Err(self
+                .err(*pos, format!("`{n}` needs `delay`"))
+                .with_hint("netem varies and reorders delayed packets: give `delay` too"));
+        }
+        for (name, v) in [
+            ("loss", &s.loss),
+            ("duplicate", &s.duplicate),
+            ("reorder", &s.reorder),
+        ] {
+            if let Some(p) = v {
+                netem.push(format!("{name} {}", pct(p.value.0)));
+            }
+        }
+        if netem.is_empty() {
+            return Err(self.err(step.pos, "`net` needs an impairment").with_hint(
+                "give `delay`, `loss`, `duplicate` or `reorder` (`loss: 100%` is a blackout)",
+            ));
+        }
+        Ok(Some(crate::plan::resolve::NetFault {
+            netem: netem.join(" "),
+            lasts: lasts.value,
+        }))
     }
 
     pub(super) fn check_path(&self, p: &Located<String>) -> Result<String, ScenarioError> {
