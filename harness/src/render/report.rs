@@ -164,7 +164,9 @@ pub fn write_junit(reports: &[Report], path: &Path) -> Result<PathBuf> {
     Ok(path.to_path_buf())
 }
 
-fn write_atomically(path: &Path, text: &str) -> Result<()> {
+/// Write `text` to `path` through a temporary file renamed over it: a
+/// reader never sees half a report.
+pub(crate) fn write_atomically(path: &Path, text: &str) -> Result<()> {
     let tmp = path.with_file_name(format!(
         ".{}.tmp~",
         path.file_name()

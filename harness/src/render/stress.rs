@@ -8,7 +8,7 @@ use crate::actor::stress::Finding;
 use crate::actor::stress::FindingKind;
 use crate::record::stress::Stress;
 use crate::render::bench::{format_us, group};
-use crate::render::report::md_escape;
+use crate::render::report::{md_escape, write_atomically};
 use crate::spec::error::{Error, Result};
 use crate::spec::scenario::Mechanism;
 
@@ -178,8 +178,7 @@ pub fn write_replays(s: &mut Stress, label: &str, dir: &Path) -> Result<Vec<Path
             }
             pairs.push(pair);
             let file = dir.join(format!("{name}.yaml"));
-            std::fs::write(&file, y)
-                .map_err(|e| Error::io(format!("writing {}", file.display()), e))?;
+            write_atomically(&file, &y)?;
             f.replay = Some(format!("{name}.yaml"));
             written.push(file);
         }
@@ -196,14 +195,12 @@ pub fn write(s: &mut Stress, label: &str, dir: &Path) -> Result<Vec<PathBuf>> {
     let json = dir.join(format!("{label}.stress.json"));
     let text = serde_json::to_string_pretty(&*s)
         .map_err(|e| Error::usage(format!("cannot render the stress run: {e}"), None))?;
-    std::fs::write(&json, text + "\n")
-        .map_err(|e| Error::io(format!("writing {}", json.display()), e))?;
+    write_atomically(&json, &(text + "\n"))?;
     let md = dir.join(format!("{label}.stress.md"));
-    std::fs::write(
+    write_atomically(
         &md,
-        format!("# lockcheck stress: {label}\n\n{}", markdown(s)),
-    )
-    .map_err(|e| Error::io(format!("writing {}", md.display()), e))?;
+        &format!("# lockcheck stress: {label}\n\n{}", markdown(s)),
+    )?;
     written.insert(0, md);
     written.insert(0, json);
     Ok(written)

@@ -470,18 +470,10 @@ pub(crate) const FS_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 
 /// `f` on a thread of its own, waited for at most [`FS_TIMEOUT`]: `None` if
 /// it did not return (the thread is left behind, asleep in the kernel; a
-/// hung NFS call sleeps killably, so the process can still exit).
+/// hung NFS call sleeps killably, so the process can still exit). One call:
+/// [`bounded_progress`] with no progress to report.
 fn bounded<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let spawned = std::thread::Builder::new()
-        .name("lockcheck-fs".into())
-        .spawn(move || {
-            let _ = tx.send(f());
-        });
-    match spawned {
-        Ok(_) => rx.recv_timeout(FS_TIMEOUT).ok(),
-        Err(_) => None,
-    }
+    bounded_progress(move |_| f())
 }
 
 /// A hint for a target that cannot take lockcheck's few small files.
@@ -786,7 +778,9 @@ fn remove_tree(d: &Path, progress: &AtomicUsize) -> std::io::Result<()> {
 
 /// `f` on a thread of its own, given a counter it advances as it goes:
 /// `None` if the counter stood still for [`FS_TIMEOUT`] before `f`
-/// returned (the thread is left behind), or after an hour in all.
+/// returned (the thread is left behind, asleep in the kernel; a hung NFS
+/// call sleeps killably, so the process can still exit), or after an hour
+/// in all.
 fn bounded_progress<T: Send + 'static>(
     f: impl FnOnce(&AtomicUsize) -> T + Send + 'static,
 ) -> Option<T> {
