@@ -194,6 +194,7 @@ const CASES: &[Case] = &[
         must_fail: &[
             "exclusive-blocks-until-release::posix",
             "exclusive-blocks-until-release::ofd",
+            "queued-waiters-all-granted::ofd",
             "killed-holder-releases::posix",
             "killed-holder-releases::ofd",
             "range-waiter-woken-when-its-range-frees::posix",
@@ -219,6 +220,7 @@ const CASES: &[Case] = &[
             "range-adjacent-no-conflict::ofd",
             "range-unlock-middle-splits::posix",
             "range-large-offsets::posix",
+            "many-byte-locks::ofd",
         ],
     },
     Case {
@@ -250,6 +252,9 @@ const CASES: &[Case] = &[
             "last-close-releases-flock-ofd::flock",
             "last-close-releases-flock-ofd::ofd",
             "close-wakes-waiter::posix",
+            "many-byte-locks::posix",
+            "clone-files-sibling-close-releases::posix",
+            "reopen-and-io-after-lock-and-close::ofd",
         ],
     },
     Case {
@@ -284,6 +289,31 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        mode: "whence-ignored",
+        mechanisms: &["posix", "ofd"],
+        families: &["byte-ranges"],
+        must_fail: &[
+            "range-whence-cur-and-end::posix",
+            "range-whence-cur-and-end::ofd",
+        ],
+    },
+    Case {
+        mode: "getlk-free-reset",
+        mechanisms: &["ofd"],
+        families: &["byte-ranges"],
+        must_fail: &["range-whence-cur-and-end::ofd"],
+    },
+    Case {
+        mode: "errors-hidden",
+        mechanisms: &["flock", "posix", "ofd"],
+        families: &["arguments"],
+        must_fail: &[
+            "argument-errors::flock",
+            "argument-errors::posix",
+            "record-lock-argument-errors::ofd",
+        ],
+    },
+    Case {
         mode: "excl-ignored",
         mechanisms: &["pidfile"],
         families: &["lock-files"],
@@ -313,6 +343,9 @@ const CASES: &[Case] = &[
         must_fail: &[
             "lease-broken-by-conflicting-open::lease",
             "lease-denied-when-open-for-write::lease",
+            "lease-broken-by-truncate::lease",
+            "lease-break-signals-holder::lease",
+            "lease-read-not-broken-by-reader::lease",
         ],
     },
 ];

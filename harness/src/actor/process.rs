@@ -164,8 +164,13 @@ pub(crate) fn become_actor(parent: i32) -> ! {
             }
         }
         // A lease holder is told of a lease break with SIGIO, whose default
-        // action would end the actor; F_GETLEASE shows the break instead.
-        libc::signal(libc::SIGIO, libc::SIG_IGN);
+        // action would end the actor: it is counted instead (`caught`), and
+        // interrupted calls are restarted.
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = counting_handler as *const () as libc::sighandler_t;
+        sa.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(libc::SIGIO, &sa, std::ptr::null_mut());
         // Children (forked or spawned actors) are reaped by the kernel at once,
         // so a dead actor's pid is free (for PID reuse) and no zombie is left.
         libc::signal(libc::SIGCHLD, libc::SIG_IGN);
@@ -386,10 +391,11 @@ fn perform(req: &Request) -> Outcome {
                 l_type,
                 start,
                 len,
+                whence,
             } => {
                 let mut fl: libc::flock = std::mem::zeroed();
                 fl.l_type = *l_type;
-                fl.l_whence = libc::SEEK_SET as i16;
+                fl.l_whence = *whence;
                 fl.l_start = *start;
                 fl.l_len = *len;
                 fl.l_pid = 0;
@@ -406,6 +412,13 @@ fn perform(req: &Request) -> Outcome {
                             len: fl.l_len,
                             pid: fl.l_pid,
                         },
+                        asked: Some(LockDesc {
+                            l_type: *l_type,
+                            l_whence: *whence,
+                            start: *start,
+                            len: *len,
+                            pid: 0,
+                        }),
                     }
                 } else {
                     Outcome::Done { ret: r as i64 }
@@ -455,13 +468,61 @@ fn perform(req: &Request) -> Outcome {
             }
             Request::Handle { signal, restart } => {
                 let mut sa: libc::sigaction = std::mem::zeroed();
-                sa.sa_sigaction = noop_handler as *const () as libc::sighandler_t;
+                sa.sa_sigaction = counting_handler as *const () as libc::sighandler_t;
                 sa.sa_flags = if *restart { libc::SA_RESTART } else { 0 };
                 libc::sigemptyset(&mut sa.sa_mask);
                 ret(libc::sigaction(*signal, &sa, std::ptr::null_mut()) as i64)
             }
             Request::Unlink { path } => in_parent(path, |d, n| libc::unlinkat(d, n, 0)),
             Request::Mkdir { path } => in_parent(path, |d, n| libc::mkdirat(d, n, 0o755)),
+            Request::MappedWrite {
+                fd,
+                data,
+                offset,
+                sync,
+            } => mapped_io(*fd, *offset, data.len() as u64, true, |map| {
+                map.copy_from_slice(data.as_bytes());
+                if *sync {
+                    Some(())
+                } else {
+                    None
+                }
+            })
+            .map_or_else(
+                |f| f,
+                |_| Outcome::Done {
+                    ret: data.len() as i64,
+                },
+            ),
+            Request::MappedRead { fd, len, offset } => {
+                let mut out = Vec::new();
+                match mapped_io(*fd, *offset, *len, false, |map| {
+                    out.extend_from_slice(map);
+                    None
+                }) {
+                    Ok(()) => Outcome::Data {
+                        data: String::from_utf8_lossy(&out).into_owned(),
+                    },
+                    Err(f) => f,
+                }
+            }
+            Request::Mkfifo { path } => {
+                in_parent(path, |d, n| libc::mknodat(d, n, libc::S_IFIFO | 0o644, 0))
+            }
+            Request::Truncate { path, len } => {
+                // By path, as truncate(2) breaks leases (ftruncate on a
+                // descriptor opened for writing has already broken them):
+                // the path is resolved beneath the trial directory first.
+                match beneath::open(path, libc::O_PATH | libc::O_CLOEXEC, 0) {
+                    Ok(fd) => match CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())) {
+                        Ok(p) => ret(libc::truncate(p.as_ptr(), *len as libc::off_t) as i64),
+                        Err(_) => Outcome::Failed {
+                            errno: libc::EINVAL,
+                        },
+                    },
+                    Err(r) => refused(r, path),
+                }
+            }
             Request::Symlink { target, path } => match CString::new(target.as_bytes()) {
                 Ok(t) => in_parent(path, |d, n| libc::symlinkat(t.as_ptr(), d, n)),
                 Err(_) => Outcome::Failed {
@@ -490,6 +551,65 @@ fn perform(req: &Request) -> Outcome {
                 unlock,
                 times,
             } => lock_loop(lock, unlock, *times),
+            Request::Caught { signal, timeout_ms } => caught(*signal, *timeout_ms),
+            Request::IoLoop {
+                fd,
+                chunk,
+                budget_ms,
+                min_chunks,
+                lock,
+                unlock,
+            } => {
+                if let Some(l) = lock {
+                    if let Err(f) = perform_ok(l) {
+                        return f;
+                    }
+                }
+                let io = io_loop(*fd, *chunk, *budget_ms, *min_chunks);
+                if let Some(u) = unlock {
+                    if let Err(f) = perform_ok(u) {
+                        return f;
+                    }
+                }
+                io
+            }
+            Request::FcntlNull { fd, cmd } => {
+                ret(libc::fcntl(*fd, *cmd, std::ptr::null_mut::<libc::flock>()) as i64)
+            }
+            Request::ByteLocks { lock, count } => {
+                for i in 0..*count {
+                    if let Err(f) = perform_ok(&at_range(lock, 2 * i64::from(i), 1)) {
+                        return f;
+                    }
+                }
+                Outcome::Done {
+                    ret: i64::from(*count),
+                }
+            }
+            Request::Hold {
+                lock,
+                unlock,
+                hold_ms,
+            } => {
+                if let Err(f) = perform_ok(lock) {
+                    return f;
+                }
+                // Holding is the workload here, not a wait for an event.
+                std::thread::sleep(std::time::Duration::from_millis(*hold_ms));
+                match perform_ok(unlock) {
+                    Err(f) => f,
+                    Ok(()) => Outcome::Done { ret: 0 },
+                }
+            }
+            Request::Records {
+                fd,
+                lock,
+                unlock,
+                count,
+                size,
+                writer,
+                writers,
+            } => records(*fd, lock, unlock, *count, *size, (*writer, *writers)),
             Request::LockFileCreate { path, pid } => lock_file(path, *pid),
             Request::LockFileRemove { path } => in_parent(path, |d, n| libc::unlinkat(d, n, 0)),
             Request::PidAlive { path } => pid_alive(path),
@@ -509,7 +629,187 @@ fn perform(req: &Request) -> Outcome {
     }
 }
 
-extern "C" fn noop_handler(_: libc::c_int) {}
+/// The most an I/O loop writes.
+const MAX_IO_BYTES: u64 = 64 << 20;
+
+/// Write `chunk`-byte blocks until `budget_ms` has passed (at least
+/// `min_chunks`), fsync, read them back: the bytes and both times.
+fn io_loop(fd: RawFd, chunk: u32, budget_ms: u64, min_chunks: u32) -> Outcome {
+    let chunk = chunk.clamp(512, 1 << 20) as usize;
+    let block = vec![b'x'; chunk];
+    let mut buf = vec![0u8; chunk];
+    let budget = std::time::Duration::from_millis(budget_ms);
+    let t0 = monotonic_ns();
+    let began = std::time::Instant::now();
+    let mut n: u64 = 0;
+    while (n < u64::from(min_chunks) || began.elapsed() < budget)
+        && (n + 1) * chunk as u64 <= MAX_IO_BYTES
+    {
+        // SAFETY: pwrite from a live buffer of its length.
+        let w = unsafe {
+            libc::pwrite(
+                fd,
+                block.as_ptr().cast(),
+                chunk,
+                (n * chunk as u64) as libc::off_t,
+            )
+        };
+        if w != chunk as isize {
+            return Outcome::Failed {
+                errno: if w < 0 { errno() } else { libc::EIO },
+            };
+        }
+        n += 1;
+    }
+    // SAFETY: fsync of the actor's own descriptor.
+    if unsafe { libc::fsync(fd) } != 0 {
+        return Outcome::Failed { errno: errno() };
+    }
+    let t1 = monotonic_ns();
+    for k in 0..n {
+        // SAFETY: pread into a live buffer of its length.
+        let r = unsafe {
+            libc::pread(
+                fd,
+                buf.as_mut_ptr().cast(),
+                chunk,
+                (k * chunk as u64) as libc::off_t,
+            )
+        };
+        if r != chunk as isize {
+            return Outcome::Failed {
+                errno: if r < 0 { errno() } else { libc::EIO },
+            };
+        }
+    }
+    let t2 = monotonic_ns();
+    Outcome::Io {
+        bytes: n * chunk as u64,
+        write_ns: t1.saturating_sub(t0),
+        read_ns: t2.saturating_sub(t1),
+    }
+}
+
+/// How many of each signal the process has received since `caught` last asked.
+static CAUGHT: [std::sync::atomic::AtomicU32; 65] =
+    [const { std::sync::atomic::AtomicU32::new(0) }; 65];
+
+/// The handler of every signal an actor handles: it only counts (an
+/// interrupted call returns EINTR, or restarts with SA_RESTART).
+extern "C" fn counting_handler(sig: libc::c_int) {
+    if let Some(c) = usize::try_from(sig).ok().and_then(|s| CAUGHT.get(s)) {
+        c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Wait up to `timeout_ms` for `signal` to have arrived; take the count.
+fn caught(signal: i32, timeout_ms: u64) -> Outcome {
+    let Some(count) = usize::try_from(signal).ok().and_then(|s| CAUGHT.get(s)) else {
+        return Outcome::BadRequest {
+            message: format!("no signal {signal}"),
+        };
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(timeout_ms);
+    // SAFETY: sigset_t values are plain data, initialised by sigemptyset
+    // and sigprocmask before use; ppoll gets no descriptors, a valid
+    // timespec and a valid mask.
+    unsafe {
+        // Block the signal while checking the count, and let ppoll unblock
+        // it atomically while it sleeps: a signal arriving between the check
+        // and the sleep interrupts the sleep instead of being missed.
+        let mut only: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut only);
+        libc::sigaddset(&mut only, signal);
+        let mut before: libc::sigset_t = std::mem::zeroed();
+        libc::sigprocmask(libc::SIG_BLOCK, &only, &mut before);
+        let mut during = before;
+        libc::sigdelset(&mut during, signal);
+        let outcome = loop {
+            let n = count.swap(0, std::sync::atomic::Ordering::SeqCst);
+            if n > 0 {
+                break Outcome::Done { ret: i64::from(n) };
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break Outcome::Failed {
+                    errno: libc::ETIMEDOUT,
+                };
+            }
+            let ts = libc::timespec {
+                tv_sec: left.as_secs() as libc::time_t,
+                tv_nsec: left.subsec_nanos() as libc::c_long,
+            };
+            // Returns on the signal (EINTR) or when the time is up.
+            libc::ppoll(std::ptr::null_mut(), 0, &ts, &during);
+        };
+        libc::sigprocmask(libc::SIG_SETMASK, &before, std::ptr::null_mut());
+        outcome
+    }
+}
+
+/// Map `len` bytes of `fd` at `offset` (shared; writable for a `write`,
+/// which mmap refuses with EACCES on a descriptor not open read-write),
+/// give them to `f`, msync if `f` asks, unmap. A write must lie inside the
+/// file: past its end a mapping faults (SIGBUS), so that is refused with
+/// ENXIO first; a read stops at the file's end.
+fn mapped_io(
+    fd: RawFd,
+    offset: u64,
+    len: u64,
+    write: bool,
+    f: impl FnOnce(&mut [u8]) -> Option<()>,
+) -> Result<(), Outcome> {
+    // SAFETY: fstat into a zeroed struct; mmap of a live descriptor with a
+    // page-aligned offset, used only within the mapped length and unmapped
+    // before returning; msync/munmap on that mapping.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstat(fd, &mut st) != 0 {
+            return Err(Outcome::Failed { errno: errno() });
+        }
+        let size = st.st_size.max(0) as u64;
+        let len = if write {
+            if offset.checked_add(len).is_none_or(|end| end > size) {
+                return Err(Outcome::Failed { errno: libc::ENXIO });
+            }
+            len
+        } else {
+            len.min(size.saturating_sub(offset))
+        };
+        if len == 0 {
+            return Ok(());
+        }
+        let page = libc::sysconf(libc::_SC_PAGESIZE).max(4096) as u64;
+        let base = offset - offset % page;
+        let span = (offset - base + len) as usize;
+        let prot = if write {
+            libc::PROT_READ | libc::PROT_WRITE
+        } else {
+            libc::PROT_READ
+        };
+        let map = libc::mmap(
+            std::ptr::null_mut(),
+            span,
+            prot,
+            libc::MAP_SHARED,
+            fd,
+            base as libc::off_t,
+        );
+        if map == libc::MAP_FAILED {
+            return Err(Outcome::Failed { errno: errno() });
+        }
+        let bytes = std::slice::from_raw_parts_mut(map.cast::<u8>(), span);
+        let want_sync = f(&mut bytes[(offset - base) as usize..]);
+        let synced = want_sync.is_none() || libc::msync(map, span, libc::MS_SYNC) == 0;
+        let sync_errno = if synced { 0 } else { errno() };
+        libc::munmap(map, span);
+        if synced {
+            Ok(())
+        } else {
+            Err(Outcome::Failed { errno: sync_errno })
+        }
+    }
+}
 
 /// A call on a name in the directory that holds `path` (resolved beneath
 /// its trial directory).
@@ -579,6 +879,63 @@ fn counter(fd: RawFd, lock: &Request, unlock: &Request, times: u32, offset: u64)
     Outcome::Done {
         ret: i64::from(times),
     }
+}
+
+/// A request's record-lock range moved to `start`, `len` (a flock or
+/// other whole-file request stays as it is).
+fn at_range(req: &Request, at: i64, n: i64) -> Request {
+    match req {
+        Request::Fcntl {
+            fd,
+            cmd,
+            l_type,
+            whence,
+            ..
+        } => Request::Fcntl {
+            fd: *fd,
+            cmd: *cmd,
+            l_type: *l_type,
+            start: at,
+            len: n,
+            whence: *whence,
+        },
+        other => other.clone(),
+    }
+}
+
+/// This writer's share of interleaved records, each under its own lock.
+fn records(
+    fd: RawFd,
+    lock: &Request,
+    unlock: &Request,
+    count: u32,
+    size: u32,
+    (writer, writers): (u32, u32),
+) -> Outcome {
+    let mut written = 0i64;
+    for j in (writer..count).step_by(writers.max(1) as usize) {
+        let at = i64::from(j) * i64::from(size);
+        if let Err(f) = perform_ok(&at_range(lock, at, i64::from(size))) {
+            return f;
+        }
+        let text = crate::actor::protocol::record_text(j, writer, size);
+        // SAFETY: pwrite with a valid buffer of the given length.
+        let n = unsafe { libc::pwrite(fd, text.as_ptr().cast(), text.len(), at as libc::off_t) };
+        let body = if n == text.len() as isize {
+            Ok(())
+        } else if n < 0 {
+            Err(Outcome::Failed { errno: errno() })
+        } else {
+            Err(Outcome::Failed { errno: libc::EIO })
+        };
+        // Unlock even after a failed write: the others must not wait forever.
+        let unlocked = perform_ok(&at_range(unlock, at, i64::from(size)));
+        if let Err(f) = body.and(unlocked) {
+            return f;
+        }
+        written += 1;
+    }
+    Outcome::Done { ret: written }
 }
 
 /// One round of the counter, under the lock: read the number, write it plus one.
@@ -928,6 +1285,7 @@ mod tests {
                 l_type: l_type as i16,
                 start,
                 len: 10,
+                whence: 0,
             })
         };
         assert!(matches!(
@@ -947,7 +1305,7 @@ mod tests {
         ));
         // ...and F_OFD_GETLK describes the holder (pid -1 for OFD locks).
         match ofd(b, libc::F_OFD_GETLK, libc::F_RDLCK, 5) {
-            Outcome::Lock { lock } => {
+            Outcome::Lock { lock, .. } => {
                 assert_eq!(
                     (lock.l_type, lock.start, lock.len, lock.pid),
                     (libc::F_WRLCK as i16, 0, 10, -1)

@@ -162,7 +162,7 @@ pub enum Request {
         /// `LOCK_SH`, `LOCK_EX` or `LOCK_UN`, with or without `LOCK_NB`.
         operation: i32,
     },
-    /// fcntl(2) with a `struct flock` (SEEK_SET): F_SETLK, F_SETLKW, F_GETLK and the F_OFD_* forms.
+    /// fcntl(2) with a `struct flock`: F_SETLK, F_SETLKW, F_GETLK and the F_OFD_* forms.
     Fcntl {
         /// The descriptor's number in the actor.
         fd: i32,
@@ -170,10 +170,13 @@ pub enum Request {
         cmd: i32,
         /// The lock type: `F_RDLCK`, `F_WRLCK` or `F_UNLCK`.
         l_type: i16,
-        /// The first byte of the range, from the start of the file.
+        /// The first byte of the range, counted from `whence`.
         start: i64,
         /// Bytes in the range; 0 reaches to the end of the file, however far it grows.
         len: i64,
+        /// Where `start` counts from: `SEEK_SET` (0, the default), `SEEK_CUR`, `SEEK_END`.
+        #[serde(default)]
+        whence: i16,
     },
     /// write(2), or pwrite(2) with an offset.
     Write {
@@ -249,6 +252,40 @@ pub enum Request {
         /// The link to create.
         path: Beneath,
     },
+    /// truncate(2) of the file by its path (opened O_PATH beneath its
+    /// directory, then truncated through /proc/self/fd), to `len` bytes.
+    Truncate {
+        /// The file.
+        path: Beneath,
+        /// Its new length.
+        len: u64,
+    },
+    /// Write through a shared mmap(2) of the file (the file must already
+    /// reach past the bytes written); with `sync`, msync(2) after.
+    MappedWrite {
+        /// The descriptor's number in the actor.
+        fd: i32,
+        /// The bytes to write, as UTF-8 text.
+        data: String,
+        /// Where, in bytes from the start of the file.
+        offset: u64,
+        /// msync(MS_SYNC) after writing.
+        sync: bool,
+    },
+    /// Read through a shared mmap(2) of the file.
+    MappedRead {
+        /// The descriptor's number in the actor.
+        fd: i32,
+        /// Bytes to read at most (not past the end of the file).
+        len: u64,
+        /// Where, in bytes from the start of the file.
+        offset: u64,
+    },
+    /// mknod(2) of a FIFO, mode 0644.
+    Mkfifo {
+        /// The FIFO to create.
+        path: Beneath,
+    },
     /// mkdir(2), mode 0755.
     Mkdir {
         /// The directory to create.
@@ -267,6 +304,56 @@ pub enum Request {
         times: u32,
         /// Where the counter is in the file, in bytes from its start.
         offset: u64,
+    },
+    /// Whether `signal` arrived since the last ask: waits up to
+    /// `timeout_ms` for one; `Done` with how many, or ETIMEDOUT.
+    Caught {
+        /// The signal's number.
+        signal: i32,
+        /// How long to wait for it, in milliseconds.
+        timeout_ms: u64,
+    },
+    /// fcntl(2) with a NULL `struct flock *` (EFAULT expected).
+    FcntlNull {
+        /// The descriptor's number in the actor.
+        fd: i32,
+        /// The command.
+        cmd: i32,
+    },
+    /// `count` one-byte locks: `lock` with its range moved to bytes 0, 2, 4, ...
+    ByteLocks {
+        /// The request that takes one lock (range 0, 1).
+        lock: Box<Request>,
+        /// How many.
+        count: u32,
+    },
+    /// `lock` (waiting), hold it `hold_ms` milliseconds, `unlock`.
+    Hold {
+        /// The request that takes the lock.
+        lock: Box<Request>,
+        /// The request that releases it.
+        unlock: Box<Request>,
+        /// How long to hold it, in milliseconds.
+        hold_ms: u64,
+    },
+    /// Interleaved records: for j = `writer`, `writer` + `writers`, ... below
+    /// `count`, `lock` (its range moved to record j's bytes), pwrite record
+    /// j ([`record_text`]) at j × `size`, `unlock`.
+    Records {
+        /// The descriptor's number in the actor.
+        fd: i32,
+        /// The request that takes a record's lock (range 0, `size` for record locks).
+        lock: Box<Request>,
+        /// The request that releases it.
+        unlock: Box<Request>,
+        /// How many records in all.
+        count: u32,
+        /// Bytes per record.
+        size: u32,
+        /// This actor's place among the writers (0-based).
+        writer: u32,
+        /// How many writers share the records.
+        writers: u32,
     },
     /// A lock file: create `path` with O_CREAT|O_EXCL. With `pid`, write our pid,
     /// and if the file exists but kill(its pid, 0) says that process is gone,
@@ -304,6 +391,23 @@ pub enum Request {
         unlock: Box<Request>,
         /// How many rounds.
         times: u32,
+    },
+    /// Benchmarks: optionally take `lock`; write `chunk`-byte blocks from
+    /// the start of the file until `budget_ms` has passed (at least
+    /// `min_chunks`, at most 64 MiB), fsync, read them back, then `unlock`.
+    IoLoop {
+        /// The descriptor's number in the actor.
+        fd: i32,
+        /// Bytes per write and read.
+        chunk: u32,
+        /// Time to spend writing, in milliseconds.
+        budget_ms: u64,
+        /// Blocks written at least.
+        min_chunks: u32,
+        /// The lock to hold meanwhile, if any.
+        lock: Option<Box<Request>>,
+        /// Its release.
+        unlock: Option<Box<Request>>,
     },
     /// Host agent: what the kernel shows of task `tid` (and /proc/locks), for
     /// deciding "blocked" on a host whose /proc the harness cannot read.
@@ -385,6 +489,21 @@ pub(crate) fn monotonic_ns() -> u64 {
     (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
 }
 
+/// Record `j` of a `records` step, written by writer `writer`: `size` bytes,
+/// the writer and record number first, the writer's letter after, a newline
+/// last; `size` is at least 16.
+pub(crate) fn record_text(j: u32, writer: u32, size: u32) -> String {
+    let mut s = format!("{writer}:{j:06} ");
+    let fill = char::from(b'a' + (writer % 26) as u8);
+    let size = size as usize;
+    while s.len() + 1 < size {
+        s.push(fill);
+    }
+    s.truncate(size.saturating_sub(1));
+    s.push('\n');
+    s
+}
+
 /// What a call returned.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
@@ -395,8 +514,14 @@ pub(crate) enum Outcome {
     Done { ret: i64 },
     /// open/dup: the new descriptor and the identity of its file.
     Opened { fd: i32, dev: u64, ino: u64 },
-    /// F_GETLK and friends.
-    Lock { lock: LockDesc },
+    /// F_GETLK and friends: the `struct flock` as the kernel left it, and
+    /// as it was passed in (for a range with no conflict, the kernel sets
+    /// `l_type` to F_UNLCK and must leave the other fields as they were).
+    Lock {
+        lock: LockDesc,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        asked: Option<LockDesc>,
+    },
     /// read: the bytes (lossy UTF-8).
     Data { data: String },
     /// fork: the child's pid.
@@ -411,6 +536,13 @@ pub(crate) enum Outcome {
     Proc { snapshot: ProcSnapshot },
     /// lock-loop: nanoseconds per round.
     Samples { ns: Vec<u64> },
+    /// io-loop: bytes written (then read back), and the nanoseconds the
+    /// writes with their fsync took, and the reads.
+    Io {
+        bytes: u64,
+        write_ns: u64,
+        read_ns: u64,
+    },
     /// The request could not be understood.
     BadRequest { message: String },
     /// The path leads out of the trial directory: not followed.
@@ -429,6 +561,7 @@ mod tests {
             l_type: libc::F_RDLCK as i16,
             start: 10,
             len: 5,
+            whence: libc::SEEK_END as i16,
         };
         let line = serde_json::to_string(&Envelope {
             seq: 9,

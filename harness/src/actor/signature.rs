@@ -31,6 +31,7 @@ impl WaitSignature {
             (n, Some(op)) if n == libc::SYS_flock => format!("flock op {op}"),
             (n, Some(cmd)) if n == libc::SYS_fcntl => format!("fcntl {}", fcntl_cmd_name(cmd)),
             (n, _) if n == libc::SYS_openat2 => "openat2".to_string(),
+            (n, _) if n == libc::SYS_truncate => "truncate".to_string(),
             (n, _) => format!("syscall {n}"),
         }
     }
@@ -41,6 +42,16 @@ impl WaitSignature {
 pub(crate) fn open_signature() -> WaitSignature {
     WaitSignature {
         nr: libc::SYS_openat2,
+        args: [None, None],
+        confirm: Confirm::LeaseBreaking,
+        fallback: false,
+    }
+}
+
+/// A truncate(2) held up by a lease break.
+pub(crate) fn truncate_signature() -> WaitSignature {
+    WaitSignature {
+        nr: libc::SYS_truncate,
         args: [None, None],
         confirm: Confirm::LeaseBreaking,
         fallback: false,

@@ -56,7 +56,8 @@ enum Command {
     Qualify(QualifyArgs),
     /// Measure what locking costs on targets, per mechanism: lock+unlock
     /// latency (median, p99), hand-off from an unlock to a waiting
-    /// process, and throughput with several processes contending.
+    /// process, throughput with several processes contending, and one
+    /// process's write and read rates without a lock and while it holds one.
     /// `lockcheck run --bench` puts the same figures into the reports.
     Bench(BenchArgs),
     /// Find rare faults: many processes (on every host given) hammer a few

@@ -7,18 +7,23 @@
 //!   its unlock call to the waiter's lock call returning, both stamped by
 //!   the actors on CLOCK_MONOTONIC;
 //! - **throughput**: N processes lock and unlock as fast as they can, all on
-//!   the same file; locks granted per second of wall time.
+//!   the same file; locks granted per second of wall time;
+//! - **I/O**: one process writes 64 KiB blocks for the budget, fsyncs and
+//!   reads them back, without a lock and then holding an exclusive lock on
+//!   the whole file, both over blocks an unmeasured first pass wrote (Connectathon's test 14: NFS clients may stop caching a
+//!   locked file).
 //!
 //! Each measurement stops at a time budget (at least a minimum number of
 //! rounds), so a slow target (NFS: a round trip per call) takes about as
 //! long as a fast one.
 
+use crate::plan::mech::Span;
 use std::time::{Duration, Instant};
 
 use crate::actor::protocol::{Outcome, Reply, Request};
 use crate::engine::driver::{ActorPool, Driver, TrialEnv};
 use crate::plan::resolve::{Applicability, LockKind};
-use crate::record::bench::{round3, Latency, MechBench, Throughput};
+use crate::record::bench::{round3, IoRate, IoRates, Latency, MechBench, Throughput};
 use crate::spec::scenario::Mechanism;
 use crate::target::targets::HostEnv;
 
@@ -70,6 +75,7 @@ pub(crate) fn run_mechanism(env: &BenchEnv<'_>, mech: Mechanism, opts: &BenchOpt
         handoff: None,
         throughput: None,
         blocked_seen: None,
+        io: None,
         problems: vec![e],
     };
     let loaded = match scenario(n) {
@@ -128,7 +134,11 @@ pub(crate) fn run_mechanism(env: &BenchEnv<'_>, mech: Mechanism, opts: &BenchOpt
                 Ok(_) => b.throughput(n, per_round),
                 Err(_) => Err("not measured: the hand-off failed".to_string()),
             };
-            MechBench::of(mech, uncontended, handoff, throughput)
+            let io = match &handoff {
+                Ok(_) => b.io(),
+                Err(_) => Err("not measured: the hand-off failed".to_string()),
+            };
+            MechBench::of(mech, uncontended, handoff, throughput, io)
         }
     };
     let mut out = out;
@@ -147,6 +157,9 @@ const MIN_HANDOFFS: u32 = 5;
 /// Rounds measured at most.
 const MAX_ROUNDS: u32 = 100_000;
 const MAX_HANDOFFS: u32 = 2_000;
+/// Bytes per write and read in the I/O measurement, and blocks at least.
+const IO_BLOCK: u32 = 64 * 1024;
+const MIN_IO_BLOCKS: u32 = 4;
 
 struct Bencher<'d, 'a> {
     d: &'d mut ActorPool<'a>,
@@ -163,7 +176,10 @@ impl Bencher<'_, '_> {
 
     fn lock(&self, i: usize, kind: LockKind, wait: bool) -> Result<Request, String> {
         let (fd, _) = self.fd(i)?;
-        Ok(crate::plan::mech::lock_request(self.mech, fd, &bench_file(), kind, wait, 0, 0).0)
+        Ok(
+            crate::plan::mech::lock_request(self.mech, fd, &bench_file(), kind, wait, Span::WHOLE)
+                .0,
+        )
     }
 
     fn call(&mut self, i: usize, req: Request) -> Result<Reply, String> {
@@ -222,8 +238,7 @@ impl Bencher<'_, '_> {
                     &bench_file(),
                     LockKind::Exclusive,
                     true,
-                    0,
-                    0,
+                    Span::WHOLE,
                 );
                 let sig = sig.ok_or("this lock call cannot wait")?;
                 let seq = self.d.submit(w, req, CALL_TIMEOUT)?;
@@ -263,6 +278,47 @@ impl Bencher<'_, '_> {
         result?;
         let h = Latency::of(&samples).ok_or("no samples")?;
         Ok((h, Latency::of(&seen)))
+    }
+
+    /// Actor 0's write and read rates, without a lock, then holding one.
+    fn io(&mut self) -> Result<IoRates, String> {
+        let (fd, _) = self.fd(0)?;
+        let mut pass = |locked: bool| -> Result<IoRate, String> {
+            let (lock, unlock) = if locked {
+                (
+                    Some(Box::new(self.lock(0, LockKind::Exclusive, true)?)),
+                    Some(Box::new(self.lock(0, LockKind::Unlock, false)?)),
+                )
+            } else {
+                (None, None)
+            };
+            let req = Request::IoLoop {
+                fd,
+                chunk: IO_BLOCK,
+                budget_ms: self.opts.budget.as_millis() as u64,
+                min_chunks: MIN_IO_BLOCKS,
+                lock,
+                unlock,
+            };
+            match self.call(0, req)?.outcome {
+                Outcome::Io {
+                    bytes,
+                    write_ns,
+                    read_ns,
+                } => Ok(IoRate::of(bytes, write_ns, read_ns)),
+                other => Err(format!("unexpected answer {other:?}")),
+            }
+        };
+        // A first pass writes the blocks into the empty file; the measured
+        // passes both overwrite them, so that allocation is in neither.
+        pass(false)?;
+        let unlocked = pass(false)?;
+        let locked = pass(true)?;
+        Ok(IoRates {
+            block: IO_BLOCK,
+            unlocked,
+            locked,
+        })
     }
 
     fn throughput(&mut self, n: u32, per_round: Duration) -> Result<Throughput, String> {

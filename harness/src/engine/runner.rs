@@ -768,6 +768,7 @@ impl Session {
                     handoff: None,
                     throughput: None,
                     blocked_seen: None,
+                    io: None,
                     problems: vec![format!("cannot create the benchmark directory: {e}")],
                 },
                 Ok(dir) => {

@@ -5,9 +5,10 @@
 //! supplies the view.
 
 use crate::actor::protocol::{Beneath, Request};
-use crate::actor::signature::{open_signature, WaitSignature};
+use crate::actor::signature::{open_signature, truncate_signature, WaitSignature};
+use crate::plan::mech::Span;
 use crate::plan::resolve::{LockKind, Op};
-use crate::spec::scenario::{Access, Mechanism, Via};
+use crate::spec::scenario::{Access, InvalidCall, Mechanism, Via, Whence};
 
 /// A descriptor an actor holds, as lowering needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,13 +73,47 @@ fn open_flags(access: Access, on: [bool; 5]) -> i32 {
     flags
 }
 
+/// A command number fcntl(2) does not have.
+const NO_SUCH_FCNTL: i32 = 9999;
+
+/// A good lock request, made wrong as `call` says.
+fn invalid_request(good: Request, call: InvalidCall) -> Request {
+    match (good, call) {
+        (Request::Flock { operation, .. }, InvalidCall::ClosedDescriptor) => {
+            Request::Flock { fd: -1, operation }
+        }
+        (Request::Flock { fd, .. }, _) => Request::Flock {
+            fd,
+            operation: libc::LOCK_SH | libc::LOCK_EX,
+        },
+        (Request::Fcntl { fd, cmd, .. }, InvalidCall::NullPointer) => {
+            Request::FcntlNull { fd, cmd }
+        }
+        (mut r @ Request::Fcntl { .. }, call) => {
+            if let Request::Fcntl {
+                fd, cmd, l_type, ..
+            } = &mut r
+            {
+                match call {
+                    InvalidCall::ClosedDescriptor => *fd = -1,
+                    InvalidCall::BadCommand => *cmd = NO_SUCH_FCNTL,
+                    InvalidCall::BadType => *l_type = 99,
+                    InvalidCall::NullPointer => {}
+                }
+            }
+            r
+        }
+        (other, _) => other,
+    }
+}
+
 /// A counter: `times` increments of the number at `offset`, each under a
 /// whole-file exclusive lock of the mechanism, waited for.
 fn counter(f: &FdView, mech: Mechanism, times: u32, offset: u64) -> Request {
     let (lock, _) =
-        crate::plan::mech::lock_request(mech, f.n, &f.path, LockKind::Exclusive, true, 0, 0);
+        crate::plan::mech::lock_request(mech, f.n, &f.path, LockKind::Exclusive, true, Span::WHOLE);
     let (unlock, _) =
-        crate::plan::mech::lock_request(mech, f.n, &f.path, LockKind::Unlock, false, 0, 0);
+        crate::plan::mech::lock_request(mech, f.n, &f.path, LockKind::Unlock, false, Span::WHOLE);
     Request::Counter {
         fd: f.n,
         lock: Box::new(lock),
@@ -146,10 +181,17 @@ pub(crate) fn lower(op: &Op, actor: &dyn ActorView) -> Result<Lowered, LowerErro
             wait,
             start,
             len,
+            whence,
         } => {
             let f = fd_of(actor, fd)?;
-            let (req, sig) =
-                crate::plan::mech::lock_request(*mech, f.n, &f.path, *kind, *wait, *start, *len);
+            let (req, sig) = crate::plan::mech::lock_request(
+                *mech,
+                f.n,
+                &f.path,
+                *kind,
+                *wait,
+                Span::new(*start, *len, *whence),
+            );
             (req, sig, Some(f.ino))
         }
         Op::Test {
@@ -158,8 +200,16 @@ pub(crate) fn lower(op: &Op, actor: &dyn ActorView) -> Result<Lowered, LowerErro
             mode,
             start,
             len,
+            whence,
         } => (
-            crate::plan::mech::test_request(*mech, fd_of(actor, fd)?.n, *mode, *start, *len),
+            crate::plan::mech::test_request(
+                *mech,
+                fd_of(actor, fd)?.n,
+                *mode,
+                *start,
+                *len,
+                *whence,
+            ),
             None,
             None,
         ),
@@ -168,25 +218,46 @@ pub(crate) fn lower(op: &Op, actor: &dyn ActorView) -> Result<Lowered, LowerErro
             data,
             offset,
             sync,
-        } => (
-            Request::Write {
-                fd: fd_of(actor, fd)?.n,
-                data: data.clone(),
-                offset: *offset,
-                sync: *sync,
-            },
-            None,
-            None,
-        ),
-        Op::Read { fd, len, offset } => (
-            Request::Read {
-                fd: fd_of(actor, fd)?.n,
-                len: *len,
-                offset: *offset,
-            },
-            None,
-            None,
-        ),
+            mapped,
+        } => {
+            let fd = fd_of(actor, fd)?.n;
+            let request = match (mapped, offset) {
+                (true, Some(o)) => Request::MappedWrite {
+                    fd,
+                    data: data.clone(),
+                    offset: *o,
+                    sync: *sync,
+                },
+                _ => Request::Write {
+                    fd,
+                    data: data.clone(),
+                    offset: *offset,
+                    sync: *sync,
+                },
+            };
+            (request, None, None)
+        }
+        Op::Read {
+            fd,
+            len,
+            offset,
+            mapped,
+        } => {
+            let fd = fd_of(actor, fd)?.n;
+            let request = match (mapped, offset) {
+                (true, Some(o)) => Request::MappedRead {
+                    fd,
+                    len: *len,
+                    offset: *o,
+                },
+                _ => Request::Read {
+                    fd,
+                    len: *len,
+                    offset: *offset,
+                },
+            };
+            (request, None, None)
+        }
         Op::Exit { code } => (Request::Exit { code: *code }, None, None),
         Op::Handle { signal, restart } => (
             Request::Handle {
@@ -210,6 +281,26 @@ pub(crate) fn lower(op: &Op, actor: &dyn ActorView) -> Result<Lowered, LowerErro
             None,
             None,
         ),
+        Op::Mkfifo { path } => (
+            Request::Mkfifo {
+                path: actor.path(path),
+            },
+            None,
+            None,
+        ),
+        Op::Truncate { path, len } => {
+            // A lease break makes truncate wait, as it does open.
+            let full = actor.path(path);
+            let ino = actor.open_ino(&full);
+            (
+                Request::Truncate {
+                    path: full,
+                    len: *len,
+                },
+                Some(truncate_signature()),
+                ino,
+            )
+        }
         Op::Symlink { target, path } => (
             Request::Symlink {
                 target: target.clone(),
@@ -236,6 +327,120 @@ pub(crate) fn lower(op: &Op, actor: &dyn ActorView) -> Result<Lowered, LowerErro
             None,
             None,
         ),
+        Op::Caught { signal, within } => (
+            Request::Caught {
+                signal: *signal as i32,
+                timeout_ms: within.as_millis() as u64,
+            },
+            None,
+            None,
+        ),
+        Op::Invalid { fd, mech, call } => {
+            let f = fd_of(actor, fd)?;
+            let (good, _) = crate::plan::mech::lock_request(
+                *mech,
+                f.n,
+                &f.path,
+                LockKind::Exclusive,
+                false,
+                Span::WHOLE,
+            );
+            (invalid_request(good, *call), None, None)
+        }
+        Op::ByteLocks {
+            fd,
+            mech,
+            kind,
+            count,
+        } => {
+            let f = fd_of(actor, fd)?;
+            let (lock, _) = crate::plan::mech::lock_request(
+                *mech,
+                f.n,
+                &f.path,
+                *kind,
+                false,
+                Span::new(0, 1, Whence::Set),
+            );
+            (
+                Request::ByteLocks {
+                    lock: Box::new(lock),
+                    count: *count,
+                },
+                None,
+                Some(f.ino),
+            )
+        }
+        Op::Hold { fd, mech, hold } => {
+            let f = fd_of(actor, fd)?;
+            let (lock, sig) = crate::plan::mech::lock_request(
+                *mech,
+                f.n,
+                &f.path,
+                LockKind::Exclusive,
+                true,
+                Span::WHOLE,
+            );
+            let (unlock, _) = crate::plan::mech::lock_request(
+                *mech,
+                f.n,
+                &f.path,
+                LockKind::Unlock,
+                false,
+                Span::WHOLE,
+            );
+            (
+                Request::Hold {
+                    lock: Box::new(lock),
+                    unlock: Box::new(unlock),
+                    hold_ms: hold.as_millis() as u64,
+                },
+                sig,
+                Some(f.ino),
+            )
+        }
+        Op::Records {
+            fd,
+            mech,
+            count,
+            size,
+            writers,
+        } => {
+            let f = fd_of(actor, fd)?;
+            let writer = writers
+                .iter()
+                .position(|w| w == actor.name())
+                .ok_or_else(|| LowerError(format!("{} is not one of the writers", actor.name())))?;
+            let (lock, _) = crate::plan::mech::lock_request(
+                *mech,
+                f.n,
+                &f.path,
+                LockKind::Exclusive,
+                true,
+                Span::new(0, i64::from(*size), Whence::Set),
+            );
+            let (unlock, _) = crate::plan::mech::lock_request(
+                *mech,
+                f.n,
+                &f.path,
+                LockKind::Unlock,
+                false,
+                Span::new(0, i64::from(*size), Whence::Set),
+            );
+            (
+                Request::Records {
+                    fd: f.n,
+                    lock: Box::new(lock),
+                    unlock: Box::new(unlock),
+                    count: *count,
+                    size: *size,
+                    writer: writer as u32,
+                    writers: writers.len() as u32,
+                },
+                None,
+                None,
+            )
+        }
         Op::Exec => (Request::Exec, None, None),
         Op::PidAlive { path } => (
             Request::PidAlive {
@@ -303,6 +508,7 @@ mod tests {
             wait,
             start: 10,
             len: 5,
+            whence: Whence::Set,
         }
     }
 
@@ -348,7 +554,8 @@ mod tests {
                     cmd,
                     l_type: libc::F_RDLCK as i16,
                     start: 10,
-                    len: 5
+                    len: 5,
+                    whence: 0
                 },
                 "{mech} wait {wait}"
             );
@@ -414,6 +621,7 @@ mod tests {
             l_type: l_type as i16,
             start: 0,
             len: 0,
+            whence: 0,
         };
         assert_eq!(
             lower(&op, &Fake).expect("lowers").request,

@@ -5,11 +5,33 @@
 use crate::actor::protocol::{Beneath, LockDesc, Request};
 use crate::actor::signature::{fcntl_cmd_name, Confirm, WaitSignature};
 use crate::plan::resolve::LockKind;
-use crate::spec::scenario::{LockMode, Mechanism};
+use crate::spec::scenario::{LockMode, Mechanism, Whence};
 
 /// The pid file a pidfile lock on `path` creates.
 pub(crate) fn pidfile_path(path: &Beneath) -> Beneath {
     path.with_rel(format!("{}.lock", path.rel))
+}
+
+/// A record lock's byte range: `start` counted from `whence`, `len` bytes
+/// (0: to the end of the file and beyond).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Span {
+    pub(crate) start: i64,
+    pub(crate) len: i64,
+    pub(crate) whence: Whence,
+}
+
+impl Span {
+    /// The whole file: from byte 0 to the end and beyond.
+    pub(crate) const WHOLE: Span = Span {
+        start: 0,
+        len: 0,
+        whence: Whence::Set,
+    };
+
+    pub(crate) fn new(start: i64, len: i64, whence: Whence) -> Span {
+        Span { start, len, whence }
+    }
 }
 
 /// The request for a lock/unlock step on descriptor `fd` (opened from `path`),
@@ -20,9 +42,9 @@ pub(crate) fn lock_request(
     path: &Beneath,
     kind: LockKind,
     wait: bool,
-    start: i64,
-    len: i64,
+    span: Span,
 ) -> (Request, Option<WaitSignature>) {
+    let Span { start, len, whence } = span;
     match mech {
         Mechanism::Flock => {
             let mut op = match kind {
@@ -70,6 +92,7 @@ pub(crate) fn lock_request(
                     l_type,
                     start,
                     len,
+                    whence: whence.l_whence(),
                 },
                 sig,
             )
@@ -110,6 +133,7 @@ pub(crate) fn test_request(
     mode: LockMode,
     start: i64,
     len: i64,
+    whence: Whence,
 ) -> Request {
     if mech == Mechanism::Lease {
         return Request::FcntlInt {
@@ -133,6 +157,7 @@ pub(crate) fn test_request(
         l_type,
         start,
         len,
+        whence: whence.l_whence(),
     }
 }
 
@@ -167,11 +192,17 @@ fn base(path: &Beneath) -> String {
         .unwrap_or_default()
 }
 
-fn range_text(start: i64, len: i64) -> String {
+fn range_text(start: i64, len: i64, whence: i16) -> String {
+    let origin = match i32::from(whence) {
+        libc::SEEK_SET => "",
+        libc::SEEK_CUR => "SEEK_CUR ",
+        libc::SEEK_END => "SEEK_END ",
+        _ => "l_whence ? ",
+    };
     if len == 0 {
-        format!("{start}..EOF")
+        format!("{origin}{start}..EOF")
     } else {
-        format!("{start}+{len}")
+        format!("{origin}{start}+{len}")
     }
 }
 
@@ -211,11 +242,12 @@ pub(crate) fn describe_request(req: &Request) -> String {
             l_type,
             start,
             len,
+            whence,
         } => format!(
             "fcntl({fd}, {}, {{{} {}}})",
             fcntl_cmd_name(*cmd),
             l_type_name(*l_type),
-            range_text(*start, *len)
+            range_text(*start, *len, *whence)
         ),
         Request::Write {
             fd,
@@ -258,6 +290,21 @@ pub(crate) fn describe_request(req: &Request) -> String {
         Request::Unlink { path } => format!("unlink(\"{}\")", base(path)),
         Request::Rename { from, to } => format!("rename(\"{}\", \"{}\")", base(from), base(to)),
         Request::Mkdir { path } => format!("mkdir(\"{}\")", base(path)),
+        Request::MappedWrite {
+            fd,
+            data,
+            offset,
+            sync,
+        } => format!(
+            "mmap({fd}, MAP_SHARED); write {} bytes at {offset}{}; munmap",
+            data.len(),
+            if *sync { "; msync(MS_SYNC)" } else { "" }
+        ),
+        Request::MappedRead { fd, len, offset } => {
+            format!("mmap({fd}, MAP_SHARED); read {len} bytes at {offset}; munmap")
+        }
+        Request::Mkfifo { path } => format!("mknod(\"{}\", S_IFIFO|0644)", base(path)),
+        Request::Truncate { path, len } => format!("truncate(\"{}\", {len})", base(path)),
         Request::Symlink { target, path } => {
             format!("symlink(\"{target}\", \"{}\")", base(path))
         }
@@ -270,6 +317,47 @@ pub(crate) fn describe_request(req: &Request) -> String {
         } => format!(
             "{times} × [{}; pread({fd}, {offset}); pwrite({fd}, {offset}); unlock]",
             describe_request(lock)
+        ),
+        Request::Caught { signal, timeout_ms } => {
+            format!("wait up to {timeout_ms} ms for signal {signal}")
+        }
+        Request::FcntlNull { fd, cmd } => {
+            format!("fcntl({fd}, {}, NULL)", fcntl_cmd_name(*cmd))
+        }
+        Request::ByteLocks { lock, count } => {
+            format!("{count} × [{} at byte 0, 2, 4, ...]", describe_request(lock))
+        }
+        Request::Hold {
+            lock,
+            unlock,
+            hold_ms,
+        } => format!(
+            "{}; hold {hold_ms} ms; {}",
+            describe_request(lock),
+            describe_request(unlock)
+        ),
+        Request::Records {
+            fd,
+            lock,
+            count,
+            size,
+            writer,
+            writers,
+            ..
+        } => format!(
+            "records {writer}, {writer}+{writers}, ... below {count}, each: [{} at record × {size}; pwrite({fd}, {size} bytes); unlock]",
+            describe_request(lock)
+        ),
+        Request::IoLoop {
+            fd,
+            chunk,
+            lock,
+            ..
+        } => format!(
+            "{}pwrite({fd}, {chunk} bytes) × N; fsync({fd}); pread × N",
+            lock.as_ref()
+                .map(|l| format!("{}; ", describe_request(l)))
+                .unwrap_or_default()
         ),
         Request::LockLoop {
             lock,
@@ -310,7 +398,7 @@ pub(crate) fn describe_lock(l: &LockDesc) -> String {
     format!(
         "{} {} pid {}",
         l_type_name(l.l_type),
-        range_text(l.start, l.len),
+        range_text(l.start, l.len, l.l_whence),
         l.pid
     )
 }
@@ -331,8 +419,7 @@ mod tests {
             &x_lock(),
             LockKind::Exclusive,
             false,
-            0,
-            0,
+            Span::WHOLE,
         );
         assert_eq!(
             r,
@@ -342,7 +429,14 @@ mod tests {
             }
         );
         assert!(s.is_none());
-        let (r, s) = lock_request(Mechanism::Ofd, 4, &x_lock(), LockKind::Shared, true, 10, 5);
+        let (r, s) = lock_request(
+            Mechanism::Ofd,
+            4,
+            &x_lock(),
+            LockKind::Shared,
+            true,
+            Span::new(10, 5, Whence::Set),
+        );
         assert_eq!(
             r,
             Request::Fcntl {
@@ -350,7 +444,8 @@ mod tests {
                 cmd: libc::F_OFD_SETLKW,
                 l_type: libc::F_RDLCK as i16,
                 start: 10,
-                len: 5
+                len: 5,
+                whence: 0
             }
         );
         assert_eq!(
@@ -372,8 +467,7 @@ mod tests {
             &x_lock(),
             LockKind::Unlock,
             false,
-            0,
-            0,
+            Span::WHOLE,
         );
         assert_eq!(describe_request(&r), "flock(3, LOCK_UN)");
         let (r, s) = lock_request(
@@ -382,8 +476,7 @@ mod tests {
             &x_lock(),
             LockKind::Exclusive,
             false,
-            0,
-            0,
+            Span::WHOLE,
         );
         assert_eq!(
             r,
@@ -399,8 +492,7 @@ mod tests {
             &x_lock(),
             LockKind::Shared,
             false,
-            0,
-            0,
+            Span::WHOLE,
         );
         assert_eq!(describe_request(&r), "fcntl(3, F_SETLEASE, F_RDLCK)");
     }

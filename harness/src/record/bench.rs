@@ -38,6 +38,11 @@ pub struct MechBench {
     /// /proc, that it waits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) blocked_seen: Option<Latency>,
+    /// Write and read rates of one process, without a lock and while it
+    /// holds an exclusive lock on the whole file (network filesystems may
+    /// stop caching a locked file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) io: Option<IoRates>,
     /// Each measurement that could not be made, and why (`hand-off: ...`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
@@ -49,6 +54,7 @@ impl MechBench {
         uncontended: Result<Latency, String>,
         handoff: Result<(Latency, Option<Latency>), String>,
         throughput: Result<Throughput, String>,
+        io: Result<IoRates, String>,
     ) -> MechBench {
         let mut problems = Vec::new();
         let mut keep = |what: &str, e: Option<String>| {
@@ -59,6 +65,7 @@ impl MechBench {
         keep("uncontended", uncontended.as_ref().err().cloned());
         keep("hand-off", handoff.as_ref().err().cloned());
         keep("throughput", throughput.as_ref().err().cloned());
+        keep("I/O", io.as_ref().err().cloned());
         let (handoff, blocked_seen) = match handoff {
             Ok((h, seen)) => (Some(h), seen),
             Err(_) => (None, None),
@@ -69,6 +76,7 @@ impl MechBench {
             handoff,
             throughput: throughput.ok(),
             blocked_seen,
+            io: io.ok(),
             problems,
         }
     }
@@ -110,6 +118,43 @@ pub(crate) struct Throughput {
     pub(crate) locks: u64,
     pub(crate) seconds: f64,
     pub(crate) locks_per_s: f64,
+}
+
+/// One process's I/O on the benchmark file: pwrite of fixed-size blocks
+/// for the time budget, then fsync, then pread of the same blocks; once
+/// without a lock, once holding an exclusive whole-file lock, both over
+/// blocks a first, unmeasured pass wrote. Rates in MiB/s.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub(crate) struct IoRates {
+    /// Bytes per write and read call.
+    pub(crate) block: u32,
+    pub(crate) unlocked: IoRate,
+    pub(crate) locked: IoRate,
+}
+
+/// Write (with the closing fsync) and read rates of one pass.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub(crate) struct IoRate {
+    pub(crate) bytes: u64,
+    pub(crate) write_mib_s: f64,
+    pub(crate) read_mib_s: f64,
+}
+
+impl IoRate {
+    pub(crate) fn of(bytes: u64, write_ns: u64, read_ns: u64) -> IoRate {
+        let rate = |ns: u64| {
+            if ns == 0 {
+                0.0
+            } else {
+                round3(bytes as f64 / (1 << 20) as f64 / (ns as f64 / 1e9))
+            }
+        };
+        IoRate {
+            bytes,
+            write_mib_s: rate(write_ns),
+            read_mib_s: rate(read_ns),
+        }
+    }
 }
 
 pub(crate) fn round3(x: f64) -> f64 {

@@ -28,6 +28,24 @@ pub fn markdown(b: &Bench) -> String {
             m.mechanism
         ));
     }
+    if b.results.iter().any(|m| m.io.is_some()) {
+        s.push_str(
+            "\n| mechanism | write, no lock | write, locked | read, no lock | read, locked |\n",
+        );
+        s.push_str("|---|---:|---:|---:|---:|\n");
+        for m in &b.results {
+            if let Some(io) = &m.io {
+                s.push_str(&format!(
+                    "| {} | {} | {} | {} | {} |\n",
+                    m.mechanism,
+                    mib_s(io.unlocked.write_mib_s),
+                    mib_s(io.locked.write_mib_s),
+                    mib_s(io.unlocked.read_mib_s),
+                    mib_s(io.locked.read_mib_s)
+                ));
+            }
+        }
+    }
     for m in &b.results {
         for p in &m.problems {
             s.push_str(&format!("\n- {}: {}", m.mechanism, p.replace('|', "\\|")));
@@ -37,6 +55,15 @@ pub fn markdown(b: &Bench) -> String {
         s.push('\n');
     }
     s
+}
+
+/// A rate in MiB/s for people: `812 MiB/s`, `3.4 MiB/s`.
+fn mib_s(x: f64) -> String {
+    if x >= 100.0 {
+        format!("{} MiB/s", group(x))
+    } else {
+        format!("{x:.1} MiB/s")
+    }
 }
 
 /// Microseconds for people: `3.2 µs`, `410 µs`, `12.5 ms`.

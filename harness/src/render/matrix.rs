@@ -1140,6 +1140,7 @@ mod tests {
                     locks_per_s: 1_000_000.0,
                 }),
                 blocked_seen: None,
+                io: None,
                 problems: vec!["hand-off: no".into()],
             }],
         });

@@ -12,6 +12,7 @@ const TABLE: &[(&str, i32)] = &[
     ("EAGAIN", libc::EAGAIN),
     ("ENOMEM", libc::ENOMEM),
     ("EACCES", libc::EACCES),
+    ("EFAULT", libc::EFAULT),
     ("EBUSY", libc::EBUSY),
     ("EEXIST", libc::EEXIST),
     ("EXDEV", libc::EXDEV),

@@ -240,6 +240,8 @@ pub enum Family {
     Leases,
     /// Crashed, hung and signalled lock holders.
     Faults,
+    /// Lock calls with invalid arguments, refused with the documented errors.
+    Arguments,
     /// Found by differential fuzzing (`lockcheck fuzz`).
     Fuzz,
 }
@@ -262,6 +264,7 @@ impl Family {
             Family::LockFiles => "lock-files",
             Family::Leases => "leases",
             Family::Faults => "faults",
+            Family::Arguments => "arguments",
             Family::Fuzz => "fuzz",
         }
     }
@@ -283,6 +286,7 @@ impl Family {
             Family::LockFiles => "Lock files",
             Family::Leases => "Leases",
             Family::Faults => "Faults",
+            Family::Arguments => "Argument errors",
             Family::Fuzz => "Found by fuzzing",
         }
     }
@@ -339,6 +343,49 @@ impl LockMode {
             LockMode::Shared => "shared",
         }
     }
+}
+
+/// Where a record lock's `start` counts from (`l_whence`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Hash, Default)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Whence {
+    /// SEEK_SET: from the beginning of the file (the default).
+    #[default]
+    Set,
+    /// SEEK_CUR: from the descriptor's current offset (moved by `read` and
+    /// `write` steps without an `offset`).
+    Cur,
+    /// SEEK_END: from the end of the file, as the calling client sees its size.
+    End,
+    /// A value that is none of the three (99): fcntl(2) must refuse it with EINVAL.
+    Invalid,
+}
+
+impl Whence {
+    /// The `l_whence` value.
+    pub(crate) fn l_whence(self) -> i16 {
+        (match self {
+            Whence::Set => libc::SEEK_SET,
+            Whence::Cur => libc::SEEK_CUR,
+            Whence::End => libc::SEEK_END,
+            Whence::Invalid => 99,
+        }) as i16
+    }
+}
+
+/// A lock call made wrong on purpose, for an `invalid` step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum InvalidCall {
+    /// The mechanism's lock call on descriptor -1 (EBADF).
+    ClosedDescriptor,
+    /// fcntl(2) lock commands with a NULL `struct flock *` (EFAULT); record locks only.
+    NullPointer,
+    /// An fcntl(2) command that does not exist, or a flock(2) operation that
+    /// is not LOCK_SH, LOCK_EX or LOCK_UN (LOCK_SH|LOCK_EX) (EINVAL).
+    BadCommand,
+    /// A `struct flock` whose `l_type` is none of F_RDLCK, F_WRLCK, F_UNLCK (EINVAL); record locks only.
+    BadType,
 }
 
 /// A lease as F_GETLEASE reports it.
@@ -603,6 +650,8 @@ impl Step {
             Step::Open(o) => &mut o.path,
             Step::Unlink(u) => &mut u.path,
             Step::Mkdir(m) => &mut m.path,
+            Step::Truncate(t) => &mut t.path,
+            Step::Mkfifo(m) => &mut m.path,
             _ => return self,
         };
         if path.value.contains(ROUND) {
@@ -856,6 +905,11 @@ step_struct!(
         /// Length of the range; 0 (the default) means to end of file and beyond.
         #[serde(default)]
         len: Option<Located<i64>>,
+        /// Where `start` counts from: `set` (the default, the beginning of
+        /// the file), `cur` (the descriptor's offset), `end` (the end of the
+        /// file), or `invalid` (must fail with EINVAL).
+        #[serde(default)]
+        whence: Option<Located<Whence>>,
         /// Use this mechanism for this step instead of the trial's.
         #[serde(default)]
         mechanism: Option<Located<Mechanism>>,
@@ -874,6 +928,11 @@ step_struct!(
         /// Length of the range; 0 (the default) means to end of file and beyond.
         #[serde(default)]
         len: Option<Located<i64>>,
+        /// Where `start` counts from: `set` (the default, the beginning of
+        /// the file), `cur` (the descriptor's offset), `end` (the end of the
+        /// file), or `invalid` (must fail with EINVAL).
+        #[serde(default)]
+        whence: Option<Located<Whence>>,
         /// Use this mechanism for this step instead of the trial's.
         #[serde(default)]
         mechanism: Option<Located<Mechanism>>,
@@ -895,6 +954,11 @@ step_struct!(
         /// Length of the range; 0 (the default) means to end of file and beyond.
         #[serde(default)]
         len: Option<Located<i64>>,
+        /// Where `start` counts from: `set` (the default, the beginning of
+        /// the file), `cur` (the descriptor's offset), `end` (the end of the
+        /// file), or `invalid` (must fail with EINVAL).
+        #[serde(default)]
+        whence: Option<Located<Whence>>,
         /// Use this mechanism for this step instead of the trial's.
         #[serde(default)]
         mechanism: Option<Located<Mechanism>>,
@@ -916,6 +980,11 @@ step_struct!(
         /// server); errors of write-back, such as a lost lock's EIO, show here.
         #[serde(default)]
         sync: bool,
+        /// Write through a shared mmap(2) of the file instead (needs
+        /// `offset`; the file must already reach past the bytes written);
+        /// with `sync`, msync(2) then.
+        #[serde(default)]
+        mapped: bool,
     }
 );
 
@@ -930,6 +999,9 @@ step_struct!(
         /// Read at this offset (pread) instead of the current position.
         #[serde(default)]
         offset: Option<Located<u64>>,
+        /// Read through a shared mmap(2) of the file instead (needs `offset`).
+        #[serde(default)]
+        mapped: bool,
     }
 );
 
@@ -996,6 +1068,25 @@ step_struct!(
     /// refused).
     SymlinkStep {
         target: Located<String>,
+        path: Located<String>,
+    }
+);
+
+step_struct!(
+    /// Set a file's length by its path (truncate(2)), relative to the
+    /// scratch directory: like an open for writing, it waits while a lease
+    /// on the file is broken.
+    TruncateStep {
+        path: Located<String>,
+        /// The new length in bytes (default 0).
+        #[serde(default)]
+        len: u64,
+    }
+);
+
+step_struct!(
+    /// Create a FIFO (mkfifo(3), mknod(2) with S_IFIFO), path relative to the scratch directory.
+    MkfifoStep {
         path: Located<String>,
     }
 );
@@ -1212,6 +1303,78 @@ step_struct!(
     }
 );
 
+step_struct!(
+    /// Interleaved record writers: the step's actors (at once) write `count`
+    /// records of `size` bytes, actor k of n the records k, k + n, k + 2n,
+    /// ..., each with pwrite(2) under an exclusive waiting lock of its own
+    /// byte range (a whole-file lock for flock). Check the file with a
+    /// `read` expecting `{records: {count, size, writers}}`.
+    RecordsStep {
+        /// The descriptor (default: the actor's only one).
+        #[serde(default)]
+        fd: Option<Located<String>>,
+        /// How many records in all.
+        count: Located<u32>,
+        /// Bytes per record (16 to 4096).
+        size: Located<u32>,
+    }
+);
+
+step_struct!(
+    /// Wait for an exclusive lock, hold it for `for`, release it: with
+    /// several actors queued behind a holder, each must get its turn
+    /// (`expect: blocks`, then `await` them all).
+    HoldStep {
+        /// The descriptor (default: the actor's only one).
+        #[serde(default)]
+        fd: Option<Located<String>>,
+        /// How long to hold the lock once granted (default 100ms).
+        #[serde(default, rename = "for")]
+        for_: Option<Located<Dur>>,
+    }
+);
+
+step_struct!(
+    /// Many one-byte record locks: `count` of them, on bytes 0, 2, 4, ...
+    /// (apart, so that they cannot merge), each tried, not waited for.
+    ByteLocksStep {
+        /// The descriptor (default: the actor's only one).
+        #[serde(default)]
+        fd: Option<Located<String>>,
+        /// How many locks (1 to 100000).
+        count: Located<u32>,
+        /// `exclusive` (default) or `shared`.
+        #[serde(default)]
+        mode: Option<Located<LockMode>>,
+    }
+);
+
+step_struct!(
+    /// A lock call made wrong on purpose (`call`), which must be refused
+    /// with the error its man page documents (give it in `expect`).
+    InvalidStep {
+        /// The descriptor (default: the actor's only one; unused by `closed-descriptor`).
+        #[serde(default)]
+        fd: Option<Located<String>>,
+        /// What is wrong with the call.
+        call: Located<InvalidCall>,
+    }
+);
+
+step_struct!(
+    /// Whether the actor's process received a signal (SIGIO, which a lease
+    /// break sends the lease holder, or one it has a `handle` for) since it
+    /// last asked: `ok` once one has arrived (waiting up to `within` for it),
+    /// ETIMEDOUT if none came.
+    CaughtStep {
+        /// The signal: `IO` (SIGIO), or one the actor handles.
+        signal: Located<String>,
+        /// How long to wait for it (default 2s).
+        #[serde(default)]
+        within: Option<Located<Dur>>,
+    }
+);
+
 /// One step: exactly one operation, its fields nested under it.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -1231,6 +1394,8 @@ pub(crate) enum Step {
     Unlink(UnlinkStep),
     Rename(RenameStep),
     Mkdir(MkdirStep),
+    Truncate(TruncateStep),
+    Mkfifo(MkfifoStep),
     Symlink(SymlinkStep),
     Signal(SignalStep),
     Handle(HandleStep),
@@ -1238,6 +1403,11 @@ pub(crate) enum Step {
     Thread(ThreadStep),
     Listed(ListedStep),
     Counter(CounterStep),
+    Records(RecordsStep),
+    Hold(HoldStep),
+    ByteLocks(ByteLocksStep),
+    Invalid(InvalidStep),
+    Caught(CaughtStep),
     Stop(StopStep),
     Continue(ContinueStep),
     CloseAll(CloseAllStep),
@@ -1274,6 +1444,8 @@ impl Step {
             Step::Unlink(_) => "unlink",
             Step::Rename(_) => "rename",
             Step::Mkdir(_) => "mkdir",
+            Step::Truncate(_) => "truncate",
+            Step::Mkfifo(_) => "mkfifo",
             Step::Symlink(_) => "symlink",
             Step::Signal(_) => "signal",
             Step::Handle(_) => "handle",
@@ -1281,6 +1453,11 @@ impl Step {
             Step::Thread(_) => "thread",
             Step::Listed(_) => "listed",
             Step::Counter(_) => "counter",
+            Step::Records(_) => "records",
+            Step::Hold(_) => "hold",
+            Step::ByteLocks(_) => "byte-locks",
+            Step::Invalid(_) => "invalid",
+            Step::Caught(_) => "caught",
             Step::Stop(_) => "stop",
             Step::Continue(_) => "continue",
             Step::CloseAll(_) => "close-all",
@@ -1311,6 +1488,8 @@ impl Step {
             Step::Unlink(s) => s.common(),
             Step::Rename(s) => s.common(),
             Step::Mkdir(s) => s.common(),
+            Step::Truncate(s) => s.common(),
+            Step::Mkfifo(s) => s.common(),
             Step::Symlink(s) => s.common(),
             Step::Signal(s) => s.common(),
             Step::Handle(s) => s.common(),
@@ -1318,6 +1497,11 @@ impl Step {
             Step::Thread(s) => s.common(),
             Step::Listed(s) => s.common(),
             Step::Counter(s) => s.common(),
+            Step::Records(s) => s.common(),
+            Step::Hold(s) => s.common(),
+            Step::ByteLocks(s) => s.common(),
+            Step::Invalid(s) => s.common(),
+            Step::Caught(s) => s.common(),
             Step::Stop(s) => s.common(),
             Step::Continue(s) => s.common(),
             Step::CloseAll(s) => s.common(),
@@ -1408,6 +1592,19 @@ pub(crate) struct HolderSpec {
     pub(crate) pid: Option<PidSpec>,
 }
 
+/// The file a `records` step leaves behind: `count` records of `size`
+/// bytes, record j written by writer j mod `writers`.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RecordsSpec {
+    /// How many records.
+    pub(crate) count: u32,
+    /// Bytes per record.
+    pub(crate) size: u32,
+    /// How many actors wrote them (the `records` step's actors).
+    pub(crate) writers: u32,
+}
+
 /// What a step must observe.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Expect {
@@ -1425,6 +1622,8 @@ pub(crate) enum Expect {
     Holder(HolderSpec),
     /// `read`: these bytes.
     Data(String),
+    /// `read`: every record a `records` step wrote, intact.
+    Records(RecordsSpec),
     /// `test` with mechanism lease: F_GETLEASE reports this lease.
     Lease(LeaseMode),
     /// Anything; the outcome is recorded, not judged.
@@ -1441,7 +1640,7 @@ pub(crate) enum Expect {
 }
 
 const EXPECT_KEYS: &str =
-    "holder, data, leased, one-of, winners, others, flock, posix, ofd, lease, pidfile, lockfile";
+    "holder, data, records, leased, one-of, winners, others, flock, posix, ofd, lease, pidfile, lockfile";
 
 impl<'de> Deserialize<'de> for Expect {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -1469,6 +1668,7 @@ impl<'de> Deserialize<'de> for Expect {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Expect, A::Error> {
                 let mut holder = None;
                 let mut data = None;
+                let mut records = None;
                 let mut lease_mode = None;
                 let mut one_of = None;
                 let mut winners = None;
@@ -1478,6 +1678,7 @@ impl<'de> Deserialize<'de> for Expect {
                     match key.as_str() {
                         "holder" => holder = Some(map.next_value::<HolderSpec>()?),
                         "data" => data = Some(map.next_value::<String>()?),
+                        "records" => records = Some(map.next_value::<RecordsSpec>()?),
                         "leased" => lease_mode = Some(map.next_value::<LeaseMode>()?),
                         "one-of" => one_of = Some(map.next_value::<Vec<Located<Expect>>>()?),
                         "winners" => winners = Some(map.next_value::<u32>()?),
@@ -1497,6 +1698,7 @@ impl<'de> Deserialize<'de> for Expect {
                 let forms = [
                     holder.is_some(),
                     data.is_some(),
+                    records.is_some(),
                     lease_mode.is_some(),
                     one_of.is_some(),
                     winners.is_some() || others.is_some(),
@@ -1504,7 +1706,7 @@ impl<'de> Deserialize<'de> for Expect {
                 ];
                 if forms.iter().filter(|f| **f).count() != 1 {
                     return Err(de::Error::custom(format!(
-                        "an expectation map has exactly one form: holder, data, leased, one-of, winners+others, or per-mechanism keys; keys were mixed or missing (expected one of {EXPECT_KEYS})"
+                        "an expectation map has exactly one form: holder, data, records, leased, one-of, winners+others, or per-mechanism keys; keys were mixed or missing (expected one of {EXPECT_KEYS})"
                     )));
                 }
                 if let Some(h) = holder {
@@ -1512,6 +1714,9 @@ impl<'de> Deserialize<'de> for Expect {
                 }
                 if let Some(d) = data {
                     return Ok(Expect::Data(d));
+                }
+                if let Some(r) = records {
+                    return Ok(Expect::Records(r));
                 }
                 if let Some(l) = lease_mode {
                     return Ok(Expect::Lease(l));
@@ -1546,6 +1751,7 @@ impl JsonSchema for Expect {
     }
     fn json_schema(generator: &mut SchemaGenerator) -> Schema {
         let holder = generator.subschema_for::<HolderSpec>();
+        let records = generator.subschema_for::<RecordsSpec>();
         let me = generator.subschema_for::<Expect>();
         let errnos = crate::spec::errno::known_names();
         json_schema!({
@@ -1555,6 +1761,7 @@ impl JsonSchema for Expect {
                 {"type": "string", "enum": errnos, "description": "This errno."},
                 {"type": "object", "properties": {"holder": holder}, "required": ["holder"], "additionalProperties": false},
                 {"type": "object", "properties": {"data": {"type": "string"}}, "required": ["data"], "additionalProperties": false},
+                {"type": "object", "properties": {"records": records}, "required": ["records"], "additionalProperties": false},
                 {"type": "object", "properties": {"leased": {"type": "string", "enum": ["none", "read", "write"]}}, "required": ["leased"], "additionalProperties": false},
                 {"type": "object", "properties": {"one-of": {"type": "array", "items": me, "minItems": 1}}, "required": ["one-of"], "additionalProperties": false},
                 {"type": "object", "properties": {"winners": {"type": "integer", "minimum": 0}, "others": me}, "required": ["winners", "others"], "additionalProperties": false},

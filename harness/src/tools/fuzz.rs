@@ -369,7 +369,7 @@ fn normalize(obs: &Observed, pids: &[Option<i32>], names: &[String]) -> String {
                 "conflict".into()
             }
             Outcome::Failed { errno } => crate::spec::errno::name(*errno),
-            Outcome::Lock { lock } => {
+            Outcome::Lock { lock, .. } => {
                 if i32::from(lock.l_type) == libc::F_UNLCK {
                     return "unlocked".into();
                 }
@@ -439,6 +439,7 @@ fn planned(prog: &Program, number: usize, op: &FOp) -> PlannedStep {
                 wait: *wait,
                 start: *start,
                 len: *len,
+                whence: crate::spec::scenario::Whence::Set,
             },
             Expectation::Any,
         ),
@@ -454,6 +455,7 @@ fn planned(prog: &Program, number: usize, op: &FOp) -> PlannedStep {
                 mode: *mode,
                 start: *start,
                 len: *len,
+                whence: crate::spec::scenario::Whence::Set,
             },
             Expectation::Any,
         ),
@@ -841,7 +843,7 @@ fn expect_yaml(
     match obs {
         Observed::Blocked(_) => Some("blocks".into()),
         Observed::Returned(Outcome::Failed { errno: e }) => Some(errno(*e)),
-        Observed::Returned(Outcome::Lock { lock }) => {
+        Observed::Returned(Outcome::Lock { lock, .. }) => {
             if i32::from(lock.l_type) == libc::F_UNLCK {
                 return Some("unlocked".into());
             }

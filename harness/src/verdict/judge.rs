@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use crate::actor::observe::Evidence;
-use crate::actor::protocol::{LockDesc, Outcome};
+use crate::actor::protocol::{record_text, LockDesc, Outcome};
 use crate::plan::mech::describe_lock;
 use crate::plan::resolve::{Expectation, PidExpect};
 use crate::spec::errno;
-use crate::spec::scenario::LockMode;
+use crate::spec::scenario::{LockMode, RecordsSpec};
 
 /// What happened when a step ran, for one actor.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,6 +67,76 @@ fn lock_matches(
     mode_ok && pid_ok && start.is_none_or(|s| s == l.start) && len.is_none_or(|n| n == l.len)
 }
 
+/// F_GETLK found no conflict: fcntl(2) "returns F_UNLCK in the l_type
+/// field of lock and leaves the other fields of the structure unchanged".
+fn kept_fields(got: &LockDesc, asked: &LockDesc) -> bool {
+    (got.l_whence, got.start, got.len, got.pid)
+        == (asked.l_whence, asked.start, asked.len, asked.pid)
+}
+
+/// The file a `records` step should have left.
+fn expected_records(r: &RecordsSpec) -> String {
+    (0..r.count)
+        .map(|j| record_text(j, j % r.writers.max(1), r.size))
+        .collect()
+}
+
+/// The records of `data` that are not what their writer wrote.
+fn lost_records(r: &RecordsSpec, data: &str) -> Vec<u32> {
+    let bytes = data.as_bytes();
+    let size = r.size as usize;
+    (0..r.count)
+        .filter(|&j| {
+            let want = record_text(j, j % r.writers.max(1), r.size);
+            let at = j as usize * size;
+            bytes.get(at..at + size) != Some(want.as_bytes())
+        })
+        .collect()
+}
+
+/// A `records` file, against what it should be: which records are wrong,
+/// and what the first of them holds.
+fn describe_records(r: &RecordsSpec, data: &str) -> String {
+    let lost = lost_records(r, data);
+    let size = r.size as usize;
+    let Some(&first) = lost.first() else {
+        return format!(
+            "all {} records intact ({} bytes, {} expected)",
+            r.count,
+            data.len(),
+            expected_records(r).len()
+        );
+    };
+    let at = first as usize * size;
+    let got: String = data
+        .get(at..(at + size).min(data.len()))
+        .unwrap_or("")
+        .chars()
+        .take(24)
+        .collect();
+    let shown: Vec<String> = lost.iter().take(8).map(|j| j.to_string()).collect();
+    format!(
+        "{} of {} records wrong or missing (records {}{}); record {first} (writer {}) holds {got:?}, should start {:?}",
+        lost.len(),
+        r.count,
+        shown.join(", "),
+        if lost.len() > 8 { ", ..." } else { "" },
+        first % r.writers.max(1),
+        record_text(first, first % r.writers.max(1), r.size).chars().take(24).collect::<String>()
+    )
+}
+
+/// The observation in words, where the expectation gives a better view of
+/// it than the bare outcome (a `records` file: which records are wrong).
+pub(crate) fn describe_observed_for(exp: &Expectation, obs: &Observed) -> String {
+    match (exp, obs) {
+        (Expectation::Records(r), Observed::Returned(Outcome::Data { data })) => {
+            describe_records(r, data)
+        }
+        _ => describe_observed(obs),
+    }
+}
+
 /// Whether one observation satisfies one expectation.
 pub(crate) fn satisfies(exp: &Expectation, obs: &Observed, actors: &Actors<'_>) -> bool {
     use Expectation as E;
@@ -85,8 +155,8 @@ pub(crate) fn satisfies(exp: &Expectation, obs: &Observed, actors: &Actors<'_>) 
             *l_type == mode.l_type()
         }
         (E::Errno { value, .. }, Observed::Returned(Outcome::Failed { errno })) => errno == value,
-        (E::Unlocked, Observed::Returned(Outcome::Lock { lock })) => {
-            i32::from(lock.l_type) == libc::F_UNLCK
+        (E::Unlocked, Observed::Returned(Outcome::Lock { lock, asked })) => {
+            i32::from(lock.l_type) == libc::F_UNLCK && asked.is_none_or(|a| kept_fields(lock, &a))
         }
         (
             E::Holder {
@@ -95,9 +165,12 @@ pub(crate) fn satisfies(exp: &Expectation, obs: &Observed, actors: &Actors<'_>) 
                 len,
                 pid,
             },
-            Observed::Returned(Outcome::Lock { lock }),
+            Observed::Returned(Outcome::Lock { lock, .. }),
         ) => lock_matches(lock, *mode, *start, *len, pid, actors),
         (E::Data(d), Observed::Returned(Outcome::Data { data })) => d == data,
+        (E::Records(r), Observed::Returned(Outcome::Data { data })) => {
+            lost_records(r, data).is_empty() && data.len() == expected_records(r).len()
+        }
         _ => false,
     }
 }
@@ -158,7 +231,7 @@ pub(crate) fn only_refused(exp: &Expectation, obs: &[Observed], actors: &Actors<
         Observed::Returned(Outcome::Failed { errno }) => {
             granted && matches!(*errno, libc::EAGAIN | libc::EACCES | libc::EDEADLK)
         }
-        Observed::Returned(Outcome::Lock { lock }) => {
+        Observed::Returned(Outcome::Lock { lock, .. }) => {
             matches!(exp, Expectation::Unlocked) && i32::from(lock.l_type) != libc::F_UNLCK
         }
         _ => false,
@@ -301,6 +374,10 @@ pub(crate) fn describe_expectation(exp: &Expectation, actors: &Actors<'_>) -> St
             s
         }
         E::Data(d) => format!("data {d:?}"),
+        E::Records(r) => format!(
+            "all {} records of {} bytes, interleaved among {} writers",
+            r.count, r.size, r.writers
+        ),
         E::Any => "anything (recorded)".into(),
         E::OneOf(list) => list
             .iter()
@@ -325,6 +402,7 @@ pub(crate) fn describe_observed(obs: &Observed) -> String {
                 format!("{} ({text})", errno::name(*e))
             }
             Outcome::Samples { ns } => format!("{} rounds timed", ns.len()),
+            Outcome::Io { bytes, .. } => format!("{bytes} bytes written and read"),
             Outcome::Done { ret } => {
                 if *ret == 0 {
                     "ok".into()
@@ -333,7 +411,17 @@ pub(crate) fn describe_observed(obs: &Observed) -> String {
                 }
             }
             Outcome::Opened { fd, .. } => format!("ok (fd {fd})"),
-            Outcome::Lock { lock } => describe_lock(lock),
+            Outcome::Lock { lock, asked } => match asked {
+                Some(a)
+                    if i32::from(lock.l_type) == libc::F_UNLCK && !kept_fields(lock, a) =>
+                {
+                    format!(
+                        "F_UNLCK, but the other fields changed: asked l_whence {} start {} len {} pid {}, got l_whence {} start {} len {} pid {}",
+                        a.l_whence, a.start, a.len, a.pid, lock.l_whence, lock.start, lock.len, lock.pid
+                    )
+                }
+                _ => describe_lock(lock),
+            },
             Outcome::Data { data } => format!("data {data:?}"),
             Outcome::Forked { pid } => format!("ok (child pid {pid})"),
             Outcome::Threaded { tid } => format!("ok (thread {tid})"),
@@ -409,6 +497,7 @@ mod tests {
                     len: 0,
                     pid: 100,
                 },
+                asked: None,
             })
         };
         // Granting was expected: a refusal or a wait got less.
@@ -588,24 +677,72 @@ mod tests {
             len: Some(0),
             pid: PidExpect::Actor(1),
         };
-        assert!(satisfies(&exp, &ret(Outcome::Lock { lock }), &a));
+        assert!(satisfies(
+            &exp,
+            &ret(Outcome::Lock { lock, asked: None }),
+            &a
+        ));
         let wrong_pid = Expectation::Holder {
             mode: None,
             start: None,
             len: None,
             pid: PidExpect::Actor(0),
         };
-        assert!(!satisfies(&wrong_pid, &ret(Outcome::Lock { lock }), &a));
+        assert!(!satisfies(
+            &wrong_pid,
+            &ret(Outcome::Lock { lock, asked: None }),
+            &a
+        ));
         let unl = LockDesc {
             l_type: libc::F_UNLCK as i16,
             ..lock
         };
         assert!(satisfies(
             &Expectation::Unlocked,
-            &ret(Outcome::Lock { lock: unl }),
+            &ret(Outcome::Lock {
+                lock: unl,
+                asked: None
+            }),
             &a
         ));
-        assert!(!satisfies(&exp, &ret(Outcome::Lock { lock: unl }), &a));
+        assert!(!satisfies(
+            &exp,
+            &ret(Outcome::Lock {
+                lock: unl,
+                asked: None
+            }),
+            &a
+        ));
+        // No conflict: only l_type may change (fcntl(2)).
+        let asked = LockDesc {
+            l_type: libc::F_WRLCK as i16,
+            l_whence: libc::SEEK_CUR as i16,
+            start: -3,
+            len: 2,
+            pid: 0,
+        };
+        let kept = LockDesc {
+            l_type: libc::F_UNLCK as i16,
+            ..asked
+        };
+        let kept = ret(Outcome::Lock {
+            lock: kept,
+            asked: Some(asked),
+        });
+        assert!(satisfies(&Expectation::Unlocked, &kept, &a));
+        let moved = Observed::Returned(Outcome::Lock {
+            lock: LockDesc {
+                l_type: libc::F_UNLCK as i16,
+                l_whence: 0,
+                start: 7,
+                len: 2,
+                pid: 0,
+            },
+            asked: Some(asked),
+        });
+        assert!(!satisfies(&Expectation::Unlocked, &moved, &a));
+        let said = describe_observed(&moved);
+        assert!(said.contains("the other fields changed"), "{said}");
         assert!(describe_expectation(&exp, &a).contains("pid 200 (b)"));
         // Right lock, wrong owner: a reporting error only.
         let ofd = Expectation::Holder {
@@ -614,7 +751,11 @@ mod tests {
             len: Some(0),
             pid: PidExpect::Raw(-1),
         };
-        assert!(only_owner_differs(&ofd, &[ret(Outcome::Lock { lock })], &a));
+        assert!(only_owner_differs(
+            &ofd,
+            &[ret(Outcome::Lock { lock, asked: None })],
+            &a
+        ));
         // Wrong range as well, or no lock at all: not only the owner.
         let narrow = Expectation::Holder {
             mode: Some(LockMode::Exclusive),
@@ -624,14 +765,51 @@ mod tests {
         };
         assert!(!only_owner_differs(
             &narrow,
-            &[ret(Outcome::Lock { lock })],
+            &[ret(Outcome::Lock { lock, asked: None })],
             &a
         ));
         assert!(!only_owner_differs(
             &ofd,
-            &[ret(Outcome::Lock { lock: unl })],
+            &[ret(Outcome::Lock {
+                lock: unl,
+                asked: None
+            })],
             &a
         ));
+    }
+
+    #[test]
+    fn records_are_checked_one_by_one() {
+        let (n, p) = actors();
+        let a = Actors {
+            names: &n,
+            pids: &p,
+        };
+        let spec = RecordsSpec {
+            count: 10,
+            size: 20,
+            writers: 2,
+        };
+        let exp = Expectation::Records(spec);
+        let good = expected_records(&spec);
+        assert_eq!(good.len(), 200);
+        assert!(good.starts_with("0:000000 aaaaaaaaaa"));
+        assert_eq!(&good[20..29], "1:000001 ");
+        let data = |d: &str| ret(Outcome::Data { data: d.into() });
+        assert!(satisfies(&exp, &data(&good), &a));
+        // Record 3 (writer 1) lost: zeros where it should be.
+        let mut lost = good.clone();
+        lost.replace_range(60..80, &"\0".repeat(20));
+        assert!(!satisfies(&exp, &data(&lost), &a));
+        let said = describe_observed_for(&exp, &data(&lost));
+        assert!(
+            said.starts_with("1 of 10 records wrong or missing (records 3)"),
+            "{said}"
+        );
+        assert!(said.contains("record 3 (writer 1)"), "{said}");
+        // Short files lose the tail.
+        assert!(!satisfies(&exp, &data(&good[..180]), &a));
+        assert!(describe_observed_for(&exp, &data(&good)).starts_with("all 10 records intact"));
     }
 
     #[test]

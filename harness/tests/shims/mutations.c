@@ -20,6 +20,13 @@
  *   flock-as-posix    flock() is emulated with whole-file POSIX locks (as NFS does)
  *   ofd-as-posix      F_OFD_* commands become the process-owned F_* commands
  *   getlk-pid-zero    F_GETLK / F_OFD_GETLK report pid 0 for a conflicting lock
+ *   whence-ignored    record locks and tests count l_start from the start of
+ *                     the file whatever l_whence says (SEEK_CUR, SEEK_END)
+ *   getlk-free-reset  F_GETLK / F_OFD_GETLK finding no conflict also reset
+ *                     l_whence, l_start and l_len (to SEEK_SET, 0, 0)
+ *   errors-hidden     flock() and fcntl() calls that fail with EBADF, EINVAL
+ *                     or EFAULT (on a file under the directory, or on a
+ *                     descriptor that is not open) report success
  *   excl-ignored      O_EXCL is dropped from open()
  *   lease-noop        F_SETLEASE succeeds without a lease
  *   setlkw-giveup     a waiting lock waits (really, in the kernel) for at most
@@ -71,6 +78,9 @@ enum mode {
     FLOCK_AS_POSIX,
     OFD_AS_POSIX,
     GETLK_PID_ZERO,
+    WHENCE_IGNORED,
+    GETLK_FREE_RESET,
+    ERRORS_HIDDEN,
     EXCL_IGNORED,
     LEASE_NOOP,
     SETLKW_GIVEUP,
@@ -83,7 +93,8 @@ enum mode {
 static const char *names[] = {
     "", "flock-noop", "setlkw-nowait", "setlk-noop", "ranges-whole-file",
     "open-rdwr", "edeadlk-eagain", "close-keeps-locks", "flock-as-posix",
-    "ofd-as-posix", "getlk-pid-zero", "excl-ignored", "lease-noop",
+    "ofd-as-posix", "getlk-pid-zero", "whence-ignored", "getlk-free-reset",
+    "errors-hidden", "excl-ignored", "lease-noop",
     "setlkw-giveup", "conflict-eacces", "rare-double-grant", "crash-on-unlock",
     "garble-on-unlock",
 };
@@ -260,11 +271,23 @@ static int is_getlk(int cmd)
     return cmd == F_GETLK || cmd == F_OFD_GETLK;
 }
 
+/* errors-hidden: an argument error reported as success. */
+static int hide_errors(int r)
+{
+    if (r < 0 && (errno == EBADF || errno == EINVAL || errno == EFAULT))
+        return 0;
+    return r;
+}
+
 static int mutated_fcntl(int fd, int cmd, void *arg)
 {
+    if (mode == ERRORS_HIDDEN && (fd < 0 || fd_in_dir(fd)))
+        return hide_errors(real_fcntl(fd, cmd, arg));
     if (mode == NONE || !fd_in_dir(fd))
         return real_fcntl(fd, cmd, arg);
     struct flock *fl = arg;
+    if (fl == NULL && (is_setlk(cmd) || is_getlk(cmd)))
+        return real_fcntl(fd, cmd, arg); /* the kernel says EFAULT */
     switch (mode) {
     case SETLKW_NOWAIT:
         if (cmd == F_SETLKW)
@@ -301,6 +324,20 @@ static int mutated_fcntl(int fd, int cmd, void *arg)
         int r = real_fcntl(fd, cmd, arg);
         if (r == 0 && is_getlk(cmd) && fl->l_type != F_UNLCK)
             fl->l_pid = 0;
+        return r;
+    }
+    case WHENCE_IGNORED:
+        if ((is_setlk(cmd) || is_getlk(cmd))
+            && (fl->l_whence == SEEK_CUR || fl->l_whence == SEEK_END))
+            fl->l_whence = SEEK_SET;
+        break;
+    case GETLK_FREE_RESET: {
+        int r = real_fcntl(fd, cmd, arg);
+        if (r == 0 && is_getlk(cmd) && fl->l_type == F_UNLCK) {
+            fl->l_whence = SEEK_SET;
+            fl->l_start = 0;
+            fl->l_len = 0;
+        }
         return r;
     }
     case LEASE_NOOP:
@@ -359,6 +396,8 @@ int fcntl64(int fd, int cmd, ...)
 
 int flock(int fd, int op)
 {
+    if (mode == ERRORS_HIDDEN && (fd < 0 || fd_in_dir(fd)))
+        return hide_errors(real_flock(fd, op));
     if (mode == NONE || !fd_in_dir(fd))
         return real_flock(fd, op);
     if (mode == CRASH_ON_UNLOCK && (op & ~LOCK_NB) == LOCK_UN) {

@@ -299,7 +299,10 @@ impl Driver<'_> {
         };
         let verdict = judge::judge(&step.expect, observed, &who);
         let step_actors: Vec<String> = step.actors.iter().map(|&i| names[i].clone()).collect();
-        let observed_text: Vec<String> = observed.iter().map(judge::describe_observed).collect();
+        let observed_text: Vec<String> = observed
+            .iter()
+            .map(|o| judge::describe_observed_for(&step.expect, o))
+            .collect();
         let observed_joined = if step_actors.len() == 1 {
             observed_text.join("")
         } else {

@@ -71,20 +71,28 @@ impl Resolver<'_> {
             .with_hint(hint))
     }
 
+    /// What a step of the scenario's own mechanism needs from it.
+    pub(super) fn require(&self, pos: Pos, what: &str, ok: bool) -> Result<(), ScenarioError> {
+        self.check_capability(self.mech, None, pos, what, ok)
+    }
+
     pub(super) fn range(
         &self,
         mech: Mechanism,
         start: Option<&Located<i64>>,
         len: Option<&Located<i64>>,
+        whence: Option<&Located<Whence>>,
         explicit: Option<&Located<Mechanism>>,
-    ) -> Result<(i64, i64), ScenarioError> {
+    ) -> Result<(i64, i64, Whence), ScenarioError> {
         let s = start.map(|l| l.value).unwrap_or(0);
         let l = len.map(|l| l.value).unwrap_or(0);
-        if !mech.has_ranges() && (s != 0 || l != 0) {
+        let w = whence.map(|l| l.value).unwrap_or_default();
+        if !mech.has_ranges() && (s != 0 || l != 0 || w != Whence::Set) {
             let pos = start
                 .filter(|v| v.value != 0)
                 .or(len)
                 .map(|v| v.pos)
+                .or(whence.map(|v| v.pos))
                 .unwrap_or(Pos::UNKNOWN);
             self.check_capability(
                 mech,
@@ -94,7 +102,7 @@ impl Resolver<'_> {
                 false,
             )?;
         }
-        Ok((s, l))
+        Ok((s, l, w))
     }
 
     pub(super) fn timeout(&self, c: &Common<'_>) -> Result<Duration, ScenarioError> {
@@ -141,6 +149,11 @@ impl Resolver<'_> {
                     self.check_bound(w, leases)?
                 }
                 None => timeout,
+            },
+            // The actor answers after `within` at the latest.
+            Step::Caught(s) => match &s.within {
+                Some(w) => timeout.max(w.value.0 + Duration::from_secs(5)),
+                None => timeout.max(Duration::from_secs(7)),
             },
             _ => timeout,
         })

@@ -20,6 +20,7 @@ impl Resolver<'_> {
             Expect::Unlocked => Expectation::Unlocked,
             Expect::Any => Expectation::Any,
             Expect::Data(d) => Expectation::Data(d.clone()),
+            Expect::Records(r) => Expectation::Records(*r),
             Expect::Lease(l) => Expectation::Lease(*l),
             Expect::Holder(h) => {
                 let pid = match &h.pid {
@@ -130,6 +131,19 @@ impl Resolver<'_> {
             ),
             Expectation::Data(_) if !matches!(op, Op::Read { .. }) => {
                 bad("`data` describes what a `read` step returns", "use ok or an errno here")
+            }
+            Expectation::Records(_) if !matches!(op, Op::Read { .. }) => bad(
+                "`records` describes what a `read` step returns",
+                "read the file the `records` step wrote, and expect `{records: ...}` there",
+            ),
+            Expectation::Records(r)
+                if matches!(op, Op::Read { len, offset, .. }
+                    if *len < u64::from(r.count) * u64::from(r.size) || offset.is_some_and(|o| o != 0)) =>
+            {
+                bad(
+                    "this `read` cannot see every record",
+                    &format!("read from offset 0 (`offset: 0`) at least count × size = {} bytes", u64::from(r.count) * u64::from(r.size)),
+                )
             }
             Expectation::Ok if matches!(op, Op::Test { .. } | Op::Read { .. }) => bad(
                 "`ok` would accept any answer here",
@@ -265,14 +279,31 @@ impl Resolver<'_> {
         epos: Pos,
     ) -> Result<(), ScenarioError> {
         if let Op::Lock {
-            mech, start, len, ..
+            mech,
+            start,
+            len,
+            whence,
+            ..
         }
         | Op::Test {
-            mech, start, len, ..
+            mech,
+            start,
+            len,
+            whence,
+            ..
         } = op
         {
-            if let (true, Some((why, errno))) = (mech.has_ranges(), impossible_range(*start, *len))
-            {
+            // From the current offset or the end, only the kernel knows
+            // where the range lands; an invalid origin never works.
+            let impossible = match whence {
+                Whence::Set => impossible_range(*start, *len),
+                Whence::Invalid => Some((
+                    "`whence: invalid` is no origin fcntl(2) knows".to_string(),
+                    "EINVAL",
+                )),
+                Whence::Cur | Whence::End => None,
+            };
+            if let (true, Some((why, errno))) = (mech.has_ranges(), impossible) {
                 if !expect.allows_an_errno() {
                     return Err(self
                         .err(epos, format!("no lock can cover this range: {why}, so the call fails with {errno}"))

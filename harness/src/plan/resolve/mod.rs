@@ -17,9 +17,10 @@ use nix::sys::signal::Signal;
 use crate::spec::error::ScenarioError;
 use crate::spec::loc::{Located, Pos};
 use crate::spec::scenario::{
-    Access, ActorSet, AwaitStep, Common, CounterStep, DupStep, Expect, HandleStep, KillStep,
-    LeaseMode, ListedStep, LockMode, LockStep, Mechanism, OpenStep, PidSpec, ReadStep, Scenario,
-    SignalStep, SpawnStep, Step, TestStep, UnlockStep, Via, WriteStep,
+    Access, ActorSet, AwaitStep, ByteLocksStep, CaughtStep, Common, CounterStep, DupStep, Expect,
+    HandleStep, HoldStep, InvalidCall, InvalidStep, KillStep, LeaseMode, ListedStep, LockMode,
+    LockStep, Mechanism, OpenStep, PidSpec, ReadStep, RecordsSpec, RecordsStep, Scenario,
+    SignalStep, SpawnStep, Step, TestStep, UnlockStep, Via, Whence, WriteStep,
 };
 
 mod checks;
@@ -35,6 +36,12 @@ pub(crate) const MAX_TIMEOUT: Duration = Duration::from_secs(600);
 pub(crate) const MAX_ACTORS: usize = 256;
 /// The most increments one counter step may ask for.
 pub(crate) const MAX_COUNTER: u32 = 100_000;
+/// The most locks one `byte-locks` step takes.
+pub(crate) const MAX_BYTE_LOCKS: u32 = 100_000;
+/// The sizes a `records` step's records may have.
+pub(crate) const RECORD_SIZES: std::ops::RangeInclusive<u32> = 16..=4096;
+/// The most bytes a `records` step may write (a `read` checks them all).
+pub(crate) const MAX_RECORDS_BYTES: u64 = MAX_DATA as u64;
 /// The most bytes a `write` or `read` step moves (the actor protocol carries
 /// them as JSON text).
 pub(crate) const MAX_DATA: usize = 64 * 1024;
@@ -169,7 +176,13 @@ impl PlannedStep {
     pub(crate) fn is_lock_call(&self) -> bool {
         matches!(
             &self.op,
-            Op::Lock { mech: m, .. } | Op::Test { mech: m, .. } | Op::Counter { mech: m, .. }
+            Op::Lock { mech: m, .. }
+                | Op::Test { mech: m, .. }
+                | Op::Counter { mech: m, .. }
+                | Op::Records { mech: m, .. }
+                | Op::Hold { mech: m, .. }
+                | Op::ByteLocks { mech: m, .. }
+                | Op::Invalid { mech: m, .. }
                 if m.is_kernel_lock()
         )
     }
@@ -179,7 +192,11 @@ impl PlannedStep {
             Op::Lock { mech: m, .. }
             | Op::Test { mech: m, .. }
             | Op::Listed { mech: m, .. }
-            | Op::Counter { mech: m, .. } => *m == mech,
+            | Op::Counter { mech: m, .. }
+            | Op::Records { mech: m, .. }
+            | Op::Hold { mech: m, .. }
+            | Op::ByteLocks { mech: m, .. }
+            | Op::Invalid { mech: m, .. } => *m == mech,
             Op::Open { .. } | Op::PidAlive { .. } | Op::Unlink { .. } => !mech.is_kernel_lock(),
             _ => false,
         }
@@ -230,6 +247,8 @@ pub(crate) enum Op {
         wait: bool,
         start: i64,
         len: i64,
+        /// Where `start` counts from (record locks).
+        whence: Whence,
     },
     Test {
         fd: String,
@@ -237,17 +256,21 @@ pub(crate) enum Op {
         mode: LockMode,
         start: i64,
         len: i64,
+        whence: Whence,
     },
     Write {
         fd: String,
         data: String,
         offset: Option<u64>,
         sync: bool,
+        /// Through a shared mapping of the file.
+        mapped: bool,
     },
     Read {
         fd: String,
         len: u64,
         offset: Option<u64>,
+        mapped: bool,
     },
     Fork {
         child: usize,
@@ -290,6 +313,11 @@ pub(crate) enum Op {
         signal: Signal,
         fatal: bool,
     },
+    /// Whether the process received `signal`, waiting up to `within`.
+    Caught {
+        signal: Signal,
+        within: Duration,
+    },
     Handle {
         signal: Signal,
         restart: bool,
@@ -308,6 +336,13 @@ pub(crate) enum Op {
     Mkdir {
         path: String,
     },
+    Mkfifo {
+        path: String,
+    },
+    Truncate {
+        path: String,
+        len: u64,
+    },
     Listed {
         fd: String,
         mech: Mechanism,
@@ -321,13 +356,46 @@ pub(crate) enum Op {
         times: u32,
         offset: u64,
     },
+    /// A lock call made wrong on purpose.
+    Invalid {
+        fd: String,
+        mech: Mechanism,
+        call: InvalidCall,
+    },
+    /// `count` one-byte locks on bytes 0, 2, 4, ...
+    ByteLocks {
+        fd: String,
+        mech: Mechanism,
+        kind: LockKind,
+        count: u32,
+    },
+    /// Wait for an exclusive lock, hold it this long, release it.
+    Hold {
+        fd: String,
+        mech: Mechanism,
+        hold: Duration,
+    },
+    /// Interleaved record writers; `writers` are the step's actors, in order.
+    Records {
+        fd: String,
+        mech: Mechanism,
+        count: u32,
+        size: u32,
+        writers: Vec<String>,
+    },
 }
 
-fn range_text(start: i64, len: i64) -> String {
-    match len {
+fn range_text(start: i64, len: i64, whence: Whence) -> String {
+    let text = match len {
         0 => format!("bytes {start}..EOF"),
         l if l > 0 => format!("bytes {start}..{}", start.saturating_add(l)),
         l => format!("start {start} len {l}"),
+    };
+    match whence {
+        Whence::Set => text,
+        Whence::Cur => format!("{text} from the current offset"),
+        Whence::End => format!("{text} from the end of the file"),
+        Whence::Invalid => format!("{text} from an invalid l_whence"),
     }
 }
 
@@ -336,7 +404,11 @@ impl Op {
     pub(crate) fn may_block(&self) -> bool {
         matches!(
             self,
-            Op::Lock { wait: true, .. } | Op::Await { .. } | Op::Open { .. }
+            Op::Lock { wait: true, .. }
+                | Op::Hold { .. }
+                | Op::Await { .. }
+                | Op::Open { .. }
+                | Op::Truncate { .. }
         )
     }
 
@@ -384,6 +456,7 @@ impl Op {
                 wait,
                 start,
                 len,
+                whence,
             } => {
                 let what = match kind {
                     LockKind::Exclusive => "lock exclusive",
@@ -395,7 +468,7 @@ impl Op {
                     details.push("wait".into());
                 }
                 if mech.has_ranges() {
-                    details.push(range_text(*start, *len));
+                    details.push(range_text(*start, *len, *whence));
                 }
                 format!("{what} on {fd} ({})", details.join(", "))
             }
@@ -405,6 +478,7 @@ impl Op {
                 mode,
                 start,
                 len,
+                whence,
             } => {
                 if *mech == Mechanism::Lease {
                     format!("get the lease on {fd}")
@@ -412,7 +486,7 @@ impl Op {
                     format!(
                         "test {} on {fd} ({mech}, {})",
                         mode.as_str(),
-                        range_text(*start, *len)
+                        range_text(*start, *len, *whence)
                     )
                 }
             }
@@ -421,20 +495,28 @@ impl Op {
                 data,
                 offset,
                 sync,
+                mapped,
             } => {
+                let via = if *mapped { " through a shared mapping" } else { "" };
                 let w = match offset {
-                    Some(o) => format!("write {:?} to {fd} at {o}", clip(data)),
-                    None => format!("write {:?} to {fd}", clip(data)),
+                    Some(o) => format!("write {:?} to {fd} at {o}{via}", clip(data)),
+                    None => format!("write {:?} to {fd}{via}", clip(data)),
                 };
                 if *sync {
-                    format!("{w}, fsync")
+                    format!("{w}, {}", if *mapped { "msync" } else { "fsync" })
                 } else {
                     w
                 }
             }
-            Op::Read { fd, len, offset } => match offset {
-                Some(o) => format!("read {len} bytes of {fd} at {o}"),
-                None => format!("read {len} bytes of {fd}"),
+            Op::Read {
+                fd,
+                len,
+                offset,
+                mapped,
+            } => match (offset, mapped) {
+                (Some(o), true) => format!("read {len} bytes of {fd} at {o} through a shared mapping"),
+                (Some(o), false) => format!("read {len} bytes of {fd} at {o}"),
+                (None, _) => format!("read {len} bytes of {fd}"),
             },
             Op::Fork { child } => format!("fork as {}", name(child)),
             Op::Thread { child } => format!("start thread {}", name(child)),
@@ -490,6 +572,8 @@ impl Op {
             Op::Rename { from, to } => format!("rename {from} to {to}"),
             Op::Symlink { target, path } => format!("make {path} a symlink to {target}"),
             Op::Mkdir { path } => format!("mkdir {path}"),
+            Op::Mkfifo { path } => format!("mkfifo {path}"),
+            Op::Truncate { path, len } => format!("truncate {path} to {len} bytes"),
             Op::Listed {
                 fd,
                 mech,
@@ -500,7 +584,7 @@ impl Op {
                 "look up the {} {mech} lock on {fd} in /proc/locks{}",
                 mode.as_str(),
                 if mech.has_ranges() {
-                    format!(" ({})", range_text(*start, *len))
+                    format!(" ({})", range_text(*start, *len, Whence::Set))
                 } else {
                     String::new()
                 }
@@ -512,6 +596,44 @@ impl Op {
                 offset,
             } => format!(
                 "increment the counter at {offset} of {fd} {times} times, each under an exclusive {mech} lock"
+            ),
+            Op::Caught { signal, within } => format!(
+                "check that {} arrived (waiting up to {})",
+                signal.as_str(),
+                humantime::format_duration(*within)
+            ),
+            Op::Invalid { fd, mech, call } => match call {
+                InvalidCall::ClosedDescriptor => {
+                    format!("{mech} lock call on descriptor -1 (not open)")
+                }
+                InvalidCall::NullPointer => format!("{mech} lock call on {fd} with a NULL struct flock"),
+                InvalidCall::BadCommand => format!("{mech} lock call on {fd} with an invalid command"),
+                InvalidCall::BadType => format!("{mech} lock call on {fd} with an invalid l_type"),
+            },
+            Op::ByteLocks {
+                fd,
+                mech,
+                kind,
+                count,
+            } => format!(
+                "take {count} one-byte {} {mech} locks on {fd} (bytes 0, 2, 4, ... {})",
+                if *kind == LockKind::Shared { "shared" } else { "exclusive" },
+                2 * u64::from(*count).saturating_sub(1)
+            ),
+            Op::Hold { fd, mech, hold } => format!(
+                "wait for an exclusive {mech} lock on {fd}, hold it {}, release it",
+                humantime::format_duration(*hold)
+            ),
+            Op::Records {
+                fd,
+                mech,
+                count,
+                size,
+                writers,
+            } => format!(
+                "write {count} records of {size} bytes into {fd}, interleaved among {}, each under an exclusive {mech} lock{}",
+                writers.join(", "),
+                if mech.has_ranges() { " of its own range" } else { "" }
             ),
         }
     }
@@ -547,6 +669,7 @@ pub(crate) enum Expectation {
         pid: PidExpect,
     },
     Data(String),
+    Records(RecordsSpec),
     Lease(LeaseMode),
     Any,
     OneOf(Vec<Expectation>),
@@ -919,6 +1042,7 @@ struct Probe<'s> {
     mode: Option<&'s Located<LockMode>>,
     start: Option<&'s Located<i64>>,
     len: Option<&'s Located<i64>>,
+    whence: Option<&'s Located<Whence>>,
 }
 
 struct Resolver<'a> {

@@ -406,7 +406,10 @@ impl Resolver<'_> {
                     signal,
                     fatal: true,
                 } => self.end_process(i, format!("killed with {}", signal.as_str()), pos),
-                Op::Lock { wait: true, .. } | Op::Await { .. } => {
+                Op::Lock { wait: true, .. }
+                | Op::Hold { .. }
+                | Op::Await { .. }
+                | Op::Truncate { .. } => {
                     let was = self.state[i].pending.take();
                     match exp {
                         // Whether the call still waits is known only at run time

@@ -23,6 +23,11 @@ impl Resolver<'_> {
             Step::Test(s) => self.lower_test(s, actors, pos),
             Step::Listed(s) => self.lower_listed(s, actors, pos),
             Step::Counter(s) => self.lower_counter(s, actors, pos),
+            Step::Records(s) => self.lower_records(s, actors, pos),
+            Step::Hold(s) => self.lower_hold(s, actors, pos),
+            Step::ByteLocks(s) => self.lower_byte_locks(s, actors, pos),
+            Step::Invalid(s) => self.lower_invalid(s, actors, pos),
+            Step::Caught(s) => self.lower_caught(s, actors),
             Step::Write(s) => self.lower_write(s, actors, pos),
             Step::Read(s) => self.lower_read(s, actors, pos),
             Step::Fork(s) => Ok(Op::Fork {
@@ -46,6 +51,13 @@ impl Resolver<'_> {
             }),
             Step::Mkdir(s) => Ok(Op::Mkdir {
                 path: self.check_path(&s.path)?,
+            }),
+            Step::Mkfifo(s) => Ok(Op::Mkfifo {
+                path: self.check_path(&s.path)?,
+            }),
+            Step::Truncate(s) => Ok(Op::Truncate {
+                path: self.check_path(&s.path)?,
+                len: s.len,
             }),
             Step::Symlink(s) => Ok(Op::Symlink {
                 target: s.target.value.clone(),
@@ -154,8 +166,13 @@ impl Resolver<'_> {
         pos: Pos,
     ) -> Result<Op, ScenarioError> {
         let mech = self.mech_of(s.mechanism.as_ref());
-        let (start, len) =
-            self.range(mech, s.start.as_ref(), s.len.as_ref(), s.mechanism.as_ref())?;
+        let (start, len, whence) = self.range(
+            mech,
+            s.start.as_ref(),
+            s.len.as_ref(),
+            s.whence.as_ref(),
+            s.mechanism.as_ref(),
+        )?;
         self.check_capability(
             mech,
             s.mechanism.as_ref(),
@@ -177,6 +194,7 @@ impl Resolver<'_> {
             wait: s.wait,
             start,
             len,
+            whence,
         })
     }
 
@@ -188,8 +206,13 @@ impl Resolver<'_> {
         pos: Pos,
     ) -> Result<Op, ScenarioError> {
         let mech = self.mech_of(s.mechanism.as_ref());
-        let (start, len) =
-            self.range(mech, s.start.as_ref(), s.len.as_ref(), s.mechanism.as_ref())?;
+        let (start, len, whence) = self.range(
+            mech,
+            s.start.as_ref(),
+            s.len.as_ref(),
+            s.whence.as_ref(),
+            s.mechanism.as_ref(),
+        )?;
         Ok(Op::Lock {
             fd: self.fd_for_all(actors, s.fd.as_ref(), pos)?,
             mech,
@@ -197,6 +220,7 @@ impl Resolver<'_> {
             wait: false,
             start,
             len,
+            whence,
         })
     }
 
@@ -207,13 +231,14 @@ impl Resolver<'_> {
         actors: &[usize],
         pos: Pos,
     ) -> Result<Op, ScenarioError> {
-        let (fd, mech, mode, start, len) = self.probe(
+        let (fd, mech, mode, start, len, whence) = self.probe(
             Probe {
                 fd: s.fd.as_ref(),
                 mechanism: s.mechanism.as_ref(),
                 mode: s.mode.as_ref(),
                 start: s.start.as_ref(),
                 len: s.len.as_ref(),
+                whence: s.whence.as_ref(),
             },
             actors,
             pos,
@@ -225,6 +250,7 @@ impl Resolver<'_> {
             mode,
             start,
             len,
+            whence,
         })
     }
 
@@ -235,13 +261,14 @@ impl Resolver<'_> {
         actors: &[usize],
         pos: Pos,
     ) -> Result<Op, ScenarioError> {
-        let (fd, mech, mode, start, len) = self.probe(
+        let (fd, mech, mode, start, len, _) = self.probe(
             Probe {
                 fd: s.fd.as_ref(),
                 mechanism: s.mechanism.as_ref(),
                 mode: s.mode.as_ref(),
                 start: s.start.as_ref(),
                 len: s.len.as_ref(),
+                whence: None,
             },
             actors,
             pos,
@@ -265,13 +292,13 @@ impl Resolver<'_> {
         actors: &[usize],
         pos: Pos,
         needs: (&str, fn(Mechanism) -> bool),
-    ) -> Result<(String, Mechanism, LockMode, i64, i64), ScenarioError> {
+    ) -> Result<(String, Mechanism, LockMode, i64, i64, Whence), ScenarioError> {
         let mech = self.mech_of(p.mechanism);
         self.check_capability(mech, p.mechanism, pos, needs.0, needs.1(mech))?;
-        let (start, len) = self.range(mech, p.start, p.len, p.mechanism)?;
+        let (start, len, whence) = self.range(mech, p.start, p.len, p.whence, p.mechanism)?;
         let fd = self.fd_for_all(actors, p.fd, pos)?;
         let mode = p.mode.map(|m| m.value).unwrap_or(LockMode::Exclusive);
-        Ok((fd, mech, mode, start, len))
+        Ok((fd, mech, mode, start, len, whence))
     }
 
     /// A `counter` step: increments under the lock.
@@ -282,7 +309,7 @@ impl Resolver<'_> {
         pos: Pos,
     ) -> Result<Op, ScenarioError> {
         let mech = self.mech;
-        self.check_capability(mech, None, pos, "waiting locks", mech.can_wait())?;
+        self.require(pos, "waiting locks", mech.can_wait())?;
         if s.times.value == 0 || s.times.value > MAX_COUNTER {
             return Err(self.err(
                 s.times.pos,
@@ -297,6 +324,154 @@ impl Resolver<'_> {
         })
     }
 
+    /// A `caught` step: SIGIO, or a signal the actor handles.
+    pub(super) fn lower_caught(
+        &self,
+        s: &CaughtStep,
+        actors: &[usize],
+    ) -> Result<Op, ScenarioError> {
+        let signal = parse_signal(&s.signal.value).map_err(|m| self.err(s.signal.pos, m))?;
+        if signal != Signal::SIGIO {
+            for &i in actors {
+                if !self.state[i].handled.contains(&signal) {
+                    return Err(self
+                        .err(
+                            s.signal.pos,
+                            format!(
+                                "actor `{}` has no handler for {}, so it cannot count it",
+                                self.actors[i].name,
+                                signal.as_str()
+                            ),
+                        )
+                        .with_hint("add a `handle` step first (SIGIO is always counted)"));
+                }
+            }
+        }
+        let within = match &s.within {
+            Some(d) => self.check_timeout(d)?,
+            None => Duration::from_secs(2),
+        };
+        Ok(Op::Caught { signal, within })
+    }
+
+    /// An `invalid` step: a lock call with a wrong argument.
+    pub(super) fn lower_invalid(
+        &mut self,
+        s: &InvalidStep,
+        actors: &[usize],
+        pos: Pos,
+    ) -> Result<Op, ScenarioError> {
+        let mech = self.mech;
+        self.require(
+            pos,
+            "kernel lock call to get wrong",
+            matches!(mech, Mechanism::Flock | Mechanism::Posix | Mechanism::Ofd),
+        )?;
+        if matches!(
+            s.call.value,
+            InvalidCall::NullPointer | InvalidCall::BadType
+        ) {
+            self.require(
+                s.call.pos,
+                "struct flock (it takes no pointer and no lock type)",
+                mech.has_ranges(),
+            )?;
+        }
+        Ok(Op::Invalid {
+            fd: self.fd_for_all(actors, s.fd.as_ref(), pos)?,
+            mech,
+            call: s.call.value,
+        })
+    }
+
+    /// A `byte-locks` step: many one-byte record locks.
+    pub(super) fn lower_byte_locks(
+        &mut self,
+        s: &ByteLocksStep,
+        actors: &[usize],
+        pos: Pos,
+    ) -> Result<Op, ScenarioError> {
+        let mech = self.mech;
+        self.require(pos, "byte ranges (it locks whole files)", mech.has_ranges())?;
+        if s.count.value == 0 || s.count.value > MAX_BYTE_LOCKS {
+            return Err(self.err(
+                s.count.pos,
+                format!("`count` must be between 1 and {MAX_BYTE_LOCKS}"),
+            ));
+        }
+        let mode = s
+            .mode
+            .as_ref()
+            .map(|m| m.value)
+            .unwrap_or(LockMode::Exclusive);
+        Ok(Op::ByteLocks {
+            fd: self.fd_for_all(actors, s.fd.as_ref(), pos)?,
+            mech,
+            kind: mode.into(),
+            count: s.count.value,
+        })
+    }
+
+    /// A `hold` step: wait for the lock, hold it, release it.
+    pub(super) fn lower_hold(
+        &mut self,
+        s: &HoldStep,
+        actors: &[usize],
+        pos: Pos,
+    ) -> Result<Op, ScenarioError> {
+        let mech = self.mech;
+        self.require(pos, "waiting locks", mech.can_wait())?;
+        let hold = match &s.for_ {
+            Some(d) => self.check_timeout(d)?,
+            None => Duration::from_millis(100),
+        };
+        Ok(Op::Hold {
+            fd: self.fd_for_all(actors, s.fd.as_ref(), pos)?,
+            mech,
+            hold,
+        })
+    }
+
+    /// A `records` step: interleaved writers, each record under its own lock.
+    pub(super) fn lower_records(
+        &mut self,
+        s: &RecordsStep,
+        actors: &[usize],
+        pos: Pos,
+    ) -> Result<Op, ScenarioError> {
+        let mech = self.mech;
+        self.require(pos, "waiting locks", mech.can_wait())?;
+        if !(RECORD_SIZES.contains(&s.size.value)) {
+            return Err(self.err(
+                s.size.pos,
+                format!(
+                    "`size` must be between {} and {} bytes",
+                    RECORD_SIZES.start(),
+                    RECORD_SIZES.end()
+                ),
+            ));
+        }
+        let total = u64::from(s.count.value) * u64::from(s.size.value);
+        if s.count.value == 0 || total > MAX_RECORDS_BYTES {
+            return Err(self
+                .err(
+                    s.count.pos,
+                    format!("`count` must be at least 1, and count × size at most {MAX_RECORDS_BYTES} bytes"),
+                )
+                .with_hint("a `read` step checks the records, and reads 64 KiB at most"));
+        }
+        Ok(Op::Records {
+            fd: self.fd_for_all(actors, s.fd.as_ref(), pos)?,
+            mech,
+            count: s.count.value,
+            size: s.size.value,
+            writers: actors
+                .iter()
+                .map(|&i| self.actors[i].name.clone())
+                .collect(),
+        })
+    }
+
     /// A `write` step.
     pub(super) fn lower_write(
         &mut self,
@@ -307,11 +482,20 @@ impl Resolver<'_> {
         if s.data.len() > MAX_DATA {
             return Err(self.err(pos, format!("`data` is longer than {MAX_DATA} bytes")));
         }
+        if s.mapped && s.offset.is_none() {
+            return Err(self
+                .err(
+                    pos,
+                    "`mapped` needs `offset`: a mapping has no file position",
+                )
+                .with_hint("give `offset: N`"));
+        }
         Ok(Op::Write {
             fd: self.fd_for_all(actors, s.fd.as_ref(), pos)?,
             data: s.data.clone(),
             offset: s.offset.as_ref().map(|o| o.value),
             sync: s.sync,
+            mapped: s.mapped,
         })
     }
 
@@ -325,10 +509,19 @@ impl Resolver<'_> {
         if s.len.value > MAX_DATA as u64 {
             return Err(self.err(s.len.pos, format!("`len` is larger than {MAX_DATA}")));
         }
+        if s.mapped && s.offset.is_none() {
+            return Err(self
+                .err(
+                    pos,
+                    "`mapped` needs `offset`: a mapping has no file position",
+                )
+                .with_hint("give `offset: N`"));
+        }
         Ok(Op::Read {
             fd: self.fd_for_all(actors, s.fd.as_ref(), pos)?,
             len: s.len.value,
             offset: s.offset.as_ref().map(|o| o.value),
+            mapped: s.mapped,
         })
     }
 
