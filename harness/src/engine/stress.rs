@@ -229,7 +229,7 @@ impl Session {
                 let mut all = Vec::new();
                 for record in [false, true] {
                     for f in 0..FILES {
-                        all.push(std::fs::read(files.join(file_name(record, f)))?);
+                        all.push(read_under_lock(&files.join(file_name(record, f)))?);
                     }
                 }
                 Ok(all)
@@ -372,6 +372,36 @@ fn merge(s: &mut Stress, results: &[AgentResult], wall: Duration) {
             counts: c,
         })
         .collect();
+}
+
+/// A stress file's contents, read under a shared OFD lock of the whole file:
+/// taking a lock is the point where a network filesystem's client must
+/// drop cached data (the Linux NFS client invalidates its cache there), so
+/// another host's last writes are seen. A plain open and read may be
+/// served from a cache that the file's unchanged timestamps left valid,
+/// and would report updates as lost that were only not seen.
+fn read_under_lock(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    use std::os::fd::AsRawFd as _;
+    let mut file = std::fs::File::open(path)?;
+    // SAFETY: a zeroed struct flock, filled in; fcntl on our own open
+    // descriptor. The lock is released when the file is closed.
+    let locked = unsafe {
+        let mut fl: libc::flock = std::mem::zeroed();
+        fl.l_type = libc::F_RDLCK as i16;
+        fl.l_whence = libc::SEEK_SET as i16;
+        libc::fcntl(
+            file.as_raw_fd(),
+            libc::F_OFD_SETLKW,
+            &mut fl as *mut libc::flock,
+        )
+    };
+    if locked != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut data = Vec::new();
+    file.read_to_end(&mut data)?;
+    Ok(data)
 }
 
 /// Each cell's final sequence must be the number of writes made to it.
