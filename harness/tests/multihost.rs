@@ -11,6 +11,8 @@ use std::process::{Command, Output, Stdio};
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::Value;
 
+mod common;
+
 fn lockcheck(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lockcheck"))
         .args(args)
@@ -243,6 +245,78 @@ fn pid_namespace_host_uses_agent() -> Result<(), Failed> {
     Ok(())
 }
 
+/// The cross-client scenarios fail under the mutation each is meant to
+/// catch, with the second client in a network namespace (the actors there
+/// load the shim too): record locks that cover the whole file, an
+/// `l_whence` that is ignored, and a page cache that locks never refresh.
+fn cross_client_scenarios_catch_their_mutations() -> Result<(), Failed> {
+    let ns = Netns::new("m")?;
+    let d = scratch("mutation");
+    let shim = common::build_shim(&d);
+    let cases: [(&str, &str, &[(&str, &str)]); 3] = [
+        (
+            "ranges-whole-file",
+            "cross-client-range-conflicts",
+            &[
+                ("cross-client-range-conflicts", "posix"),
+                ("cross-client-range-conflicts", "ofd"),
+            ],
+        ),
+        (
+            "whence-ignored",
+            "range-seek-end-after-other-client-truncates",
+            &[
+                ("range-seek-end-after-other-client-truncates", "posix"),
+                ("range-seek-end-after-other-client-truncates", "ofd"),
+            ],
+        ),
+        (
+            "stale-page-cache",
+            "cross-client-interleaved-records",
+            &[
+                ("cross-client-interleaved-records", "flock"),
+                ("cross-client-interleaved-records", "posix"),
+                ("cross-client-interleaved-records", "ofd"),
+            ],
+        ),
+    ];
+    for (mode, filter, must_fail) in cases {
+        let dir = d.join(format!("dir-{mode}"));
+        let out = d.join(format!("out-{mode}"));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let dir = std::fs::canonicalize(&dir).map_err(|e| format!("{e}"))?;
+        let o = Command::new(env!("CARGO_BIN_EXE_lockcheck"))
+            .args(["run", "--quiet", "--target"])
+            .arg(format!("t={}", dir.display()))
+            .arg("--host")
+            .arg(format!("b=ip netns exec {}", ns.0))
+            .arg("--out")
+            .arg(&out)
+            .arg(filter)
+            .current_dir(repo())
+            .env("LD_PRELOAD", &shim)
+            .env("LOCKCHECK_MUTATION", mode)
+            .env("LOCKCHECK_MUTATION_DIR", &dir)
+            .output()
+            .map_err(|e| format!("running lockcheck: {e}"))?;
+        if o.status.code() != Some(1) {
+            return Err(format!(
+                "mutation {mode}: lockcheck exited {:?}, not 1\n{}",
+                o.status.code(),
+                String::from_utf8_lossy(&o.stderr)
+            )
+            .into());
+        }
+        let r = report(&out, "t")?;
+        for (scenario, mech) in must_fail {
+            expect_status(&r, scenario, mech, "fail")
+                .map_err(|e| format!("mutation {mode}: {}", e.message().unwrap_or_default()))?;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&d);
+    Ok(())
+}
+
 /// A fault that reaches every target (a server restart) is injected once for
 /// the trials of one scenario on all targets, which run together; faults
 /// naming `{target}` stay per target. Bounds in leases follow `--lease`.
@@ -432,6 +506,11 @@ fn main() {
             "pid_namespace_host_uses_agent",
             pid_namespace_host_uses_agent,
             &["unshare", "nsenter"][..],
+        ),
+        (
+            "cross_client_scenarios_catch_their_mutations",
+            cross_client_scenarios_catch_their_mutations,
+            &["ip", "cc"][..],
         ),
         (
             "global_fault_is_shared_by_all_targets",

@@ -8,24 +8,11 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+use common::build_shim;
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// Compile the shim library.
-fn build_shim(out: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/shims/mutations.c");
-    let so = out.join("mutations.so");
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let status = Command::new(&cc)
-        .args(["-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o"])
-        .arg(&so)
-        .arg(&src)
-        .arg("-ldl")
-        .status()
-        .unwrap_or_else(|e| panic!("running {cc} (a C compiler is needed for the shims): {e}"));
-    assert!(status.success(), "compiling {}", src.display());
-    so
 }
 
 struct Run {
@@ -185,6 +172,10 @@ const CASES: &[Case] = &[
             "counter-4-actors::flock",
             "close-dup-releases-posix::flock",
             "fork-inherits-flock-ofd::flock",
+            "lock-on-fifo::flock",
+            "unlock-by-other-process-does-nothing::flock",
+            "exclusive-waiters-one-granted::flock",
+            "locks-and-mmap::flock",
         ],
     },
     Case {
@@ -199,6 +190,7 @@ const CASES: &[Case] = &[
             "killed-holder-releases::ofd",
             "range-waiter-woken-when-its-range-frees::posix",
             "deadlock-posix-two-process::posix",
+            "exclusive-waiters-one-granted::posix",
         ],
     },
     Case {
@@ -209,6 +201,9 @@ const CASES: &[Case] = &[
             "exclusive-race-2::posix",
             "counter-4-actors::posix",
             "counter-16-actors::posix",
+            "lock-on-fifo::posix",
+            "locks-and-mmap-ranges::posix",
+            "child-unlock-releases-shared-lock::posix",
         ],
     },
     Case {
@@ -221,6 +216,7 @@ const CASES: &[Case] = &[
             "range-unlock-middle-splits::posix",
             "range-large-offsets::posix",
             "many-byte-locks::ofd",
+            "locks-and-mmap-ranges::ofd",
         ],
     },
     Case {
@@ -267,6 +263,7 @@ const CASES: &[Case] = &[
             "fork-inherits-flock-ofd::flock",
             "flock-exclusive-on-read-only::flock",
             "two-opens-one-process::flock",
+            "child-unlock-releases-shared-lock::flock",
         ],
     },
     Case {
@@ -277,6 +274,7 @@ const CASES: &[Case] = &[
             "two-opens-one-process::ofd",
             "ofd-locks-serialize-threads::ofd",
             "getlk-reports-holder::ofd",
+            "child-unlock-releases-shared-lock::ofd",
         ],
     },
     Case {
@@ -286,6 +284,28 @@ const CASES: &[Case] = &[
         must_fail: &[
             "getlk-reports-holder::posix",
             "getlk-reports-shared-holder::posix",
+        ],
+    },
+    Case {
+        mode: "getlk-pid-untranslated",
+        mechanisms: &["posix"],
+        families: &["reporting"],
+        must_fail: &["getlk-from-pid-namespace::posix"],
+    },
+    Case {
+        mode: "locks-mandatory",
+        mechanisms: &["posix", "ofd"],
+        families: &["interplay"],
+        must_fail: &["locks-are-advisory::posix", "locks-are-advisory::ofd"],
+    },
+    Case {
+        mode: "stale-page-cache",
+        mechanisms: &["flock", "posix", "ofd"],
+        families: &["integrity"],
+        must_fail: &[
+            "interleaved-record-writers::flock",
+            "interleaved-record-writers::posix",
+            "interleaved-record-writers::ofd",
         ],
     },
     Case {
@@ -309,6 +329,7 @@ const CASES: &[Case] = &[
         families: &["arguments"],
         must_fail: &[
             "argument-errors::flock",
+            "flock-operation-errors::flock",
             "argument-errors::posix",
             "record-lock-argument-errors::ofd",
         ],
@@ -346,6 +367,7 @@ const CASES: &[Case] = &[
             "lease-broken-by-truncate::lease",
             "lease-break-signals-holder::lease",
             "lease-read-not-broken-by-reader::lease",
+            "lease-modes-by-open-mode::lease",
         ],
     },
 ];

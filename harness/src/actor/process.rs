@@ -399,31 +399,40 @@ fn perform(req: &Request) -> Outcome {
                 fl.l_start = *start;
                 fl.l_len = *len;
                 fl.l_pid = 0;
+                let asked = fl;
                 let r = libc::fcntl(*fd, *cmd, &mut fl as *mut libc::flock);
                 if r < 0 {
                     return Outcome::Failed { errno: errno() };
                 }
                 if matches!(*cmd, libc::F_GETLK | libc::F_OFD_GETLK) {
-                    Outcome::Lock {
-                        lock: LockDesc {
-                            l_type: fl.l_type,
-                            l_whence: fl.l_whence,
-                            start: fl.l_start,
-                            len: fl.l_len,
-                            pid: fl.l_pid,
-                        },
-                        asked: Some(LockDesc {
-                            l_type: *l_type,
-                            l_whence: *whence,
-                            start: *start,
-                            len: *len,
-                            pid: 0,
-                        }),
-                    }
+                    lock_outcome(&fl, &asked)
                 } else {
                     Outcome::Done { ret: r as i64 }
                 }
             }
+            Request::InPidNamespace { request } => match &**request {
+                Request::Fcntl {
+                    fd,
+                    cmd,
+                    l_type,
+                    start,
+                    len,
+                    whence,
+                } if matches!(*cmd, libc::F_GETLK | libc::F_OFD_GETLK) => {
+                    let mut fl: libc::flock = std::mem::zeroed();
+                    fl.l_type = *l_type;
+                    fl.l_whence = *whence;
+                    fl.l_start = *start;
+                    fl.l_len = *len;
+                    fl.l_pid = 0;
+                    getlk_in_new_pid_namespace(*fd, *cmd, fl)
+                }
+                other => Outcome::BadRequest {
+                    message: format!(
+                        "only F_GETLK and F_OFD_GETLK are made from a new PID namespace, not {other:?}"
+                    ),
+                },
+            },
             Request::Write {
                 fd,
                 data,
@@ -878,6 +887,124 @@ fn counter(fd: RawFd, lock: &Request, unlock: &Request, times: u32, offset: u64)
     }
     Outcome::Done {
         ret: i64::from(times),
+    }
+}
+
+/// F_GETLK's answer, with the `struct flock` as it was passed in.
+fn lock_outcome(fl: &libc::flock, asked: &libc::flock) -> Outcome {
+    let desc = |f: &libc::flock| LockDesc {
+        l_type: f.l_type,
+        l_whence: f.l_whence,
+        start: f.l_start,
+        len: f.l_len,
+        pid: f.l_pid,
+    };
+    Outcome::Lock {
+        lock: desc(fl),
+        asked: Some(desc(asked)),
+    }
+}
+
+/// What the process in the new PID namespace sends back through the pipe.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct NsAnswer {
+    /// 1: no namespace (`errno` says why), 2: fcntl failed, 3: done.
+    stage: i32,
+    errno: i32,
+    /// Its own pid, as it sees it (1 in a new namespace).
+    pid: i32,
+    fl: libc::flock,
+}
+
+/// F_GETLK (or F_OFD_GETLK) made by PID 1 of a new PID namespace: the
+/// actor forks a child, which unshares a PID namespace (or, without the
+/// privilege for that, a user and a PID namespace) and forks the process
+/// that asks. Only async-signal-safe calls run after the fork (the actor
+/// may have threads); SIGCHLD is ignored, so both are reaped by the kernel,
+/// and the pipe's end of file says both are gone.
+fn getlk_in_new_pid_namespace(fd: RawFd, cmd: i32, asked: libc::flock) -> Outcome {
+    let size = std::mem::size_of::<NsAnswer>();
+    let mut p = [0 as libc::c_int; 2];
+    // SAFETY: pipe2, fork, unshare, fcntl, write, read, close and _exit on
+    // our own descriptors and on stack memory of the stated size.
+    unsafe {
+        if libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+            return Outcome::Failed { errno: errno() };
+        }
+        let send = |a: &NsAnswer| {
+            libc::write(p[1], (a as *const NsAnswer).cast(), size);
+        };
+        let child = libc::fork();
+        if child < 0 {
+            let e = errno();
+            libc::close(p[0]);
+            libc::close(p[1]);
+            return Outcome::Failed { errno: e };
+        }
+        if child == 0 {
+            libc::close(p[0]);
+            let mut a = NsAnswer {
+                stage: 1,
+                errno: 0,
+                pid: 0,
+                fl: asked,
+            };
+            if libc::unshare(libc::CLONE_NEWPID) != 0
+                && (errno() != libc::EPERM
+                    || libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWPID) != 0)
+            {
+                a.errno = errno();
+                send(&a);
+                libc::_exit(0);
+            }
+            let g = libc::fork();
+            if g == 0 {
+                a.pid = libc::getpid();
+                let r = libc::fcntl(fd, cmd, &mut a.fl as *mut libc::flock);
+                (a.stage, a.errno) = if r < 0 { (2, errno()) } else { (3, 0) };
+                send(&a);
+                libc::_exit(0);
+            }
+            if g < 0 {
+                a.errno = errno();
+                send(&a);
+            } else {
+                let mut st = 0;
+                libc::waitpid(g, &mut st, 0);
+            }
+            libc::_exit(0);
+        }
+        libc::close(p[1]);
+        let mut a: NsAnswer = std::mem::zeroed();
+        let mut got = 0usize;
+        while got < size {
+            let n = libc::read(
+                p[0],
+                (&mut a as *mut NsAnswer).cast::<u8>().add(got).cast(),
+                size - got,
+            );
+            if n > 0 {
+                got += n as usize;
+            } else if n == 0 || errno() != libc::EINTR {
+                break;
+            }
+        }
+        libc::close(p[0]);
+        match (got == size, a.stage) {
+            (false, _) => Outcome::BadRequest {
+                message: "the process in the new PID namespace ended without an answer".into(),
+            },
+            (true, 1) => Outcome::Failed { errno: a.errno },
+            (true, 2) => Outcome::Failed { errno: a.errno },
+            (true, _) if a.pid != 1 => Outcome::BadRequest {
+                message: format!(
+                    "the process meant to be PID 1 of a new PID namespace is pid {}",
+                    a.pid
+                ),
+            },
+            (true, _) => lock_outcome(&a.fl, &asked),
+        }
     }
 }
 

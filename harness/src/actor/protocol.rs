@@ -313,6 +313,12 @@ pub enum Request {
         /// How long to wait for it, in milliseconds.
         timeout_ms: u64,
     },
+    /// `request` (F_GETLK or F_OFD_GETLK only) made by a child of the actor
+    /// that is PID 1 of a new PID namespace, on the inherited descriptor.
+    InPidNamespace {
+        /// The request.
+        request: Box<Request>,
+    },
     /// fcntl(2) with a NULL `struct flock *` (EFAULT expected).
     FcntlNull {
         /// The descriptor's number in the actor.

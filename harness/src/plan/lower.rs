@@ -82,6 +82,10 @@ fn invalid_request(good: Request, call: InvalidCall) -> Request {
         (Request::Flock { operation, .. }, InvalidCall::ClosedDescriptor) => {
             Request::Flock { fd: -1, operation }
         }
+        (Request::Flock { fd, .. }, InvalidCall::NonblockAlone) => Request::Flock {
+            fd,
+            operation: libc::LOCK_NB,
+        },
         (Request::Flock { fd, .. }, _) => Request::Flock {
             fd,
             operation: libc::LOCK_SH | libc::LOCK_EX,
@@ -98,7 +102,7 @@ fn invalid_request(good: Request, call: InvalidCall) -> Request {
                     InvalidCall::ClosedDescriptor => *fd = -1,
                     InvalidCall::BadCommand => *cmd = NO_SUCH_FCNTL,
                     InvalidCall::BadType => *l_type = 99,
-                    InvalidCall::NullPointer => {}
+                    InvalidCall::NullPointer | InvalidCall::NonblockAlone => {}
                 }
             }
             r
@@ -201,18 +205,25 @@ pub(crate) fn lower(op: &Op, actor: &dyn ActorView) -> Result<Lowered, LowerErro
             start,
             len,
             whence,
-        } => (
-            crate::plan::mech::test_request(
+            pidns,
+        } => {
+            let req = crate::plan::mech::test_request(
                 *mech,
                 fd_of(actor, fd)?.n,
                 *mode,
                 *start,
                 *len,
                 *whence,
-            ),
-            None,
-            None,
-        ),
+            );
+            let req = if *pidns {
+                Request::InPidNamespace {
+                    request: Box::new(req),
+                }
+            } else {
+                req
+            };
+            (req, None, None)
+        }
         Op::Write {
             fd,
             data,

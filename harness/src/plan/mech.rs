@@ -324,6 +324,9 @@ pub(crate) fn describe_request(req: &Request) -> String {
         Request::FcntlNull { fd, cmd } => {
             format!("fcntl({fd}, {}, NULL)", fcntl_cmd_name(*cmd))
         }
+        Request::InPidNamespace { request } => {
+            format!("in a new PID namespace: {}", describe_request(request))
+        }
         Request::ByteLocks { lock, count } => {
             format!("{count} × [{} at byte 0, 2, 4, ...]", describe_request(lock))
         }

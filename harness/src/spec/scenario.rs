@@ -386,6 +386,8 @@ pub(crate) enum InvalidCall {
     BadCommand,
     /// A `struct flock` whose `l_type` is none of F_RDLCK, F_WRLCK, F_UNLCK (EINVAL); record locks only.
     BadType,
+    /// flock(2) with LOCK_NB and no operation (EINVAL); flock only.
+    NonblockAlone,
 }
 
 /// A lease as F_GETLEASE reports it.
@@ -962,6 +964,12 @@ step_struct!(
         /// Use this mechanism for this step instead of the trial's.
         #[serde(default)]
         mechanism: Option<Located<Mechanism>>,
+        /// Ask from a new PID namespace: a child of the actor, PID 1 of a
+        /// namespace of its own, makes the call on the inherited
+        /// descriptor (xfstests generic/504). A holder it cannot see is
+        /// reported with pid 0.
+        #[serde(default)]
+        pid_namespace: Option<Located<bool>>,
     }
 );
 

@@ -456,6 +456,7 @@ fn planned(prog: &Program, number: usize, op: &FOp) -> PlannedStep {
                 start: *start,
                 len: *len,
                 whence: crate::spec::scenario::Whence::Set,
+                pidns: false,
             },
             Expectation::Any,
         ),

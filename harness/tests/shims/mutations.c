@@ -20,6 +20,23 @@
  *   flock-as-posix    flock() is emulated with whole-file POSIX locks (as NFS does)
  *   ofd-as-posix      F_OFD_* commands become the process-owned F_* commands
  *   getlk-pid-zero    F_GETLK / F_OFD_GETLK report pid 0 for a conflicting lock
+ *   getlk-pid-untranslated
+ *                     F_GETLK reporting pid 0 for a conflicting lock (its
+ *                     holder is outside the caller's PID namespace) reports
+ *                     pid 1 instead, as a layer that passes pid numbers
+ *                     through untranslated would (some number that means
+ *                     another process there)
+ *   locks-mandatory   pread() and pwrite() on a file under the directory fail
+ *                     with EACCES where another open file description or
+ *                     process holds a conflicting record lock on the range
+ *                     (as SMB's mandatory byte-range locks do)
+ *   stale-page-cache  pwrite() on a file under the directory goes through a
+ *                     page cache of the process that locks never invalidate:
+ *                     the first 16 4 KiB pages are read when the file is
+ *                     opened (later pages on their first write), and every
+ *                     pwrite() writes back the whole cached page up to the
+ *                     end of the write (as a client that merges a stale page
+ *                     with its own record would)
  *   whence-ignored    record locks and tests count l_start from the start of
  *                     the file whatever l_whence says (SEEK_CUR, SEEK_END)
  *   getlk-free-reset  F_GETLK / F_OFD_GETLK finding no conflict also reset
@@ -88,6 +105,9 @@ enum mode {
     RARE_DOUBLE_GRANT,
     CRASH_ON_UNLOCK,
     GARBLE_ON_UNLOCK,
+    GETLK_PID_UNTRANSLATED,
+    LOCKS_MANDATORY,
+    STALE_PAGE_CACHE,
 };
 
 static const char *names[] = {
@@ -96,7 +116,8 @@ static const char *names[] = {
     "ofd-as-posix", "getlk-pid-zero", "whence-ignored", "getlk-free-reset",
     "errors-hidden", "excl-ignored", "lease-noop",
     "setlkw-giveup", "conflict-eacces", "rare-double-grant", "crash-on-unlock",
-    "garble-on-unlock",
+    "garble-on-unlock", "getlk-pid-untranslated",
+    "locks-mandatory", "stale-page-cache",
 };
 
 static enum mode mode = NONE;
@@ -110,6 +131,8 @@ typedef int (*openat_fn)(int, const char *, int, ...);
 typedef int (*close_fn)(int);
 typedef long (*syscall_fn)(long, ...);
 typedef ssize_t (*write_fn)(int, const void *, size_t);
+typedef ssize_t (*pwrite_fn)(int, const void *, size_t, off_t);
+typedef ssize_t (*pread_fn)(int, void *, size_t, off_t);
 
 static fcntl_fn real_fcntl;
 static flock_fn real_flock;
@@ -326,6 +349,12 @@ static int mutated_fcntl(int fd, int cmd, void *arg)
             fl->l_pid = 0;
         return r;
     }
+    case GETLK_PID_UNTRANSLATED: {
+        int r = real_fcntl(fd, cmd, arg);
+        if (r == 0 && cmd == F_GETLK && fl->l_type != F_UNLCK && fl->l_pid == 0)
+            fl->l_pid = 1;
+        return r;
+    }
     case WHENCE_IGNORED:
         if ((is_setlk(cmd) || is_getlk(cmd))
             && (fl->l_whence == SEEK_CUR || fl->l_whence == SEEK_END))
@@ -468,6 +497,9 @@ static int at_in_dir(int dirfd, const char *path)
     return fd_in_dir(dirfd);
 }
 
+static void snapshot_pages(int fd);
+static void forget_pages(int fd);
+
 /* Actors open scenario paths with openat2(2) (through syscall(3): glibc has
  * no wrapper), beneath a descriptor of the trial directory. */
 long syscall(long nr, ...)
@@ -484,7 +516,10 @@ long syscall(long nr, ...)
         struct open_how *how = (struct open_how *)a[2];
         how->flags = (unsigned long long)(unsigned int)mutate(fd_in_dir((int)a[0]), (int)how->flags);
     }
-    return real_syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+    long r = real_syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+    if (nr == SYS_openat2 && mode == STALE_PAGE_CACHE && r >= 0 && fd_in_dir((int)r))
+        snapshot_pages((int)r);
+    return r;
 }
 
 int open(const char *path, int flags, ...)
@@ -527,6 +562,8 @@ int close(int fd)
 {
     if (mode == CLOSE_KEEPS_LOCKS && fd > 2 && fd_in_dir(fd))
         return 0;
+    if (mode == STALE_PAGE_CACHE)
+        forget_pages(fd);
     return real_close(fd);
 }
 
@@ -547,4 +584,131 @@ ssize_t write(int fd, const void *buf, size_t len)
         }
     }
     return real_write(fd, buf, len);
+}
+
+/* locks-mandatory: I/O on a range that another owner has locked in a
+ * conflicting mode fails with EACCES: a lock that both F_OFD_GETLK (locks
+ * not taken through this open file description) and F_GETLK (locks not
+ * this process's own) report. */
+static int mandatory_conflict(int fd, short type, size_t len, off_t off)
+{
+    if (mode != LOCKS_MANDATORY || len == 0 || !fd_in_dir(fd))
+        return 0;
+    struct flock fl;
+    memset(&fl, 0, sizeof(fl));
+    fl.l_type = type;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = off;
+    fl.l_len = (off_t)len;
+    struct flock mine = fl;
+    if (real_fcntl(fd, F_OFD_GETLK, &fl) != 0 || fl.l_type == F_UNLCK)
+        return 0;
+    /* The process's own POSIX locks are no conflict for it. */
+    if (real_fcntl(fd, F_GETLK, &mine) != 0 || mine.l_type == F_UNLCK)
+        return 0;
+    errno = EACCES;
+    return 1;
+}
+
+/* stale-page-cache: pages this process has written, never invalidated. */
+#define PAGE 4096
+static struct cached_page {
+    int fd;
+    off_t index;
+    size_t valid; /* bytes of the page the file had, or that were written */
+    char data[PAGE];
+} pages[256];
+static int pages_used;
+
+static pread_fn real_pread;
+
+static struct cached_page *page_of(int fd, off_t index, pread_fn rd)
+{
+    for (int i = 0; i < pages_used; i++)
+        if (pages[i].fd == fd && pages[i].index == index)
+            return &pages[i];
+    if (pages_used == (int)(sizeof(pages) / sizeof(pages[0])))
+        return NULL;
+    struct cached_page *p = &pages[pages_used++];
+    p->fd = fd;
+    p->index = index;
+    memset(p->data, 0, PAGE);
+    ssize_t n = rd(fd, p->data, PAGE, index * PAGE);
+    p->valid = n > 0 ? (size_t)n : 0;
+    return p;
+}
+
+static ssize_t write_through_stale_pages(int fd, const char *buf, size_t len, off_t off,
+                                         pwrite_fn wr, pread_fn rd)
+{
+    size_t done = 0;
+    while (done < len) {
+        off_t at = off + (off_t)done;
+        size_t in_page = (size_t)(at % PAGE);
+        size_t n = PAGE - in_page < len - done ? PAGE - in_page : len - done;
+        struct cached_page *p = page_of(fd, at / PAGE, rd);
+        if (!p)
+            return wr(fd, buf, len, off);
+        memcpy(p->data + in_page, buf + done, n);
+        if (in_page + n > p->valid)
+            p->valid = in_page + n;
+        /* The whole cached page up to the end of this write goes back. */
+        if (wr(fd, p->data, in_page + n, at - (off_t)in_page) < 0)
+            return -1;
+        done += n;
+    }
+    return (ssize_t)len;
+}
+
+static void snapshot_pages(int fd)
+{
+    if (!real_pread)
+        real_pread = (pread_fn)next("pread", "pread64");
+    forget_pages(fd);
+    for (off_t i = 0; i < 16; i++)
+        page_of(fd, i, real_pread);
+}
+
+static void forget_pages(int fd)
+{
+    for (int i = 0; i < pages_used; i++)
+        if (pages[i].fd == fd) {
+            pages[i] = pages[--pages_used];
+            i--;
+        }
+}
+
+ssize_t pwrite(int fd, const void *buf, size_t len, off_t off)
+{
+    static pwrite_fn real;
+    static pread_fn real_rd;
+    if (!real)
+        real = (pwrite_fn)next("pwrite", "pwrite64");
+    if (!real_rd)
+        real_rd = (pread_fn)next("pread", "pread64");
+    if (mandatory_conflict(fd, F_WRLCK, len, off))
+        return -1;
+    if (mode == STALE_PAGE_CACHE && off >= 0 && fd_in_dir(fd))
+        return write_through_stale_pages(fd, buf, len, off, real, real_rd);
+    return real(fd, buf, len, off);
+}
+
+ssize_t pwrite64(int fd, const void *buf, size_t len, off_t off)
+{
+    return pwrite(fd, buf, len, off);
+}
+
+ssize_t pread(int fd, void *buf, size_t len, off_t off)
+{
+    static pread_fn real;
+    if (!real)
+        real = (pread_fn)next("pread", "pread64");
+    if (mandatory_conflict(fd, F_RDLCK, len, off))
+        return -1;
+    return real(fd, buf, len, off);
+}
+
+ssize_t pread64(int fd, void *buf, size_t len, off_t off)
+{
+    return pread(fd, buf, len, off);
 }

@@ -76,6 +76,19 @@ impl Resolver<'_> {
         self.check_capability(self.mech, None, pos, what, ok)
     }
 
+    /// A count field that must lie between 1 and `max`.
+    pub(super) fn check_count(
+        &self,
+        field: &str,
+        value: &Located<u32>,
+        max: u32,
+    ) -> Result<u32, ScenarioError> {
+        if value.value == 0 || value.value > max {
+            return Err(self.err(value.pos, format!("`{field}` must be between 1 and {max}")));
+        }
+        Ok(value.value)
+    }
+
     pub(super) fn range(
         &self,
         mech: Mechanism,

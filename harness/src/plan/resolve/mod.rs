@@ -257,6 +257,8 @@ pub(crate) enum Op {
         start: i64,
         len: i64,
         whence: Whence,
+        /// Asked from a new PID namespace.
+        pidns: bool,
     },
     Write {
         fd: String,
@@ -479,14 +481,20 @@ impl Op {
                 start,
                 len,
                 whence,
+                pidns,
             } => {
                 if *mech == Mechanism::Lease {
                     format!("get the lease on {fd}")
                 } else {
                     format!(
-                        "test {} on {fd} ({mech}, {})",
+                        "test {} on {fd} ({mech}, {}){}",
                         mode.as_str(),
-                        range_text(*start, *len, *whence)
+                        range_text(*start, *len, *whence),
+                        if *pidns {
+                            " from a new PID namespace"
+                        } else {
+                            ""
+                        }
                     )
                 }
             }
@@ -609,6 +617,7 @@ impl Op {
                 InvalidCall::NullPointer => format!("{mech} lock call on {fd} with a NULL struct flock"),
                 InvalidCall::BadCommand => format!("{mech} lock call on {fd} with an invalid command"),
                 InvalidCall::BadType => format!("{mech} lock call on {fd} with an invalid l_type"),
+                InvalidCall::NonblockAlone => format!("flock on {fd} with LOCK_NB alone"),
             },
             Op::ByteLocks {
                 fd,

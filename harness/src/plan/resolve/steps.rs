@@ -244,6 +244,16 @@ impl Resolver<'_> {
             pos,
             ("way to test for a lock (no F_GETLK)", Mechanism::has_test),
         )?;
+        let pidns = s.pid_namespace.as_ref().is_some_and(|p| p.value);
+        if let Some(p) = s.pid_namespace.as_ref().filter(|p| p.value) {
+            self.check_capability(
+                mech,
+                s.mechanism.as_ref(),
+                p.pos,
+                "F_GETLK to make from a new PID namespace",
+                mech.has_ranges(),
+            )?;
+        }
         Ok(Op::Test {
             fd,
             mech,
@@ -251,6 +261,7 @@ impl Resolver<'_> {
             start,
             len,
             whence,
+            pidns,
         })
     }
 
@@ -310,16 +321,11 @@ impl Resolver<'_> {
     ) -> Result<Op, ScenarioError> {
         let mech = self.mech;
         self.require(pos, "waiting locks", mech.can_wait())?;
-        if s.times.value == 0 || s.times.value > MAX_COUNTER {
-            return Err(self.err(
-                s.times.pos,
-                format!("`times` must be between 1 and {MAX_COUNTER}"),
-            ));
-        }
+        let times = self.check_count("times", &s.times, MAX_COUNTER)?;
         Ok(Op::Counter {
             fd: self.fd_for_all(actors, s.fd.as_ref(), pos)?,
             mech,
-            times: s.times.value,
+            times,
             offset: s.offset.as_ref().map(|o| o.value).unwrap_or(0),
         })
     }
@@ -377,6 +383,13 @@ impl Resolver<'_> {
                 mech.has_ranges(),
             )?;
         }
+        if s.call.value == InvalidCall::NonblockAlone {
+            self.require(
+                s.call.pos,
+                "flock(2) operation to leave out (nonblock-alone is flock only)",
+                mech == Mechanism::Flock,
+            )?;
+        }
         Ok(Op::Invalid {
             fd: self.fd_for_all(actors, s.fd.as_ref(), pos)?,
             mech,
@@ -393,12 +406,7 @@ impl Resolver<'_> {
     ) -> Result<Op, ScenarioError> {
         let mech = self.mech;
         self.require(pos, "byte ranges (it locks whole files)", mech.has_ranges())?;
-        if s.count.value == 0 || s.count.value > MAX_BYTE_LOCKS {
-            return Err(self.err(
-                s.count.pos,
-                format!("`count` must be between 1 and {MAX_BYTE_LOCKS}"),
-            ));
-        }
+        let count = self.check_count("count", &s.count, MAX_BYTE_LOCKS)?;
         let mode = s
             .mode
             .as_ref()
@@ -408,7 +416,7 @@ impl Resolver<'_> {
             fd: self.fd_for_all(actors, s.fd.as_ref(), pos)?,
             mech,
             kind: mode.into(),
-            count: s.count.value,
+            count,
         })
     }
 
