@@ -386,7 +386,20 @@ impl Report {
         results.sort_by(|a, b| {
             (a.family, &a.scenario, a.mechanism).cmp(&(b.family, &b.scenario, b.mechanism))
         });
-        let command = shell_words::join(std::env::args());
+        use crate::record::portable;
+        let command = portable(&shell_words::join(std::env::args()));
+        let mut target = target;
+        target.path = portable(&target.path);
+        let mut catalog = catalog;
+        catalog.source = portable(&catalog.source);
+        for r in &mut results {
+            r.file = portable(&r.file);
+            for step in &mut r.steps {
+                for call in &mut step.calls {
+                    *call = portable(call);
+                }
+            }
+        }
         Report {
             schema_version: SCHEMA_VERSION,
             lockcheck_version: env!("CARGO_PKG_VERSION").to_string(),

@@ -142,7 +142,7 @@ pub fn assess(passes: &[Vec<Report>], failed: &dyn Fn(&Report) -> bool) -> Quali
     } else {
         Verdict::Pass
     };
-    let command = shell_words::join(std::env::args());
+    let command = crate::record::portable(&shell_words::join(std::env::args()));
     Qualification {
         verdict,
         repeats: passes.len(),
