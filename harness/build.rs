@@ -1,6 +1,10 @@
-//! Embeds the repository's scenario catalog (`../scenarios/*.yaml`) and
-//! application profiles (`../apps/*.yaml`) into the binary, so that
-//! `lockcheck` works from any directory.
+//! Embeds the scenario catalog (`scenarios/*.yaml`) and the application
+//! profiles (`apps/*.yaml`) into the binary, so that `lockcheck` works from
+//! any directory. In the repository, `harness/scenarios` and `harness/apps`
+//! are symbolic links to the top-level directories; `cargo package` follows
+//! them, so the packaged crate carries copies and builds the same catalog.
+//! Finding no file is a build error: a binary without its catalog would
+//! test nothing.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -28,7 +32,16 @@ fn yaml_files(dir: &Path) -> Vec<(String, String)> {
 }
 
 fn embed(dir: &str, what: &str, dest: &str) {
-    let files = yaml_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join(dir));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let files = yaml_files(&path);
+    if files.is_empty() {
+        panic!(
+            "no {what} (*.yaml) in {}: the built-in catalog would be empty. \
+             In a checkout, harness/{dir} is a symbolic link to ../{dir} (git clone \
+             with core.symlinks=true); in a packaged crate it is a directory.",
+            path.display()
+        );
+    }
     let mut out = format!(
         "/// The {what} compiled in: (file name, text).\npub static FILES: &[(&str, &str)] = &[\n"
     );
@@ -41,6 +54,6 @@ fn embed(dir: &str, what: &str, dest: &str) {
 }
 
 fn main() {
-    embed("../scenarios", "scenario files", "embedded_catalog.rs");
-    embed("../apps", "application profiles", "embedded_apps.rs");
+    embed("scenarios", "scenario files", "embedded_catalog.rs");
+    embed("apps", "application profiles", "embedded_apps.rs");
 }

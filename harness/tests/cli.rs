@@ -581,7 +581,7 @@ fn qualify_writes_a_bundle() {
         "qualify",
         "--target",
         &format!("shm={}", target.path().display()),
-        "--bundle",
+        "--out",
         bundle.path().to_str().expect("utf8"),
         "--repeat",
         "2",

@@ -253,7 +253,9 @@ fn cross_client_scenarios_catch_their_mutations() -> Result<(), Failed> {
     let ns = Netns::new("m")?;
     let d = scratch("mutation");
     let shim = common::build_shim(&d);
-    let cases: [(&str, &str, &[(&str, &str)]); 3] = [
+    // (shim mode, the run's filter, the trials that must fail)
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+    let cases: [Case; 3] = [
         (
             "ranges-whole-file",
             "cross-client-range-conflicts",

@@ -188,8 +188,10 @@ pub(crate) fn become_actor(parent: i32) -> ! {
 }
 
 fn gettid() -> i32 {
-    // SAFETY: gettid has no preconditions.
-    unsafe { libc::gettid() }
+    // The system call, not glibc's gettid() (2.30): the portable binary
+    // links against glibc 2.17.
+    // SAFETY: gettid has no preconditions and cannot fail.
+    unsafe { libc::syscall(libc::SYS_gettid) as i32 }
 }
 
 /// Answer requests on one channel until it closes. The main thread's loop

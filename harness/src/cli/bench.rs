@@ -17,7 +17,7 @@ use super::{emit, emit_json, Mech};
 pub(crate) struct BenchArgs {
     /// A directory to measure, with a label (repeatable). Default: `local`
     /// (the current directory's filesystem) and `tmpfs`.
-    #[arg(long = "target", value_name = "LABEL=DIR")]
+    #[arg(long = "target", value_name = "[LABEL=]DIR")]
     pub(crate) targets: Vec<String>,
     /// Also make these filesystems and measure them (xfs, btrfs, overlay, fuse, all).
     #[arg(long, value_name = "KIND")]
@@ -30,6 +30,10 @@ pub(crate) struct BenchArgs {
     /// `json`: print the figures as JSON on stdout.
     #[arg(long, value_enum, default_value = "text")]
     pub(crate) format: RunFormat,
+    /// Also write each target's figures to DIR: LABEL.bench.json and
+    /// LABEL.bench.md (`lockcheck run --bench` puts them into the reports).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) out: Option<std::path::PathBuf>,
 }
 
 /// The mechanisms to benchmark: the given ones (flock, posix, ofd only).
@@ -51,6 +55,32 @@ pub(crate) fn bench_mechanisms(given: &[Mech]) -> Result<Vec<Mechanism>, Error> 
             }
         })
         .collect()
+}
+
+/// LABEL.bench.json and LABEL.bench.md in `dir`.
+fn write_figures(
+    dir: &std::path::Path,
+    label: &str,
+    doc: &serde_json::Value,
+    markdown: &str,
+) -> Result<(), Error> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    let json = serde_json::to_string_pretty(doc)
+        .map_err(|e| Error::io("the figures as JSON", std::io::Error::other(e)))?;
+    for (name, text) in [
+        (format!("{label}.bench.json"), json + "\n"),
+        (
+            format!("{label}.bench.md"),
+            format!("# Lock latency: {label}\n\n{markdown}"),
+        ),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, text)
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
 }
 
 pub(crate) fn bench(b: BenchArgs) -> Result<ExitCode, Error> {
@@ -84,12 +114,16 @@ pub(crate) fn bench(b: BenchArgs) -> Result<ExitCode, Error> {
             t.root.display(),
             lockcheck::render::bench::markdown(&r)
         ));
-        all.push(serde_json::json!({
+        let doc = serde_json::json!({
             "target": t.label,
             "fs_type": t.identity.fs_type,
             "dir": t.root,
             "benchmarks": r,
-        }));
+        });
+        if let Some(dir) = &b.out {
+            write_figures(dir, &t.label, &doc, &lockcheck::render::bench::markdown(&r))?;
+        }
+        all.push(doc);
     }
     let problems = session.close();
     if b.format == RunFormat::Json {

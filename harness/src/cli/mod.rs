@@ -6,13 +6,14 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use lockcheck::spec::scenario::Mechanism;
 use lockcheck::Error;
 
 mod bench;
 mod clean;
+mod docs;
 mod fuzz;
 mod list;
 mod matrix;
@@ -121,6 +122,21 @@ enum Command {
     /// Differential fuzzing: random lock programs run on a reference and a
     /// target; the first difference is shrunk and written as a scenario.
     Fuzz(FuzzArgs),
+    /// Print a shell completion script: `lockcheck completions bash >
+    /// /etc/bash_completion.d/lockcheck` (zsh: a `_lockcheck` file in
+    /// `$fpath`; fish: `~/.config/fish/completions/lockcheck.fish`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: docs::Shell,
+    },
+    /// Print lockcheck's man page (roff), or write one page per command
+    /// into a directory: `lockcheck man --out /usr/local/share/man/man1`.
+    Man {
+        /// Write lockcheck.1 and lockcheck-COMMAND.1 here instead.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -146,7 +162,12 @@ impl From<Mech> for Mechanism {
 
 /// Parses the command line, runs the subcommand, and reports an error.
 pub(crate) fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // `--version` also names the built-in catalog (`-V` is the short form).
+    let matches = command().long_version(docs::version_text()).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     lockcheck::actor::interrupt::install();
     let result = match cli.command {
         None => run::run(cli.run, None),
@@ -173,6 +194,8 @@ pub(crate) fn main() -> ExitCode {
         ),
         Some(Command::Oracle(a)) => oracle::oracle(a),
         Some(Command::Fuzz(a)) => fuzz::fuzz(a),
+        Some(Command::Completions { shell }) => docs::completions(shell),
+        Some(Command::Man { out }) => docs::man(out.as_deref()),
     };
     match result {
         Ok(code) => code,
@@ -195,11 +218,33 @@ fn parse_pair(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// The command line's definition: the derived one, with the adjustments a
+/// derive cannot express. Help, man pages and completions all use it.
+pub(crate) fn command() -> clap::Command {
+    qualify::adjust_help(Cli::command())
+}
+
+/// Where reports go when `--out` is not given: `reports/` in the current
+/// directory, except in a lockcheck checkout, whose `reports/` holds the
+/// published reports (only `ci/regenerate-reports` writes them, with
+/// `--out reports`): there `target/lockcheck-reports/`, which git ignores.
+pub(crate) fn default_out() -> PathBuf {
+    let checkout = std::path::Path::new("reports/report.schema.json").is_file()
+        && std::path::Path::new("scenarios/scenario.schema.json").is_file()
+        && std::path::Path::new("harness/Cargo.toml").is_file();
+    PathBuf::from(if checkout {
+        "target/lockcheck-reports"
+    } else {
+        "reports"
+    })
+}
+
 /// A seed for a random choice the user did not fix (short enough to type).
 pub(crate) fn random_seed() -> u64 {
     let mut b = [0u8; 8];
-    // SAFETY: getrandom writes at most 8 bytes into b.
-    unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    // SAFETY: getrandom(2) writes at most 8 bytes into b (the system call,
+    // as in the engine: the portable binary links against glibc 2.17).
+    unsafe { libc::syscall(libc::SYS_getrandom, b.as_mut_ptr(), b.len(), 0) };
     u64::from_ne_bytes(b) % 1_000_000_000
 }
 

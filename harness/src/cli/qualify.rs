@@ -19,23 +19,45 @@ use super::run::{warn_cleanup, RunArgs, RunFormat};
 pub(crate) struct QualifyArgs {
     #[command(flatten)]
     pub(crate) run: RunArgs,
-    /// The bundle's directory.
-    #[arg(long, value_name = "DIR", default_value = "qualification")]
-    pub(crate) bundle: PathBuf,
+    /// The bundle's directory: the same as --out (the name before --out
+    /// meant the same thing for every command).
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub(crate) bundle: Option<PathBuf>,
+}
+
+/// `qualify`'s options in its help: `--out` is where the bundle goes;
+/// `--format` and `--junit` are not shown (the bundle holds the JUnit file
+/// and the summary), and refused with that reason if given.
+pub(crate) fn adjust_help(cmd: clap::Command) -> clap::Command {
+    cmd.mut_subcommand("qualify", |s| {
+        s.mut_arg("out", |a| {
+            a.help("Where to write the bundle: every report, the JUnit file, the summary and the matrix page [default: qualification]")
+        })
+        .mut_arg("format", |a| a.hide(true))
+        .mut_arg("junit", |a| a.hide(true))
+    })
 }
 
 pub(crate) fn qualify(q: QualifyArgs) -> Result<ExitCode, Error> {
     let repeat = q.run.repeat.unwrap_or(3);
     // The bundle holds everything: options that write elsewhere do not apply.
-    if q.run.format != RunFormat::Text
-        || q.run.junit.is_some()
-        || q.run.out != std::path::Path::new("reports")
-    {
+    if q.run.format != RunFormat::Text || q.run.junit.is_some() {
         return Err(Error::usage(
-            "qualify writes its bundle only: --format, --junit and --out do not apply",
-            Some("give --bundle DIR; it gets the reports, JUnit and the summary"),
+            "qualify writes its bundle only: --format and --junit do not apply",
+            Some("give --out DIR for the bundle; it gets the reports, the JUnit file and the summary"),
         ));
     }
+    let mut q = q;
+    let bundle = match (q.run.out.take(), q.bundle.take()) {
+        (Some(_), Some(_)) => {
+            return Err(Error::usage(
+                "--out and --bundle name the same directory; give one",
+                Some("--out DIR"),
+            ))
+        }
+        (Some(d), None) | (None, Some(d)) => d,
+        (None, None) => PathBuf::from("qualification"),
+    };
     if q.run
         .targets
         .iter()
@@ -46,14 +68,11 @@ pub(crate) fn qualify(q: QualifyArgs) -> Result<ExitCode, Error> {
             Some("label the target otherwise"),
         ));
     }
-    match std::fs::read_dir(&q.bundle) {
+    match std::fs::read_dir(&bundle) {
         Ok(mut entries) => {
             if entries.next().is_some() {
                 return Err(Error::usage(
-                    format!(
-                        "--bundle {}: the directory is not empty",
-                        q.bundle.display()
-                    ),
+                    format!("--out {}: the directory is not empty", bundle.display()),
                     Some("give a new or empty directory, so the bundle holds this run only"),
                 ));
             }
@@ -61,12 +80,12 @@ pub(crate) fn qualify(q: QualifyArgs) -> Result<ExitCode, Error> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => {
             return Err(Error::usage(
-                format!("--bundle {}: {e}", q.bundle.display()),
+                format!("--out {}: {e}", bundle.display()),
                 Some("give a directory to write the bundle into"),
             ))
         }
     }
-    super::run::run(q.run, Some((repeat, q.bundle)))
+    super::run::run(q.run, Some((repeat, bundle)))
 }
 
 /// After the runs: assesses them, writes the bundle, prints the verdict and

@@ -26,8 +26,9 @@ use super::{emit, emit_json, parse_lease, random_seed, Mech};
 #[derive(Args, Clone)]
 pub(crate) struct RunArgs {
     /// A directory to test, with a label naming its report (repeatable).
+    /// A bare DIR is labelled after its last component (/mnt/nfs: `nfs`).
     /// Default: `local` (the current directory's filesystem) and `tmpfs`.
-    #[arg(long = "target", value_name = "LABEL=DIR")]
+    #[arg(long = "target", value_name = "[LABEL=]DIR")]
     pub(crate) targets: Vec<String>,
     /// Directory of scenario files. Default: ./scenarios if present, else the built-in catalog.
     #[arg(long, value_name = "DIR")]
@@ -44,8 +45,10 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "KIND")]
     pub(crate) provision: Vec<String>,
     /// Where to write the reports (LABEL.json, LABEL.md, LABEL.junit.xml).
-    #[arg(long, value_name = "DIR", default_value = "reports")]
-    pub(crate) out: PathBuf,
+    /// Default: reports/; in a lockcheck checkout, whose reports/ holds the
+    /// published reports, target/lockcheck-reports/.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) out: Option<PathBuf>,
     /// Also write one JUnit XML file with every target's results.
     #[arg(long, value_name = "PATH")]
     pub(crate) junit: Option<PathBuf>,
@@ -144,6 +147,11 @@ impl BenchSettings {
 }
 
 impl RunArgs {
+    /// `--out`, or the default (see [`super::default_out`]).
+    pub(crate) fn out_dir(&self) -> PathBuf {
+        self.out.clone().unwrap_or_else(super::default_out)
+    }
+
     /// The targets, hosts and faults these arguments name.
     pub(crate) fn target_options(&self) -> TargetOptions {
         TargetOptions {
@@ -170,7 +178,8 @@ pub(crate) enum RunFormat {
 /// Where results will be written must be usable before anything runs.
 pub(crate) fn check_outputs(a: &RunArgs, bundle: Option<&std::path::Path>) -> Result<(), Error> {
     // Checked, not created: nothing is written before the run is known to go ahead.
-    let dir = bundle.unwrap_or(&a.out);
+    let default_dir = a.out_dir();
+    let dir = bundle.unwrap_or(&default_dir);
     let unwritable = |why: String| {
         Error::usage(
             format!("cannot write results into {}: {why}", dir.display()),
@@ -273,7 +282,7 @@ pub(crate) fn run(a: RunArgs, qualify: Option<(usize, PathBuf)>) -> Result<ExitC
     add_benchmarks(&a, &p.session, &mut passes)?;
     let replays = qualify
         .as_ref()
-        .map_or(a.out.clone(), |(_, bundle)| bundle.clone());
+        .map_or(a.out_dir(), |(_, bundle)| bundle.clone());
     add_stress(&a, &p.session, &mut passes, &replays, order_seed)?;
     if let Some((_, bundle)) = &qualify {
         return super::qualify::finish(p.session, &passes, a.fail_on, repeats, bundle);
@@ -479,7 +488,7 @@ fn finish(
 ) -> Result<ExitCode, Error> {
     let mut written = Vec::new();
     for r in reports {
-        written.extend(r.write(&a.out)?);
+        written.extend(r.write(&a.out_dir())?);
     }
     if let Some(path) = &a.junit {
         written.push(lockcheck::render::report::write_junit(reports, path)?);

@@ -51,7 +51,7 @@ impl StressMech {
 pub(crate) struct StressArgs {
     /// A directory to stress, with a label (repeatable). Default: `local`
     /// (the current directory's filesystem) and `tmpfs`.
-    #[arg(long = "target", value_name = "LABEL=DIR")]
+    #[arg(long = "target", value_name = "[LABEL=]DIR")]
     pub(crate) targets: Vec<String>,
     /// Also make these filesystems and stress them (xfs, btrfs, overlay, fuse, all).
     #[arg(long, value_name = "KIND")]
@@ -68,8 +68,9 @@ pub(crate) struct StressArgs {
     /// Where to write LABEL.stress.json, LABEL.stress.md and, for the first
     /// overlapping locks found, scenarios replaying them
     /// (stress-finding-LABEL-N.yaml; run them with `lockcheck run --scenarios`).
-    #[arg(long, value_name = "DIR", default_value = "reports")]
-    pub(crate) out: PathBuf,
+    /// Default: as for `lockcheck run`.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) out: Option<PathBuf>,
     /// `json`: print the results as JSON on stdout (files are written too).
     #[arg(long, value_enum, default_value = "text")]
     pub(crate) format: RunFormat,
@@ -147,6 +148,7 @@ impl StressSettings {
 
 pub(crate) fn stress(a: StressArgs) -> Result<ExitCode, Error> {
     let opts = a.settings.options(a.settings.duration)?;
+    let out = a.out.clone().unwrap_or_else(super::default_out);
     let session = Session::open_targets(&TargetOptions {
         targets: a.targets,
         provision: a.provision,
@@ -175,7 +177,7 @@ pub(crate) fn stress(a: StressArgs) -> Result<ExitCode, Error> {
             eprintln!("lockcheck: interrupted; nothing written");
             return Ok(ExitCode::from((128 + sig).clamp(0, 255) as u8));
         }
-        let written = lockcheck::render::stress::write(&mut s, &t.label, &a.out)?;
+        let written = lockcheck::render::stress::write(&mut s, &t.label, &out)?;
         eprintln!("{}: {}", t.label, lockcheck::render::stress::headline(&s));
         for f in s.findings.iter().take(5) {
             eprintln!(

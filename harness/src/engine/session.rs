@@ -56,6 +56,19 @@ impl Session {
                 .iter()
                 .map(|t| crate::target::targets::parse_target_arg(t))
                 .collect::<Result<Vec<_>>>()?;
+            for (i, s) in specs.iter().enumerate() {
+                if let Some(o) = specs[..i].iter().find(|o| o.label == s.label) {
+                    return Err(Error::usage(
+                        format!(
+                            "target label {:?} is given twice ({} and {})",
+                            s.label,
+                            o.dir.display(),
+                            s.dir.display()
+                        ),
+                        Some("a bare --target DIR is labelled after its last component; give the targets labels of their own: --target LABEL=DIR"),
+                    ));
+                }
+            }
             (specs, None, Vec::new())
         };
         // Everything that can be wrong with the arguments is found before any

@@ -403,6 +403,18 @@ pub fn load_dir(dir: &Path) -> Result<Catalog> {
 
 /// The catalog compiled into this binary (the repository's `scenarios/`).
 pub(crate) fn embedded() -> Result<Catalog> {
+    // build.rs refuses to build without scenario files; this guards a
+    // binary built some other way, which must never report zero trials
+    // as a pass.
+    if embedded::FILES.is_empty() {
+        return Err(Error::usage(
+            format!(
+                "this lockcheck {} was built without its scenario catalog (no built-in scenarios)",
+                env!("CARGO_PKG_VERSION")
+            ),
+            Some("pass --scenarios DIR, or rebuild from a checkout or the published crate"),
+        ));
+    }
     let files = embedded::FILES
         .iter()
         .map(|(name, text)| (format!("scenarios/{name}"), text.as_bytes().to_vec()))
@@ -414,6 +426,19 @@ pub(crate) fn embedded() -> Result<Catalog> {
         ),
         files,
     )
+}
+
+/// The built-in catalog's scenario count and hash (as reports record
+/// them), without parsing it: for `lockcheck --version`.
+pub fn builtin_identity() -> Result<(usize, String)> {
+    if embedded::FILES.is_empty() {
+        return embedded().map(|c| (c.scenarios.len(), c.hash));
+    }
+    let files: Vec<(String, Vec<u8>)> = embedded::FILES
+        .iter()
+        .map(|(name, text)| (format!("scenarios/{name}"), text.as_bytes().to_vec()))
+        .collect();
+    Ok((files.len(), fnv1a(&files)))
 }
 
 /// `--scenarios DIR` if given; else `./scenarios` when it exists; else the built-in catalog.
@@ -446,6 +471,8 @@ mod tests {
             d.hash, c.hash,
             "the hash does not depend on where the files are"
         );
+        let (count, hash) = builtin_identity().expect("identity");
+        assert_eq!((count, hash), (c.scenarios.len(), c.hash));
     }
 
     #[test]

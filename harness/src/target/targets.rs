@@ -163,14 +163,17 @@ pub(crate) fn parse_fault_args(
     Ok(out)
 }
 
-/// Parse `LABEL=DIR[,HOST:DIR]...`.
+/// Parse `LABEL=DIR[,HOST:DIR]...`, or `DIR[,HOST:DIR]...` whose label is
+/// derived from the directory ([`label_from_dir`]).
 pub fn parse_target_arg(s: &str) -> Result<TargetSpec> {
-    let Some((label, dirs)) = s.split_once('=') else {
-        return Err(Error::usage(
-            format!("--target {s:?}: expected LABEL=DIR"),
-            Some("for example --target nfs4=/mnt/nfs"),
-        ));
+    let (label, dirs) = match s.split_once('=') {
+        Some((label, dirs)) => (label.to_string(), dirs),
+        None => {
+            let dir = s.split(',').next().unwrap_or("");
+            (label_from_dir(Path::new(dir)), s)
+        }
     };
+    let label = label.as_str();
     check_label(label)?;
     let mut parts = dirs.split(',');
     let dir = parts.next().unwrap_or("");
@@ -205,6 +208,41 @@ pub fn parse_target_arg(s: &str) -> Result<TargetSpec> {
         lower: None,
         backing: None,
     })
+}
+
+/// The label of a target given as a bare directory: its last component
+/// (`/mnt/nfs` gives `nfs`; `.` the current directory's name; `/` gives
+/// `root`), with characters a label cannot have turned into `-`, a leading
+/// `.` dropped, and at most 64 characters. Two targets that get the same
+/// label are refused (`target label ... is given twice`); give them
+/// `LABEL=DIR`.
+pub fn label_from_dir(dir: &Path) -> String {
+    let named = match dir.file_name() {
+        Some(n) => Some(n.to_os_string()),
+        // `.`, `..`, `/`: the directory's own name, if it has one.
+        None => std::fs::canonicalize(dir)
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_os_string())),
+    };
+    let raw = named
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut label: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    label = label.trim_start_matches('.').chars().take(64).collect();
+    if label.is_empty() {
+        "root".to_string()
+    } else {
+        label
+    }
 }
 
 pub(crate) fn check_label(label: &str) -> Result<()> {
@@ -1068,7 +1106,25 @@ mod tests {
     #[test]
     fn labels_and_arguments() {
         assert!(parse_target_arg("nfs4=/mnt").is_ok());
-        assert!(parse_target_arg("nolabel").is_err());
+        // A bare directory is labelled after its last component.
+        assert_eq!(
+            parse_target_arg("/mnt/nfs").map(|t| t.label).ok(),
+            Some("nfs".into())
+        );
+        assert_eq!(
+            parse_target_arg("/mnt/my share/").map(|t| t.label).ok(),
+            Some("my-share".into())
+        );
+        assert_eq!(
+            parse_target_arg("/").map(|t| t.label).ok(),
+            Some("root".into())
+        );
+        assert_eq!(
+            parse_target_arg("/srv/.hidden").map(|t| t.label).ok(),
+            Some("hidden".into())
+        );
+        let t = parse_target_arg("/mnt/a,b:/mnt/b").expect("with a host dir");
+        assert_eq!((t.label.as_str(), t.host_dirs.len()), ("a", 1));
         assert!(parse_target_arg("a b=/x").is_err());
         assert!(parse_target_arg("x=").is_err());
         assert!(check_label("../x").is_err());

@@ -239,6 +239,15 @@ impl<'a> ActorPool<'a> {
             .hosts
             .get(self.actors[i].host)
             .is_some_and(|h| h.launcher.is_none());
+        // Where it was started, for the messages: "host b, through `ssh
+        // client2`" names what to look at when a remote side is missing.
+        let place = match self.env.hosts.get(self.actors[i].host) {
+            Some(h) => match &h.launcher {
+                Some(l) => format!(" on host {} (started through `{}`)", h.name, l.join(" ")),
+                None => format!(" on host {}", h.name),
+            },
+            None => String::new(),
+        };
         let a = &mut self.actors[i];
         let Some(chan) = a.chan.as_mut() else {
             return Err(Infra(format!("actor {} has no channel", a.name)));
@@ -277,14 +286,14 @@ impl<'a> ActorPool<'a> {
                 a.name, r.outcome
             ))),
             Ok(None) => Err(Infra(format!(
-                "actor {} did not start within {} s",
+                "actor {}{place} did not start within {} s",
                 a.name,
                 START_TIMEOUT.as_secs()
             ))),
             Err(e) => {
                 let err = a.stderr_text();
                 Err(Infra(format!(
-                    "actor {} failed to start: {e} {err}",
+                    "actor {}{place} failed to start: {e} {err}",
                     a.name
                 )))
             }
@@ -1015,8 +1024,9 @@ fn accept_from(
 
 fn rand_suffix() -> u64 {
     let mut b = [0u8; 8];
-    // SAFETY: getrandom writes at most b.len() bytes into b.
-    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    // SAFETY: getrandom(2) writes at most b.len() bytes into b (the system
+    // call: glibc's wrapper is 2.25, the portable binary links against 2.17).
+    let n = unsafe { libc::syscall(libc::SYS_getrandom, b.as_mut_ptr(), b.len(), 0) };
     if n == 8 {
         u64::from_ne_bytes(b)
     } else {
