@@ -161,6 +161,28 @@ fn agreement(p: &Prediction, o: &Observed) -> Agreement {
     }
 }
 
+/// Where the verdict rests on a target fact whose `or-observed` is what was
+/// observed: the profile's explanation of that other outcome.
+fn other_outcome(profile: &AppProfile, p: &Prediction, o: &Observed) -> Option<String> {
+    profile.target_facts.iter().find_map(|f| {
+        let alt = f.or_observed.as_ref()?;
+        let applied = p.verdict == f.verdict.status()
+            && p.reasons.iter().any(|r| r.starts_with(&f.reason_prefix()));
+        let seen = matches!(
+            (alt.verdict.status(), o.verdict),
+            (AppStatus::Degraded, ObservedStatus::Degraded)
+                | (AppStatus::Unsafe, ObservedStatus::Unsafe)
+        );
+        (applied && seen).then(|| {
+            format!(
+                "the other outcome the profile documents for this cause ({}): {}",
+                alt.verdict.status().as_str(),
+                alt.why.trim()
+            )
+        })
+    })
+}
+
 /// The recovery bound of a profile: its first recovery's `degraded-after`.
 fn bound_of(p: Option<&AppProfile>) -> Duration {
     p.and_then(|p| p.recovery.first())
@@ -213,7 +235,10 @@ pub fn compare(
                         p.verdict.as_str()
                     )),
                 ),
-                Some(p) => (agreement(p, &observed), None),
+                Some(p) => match (agreement(p, &observed), profile.and_then(|f| other_outcome(f, p, &observed))) {
+                    (Agreement::Disagree, Some(why)) => (Agreement::Agree, Some(why)),
+                    (a, _) => (a, None),
+                },
                 None => (
                     Agreement::Error,
                     Some(format!(

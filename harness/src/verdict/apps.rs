@@ -67,6 +67,43 @@ pub(crate) struct AppTargetFact {
     /// than the fact says: this verdict and reason instead.
     #[serde(default)]
     pub(crate) unless: Option<FactUnless>,
+    /// Another outcome the application was seen to have for the same
+    /// cause, depending on timing (LMDB on NFS: two writers, or a process
+    /// waiting on a mutex no process on its host will release). The verdict
+    /// stays `verdict`, the worse; the application lab accepts either.
+    #[serde(default)]
+    pub(crate) or_observed: Option<FactAlternative>,
+}
+
+/// `or-observed` of a target fact.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct FactAlternative {
+    /// `unsafe` or `degraded`: what the application lab may observe instead.
+    pub(crate) verdict: FactVerdict,
+    /// When and why the application does that.
+    pub(crate) why: String,
+}
+
+impl AppTargetFact {
+    /// The start of the reason a verdict gives for this fact as written
+    /// (not its `unless`): "unsafe: shared by hosts — ".
+    pub(crate) fn reason_prefix(&self) -> String {
+        format!(
+            "{}: {} — ",
+            self.verdict.status().as_str(),
+            self.fact.describe()
+        )
+    }
+}
+
+impl FactVerdict {
+    pub(crate) fn status(self) -> AppStatus {
+        match self {
+            FactVerdict::Unsafe => AppStatus::Unsafe,
+            FactVerdict::Degraded => AppStatus::Degraded,
+        }
+    }
 }
 
 /// `unless` of a target fact: a trial whose failure changes what the fact
@@ -665,10 +702,7 @@ pub(crate) fn verdict(
             ),
             None => (f.verdict, f.why.trim(), f.fact.describe().to_string()),
         };
-        let t = match verdict {
-            FactVerdict::Unsafe => AppStatus::Unsafe,
-            FactVerdict::Degraded => AppStatus::Degraded,
-        };
+        let t = verdict.status();
         if t > status || status == AppStatus::NotChecked {
             status = t;
         }
