@@ -395,12 +395,7 @@ fn perform(req: &Request) -> Outcome {
                 len,
                 whence,
             } => {
-                let mut fl: libc::flock = std::mem::zeroed();
-                fl.l_type = *l_type;
-                fl.l_whence = *whence;
-                fl.l_start = *start;
-                fl.l_len = *len;
-                fl.l_pid = 0;
+                let mut fl = flock_of(*l_type, *whence, *start, *len);
                 let asked = fl;
                 let r = libc::fcntl(*fd, *cmd, &mut fl as *mut libc::flock);
                 if r < 0 {
@@ -421,13 +416,7 @@ fn perform(req: &Request) -> Outcome {
                     len,
                     whence,
                 } if matches!(*cmd, libc::F_GETLK | libc::F_OFD_GETLK) => {
-                    let mut fl: libc::flock = std::mem::zeroed();
-                    fl.l_type = *l_type;
-                    fl.l_whence = *whence;
-                    fl.l_start = *start;
-                    fl.l_len = *len;
-                    fl.l_pid = 0;
-                    getlk_in_new_pid_namespace(*fd, *cmd, fl)
+                    getlk_in_new_pid_namespace(*fd, *cmd, flock_of(*l_type, *whence, *start, *len))
                 }
                 other => Outcome::BadRequest {
                     message: format!(
@@ -890,6 +879,18 @@ fn counter(fd: RawFd, lock: &Request, unlock: &Request, times: u32, offset: u64)
     Outcome::Done {
         ret: i64::from(times),
     }
+}
+
+/// A `struct flock` for a request (l_pid 0, the rest zeroed).
+fn flock_of(l_type: i16, whence: i16, start: i64, len: i64) -> libc::flock {
+    // SAFETY: struct flock is plain data; all zeroes is a valid value.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = l_type;
+    fl.l_whence = whence;
+    fl.l_start = start;
+    fl.l_len = len;
+    fl.l_pid = 0;
+    fl
 }
 
 /// F_GETLK's answer, with the `struct flock` as it was passed in.

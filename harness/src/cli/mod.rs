@@ -162,8 +162,13 @@ impl From<Mech> for Mechanism {
 
 /// Parses the command line, runs the subcommand, and reports an error.
 pub(crate) fn main() -> ExitCode {
-    // `--version` also names the built-in catalog (`-V` is the short form).
-    let matches = command().long_version(docs::version_text()).get_matches();
+    // `--version` also names the built-in catalog (`-V` is the short form);
+    // its hash is read only when it is asked for.
+    let mut cmd = command();
+    if std::env::args_os().any(|a| a == "--version") {
+        cmd = cmd.long_version(docs::version_text());
+    }
+    let matches = cmd.get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(c) => c,
         Err(e) => e.exit(),

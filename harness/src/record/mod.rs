@@ -17,10 +17,15 @@ pub mod stress;
 /// machine's checkout and its command runs the same from any clone. Paths
 /// elsewhere (a target's mount point, `/tmp/...`) stay as they are.
 pub(crate) fn portable(s: &str) -> String {
-    match std::env::current_dir() {
-        Ok(cwd) => relative_to(s, &cwd.to_string_lossy()),
-        Err(_) => s.to_string(),
-    }
+    portable_here()(s)
+}
+
+/// [`portable`] for many strings: the current directory read once.
+pub(crate) fn portable_here() -> impl Fn(&str) -> String {
+    let cwd = std::env::current_dir()
+        .map(|d| d.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    move |s: &str| relative_to(s, &cwd)
 }
 
 /// `s` with `dir` (an absolute path) made relative wherever a path starts.

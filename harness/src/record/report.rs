@@ -386,7 +386,7 @@ impl Report {
         results.sort_by(|a, b| {
             (a.family, &a.scenario, a.mechanism).cmp(&(b.family, &b.scenario, b.mechanism))
         });
-        use crate::record::portable;
+        let portable = crate::record::portable_here();
         let command = portable(&shell_words::join(std::env::args()));
         let mut target = target;
         target.path = portable(&target.path);
