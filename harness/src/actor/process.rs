@@ -998,8 +998,8 @@ fn getlk_in_new_pid_namespace(fd: RawFd, cmd: i32, asked: libc::flock) -> Outcom
             (false, _) => Outcome::BadRequest {
                 message: "the process in the new PID namespace ended without an answer".into(),
             },
-            (true, 1) => Outcome::Failed { errno: a.errno },
-            (true, 2) => Outcome::Failed { errno: a.errno },
+            // No namespace (unshare or fork failed), or F_GETLK failed.
+            (true, 1 | 2) => Outcome::Failed { errno: a.errno },
             (true, _) if a.pid != 1 => Outcome::BadRequest {
                 message: format!(
                     "the process meant to be PID 1 of a new PID namespace is pid {}",
