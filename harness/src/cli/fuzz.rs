@@ -16,14 +16,16 @@ use super::{emit, random_seed, Mech};
 
 #[derive(Args)]
 pub(crate) struct FuzzArgs {
-    /// The directory whose behaviour is taken as correct (a local filesystem).
-    #[arg(long, value_name = "LABEL=DIR")]
+    /// The directory whose behaviour is taken as correct (a local
+    /// filesystem); without `LABEL=`, labelled after the directory.
+    #[arg(long, value_name = "[LABEL=]DIR")]
     pub(crate) reference: String,
-    /// The directory under test.
-    #[arg(long, value_name = "LABEL=DIR")]
+    /// The directory under test; without `LABEL=`, labelled after the
+    /// directory.
+    #[arg(long, value_name = "[LABEL=]DIR")]
     pub(crate) target: String,
     /// Seed of the random generator (printed at start, so any run can be repeated).
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub(crate) seed: Option<u64>,
     /// Operations to run in all.
     #[arg(long, default_value_t = 2000)]

@@ -283,3 +283,6 @@ pub(crate) fn parse_lease(s: &str) -> Result<std::time::Duration, String> {
     }
     Ok(d)
 }
+
+#[cfg(test)]
+mod help_tests;

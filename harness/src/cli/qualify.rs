@@ -38,15 +38,22 @@ pub(crate) fn adjust_help(cmd: clap::Command) -> clap::Command {
     })
 }
 
-pub(crate) fn qualify(q: QualifyArgs) -> Result<ExitCode, Error> {
-    let repeat = q.run.repeat.unwrap_or(3);
-    // The bundle holds everything: options that write elsewhere do not apply.
+/// The options `qualify` shares with `run` but refuses (its help hides
+/// them): the bundle holds everything, so options that write elsewhere do
+/// not apply.
+pub(crate) fn check_options(q: &QualifyArgs) -> Result<(), Error> {
     if q.run.format != RunFormat::Text || q.run.junit.is_some() {
         return Err(Error::usage(
             "qualify writes its bundle only: --format and --junit do not apply",
             Some("give --out DIR for the bundle; it gets the reports, the JUnit file and the summary"),
         ));
     }
+    Ok(())
+}
+
+pub(crate) fn qualify(q: QualifyArgs) -> Result<ExitCode, Error> {
+    let repeat = q.run.repeat.unwrap_or(3);
+    check_options(&q)?;
     let mut q = q;
     let bundle = match (q.run.out.take(), q.bundle.take()) {
         (Some(_), Some(_)) => {
