@@ -245,6 +245,46 @@ fn pid_namespace_host_uses_agent() -> Result<(), Failed> {
     Ok(())
 }
 
+/// Host b's actors run as another user (the launcher is `setpriv` to
+/// nobody, as an ssh login to another account would be): they cannot open
+/// what lockcheck made here. That is not a locking result: the trials
+/// error, naming the host and what to do, and none fails.
+fn other_user_on_host_b_errors() -> Result<(), Failed> {
+    let d = scratch("otheruser");
+    let target = format!("t={}", d.join("dir").display());
+    let host = "b=setpriv --reuid=65534 --regid=65534 --clear-groups";
+    let out = d.join("out");
+    let o = lockcheck(&[
+        "run",
+        "--target",
+        &target,
+        "--host",
+        host,
+        "--out",
+        out.to_str().ok_or("utf8")?,
+        "cross-client-exclusion",
+    ]);
+    if o.status.code() != Some(1) {
+        return Err(format!(
+            "exit {:?}, expected 1 (errors)\n{}",
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr)
+        )
+        .into());
+    }
+    let r = report(&out, "t")?;
+    for m in ["flock", "posix", "ofd"] {
+        expect_status(&r, "cross-client-exclusion", m, "error")?;
+        let t = result(&r, "cross-client-exclusion", m)?;
+        let why = t["reason"].as_str().unwrap_or("");
+        if !why.contains("on host b") || !why.contains("same user") {
+            return Err(format!("{m}: reason {why:?}").into());
+        }
+    }
+    let _ = std::fs::remove_dir_all(&d);
+    Ok(())
+}
+
 /// The cross-client scenarios fail under the mutation each is meant to
 /// catch, with the second client in a network namespace (the actors there
 /// load the shim too): record locks that cover the whole file, an
@@ -508,6 +548,11 @@ fn main() {
             "pid_namespace_host_uses_agent",
             pid_namespace_host_uses_agent,
             &["unshare", "nsenter"][..],
+        ),
+        (
+            "other_user_on_host_b_errors",
+            other_user_on_host_b_errors,
+            &["setpriv"][..],
         ),
         (
             "cross_client_scenarios_catch_their_mutations",

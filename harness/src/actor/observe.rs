@@ -186,9 +186,23 @@ pub(crate) trait ProcView {
 }
 
 /// Whether a process has been killed and is on its way out: gone, a zombie,
-/// or SIGKILL pending (it may be stuck finishing a call, like an NFS unlock
-/// waiting for the network).
+/// exiting, or SIGKILL pending (it may be stuck finishing a call, like an
+/// NFS unlock waiting for the network).
 pub(crate) fn is_dying(pid: i32) -> bool {
+    // Already exiting: SIGKILL was taken, and the process waits in its
+    // exit for what closing its files needs (an NFS unlock over a link that
+    // is down) -- in state D, with no signal pending any more, so only the
+    // kernel's PF_EXITING flag (field 9 of /proc/PID/stat) shows it.
+    const PF_EXITING: u64 = 0x4;
+    if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        let flags = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(6))
+            .and_then(|f| f.parse::<u64>().ok());
+        if flags.is_some_and(|f| f & PF_EXITING != 0) {
+            return true;
+        }
+    }
     let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
         return true;
     };
@@ -256,6 +270,45 @@ const LOCK_WAIT_SITES: &[&str] = &[
     "__break_lease",
     "break_lease",
 ];
+
+/// Where a task sleeps (`/proc/PID/wchan`, which its own user may read) when
+/// that alone says it waits behind another holder: the local lock table's
+/// waits, the NFSv4 client between retries of a denied LOCK (its retry loop
+/// is inlined into `nfs4_proc_setlk`), the NLM client waiting for GRANTED,
+/// the SMB client behind a lock it knows of. Used only when neither the
+/// system call nor the kernel stack can be read: User-Mode Linux has no
+/// `/proc/PID/syscall` and the stack is root's, so an unprivileged lockcheck
+/// in the NFS lab has only this (and `/proc/locks`, which NFSv4 waiters are
+/// not in). An RPC to the server sleeps elsewhere (`rpc_wait_bit_killable`,
+/// in state D), so a task seen here in state S was refused and waits.
+const LOCK_WAIT_WCHANS: &[&str] = &[
+    "nfs4_proc_setlk",
+    "nfs4_retry_setlk",
+    "nlmclnt_block",
+    "locks_lock_inode_wait",
+    "locks_lock_file_wait",
+    "flock_lock_inode_wait",
+    "posix_lock_inode_wait",
+    "fcntl_setlk",
+    "__do_sys_flock",
+    "cifs_setlk",
+];
+
+/// Whether a task in system call `nr`, asleep (state S) in kernel function
+/// `wchan`, waits for a lock (see [`LOCK_WAIT_WCHANS`]): for flock and fcntl
+/// one of those; for an open or truncate, a lease break.
+pub(crate) fn wchan_lock_wait(wchan: &str, nr: i64) -> Option<String> {
+    let waits = if nr == libc::SYS_flock || nr == libc::SYS_fcntl {
+        LOCK_WAIT_WCHANS.contains(&wchan)
+    } else {
+        wchan.contains("break_lease")
+    };
+    waits.then(|| {
+        format!(
+            "asleep in {wchan} (wchan; the system call and the kernel stack cannot be read here)"
+        )
+    })
+}
 
 /// Where the stack shows the task waiting for a lock (the wait site and the
 /// system call entry) when the task is in the call `nr`; `None` when it
@@ -515,7 +568,17 @@ impl BlockDetector {
                     }
                     Some(true)
                 }
-                None => None,
+                None => match view
+                    .wchan(self.tid)
+                    .filter(|_| state == 'S')
+                    .and_then(|w| wchan_lock_wait(&w, self.sig.nr))
+                {
+                    Some(w) => {
+                        site = Some(w);
+                        Some(true)
+                    }
+                    None => None,
+                },
             },
         };
         self.stable += 1;
@@ -675,6 +738,16 @@ pub(crate) fn describe_process(pid: i32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wchan_is_a_lock_wait_only_where_a_refused_lock_sleeps() {
+        assert!(wchan_lock_wait("nfs4_proc_setlk", libc::SYS_fcntl).is_some());
+        assert!(wchan_lock_wait("nfs4_proc_setlk", libc::SYS_flock).is_some());
+        assert!(wchan_lock_wait("rpc_wait_bit_killable", libc::SYS_fcntl).is_none());
+        assert!(wchan_lock_wait("do_epoll_wait", libc::SYS_fcntl).is_none());
+        assert!(wchan_lock_wait("nfs4_proc_setlk", libc::SYS_openat2).is_none());
+        assert!(wchan_lock_wait("__break_lease", libc::SYS_openat2).is_some());
+    }
 
     #[test]
     fn an_open_is_openat2_or_the_fallback_openat() {

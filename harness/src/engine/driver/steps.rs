@@ -355,6 +355,36 @@ impl Driver<'_> {
                 verdict.is_err()
                     && judge::passes_without(&step.expect, observed, &who, |o| ran_out(o).is_some())
             });
+        // An open refused by permissions where the step expected it to
+        // succeed: the user an actor runs as (on another host, the one its
+        // launcher logs in as) cannot reach the files lockcheck made. The
+        // trial cannot run there; that says nothing about locking.
+        let denied_errno = |o: &Observed| matches!(o, Observed::Returned(Outcome::Failed { errno }) if *errno == libc::EACCES || *errno == libc::EPERM);
+        let denied = (matches!(step.op, Op::Open { .. })
+            && verdict.is_err()
+            && judge::passes_without(&step.expect, observed, &who, denied_errno))
+        .then(|| {
+            observed
+                .iter()
+                .zip(&calls)
+                .zip(&step.actors)
+                .find(|((o, _), _)| denied_errno(o))
+                .map(|((o, call), &a)| {
+                    let errno = match o {
+                        Observed::Returned(Outcome::Failed { errno }) => *errno,
+                        _ => 0,
+                    };
+                    format!(
+                        "step {} (line {}): {call} by actor {} on host {} returned {}: the user it runs as there cannot open the files lockcheck makes — not a locking result (actors on other hosts must run as the same user as lockcheck, or as root)",
+                        step.number,
+                        step.pos.line,
+                        names[a],
+                        self.pool.host_name(self.pool.actors[a].host),
+                        crate::spec::errno::name(errno),
+                    )
+                })
+        })
+        .flatten();
         let record = StepRecord {
             step: step.number,
             line: step.pos.line,
@@ -374,6 +404,7 @@ impl Driver<'_> {
         let stop = match (unsupported, verdict) {
             (Some(why), _) => Some(Stop::Skip(why)),
             (None, Err(_)) if exhausted.is_some() => exhausted.map(Stop::Error),
+            (None, Err(_)) if denied.is_some() => denied.map(Stop::Error),
             (None, Ok(())) => None,
             (None, Err(why)) => Some(Stop::Fail(Failure {
                 step: step.number,
