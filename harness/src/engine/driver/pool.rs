@@ -271,8 +271,7 @@ impl<'a> ActorPool<'a> {
                 // (pid numbers of another machine must never be signalled here).
                 let known = !h.boot_id.is_empty() && h.pidns != 0;
                 a.shared_clock = here || (known && h.boot_id == self.me.boot_id);
-                a.local_view =
-                    here || (a.shared_clock && h.pidns == self.me.pidns && proc_readable(h.pid));
+                a.local_view = here || (a.shared_clock && h.pidns == self.me.pidns);
                 if a.local_view && a.pidfd.is_none() {
                     // Started through a launcher that exec'd it (ip netns exec):
                     // a process the harness can see and watch.
@@ -1057,16 +1056,4 @@ fn peer_pid(s: &UnixStream) -> Option<i32> {
         )
     };
     (r == 0).then_some(cred.pid)
-}
-
-/// Whether this process may read `/proc/PID/syscall` of a process it did
-/// not start: not when that process is in another user namespace (an
-/// unprivileged lockcheck runs in one of its own, and an actor started
-/// through ssh, as the same user, is outside it). Such an actor is watched
-/// through the agent on its host, which the kernel lets read it.
-fn proc_readable(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/syscall")) {
-        Ok(_) => true,
-        Err(e) => e.kind() != std::io::ErrorKind::PermissionDenied,
-    }
 }

@@ -374,13 +374,25 @@ impl Driver<'_> {
                         Observed::Returned(Outcome::Failed { errno }) => *errno,
                         _ => 0,
                     };
+                    let host = self.pool.actors[a].host;
+                    let remote = self
+                        .env
+                        .hosts
+                        .get(host)
+                        .is_some_and(|h| h.launcher.is_some());
                     format!(
-                        "step {} (line {}): {call} by actor {} on host {} returned {}: the user it runs as there cannot open the files lockcheck makes — not a locking result (actors on other hosts must run as the same user as lockcheck, or as root)",
+                        "step {} (line {}): {call} by actor {} on host {} returned {}: the user it runs as {} cannot open the files lockcheck makes — not a locking result{}",
                         step.number,
                         step.pos.line,
                         names[a],
-                        self.pool.host_name(self.pool.actors[a].host),
+                        self.pool.host_name(host),
                         crate::spec::errno::name(errno),
+                        if remote { "there" } else { "here" },
+                        if remote {
+                            " (actors on other hosts must run as the same user as lockcheck, or as root)"
+                        } else {
+                            ""
+                        },
                     )
                 })
         })
