@@ -142,6 +142,19 @@ fn expect_status(r: &Value, scenario: &str, mech: &str, status: &str) -> Result<
     Ok(())
 }
 
+/// lockcheck's exit status must be `code`; `why` says why in the failure.
+fn expect_exit(o: &Output, code: i32, why: &str) -> Result<(), Failed> {
+    if o.status.code() != Some(code) {
+        return Err(format!(
+            "lockcheck exited {:?}, expected {code} ({why})\n{}",
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr)
+        )
+        .into());
+    }
+    Ok(())
+}
+
 fn run_ok(args: &[&str]) -> Result<(), Failed> {
     let o = lockcheck(args);
     if !o.status.success() {
@@ -264,14 +277,7 @@ fn other_user_on_host_b_errors() -> Result<(), Failed> {
         out.to_str().ok_or("utf8")?,
         "cross-client-exclusion",
     ]);
-    if o.status.code() != Some(1) {
-        return Err(format!(
-            "exit {:?}, expected 1 (errors)\n{}",
-            o.status.code(),
-            String::from_utf8_lossy(&o.stderr)
-        )
-        .into());
-    }
+    expect_exit(&o, 1, "errors")?;
     let r = report(&out, "t")?;
     for m in ["flock", "posix", "ofd"] {
         expect_status(&r, "cross-client-exclusion", m, "error")?;
@@ -341,14 +347,7 @@ fn cross_client_scenarios_catch_their_mutations() -> Result<(), Failed> {
             .env("LOCKCHECK_MUTATION_DIR", &dir)
             .output()
             .map_err(|e| format!("running lockcheck: {e}"))?;
-        if o.status.code() != Some(1) {
-            return Err(format!(
-                "mutation {mode}: lockcheck exited {:?}, not 1\n{}",
-                o.status.code(),
-                String::from_utf8_lossy(&o.stderr)
-            )
-            .into());
-        }
+        expect_exit(&o, 1, &format!("mutation {mode}"))?;
         let r = report(&out, "t")?;
         for (scenario, mech) in must_fail {
             expect_status(&r, scenario, mech, "fail")
@@ -392,14 +391,11 @@ fn global_fault_is_shared_by_all_targets() -> Result<(), Failed> {
         out.to_str().ok_or("utf8")?,
         "server-restart",
     ]);
-    if o.status.code() != Some(1) {
-        return Err(format!(
-            "exit {:?} (expected 1: on a local filesystem the cut-off holder keeps its lock)\n{}",
-            o.status.code(),
-            String::from_utf8_lossy(&o.stderr)
-        )
-        .into());
-    }
+    expect_exit(
+        &o,
+        1,
+        "on a local filesystem the cut-off holder keeps its lock",
+    )?;
     let restarts = std::fs::read_to_string(&log).map_err(|e| e.to_string())?;
     if restarts.lines().count() != 1 {
         return Err(format!("the restart ran {} times", restarts.lines().count()).into());

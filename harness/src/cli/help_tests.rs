@@ -34,14 +34,18 @@ fn listed_options(help: &str) -> Vec<String> {
     names
 }
 
-/// Values to try for an option or argument, first its own possible values.
-fn candidates(arg: &clap::Arg) -> Vec<String> {
-    let mut v: Vec<String> = arg
-        .get_possible_values()
+/// The values the help lists for an option (its visible possible values).
+fn listed_values(arg: &clap::Arg) -> Vec<String> {
+    arg.get_possible_values()
         .iter()
         .filter(|p| !p.is_hide_set())
         .map(|p| p.get_name().to_string())
-        .collect();
+        .collect()
+}
+
+/// Values to try for an option or argument, first its own possible values.
+fn candidates(arg: &clap::Arg) -> Vec<String> {
+    let mut v = listed_values(arg);
     v.extend(
         [
             "1",
@@ -99,18 +103,13 @@ fn accepted(sub: Option<&clap::Command>, name: &str) -> Result<(), String> {
         base.extend(v);
     }
     let mut tried = Vec::new();
-    let listed: Vec<String> = arg
-        .get_possible_values()
-        .iter()
-        .filter(|p| !p.is_hide_set())
-        .map(|p| p.get_name().to_string())
-        .collect();
+    let listed = listed_values(arg);
     let values: Vec<Option<String>> = if arg.get_action().takes_values() {
         candidates(arg).into_iter().map(Some).collect()
     } else {
         vec![None]
     };
-    let mut passed = Vec::new();
+    let mut passed = false;
     for v in values {
         let mut argv = base.clone();
         argv.push(format!("--{name}"));
@@ -119,7 +118,7 @@ fn accepted(sub: Option<&clap::Command>, name: &str) -> Result<(), String> {
             Ok(m) => {
                 let cli = Cli::from_arg_matches(&m).map_err(|e| format!("{argv:?}: {e}"))?;
                 command_checks(&cli).map_err(|e| format!("{argv:?}: {e}"))?;
-                passed.push(v.clone());
+                passed = true;
                 // Every value the help lists; else one value is enough.
                 if !v.as_ref().is_some_and(|v| listed.contains(v)) {
                     return Ok(());
@@ -131,7 +130,7 @@ fn accepted(sub: Option<&clap::Command>, name: &str) -> Result<(), String> {
             Err(e) => tried.push(format!("{argv:?}: {}", e.kind())),
         }
     }
-    if !passed.is_empty() {
+    if passed {
         return Ok(());
     }
     Err(format!("--{name} is refused with every value: {tried:?}"))

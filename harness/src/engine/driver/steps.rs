@@ -359,28 +359,33 @@ impl Driver<'_> {
         // succeed: the user an actor runs as (on another host, the one its
         // launcher logs in as) cannot reach the files lockcheck made. The
         // trial cannot run there; that says nothing about locking.
-        let denied_errno = |o: &Observed| matches!(o, Observed::Returned(Outcome::Failed { errno }) if *errno == libc::EACCES || *errno == libc::EPERM);
+        let denied_errno = |o: &Observed| match o {
+            Observed::Returned(Outcome::Failed { errno })
+                if *errno == libc::EACCES || *errno == libc::EPERM =>
+            {
+                Some(*errno)
+            }
+            _ => None,
+        };
         let denied = (matches!(step.op, Op::Open { .. })
             && verdict.is_err()
-            && judge::passes_without(&step.expect, observed, &who, denied_errno))
+            && judge::passes_without(&step.expect, observed, &who, |o| {
+                denied_errno(o).is_some()
+            }))
         .then(|| {
             observed
                 .iter()
                 .zip(&calls)
                 .zip(&step.actors)
-                .find(|((o, _), _)| denied_errno(o))
-                .map(|((o, call), &a)| {
-                    let errno = match o {
-                        Observed::Returned(Outcome::Failed { errno }) => *errno,
-                        _ => 0,
-                    };
+                .find_map(|((o, call), &a)| {
+                    let errno = denied_errno(o)?;
                     let host = self.pool.actors[a].host;
                     let remote = self
                         .env
                         .hosts
                         .get(host)
                         .is_some_and(|h| h.launcher.is_some());
-                    format!(
+                    Some(format!(
                         "step {} (line {}): {call} by actor {} on host {} returned {}: the user it runs as {} cannot open the files lockcheck makes — not a locking result{}",
                         step.number,
                         step.pos.line,
@@ -393,7 +398,7 @@ impl Driver<'_> {
                         } else {
                             ""
                         },
-                    )
+                    ))
                 })
         })
         .flatten();
